@@ -1,0 +1,18 @@
+//! Runnel's actor runtime and the actors a node runs.
+//!
+//! Start from [`Node`]: it spawns actors ([`Actor`], [`Handler`]) behind bounded mailboxes,
+//! hands back an [`Addr`] to `tell` or `ask` them, restarts them when they fail
+//! ([`RestartPolicy`]) and shuts everything down with one reason. [`transport::Transport`]
+//! carries typed messages between nodes over TCP. Everything runs on tokio tasks and no OS
+//! threads, so the same code runs under madsim's simulator (`--cfg madsim`).
+//!
+//! Server actors live in their own modules: [`counter`] is the first, a durable counter
+//! that proves the simulator before the broker exists.
+
+mod actor;
+pub mod counter;
+mod node;
+pub mod transport;
+
+pub use actor::{Actor, ActorError, Addr, AskError, Context, Handler, MailboxError, Message, TimerId};
+pub use node::{Node, RestartPolicy, ShutdownReason};

@@ -1,0 +1,89 @@
+//! The `Disk` trait: the file operations a log needs, and nothing that hides durability.
+//!
+//! Durability follows POSIX as ext4 gives it: file contents are durable after
+//! [`DiskFile::sync_data`]; a create, rename or remove is durable only after
+//! [`Disk::sync_dir`] on the directory holding the name.
+
+mod mem;
+mod real;
+#[cfg(madsim)]
+mod sim;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use mem::{DiskFaults, MemDisk};
+pub use real::RealDisk;
+#[cfg(madsim)]
+pub use sim::SimDisks;
+
+pub type DiskResult<T> = Result<T, DiskError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    #[error("{path}: no such file or directory")]
+    NotFound { path: PathBuf },
+    #[error("{path}: already exists")]
+    AlreadyExists { path: PathBuf },
+    #[error("{path}: no space left on the device")]
+    NoSpace { path: PathBuf },
+    #[error("{path}: {op} failed (fault injected by the simulator)")]
+    Injected { path: PathBuf, op: &'static str },
+    #[error("{path}: the file handle predates a crash of its node and is no longer valid")]
+    Stale { path: PathBuf },
+    #[error("{path}: {op} failed: {source}")]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How [`Disk::open`] treats an existing or missing file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create the file; fail if it exists.
+    CreateNew,
+    /// Open the file, creating it empty if missing.
+    Create,
+    /// Open an existing file; fail if missing.
+    Existing,
+}
+
+/// A directory tree of files, as a node's log sees it.
+#[async_trait]
+pub trait Disk: Send + Sync + fmt::Debug {
+    async fn open(&self, path: &Path, mode: OpenMode) -> DiskResult<Arc<dyn DiskFile>>;
+    /// Atomically replaces `to` with `from`.
+    async fn rename(&self, from: &Path, to: &Path) -> DiskResult<()>;
+    async fn remove(&self, path: &Path) -> DiskResult<()>;
+    async fn create_dir_all(&self, path: &Path) -> DiskResult<()>;
+    /// The names (not paths) of the entries of a directory, sorted.
+    async fn list_dir(&self, path: &Path) -> DiskResult<Vec<String>>;
+    /// Makes creates, renames and removes of names in this directory durable.
+    async fn sync_dir(&self, path: &Path) -> DiskResult<()>;
+    async fn exists(&self, path: &Path) -> DiskResult<bool>;
+}
+
+/// An open file. Handles are shared (`Arc`) and safe to use from several tasks.
+#[async_trait]
+pub trait DiskFile: Send + Sync + fmt::Debug {
+    fn path(&self) -> &Path;
+    async fn len(&self) -> DiskResult<u64>;
+    async fn write_at(&self, offset_bytes: u64, data: &[u8]) -> DiskResult<()>;
+    /// Writes at the end of the file and returns the offset the data starts at.
+    async fn append(&self, data: &[u8]) -> DiskResult<u64>;
+    /// Reads up to `len_bytes`; fewer only at the end of the file.
+    async fn read_at(&self, offset_bytes: u64, len_bytes: usize) -> DiskResult<Bytes>;
+    async fn truncate(&self, len_bytes: u64) -> DiskResult<()>;
+    /// Makes the file's contents durable.
+    async fn sync_data(&self) -> DiskResult<()>;
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,193 @@
+//! The `Disk` on the machine's file system.
+//!
+//! Reads and writes go through positional `pread`/`pwrite`, which land in the page cache
+//! and return quickly. fsync can take milliseconds to seconds, so it runs on tokio's
+//! blocking pool and never stalls an executor thread (under madsim the same call compiles
+//! and runs inline, but simulations use `MemDisk`).
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+
+use super::{Disk, DiskError, DiskFile, DiskResult, OpenMode};
+
+/// The real file system, rooted nowhere in particular: paths are used as given.
+#[derive(Debug, Default, Clone)]
+pub struct RealDisk;
+
+impl RealDisk {
+    pub fn new() -> Self {
+        RealDisk
+    }
+}
+
+fn io_error(path: &Path, op: &'static str, source: std::io::Error) -> DiskError {
+    match source.kind() {
+        std::io::ErrorKind::NotFound => DiskError::NotFound {
+            path: path.to_path_buf(),
+        },
+        std::io::ErrorKind::AlreadyExists => DiskError::AlreadyExists {
+            path: path.to_path_buf(),
+        },
+        std::io::ErrorKind::StorageFull => DiskError::NoSpace {
+            path: path.to_path_buf(),
+        },
+        _ => DiskError::Io {
+            path: path.to_path_buf(),
+            op,
+            source,
+        },
+    }
+}
+
+/// Runs a slow call on the blocking pool; a panic or cancellation there is an I/O error.
+async fn blocking<T: Send + 'static>(
+    path: &Path,
+    op: &'static str,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> DiskResult<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(|e| io_error(path, op, e)),
+        Err(join_error) => Err(io_error(
+            path,
+            op,
+            std::io::Error::other(join_error.to_string()),
+        )),
+    }
+}
+
+#[async_trait]
+impl Disk for RealDisk {
+    async fn open(&self, path: &Path, mode: OpenMode) -> DiskResult<Arc<dyn DiskFile>> {
+        let mut options = OpenOptions::new();
+        options.read(true).write(true);
+        match mode {
+            OpenMode::CreateNew => options.create_new(true),
+            OpenMode::Create => options.create(true),
+            OpenMode::Existing => &mut options,
+        };
+        let file = options.open(path).map_err(|e| io_error(path, "open", e))?;
+        let len_bytes = file
+            .metadata()
+            .map_err(|e| io_error(path, "stat", e))?
+            .len();
+        Ok(Arc::new(RealFile {
+            path: path.to_path_buf(),
+            file: Arc::new(file),
+            end_bytes: Mutex::new(len_bytes),
+        }))
+    }
+
+    async fn rename(&self, from: &Path, to: &Path) -> DiskResult<()> {
+        std::fs::rename(from, to).map_err(|e| io_error(from, "rename", e))
+    }
+
+    async fn remove(&self, path: &Path) -> DiskResult<()> {
+        std::fs::remove_file(path).map_err(|e| io_error(path, "remove", e))
+    }
+
+    async fn create_dir_all(&self, path: &Path) -> DiskResult<()> {
+        std::fs::create_dir_all(path).map_err(|e| io_error(path, "create_dir_all", e))
+    }
+
+    async fn list_dir(&self, path: &Path) -> DiskResult<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(path).map_err(|e| io_error(path, "list_dir", e))? {
+            let entry = entry.map_err(|e| io_error(path, "list_dir", e))?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    async fn sync_dir(&self, path: &Path) -> DiskResult<()> {
+        let owned = path.to_path_buf();
+        blocking(path, "sync_dir", move || File::open(owned)?.sync_all()).await
+    }
+
+    async fn exists(&self, path: &Path) -> DiskResult<bool> {
+        path.try_exists().map_err(|e| io_error(path, "stat", e))
+    }
+}
+
+#[derive(Debug)]
+struct RealFile {
+    path: PathBuf,
+    file: Arc<File>,
+    /// Where the next append goes; appends are serialised through this lock.
+    end_bytes: Mutex<u64>,
+}
+
+impl RealFile {
+    fn end(&self) -> std::sync::MutexGuard<'_, u64> {
+        // A panic while holding this lock leaves a plain integer behind: still valid.
+        self.end_bytes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[async_trait]
+impl DiskFile for RealFile {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn len(&self) -> DiskResult<u64> {
+        Ok(*self.end())
+    }
+
+    async fn write_at(&self, offset_bytes: u64, data: &[u8]) -> DiskResult<()> {
+        let mut end = self.end();
+        self.file
+            .write_all_at(data, offset_bytes)
+            .map_err(|e| io_error(&self.path, "write", e))?;
+        *end = (*end).max(offset_bytes + data.len() as u64);
+        Ok(())
+    }
+
+    async fn append(&self, data: &[u8]) -> DiskResult<u64> {
+        let mut end = self.end();
+        let offset_bytes = *end;
+        self.file
+            .write_all_at(data, offset_bytes)
+            .map_err(|e| io_error(&self.path, "append", e))?;
+        *end += data.len() as u64;
+        Ok(offset_bytes)
+    }
+
+    async fn read_at(&self, offset_bytes: u64, len_bytes: usize) -> DiskResult<Bytes> {
+        let mut buf = BytesMut::zeroed(len_bytes);
+        let mut filled = 0;
+        while filled < len_bytes {
+            let n = self
+                .file
+                .read_at(&mut buf[filled..], offset_bytes + filled as u64)
+                .map_err(|e| io_error(&self.path, "read", e))?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        buf.truncate(filled);
+        Ok(buf.freeze())
+    }
+
+    async fn truncate(&self, len_bytes: u64) -> DiskResult<()> {
+        let mut end = self.end();
+        self.file
+            .set_len(len_bytes)
+            .map_err(|e| io_error(&self.path, "truncate", e))?;
+        *end = len_bytes;
+        Ok(())
+    }
+
+    async fn sync_data(&self) -> DiskResult<()> {
+        let file = self.file.clone();
+        blocking(&self.path, "fsync", move || file.sync_data()).await
+    }
+}
