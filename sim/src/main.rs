@@ -1,1 +1,268 @@
-fn main(){}
+//! `runnel-sim`: run one seed, or sweep many, and say exactly what clients saw.
+//!
+//! Build it with `--cfg madsim` (see `ci/sim`); a normal build only explains that.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use runnel_sim::{Fault, Policy, SimOptions};
+
+#[derive(Parser)]
+#[command(name = "runnel-sim", about = "Runnel's deterministic simulator: seeded runs with faults, checked")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one seed and print `seed=S ops=N anomalies=K history=SHA256`.
+    Run {
+        #[arg(long)]
+        seed: u64,
+        #[command(flatten)]
+        scenario: ScenarioArgs,
+        /// Write the history, one JSON operation per line, to this file.
+        #[arg(long)]
+        history: Option<std::path::PathBuf>,
+        /// Run the seed twice and fail unless both runs agree exactly (also switched on
+        /// by the MADSIM_TEST_CHECK_DETERMINISM environment variable).
+        #[arg(long)]
+        check_determinism: bool,
+    },
+    /// Run a range of seeds, two at a time, and print each failure with its replay command.
+    Sweep {
+        /// A range such as 0..500 (end excluded).
+        #[arg(long)]
+        seeds: String,
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
+        #[command(flatten)]
+        scenario: ScenarioArgs,
+    },
+}
+
+#[derive(Args, Clone)]
+struct ScenarioArgs {
+    #[arg(long, default_value_t = 3)]
+    servers: u64,
+    #[arg(long, default_value_t = 3)]
+    clients: u64,
+    /// Simulated seconds of workload and faults before healing.
+    #[arg(long, default_value_t = 20)]
+    duration_secs: u64,
+    #[arg(long, value_enum, default_value_t = Policy::FsyncBeforeAck)]
+    policy: Policy,
+    #[arg(long, default_value_t = 1000)]
+    flush_interval_ms: u64,
+    /// Faults the nemesis may inject, comma separated, or `none`.
+    #[arg(long, default_value = "kill,clog-node,clog-link,partition,swizzle,disk")]
+    faults: String,
+}
+
+impl ScenarioArgs {
+    fn options(&self, seed: u64) -> Result<SimOptions, String> {
+        if !(1..=50).contains(&self.servers) || !(1..=50).contains(&self.clients) {
+            return Err("--servers and --clients must be between 1 and 50".into());
+        }
+        let mut faults = Vec::new();
+        if self.faults != "none" {
+            for name in self.faults.split(',') {
+                let fault = <Fault as clap::ValueEnum>::from_str(name.trim(), true)
+                    .map_err(|_| format!("unknown fault {name:?}; choose from kill, clog-node, clog-link, partition, swizzle, disk, or none"))?;
+                faults.push(fault);
+            }
+        }
+        Ok(SimOptions {
+            seed,
+            servers: self.servers,
+            clients: self.clients,
+            duration: Duration::from_secs(self.duration_secs),
+            policy: self.policy,
+            flush_interval: Duration::from_millis(self.flush_interval_ms.max(1)),
+            faults,
+        })
+    }
+}
+
+fn parse_range(text: &str) -> Result<std::ops::Range<u64>, String> {
+    let (a, b) = text
+        .split_once("..")
+        .ok_or_else(|| format!("--seeds wants a range like 0..500, not {text:?}"))?;
+    let parse = |s: &str| s.trim().parse::<u64>().map_err(|e| format!("bad seed {s:?} in --seeds: {e}"));
+    let range = parse(a)?..parse(b)?;
+    if range.is_empty() {
+        return Err(format!("--seeds {text} is empty"));
+    }
+    Ok(range)
+}
+
+fn main() -> ExitCode {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("runnel-sim: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(not(madsim))]
+fn run(cli: Cli) -> Result<ExitCode, String> {
+    // Argument mistakes are reported first, the same way in both builds.
+    match &cli.command {
+        Command::Run { seed, scenario, .. } => scenario.options(*seed).map(drop)?,
+        Command::Sweep { seeds, scenario, .. } => scenario.options(parse_range(seeds)?.start).map(drop)?,
+    }
+    Err("this binary was built without the simulator. Build and run it with ci/sim (RUSTFLAGS=\"--cfg madsim\"), e.g. `ci/sim run --seed 1`".into())
+}
+
+#[cfg(madsim)]
+fn run(cli: Cli) -> Result<ExitCode, String> {
+    match cli.command {
+        Command::Run {
+            seed,
+            scenario,
+            history,
+            check_determinism,
+        } => {
+            let opts = scenario.options(seed)?;
+            let check = check_determinism || std::env::var_os("MADSIM_TEST_CHECK_DETERMINISM").is_some();
+            let wall = std::time::Instant::now();
+            // The simulator fakes the clock on the thread it runs on, so the wall clock is
+            // read here and the runs happen on their own thread.
+            let run_opts = opts.clone();
+            let runs = std::thread::spawn(move || {
+                if check {
+                    let (first, second) = runnel_sim::run_seed_twice(&run_opts);
+                    (first, Some(second))
+                } else {
+                    (runnel_sim::run_seed(&run_opts), None)
+                }
+            })
+            .join()
+            .map_err(|_| format!("seed {seed} panicked; replay: {}", opts.replay_command()))?;
+            let report = if let (first, Some(second)) = runs {
+                if let Some(diff) = first_difference(&first, &second) {
+                    println!("{}", first.summary());
+                    println!("NONDETERMINISM: seed {seed} gave two different runs: {diff}");
+                    println!("replay: {}", opts.replay_command());
+                    return Ok(ExitCode::FAILURE);
+                }
+                eprintln!("determinism: seed {seed} ran twice with identical histories and RNG draws");
+                first
+            } else {
+                runs.0
+            };
+            let wall = wall.elapsed();
+            if let Some(path) = history {
+                std::fs::write(&path, &report.history)
+                    .map_err(|e| format!("cannot write the history to {}: {e}", path.display()))?;
+            }
+            eprintln!(
+                "simulated {:.1} s in {:.2} s of wall time ({:.0}x), {} faults injected",
+                report.simulated.as_secs_f64(),
+                wall.as_secs_f64(),
+                report.simulated.as_secs_f64() / wall.as_secs_f64().max(1e-9),
+                report.faults_injected
+            );
+            for anomaly in report.anomalies.iter().take(20) {
+                println!("anomaly: {}", serde_json::to_string(anomaly).expect("plain JSON"));
+            }
+            if report.anomalies.len() > 20 {
+                println!("... and {} more anomalies", report.anomalies.len() - 20);
+            }
+            println!("{}", report.summary());
+            if report.anomalies.is_empty() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("replay: {}", opts.replay_command());
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        Command::Sweep { seeds, jobs, scenario } => sweep(parse_range(&seeds)?, jobs.clamp(1, 64), &scenario),
+    }
+}
+
+#[cfg(madsim)]
+fn first_difference(a: &runnel_sim::RunReport, b: &runnel_sim::RunReport) -> Option<String> {
+    if let Some((i, (x, y))) = a.history.lines().zip(b.history.lines()).enumerate().find(|(_, (x, y))| x != y) {
+        return Some(format!("history line {i} differs:\n  first:  {x}\n  second: {y}"));
+    }
+    if a.history.len() != b.history.len() {
+        return Some("one history is longer than the other".into());
+    }
+    if a.rng_fingerprint != b.rng_fingerprint {
+        return Some("same history, but the simulator's random draws diverged".into());
+    }
+    None
+}
+
+#[cfg(madsim)]
+fn sweep(seeds: std::ops::Range<u64>, jobs: usize, scenario: &ScenarioArgs) -> Result<ExitCode, String> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    scenario.options(seeds.start)?;
+    let total = seeds.end - seeds.start;
+    let next = Arc::new(AtomicU64::new(seeds.start));
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let wall = std::time::Instant::now();
+    let mut threads = Vec::new();
+    for _ in 0..jobs {
+        let (next, results, scenario, end) = (next.clone(), results.clone(), scenario.clone(), seeds.end);
+        threads.push(std::thread::spawn(move || loop {
+            let seed = next.fetch_add(1, Ordering::SeqCst);
+            if seed >= end {
+                return;
+            }
+            let opts = scenario.options(seed).expect("validated before the sweep");
+            let outcome = std::panic::catch_unwind(|| runnel_sim::run_seed(&opts));
+            let line = match &outcome {
+                Ok(report) if report.anomalies.is_empty() => None,
+                Ok(report) => Some(format!("FAIL {} lost_writes={}\n  replay: {}", report.summary(), report.lost_writes(), opts.replay_command())),
+                Err(_) => Some(format!("PANIC seed={seed}\n  replay: {}", opts.replay_command())),
+            };
+            if let Some(line) = &line {
+                println!("{line}");
+            }
+            let simulated = outcome.as_ref().map_or(0.0, |r| r.simulated.as_secs_f64());
+            results
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((seed, line.is_some(), simulated));
+        }));
+    }
+    for t in threads {
+        t.join().map_err(|_| "a sweep thread died".to_string())?;
+    }
+    let wall = wall.elapsed().as_secs_f64();
+    let results = results.lock().unwrap_or_else(|p| p.into_inner());
+    let failed: Vec<u64> = {
+        let mut f: Vec<u64> = results.iter().filter(|r| r.1).map(|r| r.0).collect();
+        f.sort_unstable();
+        f
+    };
+    let simulated: f64 = results.iter().map(|r| r.2).sum();
+    println!(
+        "sweep: {total} seeds, {} failed, {:.1} s wall, {:.0} seeds/min, {:.0} simulated s per wall s",
+        failed.len(),
+        wall,
+        total as f64 / wall * 60.0,
+        simulated / wall
+    );
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("failed seeds: {failed:?}");
+        Ok(ExitCode::FAILURE)
+    }
+}

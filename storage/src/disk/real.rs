@@ -50,7 +50,10 @@ async fn blocking<T: Send + 'static>(
     op: &'static str,
     f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
 ) -> DiskResult<T> {
-    match tokio::task::spawn_blocking(f).await {
+    // madsim deprecates spawn_blocking; simulations use MemDisk, so this never runs there.
+    #[allow(deprecated)]
+    let joined = tokio::task::spawn_blocking(f).await;
+    match joined {
         Ok(result) => result.map_err(|e| io_error(path, op, e)),
         Err(join_error) => Err(io_error(
             path,
