@@ -153,7 +153,7 @@ impl Actor for CounterService {
             self.disk.sync_dir(&self.dir).await.map_err(fail)?;
         }
         let len_bytes = file.len().await.map_err(fail)?;
-        let log = file.read_at(0, len_bytes as usize).await.map_err(fail)?;
+        let log = read_stable(file.as_ref(), len_bytes).await?;
         let (ids, valid_bytes) = decode_records(&log);
         if (valid_bytes as u64) < len_bytes {
             tracing::warn!(
@@ -171,6 +171,31 @@ impl Actor for CounterService {
         }
         Ok(())
     }
+}
+
+/// Reads to agree before recovery trusts them.
+const STABLE_READ_ATTEMPTS: usize = 8;
+
+/// Reads the whole log until two reads in a row agree. A bit flipped in transit must not
+/// look like a torn tail: cutting there would throw away durable, acknowledged records.
+async fn read_stable(file: &dyn DiskFile, len_bytes: u64) -> Result<bytes::Bytes, ActorError> {
+    let read = || async {
+        file.read_at(0, len_bytes as usize)
+            .await
+            .map_err(|e| ActorError::new(format!("counter log: {e}")))
+    };
+    let mut previous = read().await?;
+    for _ in 0..STABLE_READ_ATTEMPTS {
+        let current = read().await?;
+        if current == previous {
+            return Ok(current);
+        }
+        previous = current;
+    }
+    Err(ActorError::new(format!(
+        "counter log: {STABLE_READ_ATTEMPTS} reads of {} returned different bytes; the disk is failing",
+        file.path().display()
+    )))
 }
 
 impl Handler<FromPeer<IncrementRequest>> for CounterService {

@@ -16,7 +16,7 @@ mod scenario;
 use std::time::Duration;
 
 #[cfg(madsim)]
-pub use scenario::{run_seed, run_seed_twice};
+pub use scenario::run_seed;
 
 use checker::Anomaly;
 
@@ -82,25 +82,36 @@ impl SimOptions {
         }
     }
 
-    /// The command line that replays this exact run.
-    pub fn replay_command(&self) -> String {
+    /// The `runnel-sim` arguments that replay this exact run.
+    pub fn to_args(&self) -> Vec<String> {
+        let name = |v: Option<clap::builder::PossibleValue>| v.map_or_else(String::new, |v| v.get_name().to_string());
         let faults: Vec<String> = self
             .faults
             .iter()
-            .map(|f| clap::ValueEnum::to_possible_value(f).map_or_else(String::new, |v| v.get_name().to_string()))
+            .map(|f| name(clap::ValueEnum::to_possible_value(f)))
             .collect();
-        let policy = clap::ValueEnum::to_possible_value(&self.policy)
-            .map_or_else(String::new, |v| v.get_name().to_string());
-        format!(
-            "ci/sim run --seed {} --servers {} --clients {} --duration-secs {} --policy {} --flush-interval-ms {} --faults {}",
-            self.seed,
-            self.servers,
-            self.clients,
-            self.duration.as_secs(),
-            policy,
-            self.flush_interval.as_millis(),
-            if faults.is_empty() { "none".to_string() } else { faults.join(",") }
-        )
+        vec![
+            "run".into(),
+            "--seed".into(),
+            self.seed.to_string(),
+            "--servers".into(),
+            self.servers.to_string(),
+            "--clients".into(),
+            self.clients.to_string(),
+            "--duration-secs".into(),
+            self.duration.as_secs().to_string(),
+            "--policy".into(),
+            name(clap::ValueEnum::to_possible_value(&self.policy)),
+            "--flush-interval-ms".into(),
+            self.flush_interval.as_millis().to_string(),
+            "--faults".into(),
+            if faults.is_empty() { "none".into() } else { faults.join(",") },
+        ]
+    }
+
+    /// The command line that replays this exact run.
+    pub fn replay_command(&self) -> String {
+        format!("ci/sim {}", self.to_args().join(" "))
     }
 }
 

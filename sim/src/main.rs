@@ -30,6 +30,10 @@ enum Command {
         /// by the MADSIM_TEST_CHECK_DETERMINISM environment variable).
         #[arg(long)]
         check_determinism: bool,
+        /// Internal: write the summary, RNG fingerprint and history here (used by the
+        /// determinism check and the sweep, which run each seed in its own process).
+        #[arg(long, hide = true)]
+        report_file: Option<std::path::PathBuf>,
     },
     /// Run a range of seeds, two at a time, and print each failure with its replay command.
     Sweep {
@@ -133,42 +137,25 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             scenario,
             history,
             check_determinism,
+            report_file,
         } => {
             let opts = scenario.options(seed)?;
-            let check = check_determinism || std::env::var_os("MADSIM_TEST_CHECK_DETERMINISM").is_some();
+            if check_determinism || std::env::var_os("MADSIM_TEST_CHECK_DETERMINISM").is_some() {
+                return check_determinism_in_two_processes(&opts);
+            }
             let wall = std::time::Instant::now();
-            // The simulator fakes the clock on the thread it runs on, so the wall clock is
-            // read here and the runs happen on their own thread.
-            let run_opts = opts.clone();
-            let runs = std::thread::spawn(move || {
-                if check {
-                    let (first, second) = runnel_sim::run_seed_twice(&run_opts);
-                    (first, Some(second))
-                } else {
-                    (runnel_sim::run_seed(&run_opts), None)
-                }
-            })
-            .join()
-            .map_err(|_| format!("seed {seed} panicked; replay: {}", opts.replay_command()))?;
-            let report = if let (first, Some(second)) = runs {
-                if let Some(diff) = first_difference(&first, &second) {
-                    println!("{}", first.summary());
-                    println!("NONDETERMINISM: seed {seed} gave two different runs: {diff}");
-                    println!("replay: {}", opts.replay_command());
-                    return Ok(ExitCode::FAILURE);
-                }
-                eprintln!("determinism: seed {seed} ran twice with identical histories and RNG draws");
-                first
-            } else {
-                runs.0
-            };
+            let report = runnel_sim::run_seed(&opts);
             let wall = wall.elapsed();
             if let Some(path) = history {
                 std::fs::write(&path, &report.history)
                     .map_err(|e| format!("cannot write the history to {}: {e}", path.display()))?;
             }
+            if let Some(path) = report_file {
+                let text = format!("{}\n{}\n{}", report.summary(), report.rng_fingerprint, report.history);
+                std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            }
             eprintln!(
-                "simulated {:.1} s in {:.2} s of wall time ({:.0}x), {} faults injected",
+                "simulated {:.1} s in {:.3} s of wall time ({:.0} simulated s per wall s), {} faults injected",
                 report.simulated.as_secs_f64(),
                 wall.as_secs_f64(),
                 report.simulated.as_secs_f64() / wall.as_secs_f64().max(1e-9),
@@ -181,6 +168,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 println!("... and {} more anomalies", report.anomalies.len() - 20);
             }
             println!("{}", report.summary());
+            println!("simulated_secs={:.3} lost_writes={}", report.simulated.as_secs_f64(), report.lost_writes());
             if report.anomalies.is_empty() {
                 Ok(ExitCode::SUCCESS)
             } else {
@@ -192,18 +180,49 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     }
 }
 
+/// Runs `runnel-sim` itself as a child for one seed; returns its exit status and stdout.
 #[cfg(madsim)]
-fn first_difference(a: &runnel_sim::RunReport, b: &runnel_sim::RunReport) -> Option<String> {
-    if let Some((i, (x, y))) = a.history.lines().zip(b.history.lines()).enumerate().find(|(_, (x, y))| x != y) {
-        return Some(format!("history line {i} differs:\n  first:  {x}\n  second: {y}"));
+fn run_child(opts: &SimOptions, extra: &[String]) -> Result<(Option<i32>, String), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
+    let output = std::process::Command::new(exe)
+        .args(opts.to_args())
+        .args(extra)
+        .env_remove("MADSIM_TEST_CHECK_DETERMINISM")
+        .stderr(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot start a child simulator: {e}"))?;
+    Ok((output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned()))
+}
+
+/// Runs the seed in two fresh processes and compares everything they saw.
+#[cfg(madsim)]
+fn check_determinism_in_two_processes(opts: &SimOptions) -> Result<ExitCode, String> {
+    let dir = std::env::temp_dir().join(format!("runnel-sim-determinism-{}-{}", std::process::id(), opts.seed));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut reports = Vec::new();
+    for run in 0..2 {
+        let path = dir.join(format!("run-{run}"));
+        let (code, _) = run_child(opts, &["--report-file".into(), path.display().to_string()])?;
+        if !matches!(code, Some(0) | Some(1)) {
+            return Err(format!("seed {} crashed the simulator; replay: {}", opts.seed, opts.replay_command()));
+        }
+        reports.push(std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?);
     }
-    if a.history.len() != b.history.len() {
-        return Some("one history is longer than the other".into());
+    let _ = std::fs::remove_dir_all(&dir);
+    let (a, b) = (&reports[0], &reports[1]);
+    let summary = a.lines().next().unwrap_or_default();
+    println!("{summary}");
+    if let Some((i, (x, y))) = a.lines().zip(b.lines()).enumerate().find(|(_, (x, y))| x != y) {
+        println!("NONDETERMINISM: seed {} gave two different runs; report line {i} differs:\n  first:  {x}\n  second: {y}", opts.seed);
+        println!("replay: {}", opts.replay_command());
+        return Ok(ExitCode::FAILURE);
     }
-    if a.rng_fingerprint != b.rng_fingerprint {
-        return Some("same history, but the simulator's random draws diverged".into());
+    if a.len() != b.len() {
+        println!("NONDETERMINISM: seed {}: one run's history is longer", opts.seed);
+        return Ok(ExitCode::FAILURE);
     }
-    None
+    println!("determinism: seed {} ran in two processes with identical histories and RNG draws", opts.seed);
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(madsim)]
@@ -214,46 +233,60 @@ fn sweep(seeds: std::ops::Range<u64>, jobs: usize, scenario: &ScenarioArgs) -> R
     scenario.options(seeds.start)?;
     let total = seeds.end - seeds.start;
     let next = Arc::new(AtomicU64::new(seeds.start));
+    // (seed, failed, simulated seconds, lost writes)
     let results = Arc::new(Mutex::new(Vec::new()));
     let wall = std::time::Instant::now();
     let mut threads = Vec::new();
     for _ in 0..jobs {
         let (next, results, scenario, end) = (next.clone(), results.clone(), scenario.clone(), seeds.end);
-        threads.push(std::thread::spawn(move || loop {
-            let seed = next.fetch_add(1, Ordering::SeqCst);
-            if seed >= end {
-                return;
+        threads.push(std::thread::spawn(move || -> Result<(), String> {
+            loop {
+                let seed = next.fetch_add(1, Ordering::SeqCst);
+                if seed >= end {
+                    return Ok(());
+                }
+                let opts = scenario.options(seed)?;
+                // One process per seed, so every seed replays exactly as it ran here.
+                let (code, stdout) = run_child(&opts, &[])?;
+                let field = |name: &str| {
+                    stdout
+                        .split_whitespace()
+                        .find_map(|w| w.strip_prefix(name))
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .unwrap_or(0.0)
+                };
+                let line = match code {
+                    Some(0) => None,
+                    Some(1) => Some(format!(
+                        "FAIL {}\n  replay: {}",
+                        stdout.lines().find(|l| l.starts_with("seed=")).unwrap_or("(no summary)"),
+                        opts.replay_command()
+                    )),
+                    _ => Some(format!("CRASH seed={seed}\n  replay: {}", opts.replay_command())),
+                };
+                if let Some(line) = &line {
+                    println!("{line}");
+                }
+                results.lock().unwrap_or_else(|p| p.into_inner()).push((
+                    seed,
+                    line.is_some(),
+                    field("simulated_secs="),
+                    field("lost_writes=") as u64,
+                ));
             }
-            let opts = scenario.options(seed).expect("validated before the sweep");
-            let outcome = std::panic::catch_unwind(|| runnel_sim::run_seed(&opts));
-            let line = match &outcome {
-                Ok(report) if report.anomalies.is_empty() => None,
-                Ok(report) => Some(format!("FAIL {} lost_writes={}\n  replay: {}", report.summary(), report.lost_writes(), opts.replay_command())),
-                Err(_) => Some(format!("PANIC seed={seed}\n  replay: {}", opts.replay_command())),
-            };
-            if let Some(line) = &line {
-                println!("{line}");
-            }
-            let simulated = outcome.as_ref().map_or(0.0, |r| r.simulated.as_secs_f64());
-            results
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push((seed, line.is_some(), simulated));
         }));
     }
     for t in threads {
-        t.join().map_err(|_| "a sweep thread died".to_string())?;
+        t.join().map_err(|_| "a sweep thread died".to_string())??;
     }
     let wall = wall.elapsed().as_secs_f64();
     let results = results.lock().unwrap_or_else(|p| p.into_inner());
-    let failed: Vec<u64> = {
-        let mut f: Vec<u64> = results.iter().filter(|r| r.1).map(|r| r.0).collect();
-        f.sort_unstable();
-        f
-    };
+    let mut failed: Vec<u64> = results.iter().filter(|r| r.1).map(|r| r.0).collect();
+    failed.sort_unstable();
     let simulated: f64 = results.iter().map(|r| r.2).sum();
+    let lossy = results.iter().filter(|r| r.3 > 0).count();
     println!(
-        "sweep: {total} seeds, {} failed, {:.1} s wall, {:.0} seeds/min, {:.0} simulated s per wall s",
+        "sweep: {total} seeds, {} failed, {lossy} with lost writes, {:.1} s wall, {:.0} seeds/min, {:.0} simulated s per wall s",
         failed.len(),
         wall,
         total as f64 / wall * 60.0,

@@ -31,18 +31,23 @@ fn addr_of(id: u64) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, id as u8)), PORT)
 }
 
-/// Runs one seed on a fresh simulator. Call it outside any runtime.
+/// Runs one seed on a fresh simulator, on a fresh thread (the simulator fakes the clock of
+/// the thread it runs on). A panic in the run is re-raised here.
+///
+/// Run one seed per process when runs must replay exactly: madsim 0.2.34 keeps some
+/// process-wide state (its task ids), and a second seed in the same process was seen to
+/// diverge from the same seed run alone. `runnel-sim sweep` does so.
 pub fn run_seed(opts: &SimOptions) -> RunReport {
-    let runtime = Runtime::with_seed_and_config(opts.seed, madsim::Config::default());
-    runtime.add_simulator::<SimDisks>();
     let opts = opts.clone();
-    runtime.block_on(async move { run(opts).await })
-}
-
-/// Runs one seed twice on two fresh simulators and returns both reports, for the
-/// determinism check.
-pub fn run_seed_twice(opts: &SimOptions) -> (RunReport, RunReport) {
-    (run_seed(opts), run_seed(opts))
+    let run_thread = std::thread::spawn(move || {
+        let runtime = Runtime::with_seed_and_config(opts.seed, madsim::Config::default());
+        runtime.add_simulator::<SimDisks>();
+        runtime.block_on(run(opts))
+    });
+    match run_thread.join() {
+        Ok(report) => report,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
 }
 
 struct Clock {
