@@ -16,7 +16,7 @@ mod scenario;
 use std::time::Duration;
 
 #[cfg(madsim)]
-pub use scenario::run_seed;
+pub use scenario::{run_seed, simulate};
 
 use checker::Anomaly;
 

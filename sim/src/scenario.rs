@@ -31,6 +31,14 @@ fn addr_of(id: u64) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, id as u8)), PORT)
 }
 
+/// Runs `future` as the supervisor of a fresh simulator with Runnel's disk plugin, on the
+/// calling thread. For tests that build their own nodes.
+pub fn simulate<F: std::future::Future>(seed: u64, future: F) -> F::Output {
+    let runtime = Runtime::with_seed_and_config(seed, madsim::Config::default());
+    runtime.add_simulator::<SimDisks>();
+    runtime.block_on(future)
+}
+
 /// Runs one seed on a fresh simulator, on a fresh thread (the simulator fakes the clock of
 /// the thread it runs on). A panic in the run is re-raised here.
 ///
