@@ -50,18 +50,15 @@ pub trait Message: Send + 'static {
 
 /// How an actor handles one kind of message.
 pub trait Handler<M: Message>: Actor {
-    fn handle(
-        &mut self,
-        msg: M,
-        ctx: &mut Context<Self>,
-    ) -> impl Future<Output = M::Reply> + Send;
+    fn handle(&mut self, msg: M, ctx: &mut Context<Self>) -> impl Future<Output = M::Reply> + Send;
 }
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A message in a mailbox, with the way back to whoever asked.
 pub(crate) trait Envelope<A: Actor>: Send {
-    fn deliver<'a>(self: Box<Self>, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()>;
+    fn deliver<'a>(self: Box<Self>, actor: &'a mut A, ctx: &'a mut Context<A>)
+        -> BoxFuture<'a, ()>;
 }
 
 struct MessageEnvelope<M: Message> {
@@ -74,7 +71,11 @@ where
     A: Handler<M>,
     M: Message,
 {
-    fn deliver<'a>(self: Box<Self>, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()> {
+    fn deliver<'a>(
+        self: Box<Self>,
+        actor: &'a mut A,
+        ctx: &'a mut Context<A>,
+    ) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             let reply = actor.handle(self.msg, ctx).await;
             if let Some(tx) = self.reply {
@@ -228,7 +229,11 @@ pub struct Context<A: Actor> {
 }
 
 impl<A: Actor> Context<A> {
-    pub(crate) fn new(weak: mpsc::WeakSender<Box<dyn Envelope<A>>>, name: Arc<str>, node: Node) -> Self {
+    pub(crate) fn new(
+        weak: mpsc::WeakSender<Box<dyn Envelope<A>>>,
+        name: Arc<str>,
+        node: Node,
+    ) -> Self {
         Context {
             weak,
             name,
@@ -250,7 +255,9 @@ impl<A: Actor> Context<A> {
 
     /// This actor's own address, while anyone else still holds one.
     pub fn addr(&self) -> Option<Addr<A>> {
-        self.weak.upgrade().map(|tx| Addr::new(tx, self.name.clone()))
+        self.weak
+            .upgrade()
+            .map(|tx| Addr::new(tx, self.name.clone()))
     }
 
     /// Stops the actor after this message; it is not restarted.

@@ -108,7 +108,9 @@ impl CounterService {
     }
 
     fn file(&self) -> &Arc<dyn DiskFile> {
-        self.file.as_ref().expect("started() opens the log before any message")
+        self.file
+            .as_ref()
+            .expect("started() opens the log before any message")
     }
 
     fn reply(status: IncrementStatus, value: u64, error: String) -> IncrementReply {
@@ -144,15 +146,20 @@ pub fn decode_records(log: &[u8]) -> (Vec<u64>, usize) {
 
 impl Actor for CounterService {
     async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), ActorError> {
-        let fail = |e: runnel_storage::disk::DiskError| ActorError::new(format!("counter log: {e}"));
+        let fail =
+            |e: runnel_storage::disk::DiskError| ActorError::new(format!("counter log: {e}"));
         self.disk.create_dir_all(&self.dir).await.map_err(fail)?;
         let path = self.dir.join(LOG_FILE_NAME);
         let existed = self.disk.exists(&path).await.map_err(fail)?;
-        let file = self.disk.open(&path, OpenMode::Create).await.map_err(fail)?;
+        let file = self
+            .disk
+            .open(&path, OpenMode::Create)
+            .await
+            .map_err(fail)?;
         if !existed {
             self.disk.sync_dir(&self.dir).await.map_err(fail)?;
         }
-        let len_bytes = file.len().await.map_err(fail)?;
+        let len_bytes = file.size_bytes().await.map_err(fail)?;
         let log = read_stable(file.as_ref(), len_bytes).await?;
         let (ids, valid_bytes) = decode_records(&log);
         if (valid_bytes as u64) < len_bytes {
@@ -199,7 +206,11 @@ async fn read_stable(file: &dyn DiskFile, len_bytes: u64) -> Result<bytes::Bytes
 }
 
 impl Handler<FromPeer<IncrementRequest>> for CounterService {
-    async fn handle(&mut self, msg: FromPeer<IncrementRequest>, ctx: &mut Context<Self>) -> IncrementReply {
+    async fn handle(
+        &mut self,
+        msg: FromPeer<IncrementRequest>,
+        ctx: &mut Context<Self>,
+    ) -> IncrementReply {
         if self.ids.len() >= MAX_INCREMENTS {
             let error = format!("the counter holds its limit of {MAX_INCREMENTS} increments");
             return Self::reply(IncrementStatus::Failed, 0, error);
@@ -230,7 +241,9 @@ impl Handler<FromPeer<IncrementRequest>> for CounterService {
 
 impl Handler<FromPeer<ReadRequest>> for CounterService {
     async fn handle(&mut self, _msg: FromPeer<ReadRequest>, _ctx: &mut Context<Self>) -> ReadReply {
-        ReadReply { ids: self.ids.clone() }
+        ReadReply {
+            ids: self.ids.clone(),
+        }
     }
 }
 
@@ -263,6 +276,10 @@ mod tests {
         flipped[13] ^= 0x10;
         assert_eq!(decode_records(&flipped), (vec![7], 12));
         let zeros = [0u8; 12];
-        assert_eq!(decode_records(&zeros).0, Vec::<u64>::new(), "an all-zero record fails its CRC");
+        assert_eq!(
+            decode_records(&zeros).0,
+            Vec::<u64>::new(),
+            "an all-zero record fails its CRC"
+        );
     }
 }

@@ -14,5 +14,7 @@ pub mod counter;
 mod node;
 pub mod transport;
 
-pub use actor::{Actor, ActorError, Addr, AskError, Context, Handler, MailboxError, Message, TimerId};
+pub use actor::{
+    Actor, ActorError, Addr, AskError, Context, Handler, MailboxError, Message, TimerId,
+};
 pub use node::{Node, RestartPolicy, ShutdownReason};

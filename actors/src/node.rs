@@ -208,7 +208,14 @@ impl Node {
             .clone()
             .expect("waited for Some");
         loop {
-            let tasks = std::mem::take(&mut self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).handles);
+            let tasks = std::mem::take(
+                &mut self
+                    .inner
+                    .tasks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .handles,
+            );
             if tasks.is_empty() {
                 break;
             }
@@ -249,8 +256,11 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 impl<F> Supervisor<F> {
-    async fn run<A>(mut self, mut rx: MailboxReceiver<A>, weak: mpsc::WeakSender<Box<dyn crate::actor::Envelope<A>>>)
-    where
+    async fn run<A>(
+        mut self,
+        mut rx: MailboxReceiver<A>,
+        weak: mpsc::WeakSender<Box<dyn crate::actor::Envelope<A>>>,
+    ) where
         A: Actor,
         F: FnMut() -> A + Send + 'static,
     {
@@ -323,7 +333,10 @@ impl<F> Supervisor<F> {
                     None => return Exit::MailboxClosed,
                 },
             };
-            if let Err(panic) = AssertUnwindSafe(envelope.deliver(actor, ctx)).catch_unwind().await {
+            if let Err(panic) = AssertUnwindSafe(envelope.deliver(actor, ctx))
+                .catch_unwind()
+                .await
+            {
                 return Exit::Failed(panic_message(&*panic));
             }
             if let Some(exit) = Self::requested_exit(ctx) {

@@ -4,7 +4,10 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use runnel_actors::{Actor, ActorError, AskError, Context, Handler, MailboxError, Message, Node, RestartPolicy, ShutdownReason};
+use runnel_actors::{
+    Actor, ActorError, AskError, Context, Handler, MailboxError, Message, Node, RestartPolicy,
+    ShutdownReason,
+};
 use tokio::sync::Notify;
 
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -125,7 +128,12 @@ struct Probes {
 }
 
 impl Probes {
-    fn spawn(&self, node: &Node, capacity: usize, policy: RestartPolicy) -> runnel_actors::Addr<Probe> {
+    fn spawn(
+        &self,
+        node: &Node,
+        capacity: usize,
+        policy: RestartPolicy,
+    ) -> runnel_actors::Addr<Probe> {
         let p = self.clone();
         node.spawn("probe", capacity, policy, move || Probe {
             count: 0,
@@ -140,7 +148,10 @@ impl Probes {
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while !check() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -159,12 +170,22 @@ async fn a_full_mailbox_pushes_back() {
     let node = Node::new("test");
     let probes = Probes::default();
     let addr = probes.spawn(&node, 1, RestartPolicy::default());
-    addr.tell(Block).await.expect("the actor takes Block and waits");
+    addr.tell(Block)
+        .await
+        .expect("the actor takes Block and waits");
     eventually("the actor to take Block", || addr.try_tell(Add(1)).is_ok()).await;
     // The actor is blocked and its one slot is taken.
-    assert!(matches!(addr.try_tell(Add(1)), Err(MailboxError::Full { capacity: 1, .. })));
+    assert!(matches!(
+        addr.try_tell(Add(1)),
+        Err(MailboxError::Full { capacity: 1, .. })
+    ));
     let tell = addr.tell(Add(1));
-    assert!(tokio::time::timeout(Duration::from_millis(50), tell).await.is_err(), "tell waits while full");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), tell)
+            .await
+            .is_err(),
+        "tell waits while full"
+    );
     assert!(matches!(
         addr.ask(Add(1), Duration::from_millis(50)).await,
         Err(AskError::Timeout { timeout_ms: 50, .. })
@@ -179,22 +200,48 @@ async fn timers_fire_repeat_and_cancel() {
     let probes = Probes::default();
     let addr = probes.spawn(&node, 16, RestartPolicy::default());
 
-    addr.ask(Schedule::LaterThenCancel(Duration::from_millis(20)), PATIENCE).await.expect("ask");
-    addr.ask(Schedule::Later(Duration::from_millis(20)), PATIENCE).await.expect("ask");
-    eventually("the one-shot timer", || probes.ticks.load(Ordering::SeqCst) >= 1).await;
+    addr.ask(
+        Schedule::LaterThenCancel(Duration::from_millis(20)),
+        PATIENCE,
+    )
+    .await
+    .expect("ask");
+    addr.ask(Schedule::Later(Duration::from_millis(20)), PATIENCE)
+        .await
+        .expect("ask");
+    eventually("the one-shot timer", || {
+        probes.ticks.load(Ordering::SeqCst) >= 1
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(probes.ticks.load(Ordering::SeqCst), 1, "the cancelled timer never fires");
+    assert_eq!(
+        probes.ticks.load(Ordering::SeqCst),
+        1,
+        "the cancelled timer never fires"
+    );
 
-    addr.ask(Schedule::Every(Duration::from_millis(5)), PATIENCE).await.expect("ask");
-    eventually("the interval to repeat", || probes.ticks.load(Ordering::SeqCst) >= 4).await;
+    addr.ask(Schedule::Every(Duration::from_millis(5)), PATIENCE)
+        .await
+        .expect("ask");
+    eventually("the interval to repeat", || {
+        probes.ticks.load(Ordering::SeqCst) >= 4
+    })
+    .await;
 
     addr.ask(Stop, PATIENCE).await.expect("ask");
     eventually("the stop", || probes.stops.load(Ordering::SeqCst) == 1).await;
     let after_stop = probes.ticks.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(probes.ticks.load(Ordering::SeqCst), after_stop, "a stopped actor's timers are cancelled");
+    assert_eq!(
+        probes.ticks.load(Ordering::SeqCst),
+        after_stop,
+        "a stopped actor's timers are cancelled"
+    );
     assert!(!addr.is_alive());
-    assert!(matches!(addr.tell(Add(1)).await, Err(MailboxError::Closed { .. })));
+    assert!(matches!(
+        addr.tell(Add(1)).await,
+        Err(MailboxError::Closed { .. })
+    ));
 }
 
 #[tokio::test]
@@ -203,12 +250,25 @@ async fn a_panicking_actor_restarts_with_fresh_state_at_the_same_address() {
     let probes = Probes::default();
     let addr = probes.spawn(&node, 16, RestartPolicy::default());
     assert_eq!(addr.ask(Add(41), PATIENCE).await.expect("ask"), 41);
-    assert!(matches!(addr.ask(Panic, PATIENCE).await, Err(AskError::Dropped { .. })));
-    assert_eq!(addr.ask(Add(1), PATIENCE).await.expect("restarted"), 1, "state is rebuilt by the factory");
-    addr.ask(Fail, PATIENCE).await.expect("fail replies, then the actor restarts");
+    assert!(matches!(
+        addr.ask(Panic, PATIENCE).await,
+        Err(AskError::Dropped { .. })
+    ));
+    assert_eq!(
+        addr.ask(Add(1), PATIENCE).await.expect("restarted"),
+        1,
+        "state is rebuilt by the factory"
+    );
+    addr.ask(Fail, PATIENCE)
+        .await
+        .expect("fail replies, then the actor restarts");
     assert_eq!(addr.ask(Add(2), PATIENCE).await.expect("restarted"), 2);
     assert_eq!(probes.starts.load(Ordering::SeqCst), 3);
-    assert_eq!(probes.stops.load(Ordering::SeqCst), 2, "stopped runs after each failure");
+    assert_eq!(
+        probes.stops.load(Ordering::SeqCst),
+        2,
+        "stopped runs after each failure"
+    );
     assert!(!node.is_shutting_down());
 }
 
@@ -226,9 +286,15 @@ async fn failing_past_the_limit_shuts_the_node_down_and_says_why() {
     for _ in 0..3 {
         let _ = addr.ask(Panic, PATIENCE).await;
     }
-    let reason = tokio::time::timeout(PATIENCE, node.stopped()).await.expect("node stops");
+    let reason = tokio::time::timeout(PATIENCE, node.stopped())
+        .await
+        .expect("node stops");
     match reason {
-        ShutdownReason::ActorFailed { actor, failures, error } => {
+        ShutdownReason::ActorFailed {
+            actor,
+            failures,
+            error,
+        } => {
             assert_eq!(actor, "probe");
             assert_eq!(failures, 3);
             assert!(error.contains("probe told to panic"), "{error}");
@@ -236,7 +302,10 @@ async fn failing_past_the_limit_shuts_the_node_down_and_says_why() {
         other => panic!("unexpected reason {other:?}"),
     }
     assert_eq!(probes.starts.load(Ordering::SeqCst), 3);
-    assert!(matches!(addr.ask(Add(1), PATIENCE).await, Err(AskError::Closed { .. })));
+    assert!(matches!(
+        addr.ask(Add(1), PATIENCE).await,
+        Err(AskError::Closed { .. })
+    ));
 }
 
 #[tokio::test]
@@ -260,8 +329,14 @@ async fn shutdown_stops_every_actor_and_task_gracefully() {
     a.ask(Add(1), PATIENCE).await.expect("ask");
     b.ask(Add(1), PATIENCE).await.expect("ask");
     node.shutdown(ShutdownReason::Requested);
-    node.shutdown(ShutdownReason::ActorFailed { actor: "late".into(), failures: 1, error: "ignored".into() });
-    let reason = tokio::time::timeout(PATIENCE, node.stopped()).await.expect("stops");
+    node.shutdown(ShutdownReason::ActorFailed {
+        actor: "late".into(),
+        failures: 1,
+        error: "ignored".into(),
+    });
+    let reason = tokio::time::timeout(PATIENCE, node.stopped())
+        .await
+        .expect("stops");
     assert_eq!(reason, ShutdownReason::Requested, "the first reason wins");
     assert_eq!(probes.stops.load(Ordering::SeqCst), 2);
     assert_eq!(task_ended.load(Ordering::SeqCst), 1);
@@ -275,6 +350,9 @@ async fn an_actor_stops_when_its_last_address_is_dropped() {
     let addr = probes.spawn(&node, 4, RestartPolicy::default());
     addr.ask(Add(1), PATIENCE).await.expect("ask");
     drop(addr);
-    eventually("the actor to stop", || probes.stops.load(Ordering::SeqCst) == 1).await;
+    eventually("the actor to stop", || {
+        probes.stops.load(Ordering::SeqCst) == 1
+    })
+    .await;
     assert_eq!(probes.starts.load(Ordering::SeqCst), 1);
 }

@@ -24,7 +24,11 @@ const SERVER_NODE_ID: u64 = 1;
 const CLI_NODE_ID: u64 = 0;
 
 #[derive(Parser)]
-#[command(name = "runnel", version, about = "Runnel: a Kafka-compatible distributed event log")]
+#[command(
+    name = "runnel",
+    version,
+    about = "Runnel: a Kafka-compatible distributed event log"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -108,7 +112,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn server(data_dir: PathBuf, node_listen: SocketAddr, ack_before_fsync: bool) -> anyhow::Result<()> {
+async fn server(
+    data_dir: PathBuf,
+    node_listen: SocketAddr,
+    ack_before_fsync: bool,
+) -> anyhow::Result<()> {
     let node = Node::new("runnel");
     let transport = Transport::start(&node, TransportConfig::new(SERVER_NODE_ID, node_listen))
         .await
@@ -154,10 +162,17 @@ async fn server(data_dir: PathBuf, node_listen: SocketAddr, ack_before_fsync: bo
     }
 }
 
-async fn counter(action: CounterAction, server: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+async fn counter(
+    action: CounterAction,
+    server: SocketAddr,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let node = Node::new("runnel-cli");
-    let config = TransportConfig::new(CLI_NODE_ID, SocketAddr::from(([127, 0, 0, 1], 0))).with_peer(SERVER_NODE_ID, server);
-    let transport = Transport::start(&node, config).await.context("cannot open a local socket")?;
+    let config = TransportConfig::new(CLI_NODE_ID, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .with_peer(SERVER_NODE_ID, server);
+    let transport = Transport::start(&node, config)
+        .await
+        .context("cannot open a local socket")?;
     let client = CounterClient::new(transport, timeout);
     let result = match action {
         CounterAction::Increment { ids } => {

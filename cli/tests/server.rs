@@ -7,7 +7,11 @@ use std::time::{Duration, Instant};
 const RUNNEL: &str = env!("CARGO_BIN_EXE_runnel");
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 fn start_server(data_dir: &std::path::Path, port: u16) -> Child {
@@ -27,7 +31,12 @@ fn counter(port: u16, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(RUNNEL)
         .arg("counter")
         .args(args)
-        .args(["--server", &format!("127.0.0.1:{port}"), "--timeout-ms", "2000"])
+        .args([
+            "--server",
+            &format!("127.0.0.1:{port}"),
+            "--timeout-ms",
+            "2000",
+        ])
         .output()
         .expect("runnel counter runs");
     (
@@ -40,7 +49,10 @@ fn counter(port: u16, args: &[&str]) -> (bool, String, String) {
 fn wait_until_serving(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !counter(port, &["read"]).0 {
-        assert!(Instant::now() < deadline, "server on port {port} never answered");
+        assert!(
+            Instant::now() < deadline,
+            "server on port {port} never answered"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -59,14 +71,20 @@ fn increments_survive_a_kill_and_a_clean_stop() {
     server.wait().expect("reaped");
     let (ok, _, err) = counter(port, &["read"]);
     assert!(!ok);
-    assert!(err.contains("Is a server running"), "errors say what to do: {err}");
+    assert!(
+        err.contains("Is a server running"),
+        "errors say what to do: {err}"
+    );
 
     let mut server = start_server(tmp.path(), port);
     let (ok, out, _) = counter(port, &["read"]);
     assert!(ok);
     assert_eq!(out, "10\n11\n12\n", "fsynced increments survive SIGKILL");
 
-    let status = Command::new("kill").args(["-INT", &server.id().to_string()]).status().expect("kill -INT");
+    let status = Command::new("kill")
+        .args(["-INT", &server.id().to_string()])
+        .status()
+        .expect("kill -INT");
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(30);
     let exit = loop {

@@ -34,7 +34,11 @@ impl CounterClient {
 
     /// Adds the increment `id` on `server`; the answer is the counter's new value.
     pub async fn increment(&self, server: NodeId, id: u64) -> Outcome<u64> {
-        match self.transport.ask(server, &IncrementRequest { id }, self.timeout).await {
+        match self
+            .transport
+            .ask(server, &IncrementRequest { id }, self.timeout)
+            .await
+        {
             Ok(reply) => match IncrementStatus::try_from(reply.status) {
                 Ok(IncrementStatus::Ok) => Outcome::Ok(reply.value),
                 Ok(IncrementStatus::Failed) => Outcome::Failed(reply.error),
@@ -46,7 +50,11 @@ impl CounterClient {
 
     /// Every increment id in `server`'s log, in log order.
     pub async fn read(&self, server: NodeId) -> Outcome<Vec<u64>> {
-        match self.transport.ask(server, &ReadRequest {}, self.timeout).await {
+        match self
+            .transport
+            .ask(server, &ReadRequest {}, self.timeout)
+            .await
+        {
             Ok(reply) => Outcome::Ok(reply.ids),
             Err(e) => classify(e),
         }

@@ -15,14 +15,28 @@ use crate::history::{Op, OpType};
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Anomaly {
     /// Acknowledged, then missing from the final read of its server.
-    LostWrite { id: u64, server: u64 },
+    LostWrite {
+        id: u64,
+        server: u64,
+    },
     /// Present in a log although no client sent it to that server.
-    Invented { id: u64, server: u64 },
+    Invented {
+        id: u64,
+        server: u64,
+    },
     /// Reported as definitely failed, yet present.
-    FailedButPresent { id: u64, server: u64 },
-    Duplicate { id: u64, server: u64 },
+    FailedButPresent {
+        id: u64,
+        server: u64,
+    },
+    Duplicate {
+        id: u64,
+        server: u64,
+    },
     /// The final read of this server never succeeded.
-    Unreadable { server: u64 },
+    Unreadable {
+        server: u64,
+    },
 }
 
 /// Reads the counter history: `incr` invocations carry `{"id", "server"}`, and the final
@@ -48,7 +62,9 @@ pub fn check(ops: &[Op]) -> Vec<Anomaly> {
             }
             ("final-read", OpType::Ok) => {
                 let ids = op.value.get("ids").and_then(|v| v.as_array()).map(|a| {
-                    a.iter().filter_map(serde_json::Value::as_u64).collect::<Vec<_>>()
+                    a.iter()
+                        .filter_map(serde_json::Value::as_u64)
+                        .collect::<Vec<_>>()
                 });
                 if let Some(server) = field("server") {
                     finals.insert(server, ids);
@@ -99,7 +115,14 @@ mod tests {
     use serde_json::json;
 
     fn op(op_type: OpType, f: &str, value: serde_json::Value) -> Op {
-        Op { index: 0, time_ns: 0, process: "0".into(), op_type, f: f.into(), value }
+        Op {
+            index: 0,
+            time_ns: 0,
+            process: "0".into(),
+            op_type,
+            f: f.into(),
+            value,
+        }
     }
 
     #[test]
@@ -123,7 +146,11 @@ mod tests {
             op(OpType::Fail, "incr", json!({"id": 2, "server": 1})),
             op(OpType::Invoke, "incr", json!({"id": 3, "server": 2})),
             op(OpType::Ok, "incr", json!({"id": 3, "server": 2})),
-            op(OpType::Ok, "final-read", json!({"server": 1, "ids": [2, 9, 2]})),
+            op(
+                OpType::Ok,
+                "final-read",
+                json!({"server": 1, "ids": [2, 9, 2]}),
+            ),
             op(OpType::Info, "final-read", json!({"server": 2})),
         ];
         let anomalies = check(&ops);
@@ -132,6 +159,11 @@ mod tests {
         assert!(anomalies.contains(&Anomaly::Duplicate { id: 2, server: 1 }));
         assert!(anomalies.contains(&Anomaly::Invented { id: 9, server: 1 }));
         assert!(anomalies.contains(&Anomaly::Unreadable { server: 2 }));
-        assert!(!anomalies.iter().any(|a| matches!(a, Anomaly::LostWrite { id: 3, .. })), "server 2 was unreadable, not lossy");
+        assert!(
+            !anomalies
+                .iter()
+                .any(|a| matches!(a, Anomaly::LostWrite { id: 3, .. })),
+            "server 2 was unreadable, not lossy"
+        );
     }
 }

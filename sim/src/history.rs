@@ -41,7 +41,14 @@ impl History {
         Self::default()
     }
 
-    pub fn record(&self, time_ns: u64, process: impl Into<String>, op_type: OpType, f: &str, value: serde_json::Value) {
+    pub fn record(
+        &self,
+        time_ns: u64,
+        process: impl Into<String>,
+        op_type: OpType,
+        f: &str,
+        value: serde_json::Value,
+    ) {
         let mut ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
         let index = ops.len() as u64;
         ops.push(Op {
@@ -86,12 +93,17 @@ mod tests {
         let lines = to_json_lines(&h.ops());
         assert_eq!(
             lines.lines().next(),
-            Some(r#"{"index":0,"time_ns":5,"process":"0","type":"invoke","f":"incr","value":{"id":1}}"#)
+            Some(
+                r#"{"index":0,"time_ns":5,"process":"0","type":"invoke","f":"incr","value":{"id":1}}"#
+            )
         );
         let other = History::new();
         other.record(5, "0", OpType::Invoke, "incr", serde_json::json!({"id": 1}));
         other.record(10, "0", OpType::Ok, "incr", serde_json::json!({"id": 1}));
         assert_ne!(sha256_hex(&lines), sha256_hex(&to_json_lines(&other.ops())));
-        assert_eq!(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            sha256_hex(""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
     }
 }

@@ -84,7 +84,9 @@ impl SimOptions {
 
     /// The `runnel-sim` arguments that replay this exact run.
     pub fn to_args(&self) -> Vec<String> {
-        let name = |v: Option<clap::builder::PossibleValue>| v.map_or_else(String::new, |v| v.get_name().to_string());
+        let name = |v: Option<clap::builder::PossibleValue>| {
+            v.map_or_else(String::new, |v| v.get_name().to_string())
+        };
         let faults: Vec<String> = self
             .faults
             .iter()
@@ -105,7 +107,11 @@ impl SimOptions {
             "--flush-interval-ms".into(),
             self.flush_interval.as_millis().to_string(),
             "--faults".into(),
-            if faults.is_empty() { "none".into() } else { faults.join(",") },
+            if faults.is_empty() {
+                "none".into()
+            } else {
+                faults.join(",")
+            },
         ]
     }
 

@@ -9,7 +9,10 @@ use clap::{Args, Parser, Subcommand};
 use runnel_sim::{Fault, Policy, SimOptions};
 
 #[derive(Parser)]
-#[command(name = "runnel-sim", about = "Runnel's deterministic simulator: seeded runs with faults, checked")]
+#[command(
+    name = "runnel-sim",
+    about = "Runnel's deterministic simulator: seeded runs with faults, checked"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -61,7 +64,10 @@ struct ScenarioArgs {
     #[arg(long, default_value_t = 1000)]
     flush_interval_ms: u64,
     /// Faults the nemesis may inject, comma separated, or `none`.
-    #[arg(long, default_value = "kill,clog-node,clog-link,partition,swizzle,disk")]
+    #[arg(
+        long,
+        default_value = "kill,clog-node,clog-link,partition,swizzle,disk"
+    )]
     faults: String,
 }
 
@@ -94,7 +100,11 @@ fn parse_range(text: &str) -> Result<std::ops::Range<u64>, String> {
     let (a, b) = text
         .split_once("..")
         .ok_or_else(|| format!("--seeds wants a range like 0..500, not {text:?}"))?;
-    let parse = |s: &str| s.trim().parse::<u64>().map_err(|e| format!("bad seed {s:?} in --seeds: {e}"));
+    let parse = |s: &str| {
+        s.trim()
+            .parse::<u64>()
+            .map_err(|e| format!("bad seed {s:?} in --seeds: {e}"))
+    };
     let range = parse(a)?..parse(b)?;
     if range.is_empty() {
         return Err(format!("--seeds {text} is empty"));
@@ -124,7 +134,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     // Argument mistakes are reported first, the same way in both builds.
     match &cli.command {
         Command::Run { seed, scenario, .. } => scenario.options(*seed).map(drop)?,
-        Command::Sweep { seeds, scenario, .. } => scenario.options(parse_range(seeds)?.start).map(drop)?,
+        Command::Sweep {
+            seeds, scenario, ..
+        } => scenario.options(parse_range(seeds)?.start).map(drop)?,
     }
     Err("this binary was built without the simulator. Build and run it with ci/sim (RUSTFLAGS=\"--cfg madsim\"), e.g. `ci/sim run --seed 1`".into())
 }
@@ -151,8 +163,14 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     .map_err(|e| format!("cannot write the history to {}: {e}", path.display()))?;
             }
             if let Some(path) = report_file {
-                let text = format!("{}\n{}\n{}", report.summary(), report.rng_fingerprint, report.history);
-                std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                let text = format!(
+                    "{}\n{}\n{}",
+                    report.summary(),
+                    report.rng_fingerprint,
+                    report.history
+                );
+                std::fs::write(&path, text)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
             }
             eprintln!(
                 "simulated {:.1} s in {:.3} s of wall time ({:.0} simulated s per wall s), {} faults injected",
@@ -162,13 +180,20 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 report.faults_injected
             );
             for anomaly in report.anomalies.iter().take(20) {
-                println!("anomaly: {}", serde_json::to_string(anomaly).expect("plain JSON"));
+                println!(
+                    "anomaly: {}",
+                    serde_json::to_string(anomaly).expect("plain JSON")
+                );
             }
             if report.anomalies.len() > 20 {
                 println!("... and {} more anomalies", report.anomalies.len() - 20);
             }
             println!("{}", report.summary());
-            println!("simulated_secs={:.3} lost_writes={}", report.simulated.as_secs_f64(), report.lost_writes());
+            println!(
+                "simulated_secs={:.3} lost_writes={}",
+                report.simulated.as_secs_f64(),
+                report.lost_writes()
+            );
             if report.anomalies.is_empty() {
                 Ok(ExitCode::SUCCESS)
             } else {
@@ -176,7 +201,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 Ok(ExitCode::FAILURE)
             }
         }
-        Command::Sweep { seeds, jobs, scenario } => sweep(parse_range(&seeds)?, jobs.clamp(1, 64), &scenario),
+        Command::Sweep {
+            seeds,
+            jobs,
+            scenario,
+        } => sweep(parse_range(&seeds)?, jobs.clamp(1, 64), &scenario),
     }
 }
 
@@ -191,42 +220,71 @@ fn run_child(opts: &SimOptions, extra: &[String]) -> Result<(Option<i32>, String
         .stderr(std::process::Stdio::null())
         .output()
         .map_err(|e| format!("cannot start a child simulator: {e}"))?;
-    Ok((output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned()))
+    Ok((
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    ))
 }
 
 /// Runs the seed in two fresh processes and compares everything they saw.
 #[cfg(madsim)]
 fn check_determinism_in_two_processes(opts: &SimOptions) -> Result<ExitCode, String> {
-    let dir = std::env::temp_dir().join(format!("runnel-sim-determinism-{}-{}", std::process::id(), opts.seed));
+    let dir = std::env::temp_dir().join(format!(
+        "runnel-sim-determinism-{}-{}",
+        std::process::id(),
+        opts.seed
+    ));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let mut reports = Vec::new();
     for run in 0..2 {
         let path = dir.join(format!("run-{run}"));
         let (code, _) = run_child(opts, &["--report-file".into(), path.display().to_string()])?;
         if !matches!(code, Some(0) | Some(1)) {
-            return Err(format!("seed {} crashed the simulator; replay: {}", opts.seed, opts.replay_command()));
+            return Err(format!(
+                "seed {} crashed the simulator; replay: {}",
+                opts.seed,
+                opts.replay_command()
+            ));
         }
-        reports.push(std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?);
+        reports.push(
+            std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
     let (a, b) = (&reports[0], &reports[1]);
     let summary = a.lines().next().unwrap_or_default();
     println!("{summary}");
-    if let Some((i, (x, y))) = a.lines().zip(b.lines()).enumerate().find(|(_, (x, y))| x != y) {
+    if let Some((i, (x, y))) = a
+        .lines()
+        .zip(b.lines())
+        .enumerate()
+        .find(|(_, (x, y))| x != y)
+    {
         println!("NONDETERMINISM: seed {} gave two different runs; report line {i} differs:\n  first:  {x}\n  second: {y}", opts.seed);
         println!("replay: {}", opts.replay_command());
         return Ok(ExitCode::FAILURE);
     }
     if a.len() != b.len() {
-        println!("NONDETERMINISM: seed {}: one run's history is longer", opts.seed);
+        println!(
+            "NONDETERMINISM: seed {}: one run's history is longer",
+            opts.seed
+        );
         return Ok(ExitCode::FAILURE);
     }
-    println!("determinism: seed {} ran in two processes with identical histories and RNG draws", opts.seed);
+    println!(
+        "determinism: seed {} ran in two processes with identical histories and RNG draws",
+        opts.seed
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(madsim)]
-fn sweep(seeds: std::ops::Range<u64>, jobs: usize, scenario: &ScenarioArgs) -> Result<ExitCode, String> {
+fn sweep(
+    seeds: std::ops::Range<u64>,
+    jobs: usize,
+    scenario: &ScenarioArgs,
+) -> Result<ExitCode, String> {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Arc, Mutex};
 
@@ -238,7 +296,8 @@ fn sweep(seeds: std::ops::Range<u64>, jobs: usize, scenario: &ScenarioArgs) -> R
     let wall = std::time::Instant::now();
     let mut threads = Vec::new();
     for _ in 0..jobs {
-        let (next, results, scenario, end) = (next.clone(), results.clone(), scenario.clone(), seeds.end);
+        let (next, results, scenario, end) =
+            (next.clone(), results.clone(), scenario.clone(), seeds.end);
         threads.push(std::thread::spawn(move || -> Result<(), String> {
             loop {
                 let seed = next.fetch_add(1, Ordering::SeqCst);
@@ -259,10 +318,16 @@ fn sweep(seeds: std::ops::Range<u64>, jobs: usize, scenario: &ScenarioArgs) -> R
                     Some(0) => None,
                     Some(1) => Some(format!(
                         "FAIL {}\n  replay: {}",
-                        stdout.lines().find(|l| l.starts_with("seed=")).unwrap_or("(no summary)"),
+                        stdout
+                            .lines()
+                            .find(|l| l.starts_with("seed="))
+                            .unwrap_or("(no summary)"),
                         opts.replay_command()
                     )),
-                    _ => Some(format!("CRASH seed={seed}\n  replay: {}", opts.replay_command())),
+                    _ => Some(format!(
+                        "CRASH seed={seed}\n  replay: {}",
+                        opts.replay_command()
+                    )),
                 };
                 if let Some(line) = &line {
                     println!("{line}");

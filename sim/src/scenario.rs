@@ -69,7 +69,9 @@ impl Clock {
 }
 
 async fn run(opts: SimOptions) -> RunReport {
-    let clock = Arc::new(Clock { start: Instant::now() });
+    let clock = Arc::new(Clock {
+        start: Instant::now(),
+    });
     let history = History::new();
     let handle = Handle::current();
     let server_ids: Vec<u64> = (1..=opts.servers).collect();
@@ -96,7 +98,11 @@ async fn run(opts: SimOptions) -> RunReport {
     let mut client_nodes: Vec<(u64, NodeHandle)> = Vec::new();
     for c in 0..opts.clients {
         let id = CLIENT_ID_BASE + c;
-        let node = handle.create_node().name(format!("client-{c}")).ip(addr_of(id).ip()).build();
+        let node = handle
+            .create_node()
+            .name(format!("client-{c}"))
+            .ip(addr_of(id).ip())
+            .build();
         let (history, clock, server_ids) = (history.clone(), clock.clone(), server_ids.clone());
         clients.push(node.spawn(run_client(id, c, server_ids, history, clock, stop_at)));
         client_nodes.push((id, node));
@@ -122,18 +128,32 @@ async fn run(opts: SimOptions) -> RunReport {
     // Give background flushes their chance: a healed cluster must converge.
     tokio::time::sleep(opts.flush_interval * 2).await;
 
-    let checker_node = handle.create_node().name("checker").ip(addr_of(CHECKER_ID).ip()).build();
+    let checker_node = handle
+        .create_node()
+        .name("checker")
+        .ip(addr_of(CHECKER_ID).ip())
+        .build();
     for &(id, ref server) in &servers {
         let (history, clock) = (history.clone(), clock.clone());
         let server_node = server.id();
-        let read = checker_node.spawn(final_read(id, history.clone(), clock.clone(), server_ids.clone()));
+        let read = checker_node.spawn(final_read(
+            id,
+            history.clone(),
+            clock.clone(),
+            server_ids.clone(),
+        ));
         if !read.await.expect("final read does not panic") {
             // The node may have shut itself down (an actor failed past its limit):
             // restart it as an operator would, and read once more.
             nemesis.record("restart-for-final-read", json!({ "server": id }));
             handle.kill(server_node);
             handle.restart(server_node);
-            let read = checker_node.spawn(final_read(id, history.clone(), clock.clone(), server_ids.clone()));
+            let read = checker_node.spawn(final_read(
+                id,
+                history.clone(),
+                clock.clone(),
+                server_ids.clone(),
+            ));
             read.await.expect("final read does not panic");
         }
     }
@@ -181,11 +201,20 @@ async fn client_transport(node_id: u64, server_ids: &[u64]) -> (Node, Transport)
     for &s in server_ids {
         config = config.with_peer(s, addr_of(s));
     }
-    let transport = Transport::start(&node, config).await.expect("client address is free");
+    let transport = Transport::start(&node, config)
+        .await
+        .expect("client address is free");
     (node, transport)
 }
 
-async fn run_client(node_id: u64, process: u64, server_ids: Vec<u64>, history: History, clock: Arc<Clock>, stop_at: Instant) {
+async fn run_client(
+    node_id: u64,
+    process: u64,
+    server_ids: Vec<u64>,
+    history: History,
+    clock: Arc<Clock>,
+    stop_at: Instant,
+) {
     let (node, transport) = client_transport(node_id, &server_ids).await;
     let client = CounterClient::new(transport, CLIENT_TIMEOUT);
     let process = process.to_string();
@@ -195,11 +224,26 @@ async fn run_client(node_id: u64, process: u64, server_ids: Vec<u64>, history: H
         let id = (node_id << 32) | seq;
         let server = server_ids[thread_rng().gen_range(0..server_ids.len())];
         let value = json!({ "id": id, "server": server });
-        history.record(clock.now_ns(), process.clone(), OpType::Invoke, "incr", value.clone());
+        history.record(
+            clock.now_ns(),
+            process.clone(),
+            OpType::Invoke,
+            "incr",
+            value.clone(),
+        );
         let (op_type, value) = match client.increment(server, id).await {
-            Outcome::Ok(count) => (OpType::Ok, json!({ "id": id, "server": server, "count": count })),
-            Outcome::Failed(error) => (OpType::Fail, json!({ "id": id, "server": server, "error": error })),
-            Outcome::Unknown(error) => (OpType::Info, json!({ "id": id, "server": server, "error": error })),
+            Outcome::Ok(count) => (
+                OpType::Ok,
+                json!({ "id": id, "server": server, "count": count }),
+            ),
+            Outcome::Failed(error) => (
+                OpType::Fail,
+                json!({ "id": id, "server": server, "error": error }),
+            ),
+            Outcome::Unknown(error) => (
+                OpType::Info,
+                json!({ "id": id, "server": server, "error": error }),
+            ),
         };
         history.record(clock.now_ns(), process.clone(), op_type, "incr", value);
         let think_ms = thread_rng().gen_range(5..50);
@@ -209,17 +253,34 @@ async fn run_client(node_id: u64, process: u64, server_ids: Vec<u64>, history: H
 }
 
 /// Reads one server's whole log, retrying while it recovers; true if a read succeeded.
-async fn final_read(server: u64, history: History, clock: Arc<Clock>, server_ids: Vec<u64>) -> bool {
+async fn final_read(
+    server: u64,
+    history: History,
+    clock: Arc<Clock>,
+    server_ids: Vec<u64>,
+) -> bool {
     let (node, transport) = client_transport(CHECKER_ID, &server_ids).await;
     let client = CounterClient::new(transport, Duration::from_secs(1));
     let process = "checker";
-    history.record(clock.now_ns(), process, OpType::Invoke, "final-read", json!({ "server": server }));
+    history.record(
+        clock.now_ns(),
+        process,
+        OpType::Invoke,
+        "final-read",
+        json!({ "server": server }),
+    );
     let mut last_error = String::new();
     let mut ok = false;
     for _ in 0..FINAL_READ_ATTEMPTS {
         match client.read(server).await {
             Outcome::Ok(ids) => {
-                history.record(clock.now_ns(), process, OpType::Ok, "final-read", json!({ "server": server, "ids": ids }));
+                history.record(
+                    clock.now_ns(),
+                    process,
+                    OpType::Ok,
+                    "final-read",
+                    json!({ "server": server, "ids": ids }),
+                );
                 ok = true;
                 break;
             }
@@ -228,7 +289,13 @@ async fn final_read(server: u64, history: History, clock: Arc<Clock>, server_ids
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     if !ok {
-        history.record(clock.now_ns(), process, OpType::Info, "final-read", json!({ "server": server, "error": last_error }));
+        history.record(
+            clock.now_ns(),
+            process,
+            OpType::Info,
+            "final-read",
+            json!({ "server": server, "error": last_error }),
+        );
     }
     node.shutdown(runnel_actors::ShutdownReason::Requested);
     node.stopped().await;
@@ -252,7 +319,8 @@ fn pause_ms(lo: u64, hi: u64) -> Duration {
 
 impl Nemesis {
     fn record(&mut self, f: &str, value: serde_json::Value) {
-        self.history.record(self.clock.now_ns(), "nemesis", OpType::Info, f, value);
+        self.history
+            .record(self.clock.now_ns(), "nemesis", OpType::Info, f, value);
     }
 
     fn pick_server(&self) -> (u64, NodeId) {
@@ -295,8 +363,12 @@ impl Nemesis {
                     shuffle(&mut nodes);
                     let cut = thread_rng().gen_range(1..nodes.len());
                     let (left, right) = nodes.split_at(cut);
-                    let names = |side: &[(u64, NodeId)]| side.iter().map(|(s, _)| *s).collect::<Vec<_>>();
-                    self.record("partition", json!({ "left": names(left), "right": names(right) }));
+                    let names =
+                        |side: &[(u64, NodeId)]| side.iter().map(|(s, _)| *s).collect::<Vec<_>>();
+                    self.record(
+                        "partition",
+                        json!({ "left": names(left), "right": names(right) }),
+                    );
                     self.clog_between(left, right, true);
                     tokio::time::sleep(pause_ms(500, 3000)).await;
                     self.clog_between(left, right, false);
@@ -320,11 +392,23 @@ impl Nemesis {
                 Fault::Disk => {
                     let (server, node) = self.pick_server();
                     let faults = match thread_rng().gen_range(0..3) {
-                        0 => DiskFaults { fsync_fails: true, ..Default::default() },
-                        1 => DiskFaults { read_flip_probability: 0.5, ..Default::default() },
-                        _ => DiskFaults { full: true, ..Default::default() },
+                        0 => DiskFaults {
+                            fsync_fails: true,
+                            ..Default::default()
+                        },
+                        1 => DiskFaults {
+                            read_flip_probability: 0.5,
+                            ..Default::default()
+                        },
+                        _ => DiskFaults {
+                            full: true,
+                            ..Default::default()
+                        },
                     };
-                    self.record("disk-fault", json!({ "server": server, "faults": format!("{faults:?}") }));
+                    self.record(
+                        "disk-fault",
+                        json!({ "server": server, "faults": format!("{faults:?}") }),
+                    );
                     SimDisks::set_faults(node, faults);
                     tokio::time::sleep(pause_ms(200, 2000)).await;
                     if thread_rng().gen_bool(0.5) {

@@ -23,9 +23,15 @@ fn summary(stdout: &str) -> String {
 }
 
 fn number_before(stdout: &str, label: &str) -> u64 {
-    let line = stdout.lines().find(|l| l.starts_with("sweep:")).expect("sweep summary");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("sweep:"))
+        .expect("sweep summary");
     let words: Vec<&str> = line.split_whitespace().collect();
-    let i = words.iter().position(|w| w.starts_with(label)).unwrap_or_else(|| panic!("{label} in {line}"));
+    let i = words
+        .iter()
+        .position(|w| w.starts_with(label))
+        .unwrap_or_else(|| panic!("{label} in {line}"));
     words[i - 1].trim_end_matches(',').parse().expect("a count")
 }
 
@@ -36,7 +42,13 @@ fn the_same_seed_replays_exactly_in_two_processes_and_seeds_differ() {
     let (_, c) = sim(&["run", "--seed", "43"]);
     assert_eq!((code_a, code_b), (0, 0), "{a}");
     assert_eq!(summary(&a), summary(&b));
-    let hash = |s: &str| summary(s).rsplit("history=").next().expect("hash").to_string();
+    let hash = |s: &str| {
+        summary(s)
+            .rsplit("history=")
+            .next()
+            .expect("hash")
+            .to_string()
+    };
     assert_ne!(hash(&a), hash(&c), "another seed, another interleaving");
     let (code, check) = sim(&["run", "--seed", "44", "--check-determinism"]);
     assert_eq!(code, 0, "{check}");
@@ -52,15 +64,34 @@ fn fsync_before_ack_loses_nothing_over_500_seeds_with_every_fault() {
 
 #[test]
 fn ack_before_fsync_loses_acknowledged_increments_on_a_clear_share_of_seeds() {
-    let (code, out) = sim(&["sweep", "--seeds", "0..100", "--policy", "ack-before-fsync", "--faults", "kill"]);
+    let (code, out) = sim(&[
+        "sweep",
+        "--seeds",
+        "0..100",
+        "--policy",
+        "ack-before-fsync",
+        "--faults",
+        "kill",
+    ]);
     assert_eq!(code, 1, "lost writes fail the sweep: {out}");
     let lossy = number_before(&out, "with");
     assert!(lossy >= 30, "only {lossy} of 100 seeds lost writes: {out}");
-    assert!(out.contains("replay: ci/sim run --seed"), "each failure names its replay command");
+    assert!(
+        out.contains("replay: ci/sim run --seed"),
+        "each failure names its replay command"
+    );
 }
 
 #[test]
 fn without_faults_even_ack_before_fsync_loses_nothing() {
-    let (code, out) = sim(&["sweep", "--seeds", "0..20", "--policy", "ack-before-fsync", "--faults", "none"]);
+    let (code, out) = sim(&[
+        "sweep",
+        "--seeds",
+        "0..20",
+        "--policy",
+        "ack-before-fsync",
+        "--faults",
+        "none",
+    ]);
     assert_eq!(code, 0, "{out}");
 }

@@ -18,7 +18,9 @@ fn addr(last: u8) -> SocketAddr {
 
 async fn serve_counter() {
     let node = Node::new("server");
-    let transport = Transport::start(&node, TransportConfig::new(1, addr(1))).await.expect("bind");
+    let transport = Transport::start(&node, TransportConfig::new(1, addr(1)))
+        .await
+        .expect("bind");
     let disk: Arc<dyn Disk> = Arc::new(SimDisks::current());
     let counter = node.spawn("counter", 64, RestartPolicy::default(), move || {
         CounterService::new(disk.clone(), "/data", SyncPolicy::FsyncBeforeAck)
@@ -38,7 +40,12 @@ fn a_clogged_link_times_out_asks_and_traffic_resumes_after_heal() {
 
 async fn clogged_link() {
     let handle = Handle::current();
-    let server = handle.create_node().name("server").ip(addr(1).ip()).init(serve_counter).build();
+    let server = handle
+        .create_node()
+        .name("server")
+        .ip(addr(1).ip())
+        .init(serve_counter)
+        .build();
     let client = handle.create_node().name("client").ip(addr(2).ip()).build();
     let net = NetSim::current();
     let (server_id, client_id) = (server.id(), client.id());
@@ -50,7 +57,11 @@ async fn clogged_link() {
             let mut events = transport.subscribe();
             let ask = |id| {
                 let transport = transport.clone();
-                async move { transport.ask(1, &IncrementRequest { id }, Duration::from_millis(300)).await }
+                async move {
+                    transport
+                        .ask(1, &IncrementRequest { id }, Duration::from_millis(300))
+                        .await
+                }
             };
             // The server may still be starting: wait for the first success.
             let mut first = ask(1).await;
@@ -66,7 +77,10 @@ async fn clogged_link() {
             net.clog_link(client_id, server_id);
             let during = ask(2).await;
             assert!(
-                matches!(during, Err(TransportError::Timeout { .. } | TransportError::PeerDown { .. })),
+                matches!(
+                    during,
+                    Err(TransportError::Timeout { .. } | TransportError::PeerDown { .. })
+                ),
                 "{during:?}"
             );
             // Long enough for the heartbeat to declare the peer down.
@@ -101,7 +115,12 @@ fn a_killed_and_restarted_peer_is_reconnected_with_its_durable_state() {
 
 async fn killed_peer() {
     let handle = Handle::current();
-    let server = handle.create_node().name("server").ip(addr(1).ip()).init(serve_counter).build();
+    let server = handle
+        .create_node()
+        .name("server")
+        .ip(addr(1).ip())
+        .init(serve_counter)
+        .build();
     let client = handle.create_node().name("client").ip(addr(2).ip()).build();
     let server_id = server.id();
     let handle2 = handle.clone();
@@ -114,7 +133,11 @@ async fn killed_peer() {
             let timeout = Duration::from_millis(300);
             let mut acked = Vec::new();
             for id in 1..=20u64 {
-                if transport.ask(1, &IncrementRequest { id }, timeout).await.is_ok() {
+                if transport
+                    .ask(1, &IncrementRequest { id }, timeout)
+                    .await
+                    .is_ok()
+                {
                     acked.push(id);
                 }
             }
@@ -152,7 +175,10 @@ async fn killed_peer() {
             }
             let ids = read.expect("read after restart").ids;
             for id in &acked {
-                assert!(ids.contains(id), "acknowledged increment {id} survived the kill");
+                assert!(
+                    ids.contains(id),
+                    "acknowledged increment {id} survived the kill"
+                );
             }
         })
         .await

@@ -180,7 +180,11 @@ pub struct Transport {
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Transport(node {} at {})", self.inner.config.node_id, self.inner.local_addr)
+        write!(
+            f,
+            "Transport(node {} at {})",
+            self.inner.config.node_id, self.inner.local_addr
+        )
     }
 }
 
@@ -256,7 +260,8 @@ impl Transport {
         self.register(M::SERVICE, move |from_node, payload: Bytes| {
             let addr = addr.clone();
             async move {
-                let msg = M::decode(payload).map_err(|e| format!("malformed {} request: {e}", M::SERVICE))?;
+                let msg = M::decode(payload)
+                    .map_err(|e| format!("malformed {} request: {e}", M::SERVICE))?;
                 let reply = addr
                     .ask(FromPeer { from_node, msg }, ask_timeout)
                     .await
@@ -276,7 +281,10 @@ impl Transport {
         let payload = Bytes::from(msg.encode_to_vec());
         let reply = self.request(peer, M::SERVICE, payload, timeout).await?;
         M::Reply::decode(reply).map_err(|e| {
-            TransportError::Frame(FrameError::Malformed(format!("reply to {}: {e}", M::SERVICE)))
+            TransportError::Frame(FrameError::Malformed(format!(
+                "reply to {}: {e}",
+                M::SERVICE
+            )))
         })
     }
 
@@ -315,7 +323,10 @@ impl Transport {
             };
         }
         let link = self.link(peer)?;
-        let correlation_id = self.inner.next_correlation_id.fetch_add(1, Ordering::Relaxed);
+        let correlation_id = self
+            .inner
+            .next_correlation_id
+            .fetch_add(1, Ordering::Relaxed);
         let (reply_tx, reply_rx) = oneshot::channel();
         {
             let mut pending = lock(&link.pending);
@@ -343,7 +354,10 @@ impl Transport {
     }
 
     fn link(&self, peer: NodeId) -> Result<&Link, TransportError> {
-        self.inner.links.get(&peer).ok_or(TransportError::UnknownPeer { peer })
+        self.inner
+            .links
+            .get(&peer)
+            .ok_or(TransportError::UnknownPeer { peer })
     }
 
     fn service(&self, service: &str) -> Result<Arc<dyn Service>, TransportError> {
@@ -389,7 +403,9 @@ impl PeerLink {
     async fn run(mut self) {
         let mut backoff = self.config.reconnect_backoff_initial;
         loop {
-            let connected = tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(self.addr)).await;
+            let connected =
+                tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(self.addr))
+                    .await;
             let stream = match connected {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
@@ -482,7 +498,11 @@ impl PeerLink {
             }),
             FrameKind::Pong => return,
             other => {
-                tracing::warn!(peer = self.peer, ?other, "unexpected frame on an outbound connection");
+                tracing::warn!(
+                    peer = self.peer,
+                    ?other,
+                    "unexpected frame on an outbound connection"
+                );
                 return;
             }
         };
@@ -497,7 +517,12 @@ async fn accept_loop(listener: TcpListener, node: Node, inner: Arc<Inner>) {
     loop {
         match listener.accept().await {
             Ok((stream, remote)) => {
-                node.spawn_task(serve_connection(stream, remote, node.clone(), inner.clone()));
+                node.spawn_task(serve_connection(
+                    stream,
+                    remote,
+                    node.clone(),
+                    inner.clone(),
+                ));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -547,7 +572,9 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, node: Node, inn
                 }
             }
             FrameKind::Request | FrameKind::OneWay => {
-                let Ok(permit) = permits.clone().acquire_owned().await else { return };
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    return;
+                };
                 let replies = replies.clone();
                 let service = inner.service(&frame.service);
                 let one_way = frame.kind() == FrameKind::OneWay;
@@ -562,12 +589,14 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, node: Node, inn
                     }
                     let mut reply = match result {
                         Ok(payload) => {
-                            let mut reply = Frame::new(FrameKind::Response, frame.correlation_id, local_node);
+                            let mut reply =
+                                Frame::new(FrameKind::Response, frame.correlation_id, local_node);
                             reply.payload = payload;
                             reply
                         }
                         Err(message) => {
-                            let mut reply = Frame::new(FrameKind::Error, frame.correlation_id, local_node);
+                            let mut reply =
+                                Frame::new(FrameKind::Error, frame.correlation_id, local_node);
                             reply.payload = Bytes::from(message.into_bytes());
                             reply
                         }

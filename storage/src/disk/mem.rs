@@ -282,7 +282,10 @@ struct MemFile {
 
 impl MemFile {
     /// Runs `f` on this file's inode, unless the disk crashed since the file was opened.
-    fn with_inode<T>(&self, f: impl FnOnce(&mut Inode, &mut State) -> DiskResult<T>) -> DiskResult<T> {
+    fn with_inode<T>(
+        &self,
+        f: impl FnOnce(&mut Inode, &mut State) -> DiskResult<T>,
+    ) -> DiskResult<T> {
         let mut guard = self.disk.lock();
         let state = &mut *guard;
         if state.generation != self.generation {
@@ -324,7 +327,7 @@ impl DiskFile for MemFile {
         &self.path
     }
 
-    async fn len(&self) -> DiskResult<u64> {
+    async fn size_bytes(&self) -> DiskResult<u64> {
         self.with_inode(|inode, _| Ok(inode.data.len() as u64))
     }
 

@@ -74,7 +74,7 @@ pub trait Disk: Send + Sync + fmt::Debug {
 #[async_trait]
 pub trait DiskFile: Send + Sync + fmt::Debug {
     fn path(&self) -> &Path;
-    async fn len(&self) -> DiskResult<u64>;
+    async fn size_bytes(&self) -> DiskResult<u64>;
     async fn write_at(&self, offset_bytes: u64, data: &[u8]) -> DiskResult<()>;
     /// Writes at the end of the file and returns the offset the data starts at.
     async fn append(&self, data: &[u8]) -> DiskResult<u64>;

@@ -140,7 +140,7 @@ impl DiskFile for RealFile {
         &self.path
     }
 
-    async fn len(&self) -> DiskResult<u64> {
+    async fn size_bytes(&self) -> DiskResult<u64> {
         Ok(*self.end())
     }
 

@@ -18,13 +18,16 @@ async fn conformance(disk: &dyn Disk, root: &Path) {
     ));
     assert_eq!(file.append(b"hello ").await.expect("append"), 0);
     assert_eq!(file.append(b"world").await.expect("append"), 6);
-    assert_eq!(file.len().await.expect("len"), 11);
+    assert_eq!(file.size_bytes().await.expect("len"), 11);
     file.write_at(0, b"HELLO").await.expect("write_at");
-    assert_eq!(&file.read_at(0, 100).await.expect("read")[..], b"HELLO world");
+    assert_eq!(
+        &file.read_at(0, 100).await.expect("read")[..],
+        b"HELLO world"
+    );
     assert_eq!(&file.read_at(6, 3).await.expect("read")[..], b"wor");
     assert!(file.read_at(50, 3).await.expect("read past end").is_empty());
     file.truncate(5).await.expect("truncate");
-    assert_eq!(file.len().await.expect("len"), 5);
+    assert_eq!(file.size_bytes().await.expect("len"), 5);
     assert_eq!(file.append(b"!").await.expect("append after truncate"), 5);
     file.sync_data().await.expect("fsync");
 
@@ -33,10 +36,15 @@ async fn conformance(disk: &dyn Disk, root: &Path) {
     assert!(!disk.exists(&path).await.expect("exists"));
     assert!(disk.exists(&renamed).await.expect("exists"));
     disk.sync_dir(&dir).await.expect("sync dir");
-    let again = disk.open(&renamed, OpenMode::Existing).await.expect("reopen");
+    let again = disk
+        .open(&renamed, OpenMode::Existing)
+        .await
+        .expect("reopen");
     assert_eq!(&again.read_at(0, 100).await.expect("read")[..], b"HELLO!");
 
-    disk.open(&dir.join("b"), OpenMode::Create).await.expect("create b");
+    disk.open(&dir.join("b"), OpenMode::Create)
+        .await
+        .expect("create b");
     assert_eq!(
         disk.list_dir(&dir).await.expect("list"),
         vec!["00000000000000000000.log.swap".to_string(), "b".to_string()]
@@ -51,7 +59,8 @@ async fn conformance(disk: &dyn Disk, root: &Path) {
         Err(DiskError::NotFound { .. })
     ));
     assert!(matches!(
-        disk.open(&root.join("no-such-dir/x"), OpenMode::Create).await,
+        disk.open(&root.join("no-such-dir/x"), OpenMode::Create)
+            .await,
         Err(DiskError::NotFound { .. })
     ));
 }
@@ -92,41 +101,67 @@ async fn crash_keeps_synced_bytes_and_tears_the_rest() {
         file.append(b"volatile").await.expect("append");
         disk.crash(&mut rng(seed));
 
-        assert!(matches!(file.len().await, Err(DiskError::Stale { .. })));
-        let file = disk.open(&path, OpenMode::Existing).await.expect("survives");
+        assert!(matches!(
+            file.size_bytes().await,
+            Err(DiskError::Stale { .. })
+        ));
+        let file = disk
+            .open(&path, OpenMode::Existing)
+            .await
+            .expect("survives");
         let bytes = file.read_at(0, 100).await.expect("read");
         assert!(bytes.starts_with(b"durable-"), "{bytes:?}");
         let tail = &bytes[8..];
         assert!(tail.len() <= 8);
         let is_data_prefix = b"volatile".starts_with(tail);
         let is_zeros = tail.iter().all(|b| *b == 0);
-        assert!(is_data_prefix || is_zeros, "tail {tail:?} was never written");
+        assert!(
+            is_data_prefix || is_zeros,
+            "tail {tail:?} was never written"
+        );
         saw_torn |= !tail.is_empty() && tail.len() < 8;
         saw_full_loss |= tail.is_empty();
     }
-    assert!(saw_torn && saw_full_loss, "the crash model must vary by seed");
+    assert!(
+        saw_torn && saw_full_loss,
+        "the crash model must vary by seed"
+    );
 }
 
 #[tokio::test]
 async fn names_are_durable_only_after_the_directory_is_synced() {
     let disk = MemDisk::new(7);
     let dir = setup(&disk).await;
-    let kept = disk.open(&dir.join("kept"), OpenMode::CreateNew).await.expect("create");
+    let kept = disk
+        .open(&dir.join("kept"), OpenMode::CreateNew)
+        .await
+        .expect("create");
     kept.append(b"x").await.expect("append");
     kept.sync_data().await.expect("fsync");
     disk.sync_dir(&dir).await.expect("sync dir");
 
-    let lost = disk.open(&dir.join("lost"), OpenMode::CreateNew).await.expect("create");
+    let lost = disk
+        .open(&dir.join("lost"), OpenMode::CreateNew)
+        .await
+        .expect("create");
     lost.append(b"y").await.expect("append");
     lost.sync_data().await.expect("fsync file but not its name");
-    disk.rename(&dir.join("kept"), &dir.join("renamed")).await.expect("rename");
+    disk.rename(&dir.join("kept"), &dir.join("renamed"))
+        .await
+        .expect("rename");
     disk.crash(&mut rng(7));
 
-    assert_eq!(disk.list_dir(&dir).await.expect("list"), vec!["kept".to_string()]);
+    assert_eq!(
+        disk.list_dir(&dir).await.expect("list"),
+        vec!["kept".to_string()]
+    );
 
     disk.remove(&dir.join("kept")).await.expect("remove");
     disk.crash(&mut rng(8));
-    assert!(disk.exists(&dir.join("kept")).await.expect("exists"), "unsynced remove undone");
+    assert!(
+        disk.exists(&dir.join("kept")).await.expect("exists"),
+        "unsynced remove undone"
+    );
     disk.remove(&dir.join("kept")).await.expect("remove");
     disk.sync_dir(&dir).await.expect("sync dir");
     disk.crash(&mut rng(9));
@@ -145,32 +180,61 @@ async fn unsynced_truncate_is_undone_by_a_crash() {
     file.truncate(4).await.expect("truncate");
     disk.crash(&mut rng(3));
     let file = disk.open(&path, OpenMode::Existing).await.expect("open");
-    assert_eq!(&file.read_at(0, 100).await.expect("read")[..], b"0123456789");
+    assert_eq!(
+        &file.read_at(0, 100).await.expect("read")[..],
+        b"0123456789"
+    );
 }
 
 #[tokio::test]
 async fn injected_faults_fail_the_right_calls() {
     let disk = MemDisk::new(5);
     let dir = setup(&disk).await;
-    let file = disk.open(&dir.join("f"), OpenMode::CreateNew).await.expect("create");
+    let file = disk
+        .open(&dir.join("f"), OpenMode::CreateNew)
+        .await
+        .expect("create");
     file.append(&[0u8; 64]).await.expect("append");
 
-    disk.set_faults(DiskFaults { fsync_fails: true, ..Default::default() });
-    assert!(matches!(file.sync_data().await, Err(DiskError::Injected { op: "fsync", .. })));
-    assert!(matches!(disk.sync_dir(&dir).await, Err(DiskError::Injected { .. })));
+    disk.set_faults(DiskFaults {
+        fsync_fails: true,
+        ..Default::default()
+    });
+    assert!(matches!(
+        file.sync_data().await,
+        Err(DiskError::Injected { op: "fsync", .. })
+    ));
+    assert!(matches!(
+        disk.sync_dir(&dir).await,
+        Err(DiskError::Injected { .. })
+    ));
 
-    disk.set_faults(DiskFaults { full: true, ..Default::default() });
-    assert!(matches!(file.append(b"more").await, Err(DiskError::NoSpace { .. })));
-    file.write_at(0, b"in place").await.expect("overwrite needs no new space");
+    disk.set_faults(DiskFaults {
+        full: true,
+        ..Default::default()
+    });
+    assert!(matches!(
+        file.append(b"more").await,
+        Err(DiskError::NoSpace { .. })
+    ));
+    file.write_at(0, b"in place")
+        .await
+        .expect("overwrite needs no new space");
 
-    disk.set_faults(DiskFaults { read_flip_probability: 1.0, ..Default::default() });
+    disk.set_faults(DiskFaults {
+        read_flip_probability: 1.0,
+        ..Default::default()
+    });
     let flipped = file.read_at(8, 56).await.expect("read");
     let ones: u32 = flipped.iter().map(|b| b.count_ones()).sum();
     assert_eq!(ones, 1, "exactly one bit flips in a read of zeros");
 
     disk.set_faults(DiskFaults::default());
     let clean = file.read_at(8, 56).await.expect("read");
-    assert!(clean.iter().all(|b| *b == 0), "the flip was in the read, not the stored bytes");
+    assert!(
+        clean.iter().all(|b| *b == 0),
+        "the flip was in the read, not the stored bytes"
+    );
 }
 
 #[derive(Debug, Clone)]
