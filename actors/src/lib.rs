@@ -10,6 +10,7 @@
 //! that proves the simulator before the broker exists.
 
 mod actor;
+pub mod bench;
 pub mod counter;
 mod node;
 pub mod transport;

@@ -38,6 +38,11 @@ enum Command {
         #[arg(long, hide = true)]
         report_file: Option<std::path::PathBuf>,
     },
+    /// Time actor asks and transport asks under the simulator (wall-clock rates).
+    Bench {
+        #[arg(long, default_value_t = 100_000)]
+        count: u64,
+    },
     /// Run a range of seeds, two at a time, and print each failure with its replay command.
     Sweep {
         /// A range such as 0..500 (end excluded).
@@ -137,6 +142,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Sweep {
             seeds, scenario, ..
         } => scenario.options(parse_range(seeds)?.start).map(drop)?,
+        Command::Bench { .. } => {}
     }
     Err("this binary was built without the simulator. Build and run it with ci/sim (RUSTFLAGS=\"--cfg madsim\"), e.g. `ci/sim run --seed 1`".into())
 }
@@ -206,7 +212,68 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             jobs,
             scenario,
         } => sweep(parse_range(&seeds)?, jobs.clamp(1, 64), &scenario),
+        Command::Bench { count } => {
+            bench(count.max(1));
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// Wall-clock rates of the same asks `actors/examples/ask_rate.rs` times on real tokio.
+#[cfg(madsim)]
+fn bench(count: u64) {
+    use runnel_actors::bench::{local_asks, remote_asks, spawn_echo, RemotePing};
+    use runnel_actors::transport::{Transport, TransportConfig};
+    use std::net::SocketAddr;
+
+    let measure = |remote: bool| {
+        std::thread::spawn(move || {
+            let wall = std::time::Instant::now();
+            runnel_sim::simulate(1, async move {
+                let handle = madsim::runtime::Handle::current();
+                let addr = |last: u8| SocketAddr::from(([192, 0, 2, last], 7000));
+                let server = handle.create_node().ip(addr(1).ip()).build();
+                let client = handle.create_node().ip(addr(2).ip()).build();
+                server.spawn(async move {
+                    let node = runnel_actors::Node::new("server");
+                    let transport = Transport::start(&node, TransportConfig::new(1, addr(1)))
+                        .await
+                        .expect("bind");
+                    transport.serve::<_, RemotePing>(
+                        spawn_echo(&node),
+                        std::time::Duration::from_secs(10),
+                    );
+                    std::future::pending::<()>().await;
+                });
+                client
+                    .spawn(async move {
+                        let node = runnel_actors::Node::new("client");
+                        if remote {
+                            let config = TransportConfig::new(2, addr(2)).with_peer(1, addr(1));
+                            let transport = Transport::start(&node, config).await.expect("bind");
+                            remote_asks(&transport, 1, count).await
+                        } else {
+                            local_asks(&spawn_echo(&node), count).await
+                        }
+                    })
+                    .await
+                    .expect("bench task")
+            });
+            wall.elapsed()
+        })
+        .join()
+        .expect("bench thread")
+    };
+    let local = measure(false);
+    let remote = measure(true);
+    println!(
+        "madsim local actor ask:     {:>10.0} round trips/s (wall)",
+        count as f64 / local.as_secs_f64()
+    );
+    println!(
+        "madsim transport ask:       {:>10.0} round trips/s (wall)",
+        count as f64 / remote.as_secs_f64()
+    );
 }
 
 /// Runs `runnel-sim` itself as a child for one seed; returns its exit status and stdout.
