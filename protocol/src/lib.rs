@@ -4,4 +4,5 @@
 //! node transport in `runnel-actors` carries over TCP. The Kafka frame codec and the
 //! record-batch view join it with the broker.
 
+pub mod batch;
 pub mod node;

@@ -70,7 +70,7 @@ pub fn check(ops: &[Op]) -> Vec<Anomaly> {
                     finals.insert(server, ids);
                 }
             }
-            ("final-read", OpType::Fail | OpType::Info) => {
+            ("final-read", OpType::Fail | OpType::Unknown) => {
                 if let Some(server) = field("server") {
                     finals.entry(server).or_insert(None);
                 }
@@ -131,7 +131,7 @@ mod tests {
             op(OpType::Invoke, "incr", json!({"id": 1, "server": 1})),
             op(OpType::Ok, "incr", json!({"id": 1, "server": 1})),
             op(OpType::Invoke, "incr", json!({"id": 2, "server": 1})),
-            op(OpType::Info, "incr", json!({"id": 2, "server": 1})),
+            op(OpType::Unknown, "incr", json!({"id": 2, "server": 1})),
             op(OpType::Ok, "final-read", json!({"server": 1, "ids": [1]})),
         ];
         assert_eq!(check(&ops), vec![]);
@@ -151,7 +151,7 @@ mod tests {
                 "final-read",
                 json!({"server": 1, "ids": [2, 9, 2]}),
             ),
-            op(OpType::Info, "final-read", json!({"server": 2})),
+            op(OpType::Unknown, "final-read", json!({"server": 2})),
         ];
         let anomalies = check(&ops);
         assert!(anomalies.contains(&Anomaly::LostWrite { id: 1, server: 1 }));

@@ -13,6 +13,8 @@ pub enum OpType {
     Ok,
     Fail,
     /// Indeterminate: the operation may or may not have happened.
+    Unknown,
+    /// Not a client operation: a fault or a heal, recorded by the nemesis.
     Info,
 }
 

@@ -241,7 +241,7 @@ async fn run_client(
                 json!({ "id": id, "server": server, "error": error }),
             ),
             Outcome::Unknown(error) => (
-                OpType::Info,
+                OpType::Unknown,
                 json!({ "id": id, "server": server, "error": error }),
             ),
         };
@@ -292,7 +292,7 @@ async fn final_read(
         history.record(
             clock.now_ns(),
             process,
-            OpType::Info,
+            OpType::Unknown,
             "final-read",
             json!({ "server": server, "error": last_error }),
         );

@@ -9,3 +9,4 @@
 //! The partition log (segments, indexes, recovery) builds on this trait.
 
 pub mod disk;
+pub mod log;

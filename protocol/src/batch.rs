@@ -1,0 +1,415 @@
+//! A zero-copy view of Kafka record batches (format v2, magic 2).
+//!
+//! The broker never decodes records on the produce path: it checks the batch header and
+//! its CRC-32C and stores the bytes as they came, stamping only the base offset and the
+//! partition leader epoch, which lie outside the CRC.
+//!
+//! Header layout (big endian), offsets in bytes:
+//!
+//! | offset | size | field |
+//! | --- | --- | --- |
+//! | 0 | 8 | base offset |
+//! | 8 | 4 | batch length (bytes after this field) |
+//! | 12 | 4 | partition leader epoch |
+//! | 16 | 1 | magic (2) |
+//! | 17 | 4 | CRC-32C of everything from offset 21 to the end |
+//! | 21 | 2 | attributes |
+//! | 23 | 4 | last offset delta |
+//! | 27 | 8 | base timestamp |
+//! | 35 | 8 | max timestamp |
+//! | 43 | 8 | producer id |
+//! | 51 | 2 | producer epoch |
+//! | 53 | 4 | base sequence |
+//! | 57 | 4 | record count |
+
+use bytes::{Buf, Bytes, BytesMut};
+
+/// Bytes before the first record.
+pub const BATCH_HEADER_BYTES: usize = 61;
+/// Bytes before the batch length field ends: base offset plus the length itself.
+pub const LOG_OVERHEAD_BYTES: usize = 12;
+const BASE_OFFSET_AT: usize = 0;
+const LENGTH_AT: usize = 8;
+const LEADER_EPOCH_AT: usize = 12;
+const MAGIC_AT: usize = 16;
+const CRC_AT: usize = 17;
+const CRC_FROM: usize = 21;
+
+/// How the records of a batch are compressed (attributes bits 0-2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+/// Why bytes are not a valid v2 record batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    #[error("{available} bytes cannot hold a record batch header of {BATCH_HEADER_BYTES} bytes")]
+    TooShort { available: usize },
+    #[error("batch length {length} is below the minimum of {min}", min = BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES)]
+    LengthTooSmall { length: i32 },
+    #[error("batch of {needed} bytes but only {available} bytes follow")]
+    Truncated { needed: usize, available: usize },
+    #[error("magic byte {magic} is not 2: only record batch format v2 is supported")]
+    UnsupportedMagic { magic: i8 },
+    #[error("CRC-32C mismatch: header says {stored:#010x}, bytes give {computed:#010x}")]
+    CrcMismatch { stored: u32, computed: u32 },
+    #[error("unknown compression codec {codec}")]
+    UnknownCompression { codec: u8 },
+    #[error("record count {count} is negative")]
+    NegativeRecordCount { count: i32 },
+    #[error("last offset delta {delta} is negative")]
+    NegativeLastOffsetDelta { delta: i32 },
+    #[error("last offset delta {delta} is below record count {count} minus one")]
+    InconsistentCount { delta: i32, count: i32 },
+}
+
+/// One validated record batch over shared bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RecordBatch {
+    bytes: Bytes,
+}
+
+impl std::fmt::Debug for RecordBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordBatch")
+            .field("base_offset", &self.base_offset())
+            .field("last_offset_delta", &self.last_offset_delta())
+            .field("records", &self.record_count())
+            .field("size_bytes", &self.size_bytes())
+            .finish()
+    }
+}
+
+fn i16_at(b: &[u8], at: usize) -> i16 {
+    (&b[at..at + 2]).get_i16()
+}
+fn i32_at(b: &[u8], at: usize) -> i32 {
+    (&b[at..at + 4]).get_i32()
+}
+fn i64_at(b: &[u8], at: usize) -> i64 {
+    (&b[at..at + 8]).get_i64()
+}
+
+/// The total size of the batch starting at `bytes`, read from its length field, without
+/// validating anything else. `None` if fewer than 12 bytes are available.
+pub fn peek_batch_size(bytes: &[u8]) -> Option<i64> {
+    if bytes.len() < LOG_OVERHEAD_BYTES {
+        return None;
+    }
+    Some(i64::from(i32_at(bytes, LENGTH_AT)) + LOG_OVERHEAD_BYTES as i64)
+}
+
+impl RecordBatch {
+    /// Validates the batch at the start of `bytes`; returns it and the bytes after it.
+    pub fn parse(bytes: Bytes) -> Result<(RecordBatch, Bytes), BatchError> {
+        let available = bytes.len();
+        if available < BATCH_HEADER_BYTES {
+            return Err(BatchError::TooShort { available });
+        }
+        let length = i32_at(&bytes, LENGTH_AT);
+        if length < (BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES) as i32 {
+            return Err(BatchError::LengthTooSmall { length });
+        }
+        let needed = length as usize + LOG_OVERHEAD_BYTES;
+        if needed > available {
+            return Err(BatchError::Truncated { needed, available });
+        }
+        let magic = bytes[MAGIC_AT] as i8;
+        if magic != 2 {
+            return Err(BatchError::UnsupportedMagic { magic });
+        }
+        let stored = (&bytes[CRC_AT..CRC_AT + 4]).get_u32();
+        let computed = crc32c::crc32c(&bytes[CRC_FROM..needed]);
+        if stored != computed {
+            return Err(BatchError::CrcMismatch { stored, computed });
+        }
+        let mut rest = bytes;
+        let batch = RecordBatch {
+            bytes: rest.split_to(needed),
+        };
+        let codec = (batch.attributes() & 0x07) as u8;
+        if codec > 4 {
+            return Err(BatchError::UnknownCompression { codec });
+        }
+        let count = batch.record_count();
+        if count < 0 {
+            return Err(BatchError::NegativeRecordCount { count });
+        }
+        let delta = batch.last_offset_delta();
+        if delta < 0 {
+            return Err(BatchError::NegativeLastOffsetDelta { delta });
+        }
+        // Compaction may remove records but keeps the delta, so only this direction holds.
+        if i64::from(delta) < i64::from(count) - 1 {
+            return Err(BatchError::InconsistentCount { delta, count });
+        }
+        Ok((batch, rest))
+    }
+
+    /// Parses every batch in `bytes`, which must hold whole batches only.
+    pub fn parse_all(mut bytes: Bytes) -> Result<Vec<RecordBatch>, BatchError> {
+        let mut batches = Vec::new();
+        while !bytes.is_empty() {
+            let (batch, rest) = RecordBatch::parse(bytes)?;
+            batches.push(batch);
+            bytes = rest;
+        }
+        Ok(batches)
+    }
+
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    pub fn size_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn base_offset(&self) -> i64 {
+        i64_at(&self.bytes, BASE_OFFSET_AT)
+    }
+
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset() + i64::from(self.last_offset_delta())
+    }
+
+    pub fn partition_leader_epoch(&self) -> i32 {
+        i32_at(&self.bytes, LEADER_EPOCH_AT)
+    }
+
+    pub fn crc(&self) -> u32 {
+        (&self.bytes[CRC_AT..CRC_AT + 4]).get_u32()
+    }
+
+    pub fn attributes(&self) -> i16 {
+        i16_at(&self.bytes, 21)
+    }
+
+    pub fn compression(&self) -> Compression {
+        match self.attributes() & 0x07 {
+            0 => Compression::None,
+            1 => Compression::Gzip,
+            2 => Compression::Snappy,
+            3 => Compression::Lz4,
+            4 => Compression::Zstd,
+            _ => unreachable!("parse rejects unknown codecs"),
+        }
+    }
+
+    /// True when timestamps are set by the broker (LogAppendTime).
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes() & 0x08 != 0
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.attributes() & 0x10 != 0
+    }
+
+    pub fn is_control(&self) -> bool {
+        self.attributes() & 0x20 != 0
+    }
+
+    pub fn last_offset_delta(&self) -> i32 {
+        i32_at(&self.bytes, 23)
+    }
+
+    pub fn base_timestamp(&self) -> i64 {
+        i64_at(&self.bytes, 27)
+    }
+
+    pub fn max_timestamp(&self) -> i64 {
+        i64_at(&self.bytes, 35)
+    }
+
+    pub fn producer_id(&self) -> i64 {
+        i64_at(&self.bytes, 43)
+    }
+
+    pub fn producer_epoch(&self) -> i16 {
+        i16_at(&self.bytes, 51)
+    }
+
+    pub fn base_sequence(&self) -> i32 {
+        i32_at(&self.bytes, 53)
+    }
+
+    pub fn record_count(&self) -> i32 {
+        i32_at(&self.bytes, 57)
+    }
+
+    /// A copy with the base offset and leader epoch stamped in; neither is under the CRC,
+    /// so the batch stays valid. One copy of the batch, as it goes to the log.
+    pub fn stamped(&self, base_offset: i64, leader_epoch: i32) -> RecordBatch {
+        let mut bytes = BytesMut::from(&self.bytes[..]);
+        bytes[BASE_OFFSET_AT..BASE_OFFSET_AT + 8].copy_from_slice(&base_offset.to_be_bytes());
+        bytes[LEADER_EPOCH_AT..LEADER_EPOCH_AT + 4].copy_from_slice(&leader_epoch.to_be_bytes());
+        RecordBatch {
+            bytes: bytes.freeze(),
+        }
+    }
+}
+
+/// Builds v2 batches of uncompressed records, for tests, the simulator and our client.
+pub mod build {
+    use bytes::{BufMut, BytesMut};
+
+    use super::*;
+
+    /// One record: key, value and timestamp delta from the batch's base timestamp.
+    pub struct Record<'a> {
+        pub key: Option<&'a [u8]>,
+        pub value: Option<&'a [u8]>,
+        pub timestamp_delta: i64,
+    }
+
+    fn put_varint(buf: &mut BytesMut, value: i64) {
+        let mut v = ((value << 1) ^ (value >> 63)) as u64;
+        while v >= 0x80 {
+            buf.put_u8((v as u8) | 0x80);
+            v >>= 7;
+        }
+        buf.put_u8(v as u8);
+    }
+
+    fn put_bytes(buf: &mut BytesMut, bytes: Option<&[u8]>) {
+        match bytes {
+            None => put_varint(buf, -1),
+            Some(b) => {
+                put_varint(buf, b.len() as i64);
+                buf.put_slice(b);
+            }
+        }
+    }
+
+    /// An uncompressed batch with base offset 0, leader epoch -1 and no producer.
+    pub fn batch(base_timestamp: i64, records: &[Record<'_>]) -> RecordBatch {
+        assert!(!records.is_empty(), "a batch holds at least one record");
+        let mut body = BytesMut::new();
+        for (i, record) in records.iter().enumerate() {
+            let mut r = BytesMut::new();
+            r.put_i8(0);
+            put_varint(&mut r, record.timestamp_delta);
+            put_varint(&mut r, i as i64);
+            put_bytes(&mut r, record.key);
+            put_bytes(&mut r, record.value);
+            put_varint(&mut r, 0);
+            put_varint(&mut body, r.len() as i64);
+            body.put_slice(&r);
+        }
+        let max_ts = base_timestamp + records.iter().map(|r| r.timestamp_delta).max().unwrap_or(0);
+        let mut buf = BytesMut::with_capacity(BATCH_HEADER_BYTES + body.len());
+        buf.put_i64(0);
+        buf.put_i32((BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES + body.len()) as i32);
+        buf.put_i32(-1);
+        buf.put_i8(2);
+        buf.put_u32(0);
+        buf.put_i16(0);
+        buf.put_i32(records.len() as i32 - 1);
+        buf.put_i64(base_timestamp);
+        buf.put_i64(max_ts);
+        buf.put_i64(-1);
+        buf.put_i16(-1);
+        buf.put_i32(-1);
+        buf.put_i32(records.len() as i32);
+        buf.put_slice(&body);
+        let crc = crc32c::crc32c(&buf[CRC_FROM..]);
+        buf[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+        RecordBatch::parse(buf.freeze())
+            .expect("a freshly built batch is valid")
+            .0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::build::{batch, Record};
+    use super::*;
+
+    fn sample() -> RecordBatch {
+        batch(
+            1_700_000_000_000,
+            &[
+                Record {
+                    key: Some(b"k1"),
+                    value: Some(b"v1"),
+                    timestamp_delta: 0,
+                },
+                Record {
+                    key: None,
+                    value: Some(b"v2"),
+                    timestamp_delta: 5,
+                },
+                Record {
+                    key: Some(b"k3"),
+                    value: None,
+                    timestamp_delta: 2,
+                },
+            ],
+        )
+    }
+
+    #[test]
+    fn header_fields_read_back() {
+        let b = sample();
+        assert_eq!(b.base_offset(), 0);
+        assert_eq!(b.record_count(), 3);
+        assert_eq!(b.last_offset_delta(), 2);
+        assert_eq!(b.base_timestamp(), 1_700_000_000_000);
+        assert_eq!(b.max_timestamp(), 1_700_000_000_005);
+        assert_eq!(b.compression(), Compression::None);
+        assert_eq!(b.producer_id(), -1);
+        assert!(!b.is_transactional() && !b.is_control() && !b.is_log_append_time());
+    }
+
+    #[test]
+    fn stamping_keeps_the_crc_valid() {
+        let b = sample().stamped(1000, 7);
+        let (again, rest) = RecordBatch::parse(b.as_bytes().clone()).expect("still valid");
+        assert!(rest.is_empty());
+        assert_eq!(again.base_offset(), 1000);
+        assert_eq!(again.last_offset(), 1002);
+        assert_eq!(again.partition_leader_epoch(), 7);
+    }
+
+    #[test]
+    fn every_inconsistency_is_named() {
+        let good = sample().as_bytes().clone();
+        let mutate = |at: usize, value: u8| {
+            let mut b = BytesMut::from(&good[..]);
+            b[at] = value;
+            RecordBatch::parse(b.freeze()).map(|_| ())
+        };
+        assert!(matches!(
+            RecordBatch::parse(good.slice(..40)),
+            Err(BatchError::TooShort { available: 40 })
+        ));
+        assert!(matches!(
+            RecordBatch::parse(good.slice(..good.len() - 1)),
+            Err(BatchError::Truncated { .. })
+        ));
+        assert!(matches!(
+            mutate(16, 1),
+            Err(BatchError::UnsupportedMagic { magic: 1 })
+        ));
+        assert!(matches!(
+            mutate(good.len() - 1, 0xff),
+            Err(BatchError::CrcMismatch { .. })
+        ));
+        assert!(matches!(
+            mutate(8, 0x80),
+            Err(BatchError::LengthTooSmall { .. })
+        ));
+        let two = [good.clone(), good.clone()].concat();
+        assert_eq!(
+            RecordBatch::parse_all(Bytes::from(two))
+                .expect("two batches")
+                .len(),
+            2
+        );
+    }
+}

@@ -1,0 +1,641 @@
+//! The partition log, in Kafka's vocabulary (`UnifiedLog`, `LogSegment`): a directory of
+//! segments, the log start and end offsets, the recovery point, and the leader-epoch
+//! cache, all kept through the [`Disk`] trait so the simulator can crash this very code.
+//!
+//! Durability: appended batches are durable after [`PartitionLog::flush`] (called by the
+//! flush policy or the caller); the recovery point records how far that is, and on open
+//! every segment from the one holding the recovery point onward is validated batch by
+//! batch, cutting a torn or corrupt tail. Truncation, deletion and the log start offset are
+//! made durable before they are acknowledged.
+
+mod checkpoint;
+mod epoch;
+mod segment;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use runnel_protocol::batch::{BatchError, RecordBatch};
+
+use crate::disk::{Disk, DiskError};
+pub use epoch::LeaderEpochCache;
+use segment::Segment;
+
+pub const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
+pub const LOG_START_CHECKPOINT: &str = "log-start-offset-checkpoint";
+pub const LEADER_EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
+
+/// Per-topic log settings, with Kafka's names and defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `segment.bytes`: roll when the active segment would exceed this.
+    pub segment_bytes: u64,
+    /// `segment.ms`: roll when the active segment is older than this.
+    pub segment_ms: i64,
+    /// `index.interval.bytes`: bytes of log between offset-index entries.
+    pub index_interval_bytes: u64,
+    /// `retention.ms`; `None` keeps data forever (Kafka's -1).
+    pub retention_ms: Option<i64>,
+    /// `retention.bytes`; `None` for no size limit (Kafka's -1).
+    pub retention_bytes: Option<u64>,
+    /// `flush.messages`: fsync after this many messages; `None` leaves it to `flush.ms`.
+    pub flush_messages: Option<u64>,
+    /// `flush.ms`: fsync when unflushed data is older than this (driven by the caller's
+    /// clock through [`PartitionLog::maybe_flush`]).
+    pub flush_ms: Option<i64>,
+    /// `max.message.bytes`: the largest batch accepted.
+    pub max_message_bytes: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 60 * 60 * 1000,
+            index_interval_bytes: 4096,
+            retention_ms: Some(7 * 24 * 60 * 60 * 1000),
+            retention_bytes: None,
+            flush_messages: None,
+            flush_ms: None,
+            max_message_bytes: 1_048_588,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+    #[error("corrupt record batch: {0}")]
+    CorruptBatch(#[from] BatchError),
+    #[error("batch of {size_bytes} bytes exceeds max.message.bytes of {max_bytes}")]
+    BatchTooLarge { size_bytes: usize, max_bytes: usize },
+    #[error(
+        "offset {offset} is out of range: the log holds [{log_start_offset}, {log_end_offset})"
+    )]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start_offset: i64,
+        log_end_offset: i64,
+    },
+    #[error("the log is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// What an append assigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+}
+
+/// One partition's log.
+pub struct PartitionLog {
+    disk: Arc<dyn Disk>,
+    dir: PathBuf,
+    config: LogConfig,
+    segments: BTreeMap<i64, Segment>,
+    log_start_offset: i64,
+    recovery_point: i64,
+    epochs: LeaderEpochCache,
+    unflushed_messages: u64,
+    /// When the oldest unflushed append happened.
+    unflushed_since_ms: Option<i64>,
+    /// Segment files were created or removed since the directory was last synced.
+    dir_dirty: bool,
+}
+
+impl std::fmt::Debug for PartitionLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionLog")
+            .field("dir", &self.dir)
+            .field("log_start_offset", &self.log_start_offset)
+            .field("log_end_offset", &self.log_end_offset())
+            .field("segments", &self.segments.len())
+            .finish()
+    }
+}
+
+impl PartitionLog {
+    /// Opens the log in `dir`, creating it if needed, and recovers it after a crash.
+    pub async fn open(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        config: LogConfig,
+        now_ms: i64,
+    ) -> Result<PartitionLog, LogError> {
+        assert!(config.segment_bytes > 0 && config.index_interval_bytes > 0);
+        let started = std::time::Instant::now();
+        disk.create_dir_all(dir).await?;
+        let names = disk.list_dir(dir).await?;
+        let mut removed = false;
+        for name in names
+            .iter()
+            .filter(|n| n.ends_with(".tmp") || n.ends_with(".deleted"))
+        {
+            disk.remove(&dir.join(name)).await?;
+            removed = true;
+        }
+        let mut bases: Vec<i64> = names
+            .iter()
+            .filter_map(|n| segment::parse_file_name(n, ".log"))
+            .collect();
+        bases.sort_unstable();
+        let checkpointed_start =
+            checkpoint::read_offset(disk.as_ref(), dir, LOG_START_CHECKPOINT).await?;
+        let recovery_point = checkpoint::read_offset(disk.as_ref(), dir, RECOVERY_POINT_CHECKPOINT)
+            .await?
+            .unwrap_or(0);
+        let epochs = checkpoint::read(disk.as_ref(), dir, LEADER_EPOCH_CHECKPOINT)
+            .await?
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|line| {
+                let (e, o) = line.split_once(' ')?;
+                Some((e.parse().ok()?, o.parse().ok()?))
+            })
+            .collect();
+
+        // Index files whose log is gone are leftovers of a deletion.
+        for name in &names {
+            for suffix in [".index", ".timeindex"] {
+                if let Some(base) = segment::parse_file_name(name, suffix) {
+                    if bases.binary_search(&base).is_err() {
+                        disk.remove(&dir.join(name)).await?;
+                        removed = true;
+                    }
+                }
+            }
+        }
+
+        let mut log = PartitionLog {
+            disk: disk.clone(),
+            dir: dir.to_path_buf(),
+            config,
+            segments: BTreeMap::new(),
+            log_start_offset: 0,
+            recovery_point,
+            epochs: LeaderEpochCache::from_entries(epochs),
+            unflushed_messages: 0,
+            unflushed_since_ms: None,
+            dir_dirty: removed,
+        };
+        let mut cut_at: Option<usize> = None;
+        for (i, &base) in bases.iter().enumerate() {
+            let next_base = bases.get(i + 1).copied().unwrap_or(i64::MAX);
+            let recover = next_base > recovery_point;
+            let (segment, cut) = Segment::open(
+                disk.as_ref(),
+                dir,
+                base,
+                log.config.index_interval_bytes,
+                recover,
+                now_ms,
+            )
+            .await?;
+            let overlaps_next = segment.next_offset > next_base;
+            log.segments.insert(base, segment);
+            if cut || overlaps_next {
+                cut_at = Some(i + 1);
+                break;
+            }
+        }
+        // Everything after a cut is past the valid end of the log.
+        if let Some(first_dropped) = cut_at {
+            for &base in &bases[first_dropped..] {
+                segment::delete_files(disk.as_ref(), dir, base).await?;
+                log.dir_dirty = true;
+            }
+        }
+        let first_base = log.segments.keys().next().copied();
+        log.log_start_offset = checkpointed_start
+            .unwrap_or(first_base.unwrap_or(0))
+            .max(first_base.unwrap_or(0));
+        // Segments wholly below the log start were deleted logically before a crash.
+        while log.segments.len() > 1
+            && log
+                .segments
+                .values()
+                .next()
+                .is_some_and(|s| s.next_offset <= log.log_start_offset)
+        {
+            let (_, old) = log.segments.pop_first().expect("len > 1");
+            old.delete(disk.as_ref()).await?;
+            log.dir_dirty = true;
+        }
+        if log.segments.is_empty() {
+            let segment = Segment::create(disk.as_ref(), dir, log.log_start_offset, now_ms).await?;
+            log.segments.insert(log.log_start_offset, segment);
+            log.dir_dirty = true;
+        }
+        if log.log_start_offset > log.log_end_offset() {
+            // The log start was made durable past data a crash then lost (DeleteRecords
+            // beyond the flushed end): nothing between them exists, so start over there.
+            tracing::warn!(
+                log_start_offset = log.log_start_offset,
+                log_end_offset = log.log_end_offset(),
+                "log start offset is past the recovered end; restarting the log at the log start"
+            );
+            let start = log.log_start_offset;
+            log.truncate_fully_and_start_at(start, now_ms).await?;
+        }
+        let end = log.log_end_offset();
+        log.recovery_point = log.recovery_point.min(end);
+        if log.epochs.truncate_from_end(end) {
+            log.write_epochs().await?;
+        }
+        log.sync_dir_if_dirty().await?;
+        tracing::info!(
+            dir = %dir.display(),
+            segments = log.segments.len(),
+            log_start_offset = log.log_start_offset,
+            log_end_offset = end,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "log recovered"
+        );
+        Ok(log)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    /// The offset the next batch will get.
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset
+    }
+
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point
+    }
+
+    pub fn leader_epochs(&self) -> &LeaderEpochCache {
+        &self.epochs
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.size_bytes).sum()
+    }
+
+    /// The largest timestamp in the log and its batch's base offset are what ListOffsets
+    /// `MAX_TIMESTAMP` asks for; this returns the timestamp.
+    pub fn max_timestamp(&self) -> i64 {
+        self.segments
+            .values()
+            .map(|s| s.max_timestamp)
+            .max()
+            .unwrap_or(-1)
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    /// Assigns offsets to validated batches, stamps them with `leader_epoch`, and appends
+    /// them, rolling segments as needed.
+    pub async fn append(
+        &mut self,
+        batches: &[RecordBatch],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        assert!(!batches.is_empty(), "append needs at least one batch");
+        for batch in batches {
+            if batch.size_bytes() > self.config.max_message_bytes {
+                return Err(LogError::BatchTooLarge {
+                    size_bytes: batch.size_bytes(),
+                    max_bytes: self.config.max_message_bytes,
+                });
+            }
+        }
+        let first_offset = self.log_end_offset();
+        let mut next = first_offset;
+        let mut stamped = Vec::with_capacity(batches.len());
+        let mut max_timestamp = -1;
+        let mut messages = 0u64;
+        for batch in batches {
+            let batch = batch.stamped(next, leader_epoch);
+            next = batch.last_offset() + 1;
+            max_timestamp = max_timestamp.max(batch.max_timestamp());
+            messages += batch.record_count().max(0) as u64;
+            stamped.push(batch);
+        }
+        if self.epochs.assign(leader_epoch, first_offset) {
+            self.write_epochs().await?;
+        }
+        let mut pending = &stamped[..];
+        while !pending.is_empty() {
+            let room = self
+                .config
+                .segment_bytes
+                .saturating_sub(self.active().size_bytes);
+            let mut fit = 0;
+            let mut fit_bytes = 0u64;
+            for batch in pending {
+                if fit_bytes + batch.size_bytes() as u64 > room {
+                    break;
+                }
+                fit_bytes += batch.size_bytes() as u64;
+                fit += 1;
+            }
+            let too_old = now_ms - self.active().created_ms >= self.config.segment_ms;
+            if (fit == 0 || too_old) && self.active().size_bytes > 0 {
+                self.roll(pending[0].base_offset(), now_ms).await?;
+                continue;
+            }
+            // An empty segment takes at least one batch, even one larger than segment.bytes.
+            let take = fit.max(1);
+            let interval = self.config.index_interval_bytes;
+            self.active_mut().append(&pending[..take], interval).await?;
+            pending = &pending[take..];
+        }
+        self.unflushed_messages += messages;
+        self.unflushed_since_ms.get_or_insert(now_ms);
+        if self
+            .config
+            .flush_messages
+            .is_some_and(|n| self.unflushed_messages >= n)
+        {
+            self.flush().await?;
+        }
+        Ok(AppendInfo {
+            first_offset,
+            last_offset: next - 1,
+            max_timestamp,
+        })
+    }
+
+    /// Starts a new active segment at `base_offset`.
+    async fn roll(&mut self, base_offset: i64, now_ms: i64) -> Result<(), LogError> {
+        assert!(base_offset >= self.log_end_offset());
+        let segment = Segment::create(self.disk.as_ref(), &self.dir, base_offset, now_ms).await?;
+        self.segments.insert(base_offset, segment);
+        self.dir_dirty = true;
+        Ok(())
+    }
+
+    /// Rolls the active segment if it is non-empty (Kafka's forced roll).
+    pub async fn force_roll(&mut self, now_ms: i64) -> Result<(), LogError> {
+        if self.active().size_bytes > 0 {
+            let end = self.log_end_offset();
+            self.roll(end, now_ms).await?;
+        }
+        Ok(())
+    }
+
+    /// Whole batches from the one holding `offset`, up to `max_bytes` but always at least
+    /// one batch (Kafka's rule, so a large batch never blocks a consumer). Empty at the end.
+    pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, LogError> {
+        let end = self.log_end_offset();
+        if offset < self.log_start_offset || offset > end {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset: end,
+            });
+        }
+        for (_, segment) in self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .into_iter()
+            .chain(self.segments.range(offset + 1..))
+        {
+            if let Some(bytes) = segment.read(offset, max_bytes).await? {
+                return Ok(bytes);
+            }
+        }
+        Ok(Bytes::new())
+    }
+
+    /// ListOffsets by timestamp: the first batch whose max timestamp is ≥ `timestamp`, as
+    /// (its base offset, its max timestamp). Batch granularity: records are not decoded.
+    pub async fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<(i64, i64)>, LogError> {
+        for segment in self.segments.values() {
+            if let Some(found) = segment.find_offset_for_timestamp(timestamp).await? {
+                return Ok(Some((found.0.max(self.log_start_offset), found.1)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes everything from the first batch holding an offset ≥ `offset`; returns the
+    /// new log end offset (a batch boundary, so possibly below `offset`). Durable on return.
+    pub async fn truncate_to(&mut self, offset: i64) -> Result<i64, LogError> {
+        if offset >= self.log_end_offset() {
+            return Ok(self.log_end_offset());
+        }
+        if offset <= self.log_start_offset {
+            let start = self.log_start_offset;
+            self.truncate_fully_and_start_at(start, 0).await?;
+            return Ok(start);
+        }
+        let doomed: Vec<i64> = self.segments.range(offset + 1..).map(|(b, _)| *b).collect();
+        for base in doomed {
+            let segment = self.segments.remove(&base).expect("listed above");
+            segment.delete(self.disk.as_ref()).await?;
+            self.dir_dirty = true;
+        }
+        let end = self.active_mut().truncate_to(offset).await?;
+        self.recovery_point = self.recovery_point.min(end);
+        if self.epochs.truncate_from_end(end) {
+            self.write_epochs().await?;
+        }
+        self.sync_dir_if_dirty().await?;
+        self.write_recovery_point().await?;
+        Ok(end)
+    }
+
+    /// Deletes the whole log and restarts it, empty, at `offset` (a follower whose leader's
+    /// log starts past its own end).
+    pub async fn truncate_fully_and_start_at(
+        &mut self,
+        offset: i64,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
+        let old = std::mem::take(&mut self.segments);
+        for (_, segment) in old {
+            segment.delete(self.disk.as_ref()).await?;
+        }
+        let segment = Segment::create(self.disk.as_ref(), &self.dir, offset, now_ms).await?;
+        self.segments.insert(offset, segment);
+        self.dir_dirty = true;
+        self.log_start_offset = offset;
+        self.recovery_point = offset;
+        self.epochs.clear();
+        self.unflushed_messages = 0;
+        self.unflushed_since_ms = None;
+        self.write_epochs().await?;
+        self.sync_dir_if_dirty().await?;
+        checkpoint::write_offset(self.disk.as_ref(), &self.dir, LOG_START_CHECKPOINT, offset)
+            .await?;
+        self.write_recovery_point().await
+    }
+
+    /// DeleteRecords: moves the log start offset up to `offset` (never past the end) and
+    /// drops segments wholly below it. Durable on return.
+    pub async fn delete_records_before(&mut self, offset: i64) -> Result<i64, LogError> {
+        let offset = offset.min(self.log_end_offset());
+        if offset <= self.log_start_offset {
+            return Ok(self.log_start_offset);
+        }
+        self.log_start_offset = offset;
+        checkpoint::write_offset(self.disk.as_ref(), &self.dir, LOG_START_CHECKPOINT, offset)
+            .await?;
+        if self.epochs.truncate_from_start(offset) {
+            self.write_epochs().await?;
+        }
+        self.delete_segments_below_start().await?;
+        Ok(offset)
+    }
+
+    async fn delete_segments_below_start(&mut self) -> Result<(), LogError> {
+        while self.segments.len() > 1 {
+            let first = self.segments.values().next().expect("len > 1");
+            if first.next_offset > self.log_start_offset {
+                break;
+            }
+            let (_, segment) = self.segments.pop_first().expect("len > 1");
+            segment.delete(self.disk.as_ref()).await?;
+            self.dir_dirty = true;
+        }
+        self.sync_dir_if_dirty().await
+    }
+
+    /// Applies `retention.ms` and `retention.bytes` to closed segments (never the active
+    /// one); returns how many segments were deleted.
+    pub async fn apply_retention(&mut self, now_ms: i64) -> Result<usize, LogError> {
+        let mut new_start = self.log_start_offset;
+        let mut remaining = self.size_bytes();
+        let mut deleted = 0;
+        let closed: Vec<(i64, i64, u64)> = self
+            .segments
+            .values()
+            .take(self.segments.len() - 1)
+            .map(|s| (s.next_offset, s.max_timestamp, s.size_bytes))
+            .collect();
+        for (next_offset, max_timestamp, size) in closed {
+            let expired = self
+                .config
+                .retention_ms
+                .is_some_and(|ms| max_timestamp >= 0 && now_ms - max_timestamp > ms);
+            let oversize = self
+                .config
+                .retention_bytes
+                .is_some_and(|limit| remaining - size >= limit);
+            if !expired && !oversize {
+                break;
+            }
+            new_start = next_offset;
+            remaining -= size;
+            deleted += 1;
+        }
+        if deleted > 0 {
+            self.delete_records_before(new_start).await?;
+        }
+        Ok(deleted)
+    }
+
+    /// Fsyncs everything appended so far and advances the recovery point.
+    pub async fn flush(&mut self) -> Result<(), LogError> {
+        let end = self.log_end_offset();
+        let from = self.recovery_point;
+        let dirty: Vec<i64> = self
+            .segments
+            .iter()
+            .filter(|(_, s)| s.next_offset > from || s.dirty)
+            .map(|(b, _)| *b)
+            .collect();
+        for base in dirty {
+            self.segments
+                .get_mut(&base)
+                .expect("listed above")
+                .flush()
+                .await?;
+        }
+        self.sync_dir_if_dirty().await?;
+        self.unflushed_messages = 0;
+        self.unflushed_since_ms = None;
+        if end > self.recovery_point {
+            self.recovery_point = end;
+            self.write_recovery_point().await?;
+        }
+        Ok(())
+    }
+
+    /// Applies `flush.ms`: flushes if the oldest unflushed append is older than it.
+    pub async fn maybe_flush(&mut self, now_ms: i64) -> Result<bool, LogError> {
+        let due = matches!((self.config.flush_ms, self.unflushed_since_ms), (Some(ms), Some(since)) if now_ms - since >= ms);
+        if due {
+            self.flush().await?;
+        }
+        Ok(due)
+    }
+
+    async fn write_recovery_point(&self) -> Result<(), LogError> {
+        checkpoint::write_offset(
+            self.disk.as_ref(),
+            &self.dir,
+            RECOVERY_POINT_CHECKPOINT,
+            self.recovery_point,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn write_epochs(&self) -> Result<(), LogError> {
+        let lines: Vec<String> = self
+            .epochs
+            .entries()
+            .iter()
+            .map(|(e, o)| format!("{e} {o}"))
+            .collect();
+        checkpoint::write(
+            self.disk.as_ref(),
+            &self.dir,
+            LEADER_EPOCH_CHECKPOINT,
+            &lines,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn sync_dir_if_dirty(&mut self) -> Result<(), LogError> {
+        if self.dir_dirty {
+            self.disk.sync_dir(&self.dir).await?;
+            self.dir_dirty = false;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,527 @@
+//! One log segment: a `.log` file of record batches, a sparse `.index` (relative offset to
+//! file position) and a `.timeindex` (max timestamp so far to relative offset), named by
+//! the segment's base offset in 20 digits, as Kafka names them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use runnel_protocol::batch::{peek_batch_size, RecordBatch, BATCH_HEADER_BYTES};
+
+use crate::disk::{Disk, DiskFile, OpenMode};
+use crate::log::LogError;
+
+const INDEX_ENTRY_BYTES: usize = 8;
+const TIME_INDEX_ENTRY_BYTES: usize = 12;
+/// How much recovery reads at a time.
+const SCAN_CHUNK_BYTES: usize = 1 << 20;
+
+pub fn file_name(base_offset: i64, suffix: &str) -> String {
+    format!("{base_offset:020}{suffix}")
+}
+
+/// The base offset of a segment file name such as `00000000000000000042.log`.
+pub fn parse_file_name(name: &str, suffix: &str) -> Option<i64> {
+    let stem = name.strip_suffix(suffix)?;
+    (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit())).then(|| stem.parse().ok())?
+}
+
+/// Removes whichever of a segment's files exist.
+pub async fn delete_files(disk: &dyn Disk, dir: &Path, base_offset: i64) -> Result<(), LogError> {
+    for suffix in [".log", ".index", ".timeindex"] {
+        match disk.remove(&dir.join(file_name(base_offset, suffix))).await {
+            Ok(()) | Err(crate::disk::DiskError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// (offset relative to the segment's base, byte position of the batch holding it)
+type IndexEntry = (u32, u32);
+/// (largest timestamp so far, offset relative to the base where it is reached)
+type TimeIndexEntry = (i64, u32);
+
+pub(crate) struct Segment {
+    pub base_offset: i64,
+    dir: PathBuf,
+    log: Arc<dyn DiskFile>,
+    index_file: Arc<dyn DiskFile>,
+    time_index_file: Arc<dyn DiskFile>,
+    index: Vec<IndexEntry>,
+    time_index: Vec<TimeIndexEntry>,
+    pub size_bytes: u64,
+    /// One past the last offset in this segment; `base_offset` while empty.
+    pub next_offset: i64,
+    /// Largest batch max-timestamp seen; -1 while empty.
+    pub max_timestamp: i64,
+    bytes_since_index_entry: u64,
+    /// When the segment was created, for `segment.ms` rolls.
+    pub created_ms: i64,
+    /// Bytes written since the last fsync of this segment's files.
+    pub dirty: bool,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("base_offset", &self.base_offset)
+            .field("next_offset", &self.next_offset)
+            .field("size_bytes", &self.size_bytes)
+            .finish()
+    }
+}
+
+/// Where a batch sits in a segment file.
+#[derive(Debug, Clone, Copy)]
+struct BatchPosition {
+    position: u64,
+    size_bytes: u64,
+    base_offset: i64,
+    last_offset: i64,
+    max_timestamp: i64,
+}
+
+fn header_fields(header: &[u8], position: u64) -> BatchPosition {
+    let base_offset = (&header[0..8]).get_i64();
+    let size_bytes = peek_batch_size(header).expect("a full header was read") as u64;
+    let last_delta = (&header[23..27]).get_i32();
+    let max_timestamp = (&header[35..43]).get_i64();
+    BatchPosition {
+        position,
+        size_bytes,
+        base_offset,
+        last_offset: base_offset + i64::from(last_delta),
+        max_timestamp,
+    }
+}
+
+impl Segment {
+    fn path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
+        dir.join(file_name(base_offset, suffix))
+    }
+
+    /// Opens (creating if missing) the three files of a segment, without reading them.
+    async fn open_files(
+        disk: &dyn Disk,
+        dir: &Path,
+        base_offset: i64,
+        now_ms: i64,
+    ) -> Result<Segment, LogError> {
+        let log = disk
+            .open(&Self::path(dir, base_offset, ".log"), OpenMode::Create)
+            .await?;
+        let index_file = disk
+            .open(&Self::path(dir, base_offset, ".index"), OpenMode::Create)
+            .await?;
+        let time_index_file = disk
+            .open(
+                &Self::path(dir, base_offset, ".timeindex"),
+                OpenMode::Create,
+            )
+            .await?;
+        Ok(Segment {
+            base_offset,
+            dir: dir.to_path_buf(),
+            log,
+            index_file,
+            time_index_file,
+            index: Vec::new(),
+            time_index: Vec::new(),
+            size_bytes: 0,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            bytes_since_index_entry: 0,
+            created_ms: now_ms,
+            dirty: false,
+        })
+    }
+
+    /// A new, empty segment; leftovers of an older one at this offset are cleared.
+    pub async fn create(
+        disk: &dyn Disk,
+        dir: &Path,
+        base_offset: i64,
+        now_ms: i64,
+    ) -> Result<Segment, LogError> {
+        let segment = Self::open_files(disk, dir, base_offset, now_ms).await?;
+        segment.log.truncate(0).await?;
+        segment.index_file.truncate(0).await?;
+        segment.time_index_file.truncate(0).await?;
+        Ok(segment)
+    }
+
+    /// Opens an existing segment. With `recover`, every batch is validated and the first
+    /// bad one and everything after it are cut, and both indexes are rebuilt; without it
+    /// the indexes are trusted if they look sane and rebuilt otherwise.
+    /// Returns the segment and whether anything was cut.
+    pub async fn open(
+        disk: &dyn Disk,
+        dir: &Path,
+        base_offset: i64,
+        index_interval_bytes: u64,
+        recover: bool,
+        now_ms: i64,
+    ) -> Result<(Segment, bool), LogError> {
+        let mut segment = Self::open_files(disk, dir, base_offset, now_ms).await?;
+        segment.size_bytes = segment.log.size_bytes().await?;
+        if !recover && segment.load_indexes().await? {
+            // Only the tail after the last index entry needs reading to learn the end.
+            let from = segment.index.last().map_or(0, |e| u64::from(e.1));
+            let cut = segment.scan(from, index_interval_bytes, false).await?;
+            if !cut {
+                return Ok((segment, false));
+            }
+        }
+        segment.index.clear();
+        segment.time_index.clear();
+        segment.max_timestamp = -1;
+        segment.next_offset = base_offset;
+        segment.bytes_since_index_entry = 0;
+        let cut = segment.scan(0, index_interval_bytes, true).await?;
+        segment.rewrite_indexes().await?;
+        Ok((segment, cut))
+    }
+
+    /// Reads both index files; false if either is damaged or inconsistent with the log.
+    async fn load_indexes(&mut self) -> Result<bool, LogError> {
+        let size = self.index_file.size_bytes().await? as usize;
+        let time_size = self.time_index_file.size_bytes().await? as usize;
+        if !size.is_multiple_of(INDEX_ENTRY_BYTES)
+            || !time_size.is_multiple_of(TIME_INDEX_ENTRY_BYTES)
+        {
+            return Ok(false);
+        }
+        let mut raw = self.index_file.read_at(0, size).await?;
+        let mut index = Vec::with_capacity(size / INDEX_ENTRY_BYTES);
+        while raw.remaining() >= INDEX_ENTRY_BYTES {
+            index.push((raw.get_u32(), raw.get_u32()));
+        }
+        let mut raw = self.time_index_file.read_at(0, time_size).await?;
+        let mut time_index = Vec::with_capacity(time_size / TIME_INDEX_ENTRY_BYTES);
+        while raw.remaining() >= TIME_INDEX_ENTRY_BYTES {
+            time_index.push((raw.get_i64(), raw.get_u32()));
+        }
+        let increasing = index.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1)
+            && time_index
+                .windows(2)
+                .all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1);
+        let in_bounds = index
+            .last()
+            .is_none_or(|e| u64::from(e.1) < self.size_bytes);
+        if !increasing || !in_bounds {
+            return Ok(false);
+        }
+        self.index = index;
+        self.time_index = time_index;
+        if let Some(&(ts, rel)) = self.time_index.last() {
+            self.max_timestamp = ts;
+            self.next_offset = self.next_offset.max(self.base_offset + i64::from(rel) + 1);
+        }
+        if let Some(&(rel, _)) = self.index.last() {
+            self.next_offset = self.next_offset.max(self.base_offset + i64::from(rel));
+        }
+        Ok(true)
+    }
+
+    /// Walks batches from `from`, updating `next_offset` and `max_timestamp` (and the
+    /// indexes if `build_index`). With `validate`, each batch's CRC and offsets are
+    /// checked. The first bad batch and everything after it are truncated; returns true
+    /// if that happened.
+    async fn scan(
+        &mut self,
+        from: u64,
+        index_interval_bytes: u64,
+        build_index: bool,
+    ) -> Result<bool, LogError> {
+        let validate = build_index;
+        let mut position = from;
+        let mut chunk = Bytes::new();
+        let mut chunk_start = from;
+        while position < self.size_bytes {
+            let in_chunk = (position - chunk_start) as usize;
+            let available = chunk.len().saturating_sub(in_chunk);
+            let want = match peek_batch_size(&chunk[in_chunk.min(chunk.len())..]) {
+                Some(size) if size > 0 && available >= BATCH_HEADER_BYTES => size as usize,
+                _ => BATCH_HEADER_BYTES,
+            };
+            if available < want {
+                let len = want
+                    .max(SCAN_CHUNK_BYTES)
+                    .min((self.size_bytes - position) as usize);
+                chunk = self.log.read_at(position, len).await?;
+                chunk_start = position;
+                if chunk.len() < want {
+                    break;
+                }
+                continue;
+            }
+            let bytes = chunk.slice(in_chunk..in_chunk + available);
+            let header_ok = peek_batch_size(&bytes).is_some_and(|s| s >= BATCH_HEADER_BYTES as i64);
+            if !header_ok {
+                break;
+            }
+            let batch = header_fields(&bytes, position);
+            if validate {
+                let Ok((parsed, _)) = RecordBatch::parse(bytes.slice(..batch.size_bytes as usize))
+                else {
+                    break;
+                };
+                if parsed.base_offset() < self.next_offset
+                    || parsed.last_offset() < parsed.base_offset()
+                {
+                    break;
+                }
+            }
+            if build_index {
+                self.note_batch(&batch, index_interval_bytes);
+            } else {
+                self.next_offset = batch.last_offset + 1;
+                self.max_timestamp = self.max_timestamp.max(batch.max_timestamp);
+            }
+            position += batch.size_bytes;
+        }
+        let cut = position < self.size_bytes;
+        if cut {
+            tracing::warn!(
+                segment = %Self::path(&self.dir, self.base_offset, ".log").display(),
+                valid_bytes = position,
+                cut_bytes = self.size_bytes - position,
+                "truncating an invalid tail"
+            );
+            self.log.truncate(position).await?;
+            self.log.sync_data().await?;
+            self.size_bytes = position;
+        }
+        Ok(cut)
+    }
+
+    /// Updates offsets, timestamps and in-memory indexes for a batch at `batch.position`.
+    fn note_batch(
+        &mut self,
+        batch: &BatchPosition,
+        index_interval_bytes: u64,
+    ) -> (Option<IndexEntry>, Option<TimeIndexEntry>) {
+        let mut index_entry = None;
+        let mut time_entry = None;
+        let rel = self.relative(batch.base_offset);
+        if self.index.is_empty() || self.bytes_since_index_entry >= index_interval_bytes {
+            let entry = (rel, batch.position as u32);
+            if self.index.last().is_none_or(|last| last.0 < entry.0) {
+                self.index.push(entry);
+                index_entry = Some(entry);
+            }
+            self.bytes_since_index_entry = 0;
+        }
+        self.bytes_since_index_entry += batch.size_bytes;
+        if batch.max_timestamp > self.max_timestamp {
+            self.max_timestamp = batch.max_timestamp;
+            let entry = (batch.max_timestamp, self.relative(batch.last_offset));
+            self.time_index.push(entry);
+            time_entry = Some(entry);
+        }
+        self.next_offset = batch.last_offset + 1;
+        (index_entry, time_entry)
+    }
+
+    fn relative(&self, offset: i64) -> u32 {
+        let rel = offset - self.base_offset;
+        assert!(
+            (0..=i64::from(u32::MAX)).contains(&rel),
+            "offset {offset} is outside segment {}",
+            self.base_offset
+        );
+        rel as u32
+    }
+
+    async fn rewrite_indexes(&mut self) -> Result<(), LogError> {
+        let mut buf = BytesMut::with_capacity(self.index.len() * INDEX_ENTRY_BYTES);
+        for &(rel, pos) in &self.index {
+            buf.put_u32(rel);
+            buf.put_u32(pos);
+        }
+        self.index_file.truncate(0).await?;
+        self.index_file.write_at(0, &buf).await?;
+        let mut buf = BytesMut::with_capacity(self.time_index.len() * TIME_INDEX_ENTRY_BYTES);
+        for &(ts, rel) in &self.time_index {
+            buf.put_i64(ts);
+            buf.put_u32(rel);
+        }
+        self.time_index_file.truncate(0).await?;
+        self.time_index_file.write_at(0, &buf).await?;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Appends stamped batches with consecutive offsets as one write.
+    pub async fn append(
+        &mut self,
+        batches: &[RecordBatch],
+        index_interval_bytes: u64,
+    ) -> Result<(), LogError> {
+        let total: usize = batches.iter().map(RecordBatch::size_bytes).sum();
+        assert!(
+            self.size_bytes + total as u64 <= u64::from(u32::MAX),
+            "segment positions are 32-bit"
+        );
+        let mut buf = BytesMut::with_capacity(total);
+        let mut index_buf = BytesMut::new();
+        let mut time_buf = BytesMut::new();
+        let mut position = self.size_bytes;
+        for batch in batches {
+            assert!(
+                batch.base_offset() >= self.next_offset,
+                "offsets only grow within a segment"
+            );
+            let at = BatchPosition {
+                position,
+                size_bytes: batch.size_bytes() as u64,
+                base_offset: batch.base_offset(),
+                last_offset: batch.last_offset(),
+                max_timestamp: batch.max_timestamp(),
+            };
+            let (index_entry, time_entry) = self.note_batch(&at, index_interval_bytes);
+            if let Some((rel, pos)) = index_entry {
+                index_buf.put_u32(rel);
+                index_buf.put_u32(pos);
+            }
+            if let Some((ts, rel)) = time_entry {
+                time_buf.put_i64(ts);
+                time_buf.put_u32(rel);
+            }
+            buf.extend_from_slice(batch.as_bytes());
+            position += at.size_bytes;
+        }
+        self.log.write_at(self.size_bytes, &buf).await?;
+        self.size_bytes = position;
+        if !index_buf.is_empty() {
+            self.index_file.append(&index_buf).await?;
+        }
+        if !time_buf.is_empty() {
+            self.time_index_file.append(&time_buf).await?;
+        }
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// The header of the batch at `position`.
+    async fn batch_at(&self, position: u64) -> Result<BatchPosition, LogError> {
+        let header = self.log.read_at(position, BATCH_HEADER_BYTES).await?;
+        if header.len() < BATCH_HEADER_BYTES {
+            return Err(LogError::Corrupt(format!(
+                "segment {} ends inside a batch header at position {position}",
+                self.base_offset
+            )));
+        }
+        Ok(header_fields(&header, position))
+    }
+
+    /// Position of the first batch whose last offset is ≥ `offset`, or `None` if every
+    /// batch ends before it.
+    async fn find_batch(&self, offset: i64) -> Result<Option<BatchPosition>, LogError> {
+        let rel = (offset - self.base_offset).clamp(0, i64::from(u32::MAX)) as u32;
+        let start = match self.index.partition_point(|e| e.0 <= rel) {
+            0 => 0,
+            i => u64::from(self.index[i - 1].1),
+        };
+        let mut position = start;
+        while position < self.size_bytes {
+            let batch = self.batch_at(position).await?;
+            if batch.last_offset >= offset {
+                return Ok(Some(batch));
+            }
+            position += batch.size_bytes;
+        }
+        Ok(None)
+    }
+
+    /// Whole batches from the one holding `offset`, up to `max_bytes` but at least one.
+    pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<Option<Bytes>, LogError> {
+        let Some(first) = self.find_batch(offset).await? else {
+            return Ok(None);
+        };
+        let want = (first.size_bytes as usize).max(max_bytes);
+        let len = want.min((self.size_bytes - first.position) as usize);
+        let bytes = self.log.read_at(first.position, len).await?;
+        let mut whole = 0usize;
+        while let Some(size) = peek_batch_size(&bytes[whole..]) {
+            let size = size as usize;
+            if size < BATCH_HEADER_BYTES || whole + size > bytes.len() {
+                break;
+            }
+            whole += size;
+        }
+        if whole == 0 {
+            return Err(LogError::Corrupt(format!(
+                "segment {} holds a damaged batch at position {}",
+                self.base_offset, first.position
+            )));
+        }
+        Ok(Some(bytes.slice(..whole)))
+    }
+
+    /// The first offset whose batch has a max timestamp ≥ `timestamp`, and that timestamp.
+    pub async fn find_offset_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<(i64, i64)>, LogError> {
+        if self.max_timestamp < timestamp {
+            return Ok(None);
+        }
+        // Start at the batch after the last time-index entry still below the target.
+        let from_offset = match self.time_index.partition_point(|e| e.0 < timestamp) {
+            0 => self.base_offset,
+            i => self.base_offset + i64::from(self.time_index[i - 1].1) + 1,
+        };
+        let Some(mut batch) = self.find_batch(from_offset).await? else {
+            return Ok(None);
+        };
+        loop {
+            if batch.max_timestamp >= timestamp {
+                return Ok(Some((batch.base_offset, batch.max_timestamp)));
+            }
+            let next = batch.position + batch.size_bytes;
+            if next >= self.size_bytes {
+                return Ok(None);
+            }
+            batch = self.batch_at(next).await?;
+        }
+    }
+
+    /// Cuts the segment before the first batch whose last offset is ≥ `offset`; returns
+    /// the new `next_offset`. The cut is fsynced.
+    pub async fn truncate_to(&mut self, offset: i64) -> Result<i64, LogError> {
+        let Some(batch) = self.find_batch(offset).await? else {
+            return Ok(self.next_offset);
+        };
+        self.log.truncate(batch.position).await?;
+        self.log.sync_data().await?;
+        self.size_bytes = batch.position;
+        let rel = self.relative(batch.base_offset);
+        self.index.retain(|e| u64::from(e.1) < batch.position);
+        self.time_index.retain(|e| e.1 < rel);
+        self.next_offset = batch.base_offset;
+        self.max_timestamp = self.time_index.last().map_or(-1, |e| e.0);
+        self.bytes_since_index_entry = self
+            .index
+            .last()
+            .map_or(0, |e| batch.position - u64::from(e.1));
+        self.rewrite_indexes().await?;
+        Ok(self.next_offset)
+    }
+
+    pub async fn flush(&mut self) -> Result<(), LogError> {
+        if self.dirty {
+            self.log.sync_data().await?;
+            self.index_file.sync_data().await?;
+            self.time_index_file.sync_data().await?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Removes the segment's files (the caller syncs the directory).
+    pub async fn delete(self, disk: &dyn Disk) -> Result<(), LogError> {
+        delete_files(disk, &self.dir, self.base_offset).await
+    }
+}

@@ -1,0 +1,388 @@
+use std::path::Path;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use runnel_protocol::batch::build::{batch, Record};
+use runnel_protocol::batch::RecordBatch;
+
+use super::*;
+use crate::disk::{MemDisk, OpenMode};
+
+fn sample(records: usize, value_bytes: usize, timestamp: i64) -> RecordBatch {
+    let value = vec![b'x'; value_bytes];
+    let records: Vec<Record<'_>> = (0..records)
+        .map(|i| Record {
+            key: None,
+            value: Some(&value),
+            timestamp_delta: i as i64,
+        })
+        .collect();
+    batch(timestamp, &records)
+}
+
+fn small_segments() -> LogConfig {
+    LogConfig {
+        segment_bytes: 1024,
+        index_interval_bytes: 128,
+        ..LogConfig::default()
+    }
+}
+
+async fn open(disk: &MemDisk, config: LogConfig) -> PartitionLog {
+    PartitionLog::open(Arc::new(disk.clone()), Path::new("/data/t-0"), config, 0)
+        .await
+        .expect("open")
+}
+
+fn batches_of(bytes: Bytes) -> Vec<RecordBatch> {
+    RecordBatch::parse_all(bytes).expect("the log serves valid batches")
+}
+
+#[tokio::test]
+async fn append_assigns_offsets_rolls_and_reads_back() {
+    let disk = MemDisk::new(1);
+    let mut log = open(&disk, small_segments()).await;
+    for i in 0..20 {
+        let info = log
+            .append(&[sample(3, 40, 1000 + i)], 5, 0)
+            .await
+            .expect("append");
+        assert_eq!(info.first_offset, i * 3);
+        assert_eq!(info.last_offset, i * 3 + 2);
+    }
+    assert_eq!(log.log_end_offset(), 60);
+    assert!(log.segment_count() > 3, "1 KiB segments roll");
+    let all = batches_of(log.read(0, 1 << 20).await.expect("read"));
+    assert!(!all.is_empty());
+    assert_eq!(all[0].base_offset(), 0);
+    assert_eq!(all[0].partition_leader_epoch(), 5);
+    // From the middle of a batch: the whole batch holding the offset comes first.
+    let mid = batches_of(log.read(31, 1).await.expect("read"));
+    assert_eq!(mid.len(), 1, "at least one batch even past max_bytes");
+    assert_eq!(mid[0].base_offset(), 30);
+    // Walk the whole log segment by segment.
+    let mut next = 0;
+    while next < log.log_end_offset() {
+        let got = batches_of(log.read(next, 300).await.expect("read"));
+        assert_eq!(got[0].base_offset(), next);
+        next = got.last().expect("non-empty").last_offset() + 1;
+    }
+    assert!(log.read(60, 100).await.expect("at the end").is_empty());
+    assert!(matches!(
+        log.read(61, 100).await,
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    // Batch i holds timestamps 1000+i .. 1000+i+2: batch 8 (offsets 24-26) first reaches 1010.
+    assert_eq!(
+        log.offset_for_timestamp(1010).await.expect("lookup"),
+        Some((24, 1010))
+    );
+    assert_eq!(log.offset_for_timestamp(5000).await.expect("lookup"), None);
+}
+
+#[tokio::test]
+async fn flushed_data_survives_a_crash_and_the_torn_tail_is_cut() {
+    for seed in 0..20 {
+        let disk = MemDisk::new(seed);
+        let mut log = open(&disk, small_segments()).await;
+        for i in 0..10 {
+            log.append(&[sample(2, 30, i)], 1, 0).await.expect("append");
+        }
+        log.flush().await.expect("flush");
+        assert_eq!(log.recovery_point(), 20);
+        for i in 10..20 {
+            log.append(&[sample(2, 30, i)], 1, 0).await.expect("append");
+        }
+        let before = read_all(&log).await;
+        assert_eq!(before.len(), 20);
+        disk.crash(&mut StdRng::seed_from_u64(seed));
+        let log = open(&disk, small_segments()).await;
+        let end = log.log_end_offset();
+        assert!((20..=40).contains(&end), "seed {seed}: end {end}");
+        let after = read_all(&log).await;
+        assert!(after.len() <= before.len());
+        for (a, b) in after.iter().zip(&before) {
+            assert_eq!(
+                a.as_bytes(),
+                b.as_bytes(),
+                "seed {seed}: recovery changed a batch"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_flipped_bit_in_the_unflushed_tail_is_cut_not_served() {
+    let disk = MemDisk::new(3);
+    let mut log = open(&disk, LogConfig::default()).await;
+    for i in 0..5 {
+        log.append(&[sample(1, 100, i)], 0, 0)
+            .await
+            .expect("append");
+    }
+    log.flush().await.expect("flush");
+    let second = batches_of(log.read(1, 1).await.expect("read"))[0].size_bytes();
+    drop(log);
+    // Reopen with the recovery point pulled back, then flip a byte in batch 1.
+    let dir = Path::new("/data/t-0");
+    checkpoint::write_offset(&disk, dir, RECOVERY_POINT_CHECKPOINT, 0)
+        .await
+        .expect("checkpoint");
+    let file = disk
+        .open(&dir.join(segment::file_name(0, ".log")), OpenMode::Existing)
+        .await
+        .expect("open");
+    let at = second as u64 + 70;
+    let byte = file.read_at(at, 1).await.expect("read")[0];
+    file.write_at(at, &[byte ^ 0x01]).await.expect("write");
+    let log = open(&disk, LogConfig::default()).await;
+    assert_eq!(
+        log.log_end_offset(),
+        1,
+        "everything from the corrupt batch on is cut"
+    );
+}
+
+#[tokio::test]
+async fn a_damaged_index_is_rebuilt() {
+    let disk = MemDisk::new(4);
+    let mut log = open(&disk, small_segments()).await;
+    for i in 0..8 {
+        log.append(&[sample(2, 30, i)], 0, 0).await.expect("append");
+    }
+    log.flush().await.expect("flush");
+    drop(log);
+    let index = disk
+        .open(
+            &Path::new("/data/t-0").join(segment::file_name(0, ".index")),
+            OpenMode::Existing,
+        )
+        .await
+        .expect("index exists");
+    index.truncate(3).await.expect("damage it");
+    let log = open(&disk, small_segments()).await;
+    assert_eq!(log.log_end_offset(), 16);
+    assert_eq!(
+        batches_of(log.read(9, 1).await.expect("read"))[0].base_offset(),
+        8
+    );
+}
+
+#[tokio::test]
+async fn truncation_epochs_retention_and_delete_records() {
+    let disk = MemDisk::new(5);
+    let mut log = open(&disk, small_segments()).await;
+    for epoch in [1, 1, 2, 2, 3, 3, 3, 4] {
+        log.append(&[sample(2, 100, 1_000)], epoch, 0)
+            .await
+            .expect("append");
+    }
+    assert_eq!(
+        log.leader_epochs().entries(),
+        &[(1, 0), (2, 4), (3, 8), (4, 14)]
+    );
+    assert_eq!(
+        log.leader_epochs().end_offset_for(2, log.log_end_offset()),
+        Some((2, 8))
+    );
+
+    assert_eq!(
+        log.truncate_to(9).await.expect("truncate"),
+        8,
+        "cut at the batch holding 9"
+    );
+    assert_eq!(log.leader_epochs().entries(), &[(1, 0), (2, 4)]);
+    drop(log);
+    let mut log = open(&disk, small_segments()).await;
+    assert_eq!(log.log_end_offset(), 8, "truncation is durable");
+    assert_eq!(log.leader_epochs().entries(), &[(1, 0), (2, 4)]);
+
+    for _ in 0..10 {
+        log.append(&[sample(2, 100, 2_000)], 5, 0)
+            .await
+            .expect("append");
+    }
+    let segments = log.segment_count();
+    log.config.retention_bytes = Some(600);
+    let deleted = log.apply_retention(0).await.expect("retention");
+    assert!(deleted > 0 && log.segment_count() < segments);
+    assert!(log.size_bytes() - log.segments.values().next().expect("one").size_bytes < 600);
+    let start = log.log_start_offset();
+    assert!(matches!(
+        log.read(start - 1, 10).await,
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+
+    log.config.retention_bytes = None;
+    log.config.retention_ms = Some(1_000);
+    log.force_roll(0).await.expect("roll");
+    assert_eq!(
+        log.apply_retention(2_900).await.expect("retention"),
+        0,
+        "records of 2001 are not a second old at 2900"
+    );
+    assert!(log.apply_retention(3_500).await.expect("retention") > 0);
+    assert_eq!(
+        log.log_start_offset(),
+        log.log_end_offset(),
+        "every closed segment expired"
+    );
+
+    log.append(&[sample(1, 10, 3_000)], 5, 0)
+        .await
+        .expect("append");
+    let end = log.log_end_offset();
+    assert_eq!(
+        log.delete_records_before(end + 10).await.expect("delete"),
+        end,
+        "never past the end"
+    );
+    drop(log);
+    let log = open(&disk, small_segments()).await;
+    assert_eq!(
+        log.log_start_offset(),
+        end,
+        "the log start offset is durable"
+    );
+}
+
+#[tokio::test]
+async fn flush_policies_follow_kafka_settings() {
+    let disk = MemDisk::new(6);
+    let config = LogConfig {
+        flush_messages: Some(4),
+        flush_ms: Some(100),
+        ..LogConfig::default()
+    };
+    let mut log = open(&disk, config).await;
+    log.append(&[sample(3, 10, 0)], 0, 0).await.expect("append");
+    assert_eq!(log.recovery_point(), 0);
+    log.append(&[sample(1, 10, 0)], 0, 0).await.expect("append");
+    assert_eq!(log.recovery_point(), 4, "flush.messages reached");
+    log.append(&[sample(1, 10, 0)], 0, 1_000)
+        .await
+        .expect("append");
+    assert!(!log.maybe_flush(1_050).await.expect("not yet"));
+    assert!(log.maybe_flush(1_100).await.expect("due"));
+    assert_eq!(log.recovery_point(), 5);
+}
+
+#[tokio::test]
+async fn a_batch_over_max_message_bytes_is_refused() {
+    let disk = MemDisk::new(7);
+    let mut log = open(
+        &disk,
+        LogConfig {
+            max_message_bytes: 200,
+            ..LogConfig::default()
+        },
+    )
+    .await;
+    let err = log
+        .append(&[sample(1, 500, 0)], 0, 0)
+        .await
+        .expect_err("too large");
+    assert!(matches!(err, LogError::BatchTooLarge { .. }));
+    assert_eq!(log.log_end_offset(), 0, "nothing was written");
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Append(u8, u8),
+    Flush,
+    Truncate(u8),
+    DeleteRecords(u8),
+    Roll,
+    Crash(u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (1u8..4, 1u8..120).prop_map(|(n, size)| Op::Append(n, size)),
+        2 => Just(Op::Flush),
+        1 => any::<u8>().prop_map(Op::Truncate),
+        1 => any::<u8>().prop_map(Op::DeleteRecords),
+        1 => Just(Op::Roll),
+        2 => any::<u64>().prop_map(Op::Crash),
+    ]
+}
+
+async fn read_all(log: &PartitionLog) -> Vec<RecordBatch> {
+    let mut out = Vec::new();
+    let mut next = log.log_start_offset();
+    while next < log.log_end_offset() {
+        let got = batches_of(log.read(next, 700).await.expect("read"));
+        next = got
+            .last()
+            .expect("a read below the end returns a batch")
+            .last_offset()
+            + 1;
+        out.extend(got);
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Against a model: after any crash the log is a prefix of what was appended, holds
+    /// everything flushed, and nothing is changed or invented.
+    #[test]
+    fn the_log_keeps_what_was_synced_and_invents_nothing(ops in prop::collection::vec(op(), 1..60)) {
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        rt.block_on(async {
+            let disk = MemDisk::new(9);
+            let config = LogConfig { segment_bytes: 600, index_interval_bytes: 100, ..LogConfig::default() };
+            let mut log = open(&disk, config.clone()).await;
+            // The model: the batches from the log start on, and the end offset known durable.
+            let mut model: Vec<RecordBatch> = Vec::new();
+            let mut durable_end = 0i64;
+            let mut ts = 0i64;
+            for op in ops {
+                match op {
+                    Op::Append(n, size) => {
+                        ts += 1;
+                        log.append(&[sample(n.into(), size.into(), ts)], 1, 0).await.expect("append");
+                    }
+                    Op::Flush => {
+                        log.flush().await.expect("flush");
+                        durable_end = log.log_end_offset();
+                    }
+                    Op::Truncate(to) => {
+                        let to = i64::from(to) % (log.log_end_offset() + 1);
+                        let end = log.truncate_to(to).await.expect("truncate");
+                        durable_end = durable_end.min(end);
+                    }
+                    Op::DeleteRecords(to) => {
+                        let to = i64::from(to) % (log.log_end_offset() + 1);
+                        log.delete_records_before(to).await.expect("delete records");
+                    }
+                    Op::Roll => log.force_roll(0).await.expect("roll"),
+                    Op::Crash(seed) => {
+                        let start = log.log_start_offset();
+                        drop(log);
+                        disk.crash(&mut StdRng::seed_from_u64(seed));
+                        log = open(&disk, config.clone()).await;
+                        prop_assert_eq!(log.log_start_offset(), start, "the log start offset is durable");
+                        let after = read_all(&log).await;
+                        let by_offset: std::collections::BTreeMap<i64, &RecordBatch> =
+                            model.iter().map(|b| (b.base_offset(), b)).collect();
+                        for batch in &after {
+                            let expected = by_offset.get(&batch.base_offset());
+                            prop_assert!(expected.is_some(), "batch at {} was invented", batch.base_offset());
+                            prop_assert_eq!(batch.as_bytes(), expected.expect("checked").as_bytes(), "a batch changed");
+                        }
+                        let synced_end = durable_end.max(log.log_start_offset());
+                        prop_assert!(log.log_end_offset() >= synced_end, "lost synced data: end {} < {}", log.log_end_offset(), synced_end);
+                        // What survived a crash is on disk for good.
+                        durable_end = log.log_end_offset();
+                    }
+                }
+                model = read_all(&log).await;
+            }
+            Ok(())
+        })?;
+    }
+}
