@@ -28,6 +28,8 @@ use bytes::{Buf, Bytes, BytesMut};
 pub const BATCH_HEADER_BYTES: usize = 61;
 /// Bytes before the batch length field ends: base offset plus the length itself.
 pub const LOG_OVERHEAD_BYTES: usize = 12;
+/// The bytes that stamping touches: base offset, length and partition leader epoch.
+pub const STAMPED_PREFIX_BYTES: usize = 16;
 const BASE_OFFSET_AT: usize = 0;
 const LENGTH_AT: usize = 8;
 const LEADER_EPOCH_AT: usize = 12;
@@ -242,6 +244,21 @@ impl RecordBatch {
         i32_at(&self.bytes, 57)
     }
 
+    /// The first 16 bytes of the batch with `base_offset` and `leader_epoch` stamped in:
+    /// written ahead of `as_bytes()[STAMPED_PREFIX_BYTES..]`, it stores the stamped batch
+    /// without copying the rest.
+    pub fn stamped_prefix(
+        &self,
+        base_offset: i64,
+        leader_epoch: i32,
+    ) -> [u8; STAMPED_PREFIX_BYTES] {
+        let mut prefix = [0u8; STAMPED_PREFIX_BYTES];
+        prefix.copy_from_slice(&self.bytes[..STAMPED_PREFIX_BYTES]);
+        prefix[BASE_OFFSET_AT..BASE_OFFSET_AT + 8].copy_from_slice(&base_offset.to_be_bytes());
+        prefix[LEADER_EPOCH_AT..LEADER_EPOCH_AT + 4].copy_from_slice(&leader_epoch.to_be_bytes());
+        prefix
+    }
+
     /// A copy with the base offset and leader epoch stamped in; neither is under the CRC,
     /// so the batch stays valid. One copy of the batch, as it goes to the log.
     pub fn stamped(&self, base_offset: i64, leader_epoch: i32) -> RecordBatch {
@@ -374,6 +391,14 @@ mod tests {
         assert_eq!(again.base_offset(), 1000);
         assert_eq!(again.last_offset(), 1002);
         assert_eq!(again.partition_leader_epoch(), 7);
+        let original = sample();
+        let prefix = original.stamped_prefix(1000, 7);
+        let joined = [&prefix[..], &original.as_bytes()[STAMPED_PREFIX_BYTES..]].concat();
+        assert_eq!(
+            &joined[..],
+            &b.as_bytes()[..],
+            "prefix plus the untouched rest is the stamped batch"
+        );
     }
 
     #[test]

@@ -76,6 +76,11 @@ pub trait DiskFile: Send + Sync + fmt::Debug {
     fn path(&self) -> &Path;
     async fn size_bytes(&self) -> DiskResult<u64>;
     async fn write_at(&self, offset_bytes: u64, data: &[u8]) -> DiskResult<()>;
+    /// Writes `parts` back to back from `offset_bytes`, as one write where the platform
+    /// allows (`pwritev`), so callers need not copy pieces together first.
+    async fn write_vectored_at(&self, offset_bytes: u64, parts: &[&[u8]]) -> DiskResult<()> {
+        self.write_at(offset_bytes, &parts.concat()).await
+    }
     /// Writes at the end of the file and returns the offset the data starts at.
     async fn append(&self, data: &[u8]) -> DiskResult<u64>;
     /// Reads up to `len_bytes`; fewer only at the end of the file.

@@ -335,20 +335,19 @@ impl PartitionLog {
         }
         let first_offset = self.log_end_offset();
         let mut next = first_offset;
-        let mut stamped = Vec::with_capacity(batches.len());
+        let mut placed = Vec::with_capacity(batches.len());
         let mut max_timestamp = -1;
         let mut messages = 0u64;
         for batch in batches {
-            let batch = batch.stamped(next, leader_epoch);
-            next = batch.last_offset() + 1;
+            placed.push((batch, next));
+            next += i64::from(batch.last_offset_delta()) + 1;
             max_timestamp = max_timestamp.max(batch.max_timestamp());
             messages += batch.record_count().max(0) as u64;
-            stamped.push(batch);
         }
         if self.epochs.assign(leader_epoch, first_offset) {
             self.write_epochs().await?;
         }
-        let mut pending = &stamped[..];
+        let mut pending = &placed[..];
         while !pending.is_empty() {
             let room = self
                 .config
@@ -356,7 +355,7 @@ impl PartitionLog {
                 .saturating_sub(self.active().size_bytes);
             let mut fit = 0;
             let mut fit_bytes = 0u64;
-            for batch in pending {
+            for (batch, _) in pending {
                 if fit_bytes + batch.size_bytes() as u64 > room {
                     break;
                 }
@@ -365,13 +364,15 @@ impl PartitionLog {
             }
             let too_old = now_ms - self.active().created_ms >= self.config.segment_ms;
             if (fit == 0 || too_old) && self.active().size_bytes > 0 {
-                self.roll(pending[0].base_offset(), now_ms).await?;
+                self.roll(pending[0].1, now_ms).await?;
                 continue;
             }
             // An empty segment takes at least one batch, even one larger than segment.bytes.
             let take = fit.max(1);
             let interval = self.config.index_interval_bytes;
-            self.active_mut().append(&pending[..take], interval).await?;
+            self.active_mut()
+                .append(&pending[..take], leader_epoch, interval)
+                .await?;
             pending = &pending[take..];
         }
         self.unflushed_messages += messages;

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use runnel_protocol::batch::{peek_batch_size, RecordBatch, BATCH_HEADER_BYTES};
+use runnel_protocol::batch::{
+    peek_batch_size, RecordBatch, BATCH_HEADER_BYTES, STAMPED_PREFIX_BYTES,
+};
 
 use crate::disk::{Disk, DiskFile, OpenMode};
 use crate::log::LogError;
@@ -60,6 +62,11 @@ pub(crate) struct Segment {
     pub created_ms: i64,
     /// Bytes written since the last fsync of this segment's files.
     pub dirty: bool,
+    /// Index entries already in the index files; later ones are written at flush. Recovery
+    /// rebuilds indexes past the recovery point, so entries only need to be on disk
+    /// before the recovery point moves over them.
+    index_written: usize,
+    time_index_written: usize,
 }
 
 impl std::fmt::Debug for Segment {
@@ -134,6 +141,8 @@ impl Segment {
             bytes_since_index_entry: 0,
             created_ms: now_ms,
             dirty: false,
+            index_written: 0,
+            time_index_written: 0,
         })
     }
 
@@ -212,6 +221,8 @@ impl Segment {
         if !increasing || !in_bounds {
             return Ok(false);
         }
+        self.index_written = index.len();
+        self.time_index_written = time_index.len();
         self.index = index;
         self.time_index = time_index;
         if let Some(&(ts, rel)) = self.time_index.last() {
@@ -297,31 +308,22 @@ impl Segment {
     }
 
     /// Updates offsets, timestamps and in-memory indexes for a batch at `batch.position`.
-    fn note_batch(
-        &mut self,
-        batch: &BatchPosition,
-        index_interval_bytes: u64,
-    ) -> (Option<IndexEntry>, Option<TimeIndexEntry>) {
-        let mut index_entry = None;
-        let mut time_entry = None;
+    fn note_batch(&mut self, batch: &BatchPosition, index_interval_bytes: u64) {
         let rel = self.relative(batch.base_offset);
         if self.index.is_empty() || self.bytes_since_index_entry >= index_interval_bytes {
             let entry = (rel, batch.position as u32);
             if self.index.last().is_none_or(|last| last.0 < entry.0) {
                 self.index.push(entry);
-                index_entry = Some(entry);
             }
             self.bytes_since_index_entry = 0;
         }
         self.bytes_since_index_entry += batch.size_bytes;
         if batch.max_timestamp > self.max_timestamp {
             self.max_timestamp = batch.max_timestamp;
-            let entry = (batch.max_timestamp, self.relative(batch.last_offset));
-            self.time_index.push(entry);
-            time_entry = Some(entry);
+            self.time_index
+                .push((batch.max_timestamp, self.relative(batch.last_offset)));
         }
         self.next_offset = batch.last_offset + 1;
-        (index_entry, time_entry)
     }
 
     fn relative(&self, offset: i64) -> u32 {
@@ -349,57 +351,84 @@ impl Segment {
         }
         self.time_index_file.truncate(0).await?;
         self.time_index_file.write_at(0, &buf).await?;
+        self.index_written = self.index.len();
+        self.time_index_written = self.time_index.len();
         self.dirty = true;
         Ok(())
     }
 
-    /// Appends stamped batches with consecutive offsets as one write.
+    /// Writes index entries appended since the last write.
+    async fn write_pending_index_entries(&mut self) -> Result<(), LogError> {
+        if self.index_written < self.index.len() {
+            let mut buf = BytesMut::with_capacity(
+                (self.index.len() - self.index_written) * INDEX_ENTRY_BYTES,
+            );
+            for &(rel, pos) in &self.index[self.index_written..] {
+                buf.put_u32(rel);
+                buf.put_u32(pos);
+            }
+            self.index_file
+                .write_at((self.index_written * INDEX_ENTRY_BYTES) as u64, &buf)
+                .await?;
+            self.index_written = self.index.len();
+        }
+        if self.time_index_written < self.time_index.len() {
+            let mut buf = BytesMut::with_capacity(
+                (self.time_index.len() - self.time_index_written) * TIME_INDEX_ENTRY_BYTES,
+            );
+            for &(ts, rel) in &self.time_index[self.time_index_written..] {
+                buf.put_i64(ts);
+                buf.put_u32(rel);
+            }
+            self.time_index_file
+                .write_at(
+                    (self.time_index_written * TIME_INDEX_ENTRY_BYTES) as u64,
+                    &buf,
+                )
+                .await?;
+            self.time_index_written = self.time_index.len();
+        }
+        Ok(())
+    }
+
+    /// Appends batches at the given base offsets, stamped with `leader_epoch`, as one
+    /// vectored write: only each batch's 16-byte prefix is copied.
     pub async fn append(
         &mut self,
-        batches: &[RecordBatch],
+        batches: &[(&RecordBatch, i64)],
+        leader_epoch: i32,
         index_interval_bytes: u64,
     ) -> Result<(), LogError> {
-        let total: usize = batches.iter().map(RecordBatch::size_bytes).sum();
+        let total: usize = batches.iter().map(|(b, _)| b.size_bytes()).sum();
         assert!(
             self.size_bytes + total as u64 <= u64::from(u32::MAX),
             "segment positions are 32-bit"
         );
-        let mut buf = BytesMut::with_capacity(total);
-        let mut index_buf = BytesMut::new();
-        let mut time_buf = BytesMut::new();
+        let prefixes: Vec<[u8; STAMPED_PREFIX_BYTES]> = batches
+            .iter()
+            .map(|(b, base)| b.stamped_prefix(*base, leader_epoch))
+            .collect();
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(batches.len() * 2);
         let mut position = self.size_bytes;
-        for batch in batches {
+        for ((batch, base_offset), prefix) in batches.iter().zip(&prefixes) {
             assert!(
-                batch.base_offset() >= self.next_offset,
+                *base_offset >= self.next_offset,
                 "offsets only grow within a segment"
             );
             let at = BatchPosition {
                 position,
                 size_bytes: batch.size_bytes() as u64,
-                base_offset: batch.base_offset(),
-                last_offset: batch.last_offset(),
+                base_offset: *base_offset,
+                last_offset: base_offset + i64::from(batch.last_offset_delta()),
                 max_timestamp: batch.max_timestamp(),
             };
-            let (index_entry, time_entry) = self.note_batch(&at, index_interval_bytes);
-            if let Some((rel, pos)) = index_entry {
-                index_buf.put_u32(rel);
-                index_buf.put_u32(pos);
-            }
-            if let Some((ts, rel)) = time_entry {
-                time_buf.put_i64(ts);
-                time_buf.put_u32(rel);
-            }
-            buf.extend_from_slice(batch.as_bytes());
+            self.note_batch(&at, index_interval_bytes);
+            parts.push(prefix);
+            parts.push(&batch.as_bytes()[STAMPED_PREFIX_BYTES..]);
             position += at.size_bytes;
         }
-        self.log.write_at(self.size_bytes, &buf).await?;
+        self.log.write_vectored_at(self.size_bytes, &parts).await?;
         self.size_bytes = position;
-        if !index_buf.is_empty() {
-            self.index_file.append(&index_buf).await?;
-        }
-        if !time_buf.is_empty() {
-            self.time_index_file.append(&time_buf).await?;
-        }
         self.dirty = true;
         Ok(())
     }
@@ -512,6 +541,7 @@ impl Segment {
 
     pub async fn flush(&mut self) -> Result<(), LogError> {
         if self.dirty {
+            self.write_pending_index_entries().await?;
             self.log.sync_data().await?;
             self.index_file.sync_data().await?;
             self.time_index_file.sync_data().await?;
