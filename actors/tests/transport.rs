@@ -50,9 +50,8 @@ async fn typed_requests_cross_nodes_and_survive_a_peer_restart() {
     let server_addr = server_transport.local_addr();
 
     let client_node = Node::new("client");
-    let mut config = TransportConfig::new(2, loopback(0)).with_peer(1, server_addr);
-    config.heartbeat_interval = Duration::from_millis(20);
-    config.peer_dead_after = Duration::from_millis(200);
+    // Default heartbeats: a closed connection is noticed at once, without them.
+    let config = TransportConfig::new(2, loopback(0)).with_peer(1, server_addr);
     let client = Transport::start(&client_node, config).await.expect("bind");
     let mut events = client.subscribe();
     assert_eq!(next_event(&mut events).await, PeerEvent::Up { peer: 1 });

@@ -9,4 +9,5 @@
 //! The partition log (segments, indexes, recovery) builds on this trait.
 
 pub mod disk;
+pub mod fuzzing;
 pub mod log;
