@@ -11,3 +11,4 @@
 pub mod disk;
 pub mod fuzzing;
 pub mod log;
+pub mod manager;

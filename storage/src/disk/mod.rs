@@ -4,6 +4,7 @@
 //! [`DiskFile::sync_data`]; a create, rename or remove is durable only after
 //! [`Disk::sync_dir`] on the directory holding the name.
 
+mod cache;
 mod mem;
 mod real;
 #[cfg(madsim)]
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+pub use cache::HandleCache;
 pub use mem::{DiskFaults, MemDisk};
 pub use real::RealDisk;
 #[cfg(madsim)]

@@ -1,4 +1,5 @@
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use proptest::prelude::*;
 use rand::rngs::StdRng;
@@ -69,6 +70,50 @@ async fn conformance(disk: &dyn Disk, root: &Path) {
 async fn real_disk_conforms() {
     let tmp = tempfile::tempdir().expect("tempdir");
     conformance(&RealDisk::new(), tmp.path()).await;
+}
+
+#[tokio::test]
+async fn a_handle_cache_conforms_and_stays_under_its_limit() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let disk = HandleCache::new(RealDisk::new(), 2);
+    conformance(&disk, tmp.path()).await;
+    let files: Vec<_> = futures_files(&disk, tmp.path(), 10).await;
+    assert!(
+        disk.open_files() <= 2,
+        "{} descriptors open",
+        disk.open_files()
+    );
+    // Every handle still works: evicted ones reopen their file.
+    for (i, file) in files.iter().enumerate() {
+        file.append(format!("file {i}").as_bytes())
+            .await
+            .expect("append");
+        assert!(disk.open_files() <= 2);
+    }
+    for (i, file) in files.iter().enumerate() {
+        assert_eq!(
+            &file.read_at(0, 64).await.expect("read")[..],
+            format!("file {i}").as_bytes()
+        );
+    }
+    drop(files);
+    assert_eq!(
+        disk.open_files(),
+        0,
+        "dropped handles release their descriptors"
+    );
+}
+
+async fn futures_files(disk: &dyn Disk, dir: &Path, count: usize) -> Vec<Arc<dyn DiskFile>> {
+    let mut files = Vec::new();
+    for i in 0..count {
+        files.push(
+            disk.open(&dir.join(format!("f{i}")), OpenMode::CreateNew)
+                .await
+                .expect("create"),
+        );
+    }
+    files
 }
 
 #[tokio::test]
