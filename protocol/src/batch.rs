@@ -68,6 +68,8 @@ pub enum BatchError {
     NegativeLastOffsetDelta { delta: i32 },
     #[error("last offset delta {delta} is below record count {count} minus one")]
     InconsistentCount { delta: i32, count: i32 },
+    #[error("base offset {base_offset} plus last offset delta {delta} overflows")]
+    OffsetOverflow { base_offset: i64, delta: i32 },
 }
 
 /// One validated record batch over shared bytes.
@@ -145,6 +147,12 @@ impl RecordBatch {
         let delta = batch.last_offset_delta();
         if delta < 0 {
             return Err(BatchError::NegativeLastOffsetDelta { delta });
+        }
+        if batch.base_offset().checked_add(i64::from(delta)).is_none() {
+            return Err(BatchError::OffsetOverflow {
+                base_offset: batch.base_offset(),
+                delta,
+            });
         }
         // Compaction may remove records but keeps the delta, so only this direction holds.
         if i64::from(delta) < i64::from(count) - 1 {

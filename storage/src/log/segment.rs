@@ -44,6 +44,10 @@ type IndexEntry = (u32, u32);
 /// (largest timestamp so far, offset relative to the base where it is reached)
 type TimeIndexEntry = (i64, u32);
 
+/// Largest offset distance from a segment's base: index entries hold 32-bit relative
+/// offsets, and a segment rolls before it would exceed this.
+pub const MAX_RELATIVE_OFFSET: i64 = i32::MAX as i64;
+
 pub(crate) struct Segment {
     pub base_offset: i64,
     dir: PathBuf,
@@ -98,7 +102,7 @@ fn header_fields(header: &[u8], position: u64) -> BatchPosition {
         position,
         size_bytes,
         base_offset,
-        last_offset: base_offset + i64::from(last_delta),
+        last_offset: base_offset.saturating_add(i64::from(last_delta)),
         max_timestamp,
     }
 }
@@ -278,9 +282,9 @@ impl Segment {
                 else {
                     break;
                 };
-                if parsed.base_offset() < self.next_offset
-                    || parsed.last_offset() < parsed.base_offset()
-                {
+                // Offsets must grow and stay within a 32-bit distance of the segment's base.
+                let fits = parsed.last_offset() - self.base_offset <= i64::from(u32::MAX);
+                if parsed.base_offset() < self.next_offset || !fits {
                     break;
                 }
             }
