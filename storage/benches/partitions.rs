@@ -31,27 +31,50 @@ fn open_fds() -> usize {
 fn fd_limit() -> String {
     std::fs::read_to_string("/proc/self/limits")
         .ok()
-        .and_then(|l| l.lines().find(|l| l.starts_with("Max open files")).map(|l| l.split_whitespace().nth(3).unwrap_or("?").to_string()))
+        .and_then(|l| {
+            l.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .map(|l| l.split_whitespace().nth(3).unwrap_or("?").to_string())
+        })
         .unwrap_or_else(|| "?".into())
 }
 
 #[tokio::main]
 async fn main() {
-    let partitions: i32 = std::env::var("RUNNEL_BENCH_PARTITIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
-    let tmp = tempfile::tempdir_in(std::env::var("RUNNEL_BENCH_DIR").unwrap_or_else(|_| ".".into())).expect("tempdir");
+    let partitions: i32 = std::env::var("RUNNEL_BENCH_PARTITIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let tmp =
+        tempfile::tempdir_in(std::env::var("RUNNEL_BENCH_DIR").unwrap_or_else(|_| ".".into()))
+            .expect("tempdir");
     let dirs: Vec<PathBuf> = vec![tmp.path().join("d1"), tmp.path().join("d2")];
     let (base_rss, base_fds) = (rss_mib(), open_fds());
-    println!("baseline: {base_rss:.1} MiB resident, {base_fds} descriptors; soft descriptor limit {}", fd_limit());
+    println!(
+        "baseline: {base_rss:.1} MiB resident, {base_fds} descriptors; soft descriptor limit {}",
+        fd_limit()
+    );
 
     let disk: Arc<dyn Disk> = Arc::new(HandleCache::new(RealDisk::new(), MAX_OPEN_FILES));
     let start = Instant::now();
-    let mut manager = LogManager::open(disk.clone(), LogManagerConfig::new(dirs.clone()), 0).await.expect("open");
+    let mut manager = LogManager::open(disk.clone(), LogManagerConfig::new(dirs.clone()), 0)
+        .await
+        .expect("open");
     let value = [7u8; 100];
-    let one = batch(0, &[Record { key: None, value: Some(&value), timestamp_delta: 0 }]);
+    let one = batch(
+        0,
+        &[Record {
+            key: None,
+            value: Some(&value),
+            timestamp_delta: 0,
+        }],
+    );
     for p in 0..partitions {
         let tp = TopicPartition::new(format!("topic{}", p % 100), p / 100);
         let log = manager.get_or_create(&tp, 0).await.expect("create");
-        log.append(std::slice::from_ref(&one), 0, 0).await.expect("append");
+        log.append(std::slice::from_ref(&one), 0, 0)
+            .await
+            .expect("append");
     }
     manager.flush_all().await.expect("flush");
     println!(
@@ -64,7 +87,9 @@ async fn main() {
     drop(manager);
 
     let start = Instant::now();
-    let manager = LogManager::open(disk, LogManagerConfig::new(dirs), 0).await.expect("reopen");
+    let manager = LogManager::open(disk, LogManagerConfig::new(dirs), 0)
+        .await
+        .expect("reopen");
     assert_eq!(manager.len(), partitions as usize);
     println!(
         "reopened {} partitions in {:.1} s: {:.1} MiB resident (+{:.1}), {} descriptors",

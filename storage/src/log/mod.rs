@@ -364,7 +364,9 @@ impl PartitionLog {
             }
             let too_old = now_ms - self.active().created_ms >= self.config.segment_ms;
             let (first, first_base) = pending[0];
-            let too_far = first_base + i64::from(first.last_offset_delta()) - self.active().base_offset > segment::MAX_RELATIVE_OFFSET;
+            let too_far = first_base + i64::from(first.last_offset_delta())
+                - self.active().base_offset
+                > segment::MAX_RELATIVE_OFFSET;
             if (fit == 0 || too_old || too_far) && self.active().size_bytes > 0 {
                 self.roll(pending[0].1, now_ms).await?;
                 continue;
