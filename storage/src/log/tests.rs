@@ -386,3 +386,48 @@ proptest! {
         })?;
     }
 }
+
+/// A crash at any step of an atomic checkpoint write leaves the old value or the new one,
+/// never a damaged or missing checkpoint.
+#[tokio::test]
+async fn a_crash_inside_a_checkpoint_write_keeps_the_old_or_the_new_value() {
+    let dir = Path::new("/data/cp");
+    for crash_after_step in 0..5 {
+        for seed in 0..8 {
+            let disk = MemDisk::new(seed);
+            disk.create_dir_all(dir).await.expect("mkdir");
+            checkpoint::write_offset(&disk, dir, "cp", 10).await.expect("first write");
+            // The steps of checkpoint::write, with a crash after `crash_after_step` of them.
+            let tmp = dir.join("cp.tmp");
+            let steps = async {
+                let file = disk.open(&tmp, OpenMode::Create).await?;
+                if crash_after_step == 0 {
+                    return Ok(());
+                }
+                file.truncate(0).await?;
+                file.write_at(0, b"0\n1\n20\n").await?;
+                if crash_after_step == 1 {
+                    return Ok(());
+                }
+                file.sync_data().await?;
+                if crash_after_step == 2 {
+                    return Ok(());
+                }
+                disk.rename(&tmp, &dir.join("cp")).await?;
+                if crash_after_step == 3 {
+                    return Ok(());
+                }
+                disk.sync_dir(dir).await
+            };
+            let result: Result<(), crate::disk::DiskError> = steps.await;
+            result.expect("steps");
+            disk.crash(&mut StdRng::seed_from_u64(seed));
+            let value = checkpoint::read_offset(&disk, dir, "cp").await.expect("read");
+            let expected: &[Option<i64>] = if crash_after_step == 4 { &[Some(20)] } else { &[Some(10), Some(20)] };
+            assert!(expected.contains(&value), "step {crash_after_step} seed {seed}: {value:?}");
+            // Opening a log there cleans the leftover temporary file.
+            PartitionLog::open(Arc::new(disk.clone()), dir, LogConfig::default(), 0).await.expect("open");
+            assert!(!disk.exists(&tmp).await.expect("exists"), "leftover .tmp removed");
+        }
+    }
+}
