@@ -9,10 +9,14 @@ use runnel_protocol::batch::RecordBatch;
 use crate::disk::{Disk, MemDisk, OpenMode};
 use crate::log::{LogConfig, PartitionLog};
 
-/// Whatever `data` is, parsing batches never panics, and what parses survives stamping.
+/// Whatever `data` is, parsing batches and decoding (and decompressing) their records
+/// never panics, and what parses survives stamping.
 pub fn check_batch_parsing(data: &[u8]) {
     if let Ok(batches) = RecordBatch::parse_all(Bytes::copy_from_slice(data)) {
         for batch in batches {
+            if let Ok(records) = batch.records() {
+                assert!(records.len() <= batch.record_count().max(0) as usize);
+            }
             let stamped = batch.stamped(42, 7);
             let (again, rest) = RecordBatch::parse(stamped.as_bytes().clone())
                 .expect("stamping keeps a batch valid");

@@ -438,8 +438,8 @@ impl PartitionLog {
         Ok(Bytes::new())
     }
 
-    /// ListOffsets by timestamp: the first batch whose max timestamp is ≥ `timestamp`, as
-    /// (its base offset, its max timestamp). Batch granularity: records are not decoded.
+    /// ListOffsets by timestamp: the first record whose timestamp is ≥ `timestamp`, as
+    /// (its offset, its timestamp). Only the batch that reaches the target is decoded.
     pub async fn offset_for_timestamp(
         &self,
         timestamp: i64,

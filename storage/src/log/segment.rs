@@ -511,13 +511,52 @@ impl Segment {
         };
         loop {
             if batch.max_timestamp >= timestamp {
-                return Ok(Some((batch.base_offset, batch.max_timestamp)));
+                return Ok(Some(
+                    self.first_record_at_or_after(&batch, timestamp).await?,
+                ));
             }
             let next = batch.position + batch.size_bytes;
             if next >= self.size_bytes {
                 return Ok(None);
             }
             batch = self.batch_at(next).await?;
+        }
+    }
+
+    /// Within a batch reaching `timestamp`: the first record at or after it, and its
+    /// timestamp, as Kafka's ListOffsets answers. Log-append-time batches, and batches
+    /// whose records do not decode, answer with the batch's base offset.
+    async fn first_record_at_or_after(
+        &self,
+        batch: &BatchPosition,
+        timestamp: i64,
+    ) -> Result<(i64, i64), LogError> {
+        let whole = (batch.base_offset, batch.max_timestamp);
+        let bytes = self
+            .log
+            .read_at(batch.position, batch.size_bytes as usize)
+            .await?;
+        let Ok((parsed, _)) = RecordBatch::parse(bytes) else {
+            return Ok(whole);
+        };
+        if parsed.is_log_append_time() {
+            return Ok(whole);
+        }
+        match parsed.records() {
+            Ok(records) => Ok(records
+                .iter()
+                .map(|r| {
+                    (
+                        batch.base_offset + i64::from(r.offset_delta),
+                        parsed.base_timestamp().saturating_add(r.timestamp_delta),
+                    )
+                })
+                .find(|(_, ts)| *ts >= timestamp)
+                .unwrap_or(whole)),
+            Err(e) => {
+                tracing::warn!(offset = batch.base_offset, error = %e, "records do not decode; answering with the batch");
+                Ok(whole)
+            }
         }
     }
 

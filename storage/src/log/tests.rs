@@ -74,11 +74,12 @@ async fn append_assigns_offsets_rolls_and_reads_back() {
         log.read(61, 100).await,
         Err(LogError::OffsetOutOfRange { .. })
     ));
-    // Batch i holds timestamps 1000+i .. 1000+i+2: batch 8 (offsets 24-26) first reaches 1010.
-    assert_eq!(
-        log.offset_for_timestamp(1010).await.expect("lookup"),
-        Some((24, 1010))
-    );
+    // Batch i holds records at 1000+i, 1000+i+1 and 1000+i+2 (offsets 3i to 3i+2): the
+    // first record at 1010 or later is batch 8's last, the first at 1009 batch 7's last.
+    let lookup = |ts| log.offset_for_timestamp(ts);
+    assert_eq!(lookup(1010).await.expect("lookup"), Some((26, 1010)));
+    assert_eq!(lookup(1009).await.expect("lookup"), Some((23, 1009)));
+    assert_eq!(lookup(0).await.expect("lookup"), Some((0, 1000)));
     assert_eq!(log.offset_for_timestamp(5000).await.expect("lookup"), None);
 }
 
@@ -396,7 +397,9 @@ async fn a_crash_inside_a_checkpoint_write_keeps_the_old_or_the_new_value() {
         for seed in 0..8 {
             let disk = MemDisk::new(seed);
             disk.create_dir_all(dir).await.expect("mkdir");
-            checkpoint::write_offset(&disk, dir, "cp", 10).await.expect("first write");
+            checkpoint::write_offset(&disk, dir, "cp", 10)
+                .await
+                .expect("first write");
             // The steps of checkpoint::write, with a crash after `crash_after_step` of them.
             let tmp = dir.join("cp.tmp");
             let steps = async {
@@ -422,12 +425,26 @@ async fn a_crash_inside_a_checkpoint_write_keeps_the_old_or_the_new_value() {
             let result: Result<(), crate::disk::DiskError> = steps.await;
             result.expect("steps");
             disk.crash(&mut StdRng::seed_from_u64(seed));
-            let value = checkpoint::read_offset(&disk, dir, "cp").await.expect("read");
-            let expected: &[Option<i64>] = if crash_after_step == 4 { &[Some(20)] } else { &[Some(10), Some(20)] };
-            assert!(expected.contains(&value), "step {crash_after_step} seed {seed}: {value:?}");
+            let value = checkpoint::read_offset(&disk, dir, "cp")
+                .await
+                .expect("read");
+            let expected: &[Option<i64>] = if crash_after_step == 4 {
+                &[Some(20)]
+            } else {
+                &[Some(10), Some(20)]
+            };
+            assert!(
+                expected.contains(&value),
+                "step {crash_after_step} seed {seed}: {value:?}"
+            );
             // Opening a log there cleans the leftover temporary file.
-            PartitionLog::open(Arc::new(disk.clone()), dir, LogConfig::default(), 0).await.expect("open");
-            assert!(!disk.exists(&tmp).await.expect("exists"), "leftover .tmp removed");
+            PartitionLog::open(Arc::new(disk.clone()), dir, LogConfig::default(), 0)
+                .await
+                .expect("open");
+            assert!(
+                !disk.exists(&tmp).await.expect("exists"),
+                "leftover .tmp removed"
+            );
         }
     }
 }

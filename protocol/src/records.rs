@@ -1,0 +1,340 @@
+//! Records inside a v2 batch, decompressed when needed: for the few places that must look
+//! inside (timestamp lookups, compaction, printing), never for the produce path.
+//!
+//! A record: length (varint), attributes (i8), timestamp delta (varlong), offset delta
+//! (varint), key and value (varint length, -1 for null), headers (varint count, each a
+//! varint-length key and a varint-length value). The timestamp delta is read as a
+//! 64-bit varlong, as the format defines it.
+
+use std::io::Read;
+
+use bytes::{Buf, Bytes};
+
+use crate::batch::{Compression, RecordBatch, BATCH_HEADER_BYTES};
+
+/// Largest decompressed records section accepted, so a small hostile batch cannot make the
+/// broker allocate without bound.
+pub const MAX_DECOMPRESSED_BYTES: usize = 64 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub offset_delta: i32,
+    pub timestamp_delta: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<(Bytes, Option<Bytes>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordsError {
+    #[error("records section is malformed: {0}")]
+    Malformed(&'static str),
+    #[error("cannot decompress {codec:?} records: {reason}")]
+    Decompress { codec: Compression, reason: String },
+    #[error("records decompress to more than {MAX_DECOMPRESSED_BYTES} bytes")]
+    TooLarge,
+    #[error("batch says {expected} records but holds {found}")]
+    CountMismatch { expected: i32, found: usize },
+}
+
+fn varlong(buf: &mut Bytes) -> Result<i64, RecordsError> {
+    let mut raw: u64 = 0;
+    for shift in (0..70).step_by(7) {
+        if !buf.has_remaining() {
+            return Err(RecordsError::Malformed("varint runs past the end"));
+        }
+        let byte = buf.get_u8();
+        if shift == 63 && byte > 1 {
+            return Err(RecordsError::Malformed("varint longer than 64 bits"));
+        }
+        raw |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok((raw >> 1) as i64 ^ -((raw & 1) as i64));
+        }
+    }
+    Err(RecordsError::Malformed("varint longer than 10 bytes"))
+}
+
+fn varint(buf: &mut Bytes) -> Result<i32, RecordsError> {
+    i32::try_from(varlong(buf)?).map_err(|_| RecordsError::Malformed("varint out of 32-bit range"))
+}
+
+fn nullable_bytes(buf: &mut Bytes) -> Result<Option<Bytes>, RecordsError> {
+    let len = varint(buf)?;
+    if len < 0 {
+        return Ok(None);
+    }
+    let len = len as usize;
+    if buf.remaining() < len {
+        return Err(RecordsError::Malformed("field runs past the end"));
+    }
+    Ok(Some(buf.split_to(len)))
+}
+
+fn read_limited(reader: impl Read, codec: Compression) -> Result<Vec<u8>, RecordsError> {
+    let mut out = Vec::new();
+    reader
+        .take(MAX_DECOMPRESSED_BYTES as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| RecordsError::Decompress {
+            codec,
+            reason: e.to_string(),
+        })?;
+    if out.len() > MAX_DECOMPRESSED_BYTES {
+        return Err(RecordsError::TooLarge);
+    }
+    Ok(out)
+}
+
+/// The header Java's snappy-java writes ahead of framed snappy blocks.
+const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
+
+fn snappy_raw(block: &[u8]) -> Result<Vec<u8>, RecordsError> {
+    let fail = |e: snap::Error| RecordsError::Decompress {
+        codec: Compression::Snappy,
+        reason: e.to_string(),
+    };
+    if snap::raw::decompress_len(block).map_err(fail)? > MAX_DECOMPRESSED_BYTES {
+        return Err(RecordsError::TooLarge);
+    }
+    snap::raw::Decoder::new()
+        .decompress_vec(block)
+        .map_err(fail)
+}
+
+/// Kafka's snappy is either raw or xerial-framed (Java clients), so both are read.
+fn snappy(data: &[u8]) -> Result<Vec<u8>, RecordsError> {
+    if !data.starts_with(XERIAL_MAGIC) {
+        return snappy_raw(data);
+    }
+    let mut rest = data
+        .get(16..)
+        .ok_or(RecordsError::Malformed("xerial header is cut short"))?;
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        if rest.len() < 4 {
+            return Err(RecordsError::Malformed("xerial block length is cut short"));
+        }
+        let len = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+        let block = rest
+            .get(4..4 + len)
+            .ok_or(RecordsError::Malformed("xerial block is cut short"))?;
+        out.extend_from_slice(&snappy_raw(block)?);
+        if out.len() > MAX_DECOMPRESSED_BYTES {
+            return Err(RecordsError::TooLarge);
+        }
+        rest = &rest[4 + len..];
+    }
+    Ok(out)
+}
+
+fn decompress(codec: Compression, data: &[u8]) -> Result<Vec<u8>, RecordsError> {
+    match codec {
+        Compression::None => Ok(data.to_vec()),
+        Compression::Gzip => read_limited(flate2::read::GzDecoder::new(data), codec),
+        Compression::Snappy => snappy(data),
+        Compression::Lz4 => read_limited(lz4_flex::frame::FrameDecoder::new(data), codec),
+        Compression::Zstd => {
+            let decoder = ruzstd::decoding::StreamingDecoder::new(data).map_err(|e| {
+                RecordsError::Decompress {
+                    codec,
+                    reason: e.to_string(),
+                }
+            })?;
+            read_limited(decoder, codec)
+        }
+    }
+}
+
+impl RecordBatch {
+    /// Decodes every record of the batch, decompressing first if needed.
+    pub fn records(&self) -> Result<Vec<Record>, RecordsError> {
+        let section = &self.as_bytes()[BATCH_HEADER_BYTES..];
+        let mut buf = match self.compression() {
+            Compression::None => self.as_bytes().slice(BATCH_HEADER_BYTES..),
+            codec => Bytes::from(decompress(codec, section)?),
+        };
+        let expected = self.record_count();
+        let mut records = Vec::with_capacity((expected.max(0) as usize).min(1 << 16));
+        while buf.has_remaining() {
+            let len = varint(&mut buf)?;
+            if len < 0 || buf.remaining() < len as usize {
+                return Err(RecordsError::Malformed("record length runs past the end"));
+            }
+            let mut record = buf.split_to(len as usize);
+            if !record.has_remaining() {
+                return Err(RecordsError::Malformed("empty record"));
+            }
+            record.advance(1);
+            let timestamp_delta = varlong(&mut record)?;
+            let offset_delta = varint(&mut record)?;
+            let key = nullable_bytes(&mut record)?;
+            let value = nullable_bytes(&mut record)?;
+            let header_count = varint(&mut record)?;
+            if header_count < 0 || header_count as usize > record.remaining() {
+                return Err(RecordsError::Malformed("header count is impossible"));
+            }
+            let mut headers = Vec::with_capacity(header_count as usize);
+            for _ in 0..header_count {
+                let key = nullable_bytes(&mut record)?
+                    .ok_or(RecordsError::Malformed("null header key"))?;
+                headers.push((key, nullable_bytes(&mut record)?));
+            }
+            if record.has_remaining() {
+                return Err(RecordsError::Malformed("bytes left over after a record"));
+            }
+            records.push(Record {
+                offset_delta,
+                timestamp_delta,
+                key,
+                value,
+                headers,
+            });
+        }
+        if records.len() != expected.max(0) as usize {
+            return Err(RecordsError::CountMismatch {
+                expected,
+                found: records.len(),
+            });
+        }
+        Ok(records)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use bytes::{BufMut, BytesMut};
+
+    use super::*;
+    use crate::batch::build::{batch, Record as NewRecord};
+
+    /// Re-packs an uncompressed batch's records with `codec`, as a client would send them.
+    fn compressed(plain: &RecordBatch, codec: Compression) -> RecordBatch {
+        let section = &plain.as_bytes()[BATCH_HEADER_BYTES..];
+        let packed: Vec<u8> = match codec {
+            Compression::None => section.to_vec(),
+            Compression::Gzip => {
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                e.write_all(section).expect("gzip");
+                e.finish().expect("gzip")
+            }
+            Compression::Snappy => {
+                // xerial framing, as Java clients write it.
+                let block = snap::raw::Encoder::new()
+                    .compress_vec(section)
+                    .expect("snappy");
+                let mut out = XERIAL_MAGIC.to_vec();
+                out.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1]);
+                out.extend_from_slice(&(block.len() as u32).to_be_bytes());
+                out.extend_from_slice(&block);
+                out
+            }
+            Compression::Lz4 => {
+                let mut e = lz4_flex::frame::FrameEncoder::new(Vec::new());
+                e.write_all(section).expect("lz4");
+                e.finish().expect("lz4")
+            }
+            Compression::Zstd => ruzstd::encoding::compress_to_vec(
+                section,
+                ruzstd::encoding::CompressionLevel::Fastest,
+            ),
+        };
+        let codec_bits: i16 = match codec {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+        };
+        let mut buf = BytesMut::from(&plain.as_bytes()[..BATCH_HEADER_BYTES]);
+        buf[8..12]
+            .copy_from_slice(&((BATCH_HEADER_BYTES - 12 + packed.len()) as i32).to_be_bytes());
+        buf[21..23].copy_from_slice(&codec_bits.to_be_bytes());
+        buf.put_slice(&packed);
+        let crc = crc32c::crc32c(&buf[21..]);
+        buf[17..21].copy_from_slice(&crc.to_be_bytes());
+        RecordBatch::parse(buf.freeze())
+            .expect("valid compressed batch")
+            .0
+    }
+
+    fn sample() -> RecordBatch {
+        let big = vec![b'z'; 3000];
+        batch(
+            1_000,
+            &[
+                NewRecord {
+                    key: Some(b"k1"),
+                    value: Some(b"v1"),
+                    timestamp_delta: 0,
+                },
+                NewRecord {
+                    key: None,
+                    value: Some(&big),
+                    timestamp_delta: 40 * 24 * 3600 * 1000,
+                },
+                NewRecord {
+                    key: Some(b"tomb"),
+                    value: None,
+                    timestamp_delta: 7,
+                },
+            ],
+        )
+    }
+
+    #[test]
+    fn every_codec_decodes_to_the_same_records() {
+        let plain = sample();
+        let expected = plain.records().expect("plain");
+        assert_eq!(expected.len(), 3);
+        assert_eq!(expected[0].key.as_deref(), Some(&b"k1"[..]));
+        assert_eq!(
+            expected[1].timestamp_delta,
+            40 * 24 * 3600 * 1000,
+            "deltas past 24 days read as varlong"
+        );
+        assert_eq!(expected[2].value, None);
+        for codec in [
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let packed = compressed(&plain, codec);
+            assert_eq!(packed.compression(), codec);
+            assert_eq!(packed.records().expect("decodes"), expected, "{codec:?}");
+        }
+    }
+
+    #[test]
+    fn damaged_records_are_errors_not_panics() {
+        let plain = sample();
+        let bytes = plain.as_bytes();
+        for cut in [
+            BATCH_HEADER_BYTES + 1,
+            BATCH_HEADER_BYTES + 5,
+            bytes.len() - 3,
+        ] {
+            let mut buf = BytesMut::from(&bytes[..cut]);
+            buf[8..12].copy_from_slice(&((cut - 12) as i32).to_be_bytes());
+            let crc = crc32c::crc32c(&buf[21..]);
+            buf[17..21].copy_from_slice(&crc.to_be_bytes());
+            let cut_batch = RecordBatch::parse(buf.freeze())
+                .expect("header still valid")
+                .0;
+            assert!(cut_batch.records().is_err(), "cut at {cut}");
+        }
+        let mut gz = BytesMut::from(&compressed(&plain, Compression::Gzip).as_bytes()[..]);
+        let last = gz.len() - 10;
+        gz[last] ^= 0xff;
+        let crc = crc32c::crc32c(&gz[21..]);
+        gz[17..21].copy_from_slice(&crc.to_be_bytes());
+        let bad = RecordBatch::parse(gz.freeze()).expect("crc fixed").0;
+        assert!(matches!(
+            bad.records(),
+            Err(RecordsError::Decompress { .. }) | Err(RecordsError::Malformed(_))
+        ));
+    }
+}
