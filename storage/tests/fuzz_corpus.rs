@@ -18,6 +18,7 @@ fn corpus(target: &str) -> Vec<Vec<u8>> {
 fn batch_corpus() {
     for input in corpus("batch") {
         runnel_storage::fuzzing::check_batch_parsing(&input);
+        runnel_storage::fuzzing::check_record_decoding(&input);
     }
 }
 
