@@ -340,23 +340,13 @@ impl Segment {
         rel as u32
     }
 
+    /// Replaces both index files with the in-memory indexes.
     async fn rewrite_indexes(&mut self) -> Result<(), LogError> {
-        let mut buf = BytesMut::with_capacity(self.index.len() * INDEX_ENTRY_BYTES);
-        for &(rel, pos) in &self.index {
-            buf.put_u32(rel);
-            buf.put_u32(pos);
-        }
         self.index_file.truncate(0).await?;
-        self.index_file.write_at(0, &buf).await?;
-        let mut buf = BytesMut::with_capacity(self.time_index.len() * TIME_INDEX_ENTRY_BYTES);
-        for &(ts, rel) in &self.time_index {
-            buf.put_i64(ts);
-            buf.put_u32(rel);
-        }
         self.time_index_file.truncate(0).await?;
-        self.time_index_file.write_at(0, &buf).await?;
-        self.index_written = self.index.len();
-        self.time_index_written = self.time_index.len();
+        self.index_written = 0;
+        self.time_index_written = 0;
+        self.write_pending_index_entries().await?;
         self.dirty = true;
         Ok(())
     }
