@@ -9,6 +9,18 @@ use runnel_protocol::batch::RecordBatch;
 use crate::disk::{Disk, MemDisk, OpenMode};
 use crate::log::{LogConfig, PartitionLog};
 
+/// Arbitrary bytes as a node frame body: decoding may fail, never panic, and whatever
+/// decodes re-encodes within the limit and decodes to the same frame.
+pub fn check_node_frame(data: &[u8]) {
+    use runnel_protocol::node;
+    if let Ok(frame) = node::decode_frame_body(Bytes::copy_from_slice(data)) {
+        let wire = node::encode_frame(&frame).expect("a decoded frame re-encodes");
+        let again =
+            node::decode_frame_body(wire.slice(node::FRAME_PREFIX_BYTES..)).expect("round trip");
+        assert_eq!(again, frame);
+    }
+}
+
 /// Whatever `data` is, parsing batches and decoding (and decompressing) their records
 /// never panics, and what parses survives stamping.
 pub fn check_batch_parsing(data: &[u8]) {

@@ -15,6 +15,13 @@ fn corpus(target: &str) -> Vec<Vec<u8>> {
 }
 
 #[test]
+fn node_frame_corpus() {
+    for input in corpus("node_frame") {
+        runnel_storage::fuzzing::check_node_frame(&input);
+    }
+}
+
+#[test]
 fn batch_corpus() {
     for input in corpus("batch") {
         runnel_storage::fuzzing::check_batch_parsing(&input);
