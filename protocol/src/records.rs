@@ -23,6 +23,9 @@ pub struct Record {
     pub key: Option<Bytes>,
     pub value: Option<Bytes>,
     pub headers: Vec<(Bytes, Option<Bytes>)>,
+    /// The record as encoded, length prefix included, so it can be copied into a
+    /// rebuilt batch unchanged.
+    pub encoded: Bytes,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -157,10 +160,12 @@ impl RecordBatch {
         let expected = self.record_count();
         let mut records = Vec::with_capacity((expected.max(0) as usize).min(1 << 16));
         while buf.has_remaining() {
+            let whole = buf.clone();
             let len = varint(&mut buf)?;
             if len < 0 || buf.remaining() < len as usize {
                 return Err(RecordsError::Malformed("record length runs past the end"));
             }
+            let encoded = whole.slice(..whole.len() - buf.remaining() + len as usize);
             let mut record = buf.split_to(len as usize);
             if !record.has_remaining() {
                 return Err(RecordsError::Malformed("empty record"));
@@ -184,6 +189,7 @@ impl RecordBatch {
                 return Err(RecordsError::Malformed("bytes left over after a record"));
             }
             records.push(Record {
+                encoded,
                 offset_delta,
                 timestamp_delta,
                 key,
@@ -198,6 +204,36 @@ impl RecordBatch {
             });
         }
         Ok(records)
+    }
+}
+
+impl RecordBatch {
+    /// An uncompressed batch keeping `template`'s header (offsets, timestamps, producer)
+    /// but holding only `records`, as compaction leaves it. Offsets do not move.
+    pub fn with_records(&self, records: &[Record]) -> RecordBatch {
+        assert_eq!(
+            self.compression(),
+            Compression::None,
+            "only uncompressed batches are rebuilt"
+        );
+        assert!(
+            !records.is_empty(),
+            "an empty batch is dropped, not rebuilt"
+        );
+        let body: usize = records.iter().map(|r| r.encoded.len()).sum();
+        let mut buf = bytes::BytesMut::with_capacity(BATCH_HEADER_BYTES + body);
+        buf.extend_from_slice(&self.as_bytes()[..BATCH_HEADER_BYTES]);
+        for record in records {
+            buf.extend_from_slice(&record.encoded);
+        }
+        let length = (buf.len() - crate::batch::LOG_OVERHEAD_BYTES) as i32;
+        buf[8..12].copy_from_slice(&length.to_be_bytes());
+        buf[57..61].copy_from_slice(&(records.len() as i32).to_be_bytes());
+        let crc = crc32c::crc32c(&buf[21..]);
+        buf[17..21].copy_from_slice(&crc.to_be_bytes());
+        RecordBatch::parse(buf.freeze())
+            .expect("a batch rebuilt from valid records is valid")
+            .0
     }
 }
 
@@ -306,6 +342,23 @@ mod tests {
             assert_eq!(packed.compression(), codec);
             assert_eq!(packed.records().expect("decodes"), expected, "{codec:?}");
         }
+    }
+
+    #[test]
+    fn a_batch_rebuilt_from_some_records_keeps_their_offsets() {
+        let plain = sample();
+        let records = plain.records().expect("decodes");
+        let kept = plain.with_records(&[records[0].clone(), records[2].clone()]);
+        assert_eq!(kept.record_count(), 2);
+        assert_eq!(kept.last_offset_delta(), plain.last_offset_delta());
+        assert_eq!(kept.base_timestamp(), plain.base_timestamp());
+        let again = kept.records().expect("decodes");
+        assert_eq!(
+            again.iter().map(|r| r.offset_delta).collect::<Vec<_>>(),
+            vec![0, 2]
+        );
+        assert_eq!(again[0].key, records[0].key);
+        assert_eq!(again[1].value, None);
     }
 
     #[test]

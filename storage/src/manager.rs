@@ -1,5 +1,5 @@
 //! The log manager: every partition under `log.dirs`, opened and recovered at start with
-//! bounded concurrency, and the periodic work (retention, time-based flush) run over all of
+//! bounded concurrency, and the periodic work (retention, compaction, time-based flush) run over all of
 //! them with the same bound. Give it a [`crate::disk::HandleCache`] so thousands of
 //! partitions stay under the descriptor limit.
 
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::disk::Disk;
-use crate::log::{LogConfig, LogError, PartitionLog};
+use crate::log::{CompactionStats, LogConfig, LogError, PartitionLog};
 
 /// A topic partition; its directory is `<topic>-<partition>`, as in Kafka.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -194,6 +194,21 @@ impl LogManager {
         Ok(deleted.into_iter().sum())
     }
 
+    /// Compacts every partition whose `cleanup.policy` includes `compact`.
+    pub async fn run_compaction(&mut self, now_ms: i64) -> Result<CompactionStats, LogError> {
+        let all: Vec<CompactionStats> = stream::iter(self.logs.values_mut())
+            .map(|log| log.compact(now_ms))
+            .buffer_unordered(self.config.concurrency)
+            .try_collect()
+            .await?;
+        Ok(all
+            .into_iter()
+            .fold(CompactionStats::default(), |sum, s| CompactionStats {
+                segments_rewritten: sum.segments_rewritten + s.segments_rewritten,
+                records_removed: sum.records_removed + s.records_removed,
+            }))
+    }
+
     /// Applies `flush.ms` to every partition; returns how many were flushed.
     pub async fn flush_due(&mut self, now_ms: i64) -> Result<usize, LogError> {
         let flushed: Vec<bool> = stream::iter(self.logs.values_mut())
@@ -220,9 +235,69 @@ mod tests {
     use std::path::Path;
 
     use runnel_protocol::batch::build::{batch, Record};
+    use runnel_protocol::batch::RecordBatch;
 
     use super::*;
     use crate::disk::{HandleCache, MemDisk};
+
+    #[tokio::test]
+    async fn compaction_runs_only_on_compacted_topics() {
+        use crate::log::CleanupPolicy;
+        let disk: Arc<dyn Disk> = Arc::new(MemDisk::new(2));
+        let mut manager =
+            LogManager::open(disk, LogManagerConfig::new(vec![PathBuf::from("/c")]), 0)
+                .await
+                .expect("open");
+        let small = LogConfig {
+            segment_bytes: 100,
+            ..LogConfig::default()
+        };
+        manager.set_topic_config(
+            "table",
+            LogConfig {
+                cleanup_policy: CleanupPolicy::COMPACT,
+                ..small.clone()
+            },
+        );
+        manager.set_topic_config("stream", small);
+        let same_key = batch(
+            0,
+            &[Record {
+                key: Some(b"k"),
+                value: Some(b"v"),
+                timestamp_delta: 0,
+            }],
+        );
+        for topic in ["table", "stream"] {
+            let log = manager
+                .get_or_create(&TopicPartition::new(topic, 0), 0)
+                .await
+                .expect("create");
+            for _ in 0..5 {
+                log.append(std::slice::from_ref(&same_key), 0, 0)
+                    .await
+                    .expect("append");
+            }
+        }
+        let stats = manager.run_compaction(0).await.expect("compact");
+        assert!(stats.records_removed >= 3, "{stats:?}");
+        let stream = manager
+            .get(&TopicPartition::new("stream", 0))
+            .expect("exists");
+        let mut offsets = Vec::new();
+        let mut next = 0;
+        while next < stream.log_end_offset() {
+            let got = RecordBatch::parse_all(stream.read(next, 1 << 20).await.expect("read"))
+                .expect("valid");
+            offsets.extend(got.iter().map(|b| b.base_offset()));
+            next = got.last().expect("non-empty").last_offset() + 1;
+        }
+        assert_eq!(
+            offsets,
+            vec![0, 1, 2, 3, 4],
+            "a delete-policy topic keeps every record"
+        );
+    }
 
     #[test]
     fn directory_names_round_trip() {

@@ -9,6 +9,7 @@
 //! made durable before they are acknowledged.
 
 mod checkpoint;
+mod compact;
 mod epoch;
 mod segment;
 
@@ -20,12 +21,49 @@ use bytes::Bytes;
 use runnel_protocol::batch::{BatchError, RecordBatch};
 
 use crate::disk::{Disk, DiskError};
+pub use compact::{CompactionStats, MAX_COMPACTION_KEYS};
 pub use epoch::LeaderEpochCache;
 use segment::Segment;
 
 pub const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
 pub const LOG_START_CHECKPOINT: &str = "log-start-offset-checkpoint";
 pub const LEADER_EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
+
+/// `cleanup.policy`: what happens to old data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    /// Segments past `retention.ms` / `retention.bytes` are deleted.
+    pub delete: bool,
+    /// Superseded records are removed, keeping the last value per key.
+    pub compact: bool,
+}
+
+impl CleanupPolicy {
+    pub const DELETE: CleanupPolicy = CleanupPolicy {
+        delete: true,
+        compact: false,
+    };
+    pub const COMPACT: CleanupPolicy = CleanupPolicy {
+        delete: false,
+        compact: true,
+    };
+
+    /// Reads Kafka's spelling: `delete`, `compact`, or both comma-separated.
+    pub fn parse(text: &str) -> Option<CleanupPolicy> {
+        let mut policy = CleanupPolicy {
+            delete: false,
+            compact: false,
+        };
+        for part in text.split(',') {
+            match part.trim() {
+                "delete" => policy.delete = true,
+                "compact" => policy.compact = true,
+                _ => return None,
+            }
+        }
+        Some(policy)
+    }
+}
 
 /// Per-topic log settings, with Kafka's names and defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +85,10 @@ pub struct LogConfig {
     pub flush_ms: Option<i64>,
     /// `max.message.bytes`: the largest batch accepted.
     pub max_message_bytes: usize,
+    /// `cleanup.policy`.
+    pub cleanup_policy: CleanupPolicy,
+    /// `delete.retention.ms`: how long compaction keeps tombstones.
+    pub delete_retention_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -60,6 +102,8 @@ impl Default for LogConfig {
             flush_messages: None,
             flush_ms: None,
             max_message_bytes: 1_048_588,
+            cleanup_policy: CleanupPolicy::DELETE,
+            delete_retention_ms: 24 * 60 * 60 * 1000,
         }
     }
 }
@@ -131,7 +175,12 @@ impl PartitionLog {
         let started = std::time::Instant::now();
         disk.create_dir_all(dir).await?;
         let names = disk.list_dir(dir).await?;
-        let mut removed = false;
+        let mut removed = compact::complete_interrupted_swaps(disk.as_ref(), dir, &names).await?;
+        let names = if removed {
+            disk.list_dir(dir).await?
+        } else {
+            names
+        };
         for name in names
             .iter()
             .filter(|n| n.ends_with(".tmp") || n.ends_with(".deleted"))
@@ -538,6 +587,9 @@ impl PartitionLog {
     /// Applies `retention.ms` and `retention.bytes` to closed segments (never the active
     /// one); returns how many segments were deleted.
     pub async fn apply_retention(&mut self, now_ms: i64) -> Result<usize, LogError> {
+        if !self.config.cleanup_policy.delete {
+            return Ok(0);
+        }
         let mut new_start = self.log_start_offset;
         let mut remaining = self.size_bytes();
         let mut deleted = 0;

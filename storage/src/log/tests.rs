@@ -9,6 +9,7 @@ use runnel_protocol::batch::RecordBatch;
 
 use super::*;
 use crate::disk::{MemDisk, OpenMode};
+use crate::log::segment;
 
 fn sample(records: usize, value_bytes: usize, timestamp: i64) -> RecordBatch {
     let value = vec![b'x'; value_bytes];
@@ -447,4 +448,170 @@ async fn a_crash_inside_a_checkpoint_write_keeps_the_old_or_the_new_value() {
             );
         }
     }
+}
+
+fn keyed(pairs: &[(&str, Option<&str>)], timestamp: i64) -> RecordBatch {
+    let records: Vec<Record<'_>> = pairs
+        .iter()
+        .map(|(k, v)| Record {
+            key: Some(k.as_bytes()),
+            value: v.map(str::as_bytes),
+            timestamp_delta: 0,
+        })
+        .collect();
+    batch(timestamp, &records)
+}
+
+/// (offset, key, value) of every record in the log, in order.
+async fn key_values(log: &PartitionLog) -> Vec<(i64, String, Option<String>)> {
+    let mut out = Vec::new();
+    for batch in read_all(log).await {
+        for r in batch.records().expect("decodes") {
+            let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
+            out.push((
+                batch.base_offset() + i64::from(r.offset_delta),
+                text(r.key.as_ref().expect("keyed")),
+                r.value.as_ref().map(text),
+            ));
+        }
+    }
+    out
+}
+
+fn compacted() -> LogConfig {
+    LogConfig {
+        cleanup_policy: CleanupPolicy::COMPACT,
+        delete_retention_ms: 1_000,
+        segment_bytes: 300,
+        ..LogConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn compaction_keeps_the_last_value_per_key_at_its_offset() {
+    let disk = MemDisk::new(20);
+    let mut log = open(&disk, compacted()).await;
+    log.append(&[keyed(&[("a", Some("a1")), ("b", Some("b1"))], 100)], 0, 0)
+        .await
+        .expect("append");
+    log.append(&[keyed(&[("a", Some("a2")), ("c", Some("c1"))], 100)], 0, 0)
+        .await
+        .expect("append");
+    log.append(&[keyed(&[("b", None)], 5_000)], 0, 0)
+        .await
+        .expect("tombstone for b");
+    log.append(&[keyed(&[("c", Some("c2")), ("d", Some("d1"))], 100)], 0, 0)
+        .await
+        .expect("append");
+    log.force_roll(0).await.expect("roll");
+    log.append(&[keyed(&[("a", Some("a3"))], 100)], 0, 0)
+        .await
+        .expect("into the active segment");
+    assert!(log.segment_count() >= 3);
+
+    let stats = log.compact(5_500).await.expect("compact");
+    assert!(stats.segments_rewritten >= 1);
+    // a2 stays: a3 is in the active segment, which compaction neither cleans nor reads.
+    let expected = vec![
+        (2, "a".to_string(), Some("a2".to_string())),
+        (4, "b".to_string(), None),
+        (5, "c".to_string(), Some("c2".to_string())),
+        (6, "d".to_string(), Some("d1".to_string())),
+        (7, "a".to_string(), Some("a3".to_string())),
+    ];
+    assert_eq!(
+        key_values(&log).await,
+        expected,
+        "the young tombstone stays"
+    );
+    assert_eq!(stats.records_removed, 3);
+
+    // Once delete.retention.ms has passed, the tombstone goes too; offsets never move.
+    log.compact(6_500).await.expect("compact");
+    let after: Vec<i64> = key_values(&log).await.iter().map(|kv| kv.0).collect();
+    assert_eq!(after, vec![2, 5, 6, 7]);
+    assert_eq!(log.log_end_offset(), 8);
+    drop(log);
+    let log = open(&disk, compacted()).await;
+    let reopened: Vec<i64> = key_values(&log).await.iter().map(|kv| kv.0).collect();
+    assert_eq!(reopened, vec![2, 5, 6, 7], "the swap is durable");
+}
+
+#[tokio::test]
+async fn delete_policy_logs_are_never_compacted_and_compact_logs_never_expire() {
+    let disk = MemDisk::new(21);
+    let mut log = open(
+        &disk,
+        LogConfig {
+            segment_bytes: 200,
+            ..LogConfig::default()
+        },
+    )
+    .await;
+    for _ in 0..4 {
+        log.append(&[keyed(&[("k", Some("v"))], 0)], 0, 0)
+            .await
+            .expect("append");
+    }
+    assert_eq!(
+        log.compact(0).await.expect("compact"),
+        CompactionStats::default()
+    );
+    assert_eq!(key_values(&log).await.len(), 4);
+    log.config.cleanup_policy = CleanupPolicy::COMPACT;
+    log.config.retention_ms = Some(1);
+    assert_eq!(log.apply_retention(1_000_000).await.expect("retention"), 0);
+    assert_eq!(
+        CleanupPolicy::parse("compact,delete"),
+        Some(CleanupPolicy {
+            delete: true,
+            compact: true
+        })
+    );
+    assert_eq!(CleanupPolicy::parse("compact, nope"), None);
+}
+
+#[tokio::test]
+async fn an_interrupted_swap_is_undone_or_completed_on_open() {
+    let disk = MemDisk::new(22);
+    let mut log = open(&disk, compacted()).await;
+    log.append(&[keyed(&[("a", Some("1"))], 0)], 0, 0)
+        .await
+        .expect("append");
+    log.append(&[keyed(&[("a", Some("2"))], 0)], 0, 0)
+        .await
+        .expect("append");
+    log.force_roll(0).await.expect("roll");
+    log.flush().await.expect("flush");
+    let before = key_values(&log).await;
+    drop(log);
+    let dir = Path::new("/data/t-0");
+
+    // Crashed while writing the cleaned copy: it is dropped and the old segment stands.
+    let cleaned = dir.join(format!("{}.cleaned", segment::file_name(0, ".log")));
+    let junk = disk.open(&cleaned, OpenMode::Create).await.expect("create");
+    junk.write_at(0, b"half written").await.expect("write");
+    disk.sync_dir(dir).await.expect("sync");
+    let log = open(&disk, compacted()).await;
+    assert_eq!(key_values(&log).await, before);
+    assert!(!disk.exists(&cleaned).await.expect("exists"));
+    drop(log);
+
+    // Crashed after the .swap was made durable: the swap completes, indexes are rebuilt.
+    let swap = dir.join(format!("{}.swap", segment::file_name(0, ".log")));
+    let only_last = keyed(&[("a", Some("2"))], 0).stamped(1, 0);
+    let file = disk.open(&swap, OpenMode::Create).await.expect("create");
+    file.write_at(0, only_last.as_bytes()).await.expect("write");
+    file.sync_data().await.expect("fsync");
+    disk.sync_dir(dir).await.expect("sync");
+    let log = open(&disk, compacted()).await;
+    assert_eq!(
+        key_values(&log).await,
+        vec![(1, "a".to_string(), Some("2".to_string()))]
+    );
+    assert!(!disk.exists(&swap).await.expect("exists"));
+    assert_eq!(
+        batches_of(log.read(1, 10).await.expect("read"))[0].base_offset(),
+        1
+    );
 }
