@@ -21,7 +21,7 @@ use bytes::Bytes;
 use runnel_protocol::batch::{BatchError, RecordBatch};
 
 use crate::disk::{Disk, DiskError};
-pub use compact::{CompactionStats, MAX_COMPACTION_KEYS};
+pub use compact::{CompactionInput, CompactionPlan, CompactionStats, MAX_COMPACTION_KEYS};
 pub use epoch::LeaderEpochCache;
 use segment::Segment;
 

@@ -583,6 +583,12 @@ impl Segment {
         Ok(())
     }
 
+    /// The `.log` file, shared: closed segments never change in place, so a background
+    /// reader (the compactor) may read it while the log goes on.
+    pub fn log_file(&self) -> Arc<dyn DiskFile> {
+        self.log.clone()
+    }
+
     /// Removes the segment's files (the caller syncs the directory).
     pub async fn delete(self, disk: &dyn Disk) -> Result<(), LogError> {
         delete_files(disk, &self.dir, self.base_offset).await

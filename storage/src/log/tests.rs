@@ -615,3 +615,73 @@ async fn an_interrupted_swap_is_undone_or_completed_on_open() {
         1
     );
 }
+
+#[tokio::test]
+async fn cleaning_runs_beside_appends_and_skips_segments_that_changed() {
+    let disk = MemDisk::new(23);
+    let mut log = open(&disk, compacted()).await;
+    for v in ["1", "2", "3", "4", "5", "6"] {
+        log.append(&[keyed(&[("k", Some(v))], 0)], 0, 0)
+            .await
+            .expect("append");
+    }
+    log.force_roll(0).await.expect("roll");
+    let closed_before = log.segment_count() - 1;
+    assert!(
+        closed_before >= 2,
+        "300-byte segments hold a few batches each"
+    );
+
+    // The slow part runs with no hold on the log; appends and reads carry on meanwhile.
+    let input = log
+        .compaction_input()
+        .expect("a compacted topic with closed segments");
+    let plan = input.clean(0).await.expect("clean");
+    log.append(&[keyed(&[("k", Some("7"))], 0)], 0, 0)
+        .await
+        .expect("append during cleaning");
+    assert_eq!(
+        key_values(&log).await.len(),
+        7,
+        "nothing is swapped before apply"
+    );
+    let stats = log.apply_compaction(plan, 0).await.expect("apply");
+    assert_eq!(stats.segments_rewritten, closed_before);
+    let left: Vec<i64> = key_values(&log).await.iter().map(|kv| kv.0).collect();
+    assert_eq!(
+        left,
+        vec![5, 6],
+        "the newest closed value and the active segment's"
+    );
+
+    // A segment truncated between cleaning and applying keeps what it has now.
+    let disk = MemDisk::new(24);
+    let mut log = open(&disk, compacted()).await;
+    for v in ["1", "2", "3", "4"] {
+        log.append(&[keyed(&[("k", Some(v))], 0)], 0, 0)
+            .await
+            .expect("append");
+    }
+    log.force_roll(0).await.expect("roll");
+    let plan = log
+        .compaction_input()
+        .expect("input")
+        .clean(0)
+        .await
+        .expect("clean");
+    log.truncate_to(1).await.expect("truncate");
+    let stats = log.apply_compaction(plan, 0).await.expect("apply");
+    assert_eq!(
+        stats.segments_rewritten, 0,
+        "the truncated segment changed under the plan"
+    );
+    assert_eq!(
+        key_values(&log).await,
+        vec![(0, "k".to_string(), Some("1".to_string()))]
+    );
+    let leftovers = disk.list_dir(Path::new("/data/t-0")).await.expect("list");
+    assert!(
+        !leftovers.iter().any(|n| n.ends_with(".cleaned")),
+        "{leftovers:?}"
+    );
+}
