@@ -335,11 +335,6 @@ impl<A: Actor> Context<A> {
         id
     }
 
-    /// Number of timers not yet fired or cancelled.
-    pub fn live_timers(&self) -> usize {
-        self.timers.values().filter(|h| !h.is_finished()).count()
-    }
-
     pub(crate) fn cancel_all_timers(&mut self) {
         for (_, handle) in std::mem::take(&mut self.timers) {
             handle.abort();

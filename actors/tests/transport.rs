@@ -166,3 +166,37 @@ async fn garbage_on_the_wire_closes_only_that_connection() {
     node.shutdown(ShutdownReason::Requested);
     client_node.shutdown(ShutdownReason::Requested);
 }
+
+#[tokio::test]
+async fn a_one_way_tell_reaches_the_remote_actor() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (server, server_transport) = counter_node(1, loopback(0), tmp.path()).await;
+    let client_node = Node::new("client");
+    let config = TransportConfig::new(2, loopback(0)).with_peer(1, server_transport.local_addr());
+    let client = Transport::start(&client_node, config).await.expect("bind");
+    client
+        .tell(1, &IncrementRequest { id: 77 })
+        .expect("queued");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let read = client
+            .ask(1, &ReadRequest {}, PATIENCE)
+            .await
+            .expect("read");
+        if read.ids == vec![77] {
+            break;
+        }
+        assert!(
+            read.ids.is_empty(),
+            "only the told increment: {:?}",
+            read.ids
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the tell never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.shutdown(ShutdownReason::Requested);
+    client_node.shutdown(ShutdownReason::Requested);
+}

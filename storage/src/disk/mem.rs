@@ -49,7 +49,6 @@ struct State {
     dirs: BTreeSet<PathBuf>,
     faults: DiskFaults,
     rng: StdRng,
-    crashes: u64,
 }
 
 /// A cheaply cloneable handle to one in-memory disk.
@@ -74,7 +73,6 @@ impl MemDisk {
                 dirs,
                 faults: DiskFaults::default(),
                 rng: StdRng::seed_from_u64(seed),
-                crashes: 0,
             })),
         }
     }
@@ -88,22 +86,12 @@ impl MemDisk {
         self.lock().faults = faults;
     }
 
-    pub fn faults(&self) -> DiskFaults {
-        self.lock().faults
-    }
-
-    /// How many times this disk has crashed.
-    pub fn crashes(&self) -> u64 {
-        self.lock().crashes
-    }
-
     /// Loses everything that was not durable, as a power cut would. Each file keeps its
     /// durable image plus a random prefix of its later writes; every open handle goes stale.
     pub fn crash(&self, rng: &mut dyn RngCore) {
         let mut state = self.lock();
         let state = &mut *state;
         state.generation += 1;
-        state.crashes += 1;
         state.live_names = state.durable_names.clone();
         let referenced: BTreeSet<InodeId> = state.durable_names.values().copied().collect();
         state.inodes.retain(|id, _| referenced.contains(id));
@@ -133,17 +121,6 @@ impl MemDisk {
             inode.data = image.clone();
             inode.durable = image;
         }
-    }
-
-    /// Total bytes held in live files, for tests and memory accounting.
-    pub fn live_size_bytes(&self) -> u64 {
-        let state = self.lock();
-        state
-            .live_names
-            .values()
-            .filter_map(|id| state.inodes.get(id))
-            .map(|inode| inode.data.len() as u64)
-            .sum()
     }
 }
 

@@ -1,7 +1,7 @@
 //! The simulator plugin: one [`MemDisk`] per simulated node, crashed when madsim kills it.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use madsim::plugin::{self, Simulator};
 use madsim::rand::{GlobalRng, Rng};
@@ -61,14 +61,5 @@ impl SimDisks {
 
     pub fn set_faults(node: NodeId, faults: DiskFaults) {
         Self::of(node).set_faults(faults);
-    }
-
-    /// Every disk created so far.
-    pub fn all() -> Vec<(NodeId, MemDisk)> {
-        let sim: Arc<SimDisks> = plugin::simulator::<SimDisks>();
-        let disks = sim.lock();
-        let mut all: Vec<_> = disks.iter().map(|(id, d)| (*id, d.clone())).collect();
-        all.sort_by_key(|(id, _)| *id);
-        all
     }
 }

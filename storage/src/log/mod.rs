@@ -341,16 +341,6 @@ impl PartitionLog {
         self.segments.values().map(|s| s.size_bytes).sum()
     }
 
-    /// The largest timestamp in the log and its batch's base offset are what ListOffsets
-    /// `MAX_TIMESTAMP` asks for; this returns the timestamp.
-    pub fn max_timestamp(&self) -> i64 {
-        self.segments
-            .values()
-            .map(|s| s.max_timestamp)
-            .max()
-            .unwrap_or(-1)
-    }
-
     fn active(&self) -> &Segment {
         self.segments
             .values()

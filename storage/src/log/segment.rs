@@ -239,17 +239,16 @@ impl Segment {
         Ok(true)
     }
 
-    /// Walks batches from `from`, updating `next_offset` and `max_timestamp` (and the
-    /// indexes if `build_index`). With `validate`, each batch's CRC and offsets are
-    /// checked. The first bad batch and everything after it are truncated; returns true
-    /// if that happened.
+    /// Walks batches from `from`, updating `next_offset` and `max_timestamp`. With
+    /// `recover`, each batch's CRC and offsets are also checked and the indexes rebuilt.
+    /// The first bad batch and everything after it are truncated; returns true if that
+    /// happened.
     async fn scan(
         &mut self,
         from: u64,
         index_interval_bytes: u64,
-        build_index: bool,
+        recover: bool,
     ) -> Result<bool, LogError> {
-        let validate = build_index;
         let mut position = from;
         let mut chunk = Bytes::new();
         let mut chunk_start = from;
@@ -277,7 +276,7 @@ impl Segment {
                 break;
             }
             let batch = header_fields(&bytes, position);
-            if validate {
+            if recover {
                 let Ok((parsed, _)) = RecordBatch::parse(bytes.slice(..batch.size_bytes as usize))
                 else {
                     break;
@@ -288,7 +287,7 @@ impl Segment {
                     break;
                 }
             }
-            if build_index {
+            if recover {
                 self.note_batch(&batch, index_interval_bytes);
             } else {
                 self.next_offset = batch.last_offset + 1;
