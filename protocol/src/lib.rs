@@ -5,5 +5,6 @@
 //! record-batch view join it with the broker.
 
 pub mod batch;
+pub mod kafka;
 pub mod node;
 pub mod records;

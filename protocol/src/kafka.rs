@@ -1,0 +1,256 @@
+//! Kafka's wire framing and the request/response codec over the `kafka-protocol` crate.
+//!
+//! A Kafka frame is a 4-byte big-endian size and then that many bytes: a request header
+//! (api key, api version, correlation id, client id, tagged fields for flexible versions)
+//! and the body. Responses carry a header with the correlation id; ApiVersions responses
+//! always use header version 0 so that a client can read them before it knows our versions.
+//!
+//! [`supported_versions`] is the broker's table of what it serves: the range the crate can
+//! decode, narrowed to what the broker implements. Both the broker and our client use it.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+pub use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::messages::{ResponseHeader, TopicName};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+pub use kafka_protocol::protocol::VersionRange;
+pub use kafka_protocol::ResponseError;
+
+/// `socket.request.max.bytes`'s default: the largest request a broker reads.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 100 * 1024 * 1024;
+pub const SIZE_PREFIX_BYTES: usize = 4;
+/// Api key, api version and correlation id: the part of a header every version shares.
+pub const HEADER_PREFIX_BYTES: usize = 8;
+
+/// The versions of each API the broker serves, or `None` for an API it does not serve.
+///
+/// The low ends are the crate's (Kafka 4's, which dropped the oldest versions, KIP-896);
+/// the high ends stop where a version needs something we do not implement yet, such as
+/// topic ids in Produce v13.
+pub fn supported_versions(api_key: ApiKey) -> Option<VersionRange> {
+    let ours = match api_key {
+        ApiKey::Produce => (0, 12),
+        ApiKey::Fetch => (0, 16),
+        ApiKey::ListOffsets => (0, 9),
+        ApiKey::Metadata => (0, 12),
+        ApiKey::OffsetForLeaderEpoch => (0, 4),
+        ApiKey::ApiVersions => (0, 4),
+        ApiKey::CreateTopics => (0, 7),
+        ApiKey::DeleteTopics => (0, 6),
+        ApiKey::CreatePartitions => (0, 3),
+        ApiKey::DeleteRecords => (0, 2),
+        ApiKey::InitProducerId => (0, 5),
+        ApiKey::DescribeConfigs => (0, 4),
+        ApiKey::AlterConfigs => (0, 2),
+        ApiKey::IncrementalAlterConfigs => (0, 1),
+        ApiKey::DescribeCluster => (0, 1),
+        _ => return None,
+    };
+    let range = api_key.valid_versions().intersect(&VersionRange {
+        min: ours.0,
+        max: ours.1,
+    });
+    (!range.is_empty()).then_some(range)
+}
+
+/// A decoded request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub api_key: ApiKey,
+    pub version: i16,
+    pub header: RequestHeader,
+    pub body: RequestKind,
+}
+
+impl Request {
+    pub fn correlation_id(&self) -> i32 {
+        self.header.correlation_id
+    }
+}
+
+/// Why a frame is not a request we can serve. Every variant but `TooShort` knows the
+/// correlation id, so the broker can answer where Kafka would.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RequestError {
+    #[error("a request of {size_bytes} bytes is shorter than a request header")]
+    TooShort { size_bytes: usize },
+    #[error("unknown API key {api_key}")]
+    UnknownApiKey { api_key: i16, correlation_id: i32 },
+    #[error("{api_key:?} version {version} is not supported")]
+    UnsupportedVersion {
+        api_key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+    },
+    #[error("malformed {api_key:?} v{version} request: {reason}")]
+    Malformed {
+        api_key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        reason: String,
+    },
+}
+
+/// Why a size prefix is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame size {size} is negative")]
+    Negative { size: i32 },
+    #[error("frame of {size_bytes} bytes exceeds the limit of {max_bytes} bytes")]
+    TooLarge { size_bytes: usize, max_bytes: usize },
+}
+
+/// A message the crate could not encode (a field out of its version's range).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot encode: {0}")]
+pub struct EncodeError(pub String);
+
+/// Checks a frame's size prefix against `max_bytes` (socket.request.max.bytes).
+pub fn check_frame_size(prefix: [u8; 4], max_bytes: usize) -> Result<usize, FrameError> {
+    let size = i32::from_be_bytes(prefix);
+    if size < 0 {
+        return Err(FrameError::Negative { size });
+    }
+    let size_bytes = size as usize;
+    if size_bytes > max_bytes {
+        return Err(FrameError::TooLarge {
+            size_bytes,
+            max_bytes,
+        });
+    }
+    Ok(size_bytes)
+}
+
+/// Decodes one request frame (without its size prefix). Never panics on any input.
+pub fn decode_request(mut frame: Bytes) -> Result<Request, RequestError> {
+    if frame.len() < HEADER_PREFIX_BYTES {
+        return Err(RequestError::TooShort {
+            size_bytes: frame.len(),
+        });
+    }
+    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let api_key = ApiKey::try_from(raw_key).map_err(|()| RequestError::UnknownApiKey {
+        api_key: raw_key,
+        correlation_id,
+    })?;
+    let supported = supported_versions(api_key).ok_or(RequestError::UnknownApiKey {
+        api_key: raw_key,
+        correlation_id,
+    })?;
+    if version < supported.min || version > supported.max {
+        return Err(RequestError::UnsupportedVersion {
+            api_key,
+            version,
+            correlation_id,
+        });
+    }
+    let malformed = |reason: String| RequestError::Malformed {
+        api_key,
+        version,
+        correlation_id,
+        reason,
+    };
+    let header = RequestHeader::decode(&mut frame, api_key.request_header_version(version))
+        .map_err(|e| malformed(format!("header: {e}")))?;
+    let body = RequestKind::decode(api_key, &mut frame, version)
+        .map_err(|e| malformed(format!("{e:#}")))?;
+    if frame.has_remaining() {
+        return Err(malformed(format!(
+            "{} bytes left over after the body",
+            frame.remaining()
+        )));
+    }
+    Ok(Request {
+        api_key,
+        version,
+        header,
+        body,
+    })
+}
+
+/// Encodes a request frame, size prefix included (the client's side).
+pub fn encode_request(
+    header: &RequestHeader,
+    body: &RequestKind,
+) -> Result<Bytes, EncodeError> {
+    let api_key = ApiKey::try_from(header.request_api_key)
+        .map_err(|()| EncodeError("unknown api key".into()))?;
+    let version = header.request_api_version;
+    let mut buf = BytesMut::with_capacity(64);
+    buf.put_i32(0);
+    header
+        .encode(&mut buf, api_key.request_header_version(version))
+        .map_err(|e| EncodeError(e.to_string()))?;
+    body.encode(&mut buf, version)
+        .map_err(|e| EncodeError(e.to_string()))?;
+    finish_frame(buf).ok_or_else(|| EncodeError("frame over 2 GiB".into()))
+}
+
+/// Encodes a response frame, size prefix included (the broker's side).
+pub fn encode_response(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &ResponseKind,
+) -> Result<Bytes, EncodeError> {
+    let mut buf = BytesMut::with_capacity(64);
+    buf.put_i32(0);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    header
+        .encode(&mut buf, api_key.response_header_version(version))
+        .map_err(|e| EncodeError(e.to_string()))?;
+    body.encode(&mut buf, version)
+        .map_err(|e| EncodeError(e.to_string()))?;
+    finish_frame(buf).ok_or_else(|| EncodeError("frame over 2 GiB".into()))
+}
+
+fn finish_frame(mut buf: BytesMut) -> Option<Bytes> {
+    let size = i32::try_from(buf.len() - SIZE_PREFIX_BYTES).ok()?;
+    buf[..SIZE_PREFIX_BYTES].copy_from_slice(&size.to_be_bytes());
+    Some(buf.freeze())
+}
+
+/// Decodes a response frame (without its size prefix) to a request of `api_key` at
+/// `version`; returns the correlation id and the body (the client's side).
+pub fn decode_response(
+    api_key: ApiKey,
+    version: i16,
+    mut frame: Bytes,
+) -> Result<(i32, ResponseKind), String> {
+    let header = ResponseHeader::decode(&mut frame, api_key.response_header_version(version))
+        .map_err(|e| format!("response header: {e}"))?;
+    let body = ResponseKind::decode(api_key, &mut frame, version).map_err(|e| format!("{e:#}"))?;
+    Ok((header.correlation_id, body))
+}
+
+/// A topic name as the crate spells it.
+pub fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+/// Kafka's topic name rules: 1 to 249 characters of ASCII letters, digits, '.', '_' and
+/// '-', and neither "." nor "..".
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a topic name cannot be empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("a topic name cannot be \"{name}\""));
+    }
+    if name.len() > 249 {
+        return Err(format!(
+            "a topic name can be at most 249 characters, and this one has {}",
+            name.len()
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "topic name {name:?} contains {bad:?}; use ASCII letters, digits, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
