@@ -11,8 +11,8 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 pub use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 use kafka_protocol::messages::{ResponseHeader, TopicName};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 pub use kafka_protocol::protocol::VersionRange;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 pub use kafka_protocol::ResponseError;
 
 /// `socket.request.max.bytes`'s default: the largest request a broker reads.
@@ -170,10 +170,7 @@ pub fn decode_request(mut frame: Bytes) -> Result<Request, RequestError> {
 }
 
 /// Encodes a request frame, size prefix included (the client's side).
-pub fn encode_request(
-    header: &RequestHeader,
-    body: &RequestKind,
-) -> Result<Bytes, EncodeError> {
+pub fn encode_request(header: &RequestHeader, body: &RequestKind) -> Result<Bytes, EncodeError> {
     let api_key = ApiKey::try_from(header.request_api_key)
         .map_err(|()| EncodeError("unknown api key".into()))?;
     let version = header.request_api_version;
