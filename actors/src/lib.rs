@@ -11,6 +11,7 @@
 
 mod actor;
 pub mod bench;
+pub mod broker;
 pub mod counter;
 mod node;
 pub mod transport;

@@ -1,40 +1,112 @@
-//! `runnel server`: one node with everything it serves.
+//! `runnel server`: a single-node broker (broker and controller in one process).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use runnel_actors::broker::config::{parse_properties, BrokerConfig};
+use runnel_actors::broker::Broker;
 use runnel_actors::counter::{CounterService, IncrementRequest, ReadRequest, SyncPolicy};
 use runnel_actors::transport::{Transport, TransportConfig};
 use runnel_actors::{Node, RestartPolicy, ShutdownReason};
 use runnel_storage::disk::RealDisk;
 
-use crate::{DEFAULT_NODE_LISTEN, SERVER_NODE_ID};
+use crate::SERVER_NODE_ID;
 
-/// Start a Runnel server and run it until Ctrl-C.
+/// Start a Runnel broker and run it until Ctrl-C.
+///
+/// With no options it serves the Kafka protocol on 127.0.0.1:9092 and keeps its data in
+/// ./runnel-data. Settings use Kafka's `server.properties` names.
 #[derive(clap::Args)]
 pub struct ServerArgs {
-    /// Where the node keeps its data.
-    #[arg(long, default_value = "./runnel-data")]
-    data_dir: PathBuf,
-    /// Address for node-to-node traffic (and for `runnel counter`).
-    #[arg(long, default_value = DEFAULT_NODE_LISTEN)]
-    node_listen: SocketAddr,
+    /// A server.properties file (listeners, log.dirs, num.partitions, log.retention.hours, ...).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where the broker keeps its data; overrides log.dirs [default: ./runnel-data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address for Kafka clients; overrides listeners [default: 127.0.0.1:9092]. Port 0
+    /// picks a free port, printed at start.
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<SocketAddr>,
+    /// Also serve the durable counter on this node-transport address (used by
+    /// `runnel counter` and the simulator's first workload).
+    #[arg(long, value_name = "HOST:PORT")]
+    node_listen: Option<SocketAddr>,
     /// Acknowledge counter increments before they are fsynced (can lose them in a crash).
-    #[arg(long)]
+    #[arg(long, requires = "node_listen")]
     ack_before_fsync: bool,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
-    let ServerArgs {
-        data_dir,
-        node_listen,
-        ack_before_fsync,
-    } = args;
+    let mut properties = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the config file {}", path.display()))?;
+            parse_properties(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => BTreeMap::new(),
+    };
+    if let Some(dir) = &args.data_dir {
+        properties.insert("log.dirs".into(), dir.display().to_string());
+    }
+    if let Some(listen) = args.listen {
+        properties.insert("listeners".into(), format!("PLAINTEXT://{listen}"));
+    }
+    let config = BrokerConfig::from_properties(properties)
+        .context("the broker configuration is invalid; fix the setting named above")?;
+    let (listener, bound) = Broker::bind(&config).await?;
+    let advertised = config.advertised_host_port(bound);
+    let data = config
+        .log_dirs
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let node_id = config.node_id;
+    let broker = Broker::open(config, Arc::new(RealDisk::new()), advertised).await?;
+    tokio::spawn(broker.clone().serve(listener));
+    tokio::spawn(broker.clone().housekeeping());
+
     let node = Node::new("runnel");
-    let transport = Transport::start(&node, TransportConfig::new(SERVER_NODE_ID, node_listen))
+    if let Some(node_listen) = args.node_listen {
+        start_counter(&node, node_listen, args.ack_before_fsync, &args.data_dir).await?;
+    }
+    eprintln!(
+        "runnel: broker {node_id} listening on {bound} (cluster {}), data in {data}; Ctrl-C stops it",
+        broker.image().cluster_id
+    );
+
+    let stopper = node.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            stopper.shutdown(ShutdownReason::Requested);
+        }
+    });
+    let reason = node.stopped().await;
+    broker
+        .flush_all()
+        .await
+        .context("could not flush the logs on the way out")?;
+    match reason {
+        ShutdownReason::Requested => {
+            eprintln!("runnel: stopped cleanly");
+            Ok(())
+        }
+        reason => bail!("stopped: {reason}"),
+    }
+}
+
+async fn start_counter(
+    node: &Node,
+    node_listen: SocketAddr,
+    ack_before_fsync: bool,
+    data_dir: &Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let transport = Transport::start(node, TransportConfig::new(SERVER_NODE_ID, node_listen))
         .await
         .with_context(|| {
             format!("cannot listen on {node_listen}; is another runnel server running there? Choose another address with --node-listen")
@@ -46,34 +118,23 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     } else {
         SyncPolicy::FsyncBeforeAck
     };
-    let counter_dir = data_dir.join("counter");
+    let counter_dir = data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("./runnel-data"))
+        .join("counter");
     let counter = node.spawn("counter", 1024, RestartPolicy::default(), move || {
         CounterService::new(Arc::new(RealDisk::new()), counter_dir.clone(), policy)
     });
     transport.serve::<_, IncrementRequest>(counter.clone(), Duration::from_secs(5));
     transport.serve::<_, ReadRequest>(counter, Duration::from_secs(5));
-    // The counter recovers its log in `started`; a read proves the node is ready to serve.
+    // The counter recovers its log in `started`; a read proves it is ready to serve.
     transport
         .ask(SERVER_NODE_ID, &ReadRequest {}, Duration::from_secs(60))
         .await
         .context("the counter service did not start")?;
     eprintln!(
-        "runnel: node {SERVER_NODE_ID} listening on {} with data in {}; Ctrl-C stops it",
-        transport.local_addr(),
-        data_dir.display()
+        "runnel: counter service on node transport {}",
+        transport.local_addr()
     );
-
-    let stopper = node.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            stopper.shutdown(ShutdownReason::Requested);
-        }
-    });
-    match node.stopped().await {
-        ShutdownReason::Requested => {
-            eprintln!("runnel: stopped cleanly");
-            Ok(())
-        }
-        reason => bail!("stopped: {reason}"),
-    }
+    Ok(())
 }

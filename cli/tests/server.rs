@@ -19,6 +19,7 @@ fn start_server(data_dir: &std::path::Path, port: u16) -> Child {
         .args(["server", "--data-dir"])
         .arg(data_dir)
         .args(["--node-listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", "127.0.0.1:0"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -106,6 +107,7 @@ fn a_busy_port_is_a_clear_error() {
         .args(["server", "--data-dir"])
         .arg(tmp.path())
         .args(["--node-listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", "127.0.0.1:0"])
         .output()
         .expect("runs");
     assert!(!out.status.success());

@@ -36,6 +36,8 @@ const LEADER_EPOCH_AT: usize = 12;
 const MAGIC_AT: usize = 16;
 const CRC_AT: usize = 17;
 const CRC_FROM: usize = 21;
+/// Attributes bit 3: timestamps are the broker's append time, not the producer's.
+const LOG_APPEND_TIME_BIT: i16 = 0x08;
 
 /// How the records of a batch are compressed (attributes bits 0-2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,7 +215,7 @@ impl RecordBatch {
 
     /// True when timestamps are set by the broker (LogAppendTime).
     pub fn is_log_append_time(&self) -> bool {
-        self.attributes() & 0x08 != 0
+        self.attributes() & LOG_APPEND_TIME_BIT != 0
     }
 
     pub fn is_transactional(&self) -> bool {
@@ -273,6 +275,21 @@ impl RecordBatch {
         let mut bytes = BytesMut::from(&self.bytes[..]);
         bytes[BASE_OFFSET_AT..BASE_OFFSET_AT + 8].copy_from_slice(&base_offset.to_be_bytes());
         bytes[LEADER_EPOCH_AT..LEADER_EPOCH_AT + 4].copy_from_slice(&leader_epoch.to_be_bytes());
+        RecordBatch {
+            bytes: bytes.freeze(),
+        }
+    }
+
+    /// A copy marked as log-append-time with `now_ms` as its max timestamp, CRC updated:
+    /// what a broker stores for a topic with `message.timestamp.type=LogAppendTime`.
+    pub fn with_log_append_time(&self, now_ms: i64) -> RecordBatch {
+        const MAX_TIMESTAMP_AT: usize = 35;
+        let mut bytes = BytesMut::from(&self.bytes[..]);
+        let attributes = self.attributes() | LOG_APPEND_TIME_BIT;
+        bytes[CRC_FROM..CRC_FROM + 2].copy_from_slice(&attributes.to_be_bytes());
+        bytes[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&now_ms.to_be_bytes());
+        let crc = crc32c::crc32c(&bytes[CRC_FROM..]);
+        bytes[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
         RecordBatch {
             bytes: bytes.freeze(),
         }

@@ -125,6 +125,10 @@ impl<D: Disk + 'static> Disk for HandleCache<D> {
         self.inner.create_dir_all(path).await
     }
 
+    async fn remove_dir(&self, path: &Path) -> DiskResult<()> {
+        self.inner.remove_dir(path).await
+    }
+
     async fn list_dir(&self, path: &Path) -> DiskResult<Vec<String>> {
         self.inner.list_dir(path).await
     }

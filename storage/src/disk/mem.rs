@@ -206,6 +206,26 @@ impl Disk for MemDisk {
         Ok(())
     }
 
+    async fn remove_dir(&self, path: &Path) -> DiskResult<()> {
+        let mut state = self.lock();
+        if !state.dirs.contains(path) {
+            return Err(DiskError::NotFound {
+                path: path.to_path_buf(),
+            });
+        }
+        let occupied = state.live_names.keys().any(|n| n.parent() == Some(path))
+            || state.dirs.iter().any(|d| d.parent() == Some(path));
+        if occupied {
+            return Err(DiskError::Io {
+                path: path.to_path_buf(),
+                op: "remove_dir",
+                source: std::io::Error::other("directory not empty"),
+            });
+        }
+        state.dirs.remove(path);
+        Ok(())
+    }
+
     async fn list_dir(&self, path: &Path) -> DiskResult<Vec<String>> {
         let state = self.lock();
         if !state.dirs.contains(path) {

@@ -65,6 +65,8 @@ pub trait Disk: Send + Sync + fmt::Debug {
     async fn rename(&self, from: &Path, to: &Path) -> DiskResult<()>;
     async fn remove(&self, path: &Path) -> DiskResult<()>;
     async fn create_dir_all(&self, path: &Path) -> DiskResult<()>;
+    /// Removes an empty directory.
+    async fn remove_dir(&self, path: &Path) -> DiskResult<()>;
     /// The names (not paths) of the entries of a directory, sorted.
     async fn list_dir(&self, path: &Path) -> DiskResult<Vec<String>>;
     /// Makes creates, renames and removes of names in this directory durable.

@@ -97,6 +97,10 @@ impl Disk for RealDisk {
         std::fs::create_dir_all(path).map_err(|e| io_error(path, "create_dir_all", e))
     }
 
+    async fn remove_dir(&self, path: &Path) -> DiskResult<()> {
+        std::fs::remove_dir(path).map_err(|e| io_error(path, "remove_dir", e))
+    }
+
     async fn list_dir(&self, path: &Path) -> DiskResult<Vec<String>> {
         let mut names = Vec::new();
         for entry in std::fs::read_dir(path).map_err(|e| io_error(path, "list_dir", e))? {

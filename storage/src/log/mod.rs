@@ -163,6 +163,22 @@ impl std::fmt::Debug for PartitionLog {
     }
 }
 
+/// Removes a partition directory and everything in it, then syncs its parent. Used for
+/// deleted topics and for directories that no topic owns any more.
+pub async fn delete_dir(disk: &dyn Disk, dir: &Path) -> Result<(), LogError> {
+    if !disk.exists(dir).await? {
+        return Ok(());
+    }
+    for name in disk.list_dir(dir).await? {
+        disk.remove(&dir.join(name)).await?;
+    }
+    disk.remove_dir(dir).await?;
+    if let Some(parent) = dir.parent() {
+        disk.sync_dir(parent).await?;
+    }
+    Ok(())
+}
+
 impl PartitionLog {
     /// Opens the log in `dir`, creating it if needed, and recovers it after a crash.
     pub async fn open(
@@ -310,6 +326,19 @@ impl PartitionLog {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Replaces the settings; size and age limits apply from the next append or roll.
+    pub fn set_config(&mut self, config: LogConfig) {
+        assert!(config.segment_bytes > 0 && config.index_interval_bytes > 0);
+        self.config = config;
+    }
+
+    /// Deletes the log's files and its directory, durably (topic deletion).
+    pub async fn delete(self) -> Result<(), LogError> {
+        let (disk, dir) = (self.disk.clone(), self.dir.clone());
+        drop(self);
+        delete_dir(disk.as_ref(), &dir).await
     }
 
     pub fn config(&self) -> &LogConfig {

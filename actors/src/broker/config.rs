@@ -1,0 +1,498 @@
+//! Broker and topic configuration with Kafka's names, defaults and precedence.
+//!
+//! A topic's effective value of a setting is its own override if it has one, else the
+//! broker's setting of the matching `log.*` key from `server.properties`, else Kafka's
+//! default. DescribeConfigs reports which of the three a value came from.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use runnel_storage::log::{CleanupPolicy, LogConfig};
+
+/// What a broker reads from `server.properties` and its flags.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// `node.id`.
+    pub node_id: i32,
+    /// The address of the `listeners` entry to bind.
+    pub listen: SocketAddr,
+    /// `advertised.listeners`' host and port, when it differs from the bound address.
+    pub advertised: Option<(String, u16)>,
+    /// `log.dirs` (or `log.dir`).
+    pub log_dirs: Vec<PathBuf>,
+    /// `num.partitions`: partitions of a topic created without a count.
+    pub num_partitions: i32,
+    /// `default.replication.factor`.
+    pub default_replication_factor: i16,
+    /// `auto.create.topics.enable`.
+    pub auto_create_topics_enable: bool,
+    /// `socket.request.max.bytes`.
+    pub socket_request_max_bytes: usize,
+    /// `connections.max.idle.ms`.
+    pub connections_max_idle_ms: u64,
+    /// `log.retention.check.interval.ms`.
+    pub log_retention_check_interval_ms: u64,
+    /// `log.cleaner.backoff.ms`: pause between compaction passes.
+    pub log_cleaner_backoff_ms: u64,
+    /// Every property as written, for DescribeConfigs and the topic defaults.
+    pub properties: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("line {line}: expected `key=value`, found {text:?}")]
+    Syntax { line: usize, text: String },
+    #[error("{key}={value} is invalid: {reason}")]
+    Invalid {
+        key: String,
+        value: String,
+        reason: String,
+    },
+}
+
+fn invalid(key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Parses Java properties text: `key=value` or `key: value`, `#` and `!` comments.
+pub fn parse_properties(text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut properties = BTreeMap::new();
+    for (index, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let split = line
+            .find(['=', ':'])
+            .ok_or_else(|| ConfigError::Syntax {
+                line: index + 1,
+                text: raw.to_string(),
+            })?;
+        let key = line[..split].trim();
+        if key.is_empty() {
+            return Err(ConfigError::Syntax {
+                line: index + 1,
+                text: raw.to_string(),
+            });
+        }
+        properties.insert(key.to_string(), line[split + 1..].trim().to_string());
+    }
+    Ok(properties)
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig::from_properties(BTreeMap::new()).expect("the defaults are valid")
+    }
+}
+
+impl BrokerConfig {
+    /// Builds a configuration from properties; unknown keys are kept and ignored.
+    pub fn from_properties(properties: BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let get = |key: &str| properties.get(key).map(String::as_str);
+        let node_id = parse_num(get("node.id").unwrap_or("1"), "node.id")?;
+        let listen = match get("listeners") {
+            Some(listeners) => parse_listener(listeners, "listeners")?,
+            None => SocketAddr::from(([127, 0, 0, 1], 9092)),
+        };
+        let advertised = match get("advertised.listeners") {
+            Some(text) => {
+                let (host, port) = split_listener(text, "advertised.listeners")?;
+                Some((host.to_string(), port))
+            }
+            None => None,
+        };
+        let log_dirs: Vec<PathBuf> = get("log.dirs")
+            .or(get("log.dir"))
+            .unwrap_or("./runnel-data")
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .collect();
+        if log_dirs.is_empty() {
+            return Err(invalid("log.dirs", "", "name at least one directory"));
+        }
+        let num_partitions: i32 = parse_num(get("num.partitions").unwrap_or("1"), "num.partitions")?;
+        if num_partitions < 1 {
+            return Err(invalid(
+                "num.partitions",
+                &num_partitions.to_string(),
+                "must be at least 1",
+            ));
+        }
+        let config = BrokerConfig {
+            node_id,
+            listen,
+            advertised,
+            log_dirs,
+            num_partitions,
+            default_replication_factor: parse_num(
+                get("default.replication.factor").unwrap_or("1"),
+                "default.replication.factor",
+            )?,
+            auto_create_topics_enable: parse_bool(
+                get("auto.create.topics.enable").unwrap_or("true"),
+                "auto.create.topics.enable",
+            )?,
+            socket_request_max_bytes: parse_num(
+                get("socket.request.max.bytes").unwrap_or("104857600"),
+                "socket.request.max.bytes",
+            )?,
+            connections_max_idle_ms: parse_num(
+                get("connections.max.idle.ms").unwrap_or("600000"),
+                "connections.max.idle.ms",
+            )?,
+            log_retention_check_interval_ms: parse_num(
+                get("log.retention.check.interval.ms").unwrap_or("300000"),
+                "log.retention.check.interval.ms",
+            )?,
+            log_cleaner_backoff_ms: parse_num(
+                get("log.cleaner.backoff.ms").unwrap_or("15000"),
+                "log.cleaner.backoff.ms",
+            )?,
+            properties,
+        };
+        // Every topic default must itself be valid, or no topic could be created.
+        config.topic_config(&BTreeMap::new())?;
+        Ok(config)
+    }
+
+    /// The address clients are told to connect to.
+    pub fn advertised_host_port(&self, bound: SocketAddr) -> (String, u16) {
+        self.advertised
+            .clone()
+            .unwrap_or_else(|| (bound.ip().to_string(), bound.port()))
+    }
+
+    /// The broker-level value of a topic setting and where it came from.
+    pub fn topic_default(&self, def: &TopicConfigDef) -> (String, ConfigSource) {
+        for key in def.broker_keys {
+            if let Some(value) = self.properties.get(*key) {
+                // log.retention.hours and friends scale to the topic setting's milliseconds.
+                let scale = if key.ends_with(".hours") {
+                    3_600_000
+                } else if key.ends_with(".minutes") {
+                    60_000
+                } else {
+                    1
+                };
+                let value = match value.parse::<i64>() {
+                    Ok(v) if scale > 1 && v >= 0 => v.saturating_mul(scale).to_string(),
+                    _ => value.clone(),
+                };
+                return (value, ConfigSource::StaticBroker);
+            }
+        }
+        (def.default.to_string(), ConfigSource::Default)
+    }
+
+    /// A topic's effective settings given its overrides, validated.
+    pub fn topic_config(
+        &self,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<TopicConfig, ConfigError> {
+        let mut values = BTreeMap::new();
+        for def in TOPIC_CONFIGS {
+            let (value, source) = match overrides.get(def.name) {
+                Some(v) => (v.clone(), ConfigSource::DynamicTopic),
+                None => self.topic_default(def),
+            };
+            (def.validate)(&value).map_err(|reason| invalid(def.name, &value, reason))?;
+            values.insert(def.name, (value, source));
+        }
+        for key in overrides.keys() {
+            if !TOPIC_CONFIGS.iter().any(|d| d.name == key) {
+                return Err(invalid(key, &overrides[key], "unknown topic config"));
+            }
+        }
+        Ok(TopicConfig { values })
+    }
+}
+
+fn split_listener<'a>(text: &'a str, key: &str) -> Result<(&'a str, u16), ConfigError> {
+    // "PLAINTEXT://host:port" or "host:port"; the first listener is the one we serve.
+    let first = text.split(',').next().unwrap_or("").trim();
+    let address = first.split_once("://").map_or(first, |(_, rest)| rest);
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| invalid(key, text, "expected PLAINTEXT://HOST:PORT"))?;
+    let port = port
+        .parse()
+        .map_err(|_| invalid(key, text, "the port is not a number from 0 to 65535"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Ok((if host.is_empty() { "0.0.0.0" } else { host }, port))
+}
+
+fn parse_listener(text: &str, key: &str) -> Result<SocketAddr, ConfigError> {
+    let (host, port) = split_listener(text, key)?;
+    let host = if host == "localhost" { "127.0.0.1" } else { host };
+    let ip = host
+        .parse()
+        .map_err(|_| invalid(key, text, "the host must be an IP address or localhost"))?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+fn parse_num<T: std::str::FromStr>(value: &str, key: &str) -> Result<T, ConfigError> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| invalid(key, value, "not a number in range"))
+}
+
+fn parse_bool(value: &str, key: &str) -> Result<bool, ConfigError> {
+    match value.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid(key, value, "expected true or false")),
+    }
+}
+
+/// Where a config value came from, with Kafka's DescribeConfigs source codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ConfigSource {
+    DynamicTopic = 1,
+    StaticBroker = 4,
+    Default = 5,
+}
+
+/// One topic setting: its name, the broker keys that set its default (first wins), and
+/// its checks.
+pub struct TopicConfigDef {
+    pub name: &'static str,
+    pub broker_keys: &'static [&'static str],
+    pub default: &'static str,
+    pub validate: fn(&str) -> Result<(), String>,
+    /// Kafka's ConfigType code for DescribeConfigs v3+.
+    pub config_type: i8,
+}
+
+fn long_at_least(min: i64) -> impl Fn(&str) -> Result<(), String> {
+    move |v: &str| match v.parse::<i64>() {
+        Ok(n) if n >= min => Ok(()),
+        _ => Err(format!("expected a whole number of at least {min}")),
+    }
+}
+
+const TYPE_BOOLEAN: i8 = 1;
+const TYPE_STRING: i8 = 2;
+const TYPE_INT: i8 = 3;
+const TYPE_LONG: i8 = 5;
+const TYPE_LIST: i8 = 7;
+
+/// The topic settings Runnel understands, alphabetical as Kafka lists them.
+pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
+    TopicConfigDef {
+        name: "cleanup.policy",
+        broker_keys: &["log.cleanup.policy"],
+        default: "delete",
+        validate: |v| {
+            CleanupPolicy::parse(v)
+                .map(|_| ())
+                .ok_or_else(|| "expected delete, compact or compact,delete".into())
+        },
+        config_type: TYPE_LIST,
+    },
+    TopicConfigDef {
+        name: "compression.type",
+        broker_keys: &["compression.type"],
+        default: "producer",
+        // Recompressing on the broker is not built; batches are stored as producers send them.
+        validate: |v| {
+            if v == "producer" {
+                Ok(())
+            } else {
+                Err("only `producer` is supported: Runnel stores batches compressed as sent".into())
+            }
+        },
+        config_type: TYPE_STRING,
+    },
+    TopicConfigDef {
+        name: "delete.retention.ms",
+        broker_keys: &["log.cleaner.delete.retention.ms"],
+        default: "86400000",
+        validate: |v| long_at_least(0)(v),
+        config_type: TYPE_LONG,
+    },
+    TopicConfigDef {
+        name: "flush.messages",
+        broker_keys: &["log.flush.interval.messages"],
+        default: "9223372036854775807",
+        validate: |v| long_at_least(1)(v),
+        config_type: TYPE_LONG,
+    },
+    TopicConfigDef {
+        name: "flush.ms",
+        broker_keys: &["log.flush.interval.ms"],
+        default: "9223372036854775807",
+        validate: |v| long_at_least(0)(v),
+        config_type: TYPE_LONG,
+    },
+    TopicConfigDef {
+        name: "index.interval.bytes",
+        broker_keys: &["log.index.interval.bytes"],
+        default: "4096",
+        validate: |v| long_at_least(1)(v),
+        config_type: TYPE_INT,
+    },
+    TopicConfigDef {
+        name: "max.message.bytes",
+        broker_keys: &["message.max.bytes"],
+        default: "1048588",
+        validate: |v| long_at_least(0)(v),
+        config_type: TYPE_INT,
+    },
+    TopicConfigDef {
+        name: "message.timestamp.type",
+        broker_keys: &["log.message.timestamp.type"],
+        default: "CreateTime",
+        validate: |v| match v {
+            "CreateTime" | "LogAppendTime" => Ok(()),
+            _ => Err("expected CreateTime or LogAppendTime".into()),
+        },
+        config_type: TYPE_STRING,
+    },
+    TopicConfigDef {
+        name: "min.insync.replicas",
+        broker_keys: &["min.insync.replicas"],
+        default: "1",
+        validate: |v| long_at_least(1)(v),
+        config_type: TYPE_INT,
+    },
+    TopicConfigDef {
+        name: "retention.bytes",
+        broker_keys: &["log.retention.bytes"],
+        default: "-1",
+        validate: |v| long_at_least(-1)(v),
+        config_type: TYPE_LONG,
+    },
+    TopicConfigDef {
+        name: "retention.ms",
+        broker_keys: &[
+            "log.retention.ms",
+            "log.retention.minutes",
+            "log.retention.hours",
+        ],
+        default: "604800000",
+        validate: |v| long_at_least(-1)(v),
+        config_type: TYPE_LONG,
+    },
+    TopicConfigDef {
+        name: "segment.bytes",
+        broker_keys: &["log.segment.bytes"],
+        default: "1073741824",
+        validate: |v| long_at_least(14)(v),
+        config_type: TYPE_INT,
+    },
+    TopicConfigDef {
+        name: "segment.ms",
+        broker_keys: &["log.roll.ms", "log.roll.hours"],
+        default: "604800000",
+        validate: |v| long_at_least(1)(v),
+        config_type: TYPE_LONG,
+    },
+    TopicConfigDef {
+        name: "unclean.leader.election.enable",
+        broker_keys: &["unclean.leader.election.enable"],
+        default: "false",
+        validate: |v| match v {
+            "true" | "false" => Ok(()),
+            _ => Err("expected true or false".into()),
+        },
+        config_type: TYPE_BOOLEAN,
+    },
+];
+
+/// A topic's effective settings, each with its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicConfig {
+    values: BTreeMap<&'static str, (String, ConfigSource)>,
+}
+
+impl TopicConfig {
+    pub fn get(&self, name: &str) -> &str {
+        &self.values.get(name).expect("every topic config has a value").0
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = (&'static str, &str, ConfigSource)> {
+        self.values.iter().map(|(k, (v, s))| (*k, v.as_str(), *s))
+    }
+
+    fn long(&self, name: &str) -> i64 {
+        self.get(name).parse().expect("validated as a number")
+    }
+
+    pub fn log_append_time(&self) -> bool {
+        self.get("message.timestamp.type") == "LogAppendTime"
+    }
+
+    pub fn min_insync_replicas(&self) -> i64 {
+        self.long("min.insync.replicas")
+    }
+
+    /// The storage layer's view of these settings.
+    pub fn log_config(&self) -> LogConfig {
+        let optional = |v: i64| (v >= 0).then_some(v);
+        let never = |v: i64| (v != i64::MAX).then_some(v);
+        LogConfig {
+            segment_bytes: self.long("segment.bytes") as u64,
+            segment_ms: self.long("segment.ms"),
+            index_interval_bytes: self.long("index.interval.bytes") as u64,
+            retention_ms: optional(self.long("retention.ms")),
+            retention_bytes: optional(self.long("retention.bytes")).map(|v| v as u64),
+            flush_messages: never(self.long("flush.messages")).map(|v| v as u64),
+            flush_ms: never(self.long("flush.ms")),
+            max_message_bytes: self.long("max.message.bytes") as usize,
+            cleanup_policy: CleanupPolicy::parse(self.get("cleanup.policy"))
+                .expect("validated cleanup.policy"),
+            delete_retention_ms: self.long("delete.retention.ms"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_and_precedence() {
+        let props = parse_properties(
+            "# comment\nlisteners=PLAINTEXT://127.0.0.1:19092\nlog.dirs = /a,/b\nlog.retention.hours: 2\nnum.partitions=3\n",
+        )
+        .expect("parses");
+        let config = BrokerConfig::from_properties(props).expect("valid");
+        assert_eq!(config.listen, "127.0.0.1:19092".parse().expect("addr"));
+        assert_eq!(config.log_dirs, vec![PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert_eq!(config.num_partitions, 3);
+        let topic = config.topic_config(&BTreeMap::new()).expect("valid");
+        assert_eq!(topic.get("retention.ms"), "7200000");
+        assert_eq!(topic.log_config().retention_ms, Some(7_200_000));
+        assert_eq!(topic.log_config().flush_messages, None);
+        let overrides = BTreeMap::from([("retention.ms".to_string(), "-1".to_string())]);
+        let topic = config.topic_config(&overrides).expect("valid");
+        assert_eq!(topic.log_config().retention_ms, None);
+        assert!(topic
+            .entries()
+            .any(|(k, _, s)| k == "retention.ms" && s == ConfigSource::DynamicTopic));
+        assert!(topic
+            .entries()
+            .any(|(k, _, s)| k == "segment.bytes" && s == ConfigSource::Default));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let bad = BTreeMap::from([("segment.bytes".to_string(), "ten".to_string())]);
+        let err = BrokerConfig::default().topic_config(&bad).expect_err("invalid");
+        assert!(err.to_string().contains("segment.bytes=ten"), "{err}");
+        let unknown = BTreeMap::from([("no.such".to_string(), "1".to_string())]);
+        assert!(BrokerConfig::default().topic_config(&unknown).is_err());
+        assert!(parse_properties("just words").is_err());
+        let props = BTreeMap::from([("listeners".to_string(), "PLAINTEXT://x:y".to_string())]);
+        assert!(BrokerConfig::from_properties(props).is_err());
+    }
+}
