@@ -1,8 +1,5 @@
-//! Runnel's Rust client.
-//!
-//! Today it holds [`CounterClient`], which speaks to the durable counter service over the
-//! node transport and classifies every outcome the way a checker needs (ok, failed, or
-//! unknown). The Kafka producer, consumer and admin clients join it with the broker.
+//! [`CounterClient`] speaks to the durable counter service over the node transport and
+//! classifies every outcome the way a checker needs (ok, failed, or unknown).
 
 use std::time::Duration;
 

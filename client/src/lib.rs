@@ -1,0 +1,13 @@
+//! Runnel's Rust client: a pure-Rust async Kafka client on the same runtime as the server
+//! (real tokio, or madsim under `--cfg madsim`), used by the CLI, the simulator's workloads,
+//! Connect and Streams. It speaks the Kafka protocol, so it works against any Kafka broker.
+//!
+//! Start from [`kafka::Producer`] (batching, partitioning, idempotence, compression),
+//! [`kafka::Consumer`] (assigned partitions, seek, poll) and [`kafka::Admin`] (topics,
+//! partitions, configs, offsets); all three take a [`kafka::ClientConfig`] with the
+//! bootstrap servers. [`CounterClient`] talks to the counter service over the node transport.
+
+mod counter;
+pub mod kafka;
+
+pub use counter::{CounterClient, Outcome};
