@@ -67,12 +67,10 @@ pub fn parse_properties(text: &str) -> Result<BTreeMap<String, String>, ConfigEr
         if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
             continue;
         }
-        let split = line
-            .find(['=', ':'])
-            .ok_or_else(|| ConfigError::Syntax {
-                line: index + 1,
-                text: raw.to_string(),
-            })?;
+        let split = line.find(['=', ':']).ok_or_else(|| ConfigError::Syntax {
+            line: index + 1,
+            text: raw.to_string(),
+        })?;
         let key = line[..split].trim();
         if key.is_empty() {
             return Err(ConfigError::Syntax {
@@ -118,7 +116,8 @@ impl BrokerConfig {
         if log_dirs.is_empty() {
             return Err(invalid("log.dirs", "", "name at least one directory"));
         }
-        let num_partitions: i32 = parse_num(get("num.partitions").unwrap_or("1"), "num.partitions")?;
+        let num_partitions: i32 =
+            parse_num(get("num.partitions").unwrap_or("1"), "num.partitions")?;
         if num_partitions < 1 {
             return Err(invalid(
                 "num.partitions",
@@ -231,7 +230,11 @@ fn split_listener<'a>(text: &'a str, key: &str) -> Result<(&'a str, u16), Config
 
 fn parse_listener(text: &str, key: &str) -> Result<SocketAddr, ConfigError> {
     let (host, port) = split_listener(text, key)?;
-    let host = if host == "localhost" { "127.0.0.1" } else { host };
+    let host = if host == "localhost" {
+        "127.0.0.1"
+    } else {
+        host
+    };
     let ip = host
         .parse()
         .map_err(|_| invalid(key, text, "the host must be an IP address or localhost"))?;
@@ -416,7 +419,11 @@ pub struct TopicConfig {
 
 impl TopicConfig {
     pub fn get(&self, name: &str) -> &str {
-        &self.values.get(name).expect("every topic config has a value").0
+        &self
+            .values
+            .get(name)
+            .expect("every topic config has a value")
+            .0
     }
 
     pub fn entries(&self) -> impl Iterator<Item = (&'static str, &str, ConfigSource)> {
@@ -467,7 +474,10 @@ mod tests {
         .expect("parses");
         let config = BrokerConfig::from_properties(props).expect("valid");
         assert_eq!(config.listen, "127.0.0.1:19092".parse().expect("addr"));
-        assert_eq!(config.log_dirs, vec![PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert_eq!(
+            config.log_dirs,
+            vec![PathBuf::from("/a"), PathBuf::from("/b")]
+        );
         assert_eq!(config.num_partitions, 3);
         let topic = config.topic_config(&BTreeMap::new()).expect("valid");
         assert_eq!(topic.get("retention.ms"), "7200000");
@@ -487,7 +497,9 @@ mod tests {
     #[test]
     fn bad_values_are_named() {
         let bad = BTreeMap::from([("segment.bytes".to_string(), "ten".to_string())]);
-        let err = BrokerConfig::default().topic_config(&bad).expect_err("invalid");
+        let err = BrokerConfig::default()
+            .topic_config(&bad)
+            .expect_err("invalid");
         assert!(err.to_string().contains("segment.bytes=ten"), "{err}");
         let unknown = BTreeMap::from([("no.such".to_string(), "1".to_string())]);
         assert!(BrokerConfig::default().topic_config(&unknown).is_err());

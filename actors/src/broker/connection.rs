@@ -58,11 +58,10 @@ pub async fn run(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
                     (request.api_key, request.version, request.correlation_id());
                 let span = tracing::debug_span!("request", ?api_key, version, correlation_id);
                 let _guard = span.enter();
-                match handlers::handle(&broker, request).await {
-                    Some(body) => Some((api_key, version, correlation_id, body)),
-                    // acks=0 produce: Kafka sends nothing back.
-                    None => None,
-                }
+                // `None` for acks=0 produce: Kafka sends nothing back.
+                handlers::handle(&broker, request)
+                    .await
+                    .map(|body| (api_key, version, correlation_id, body))
             }
             Err(RequestError::UnsupportedVersion {
                 api_key: ApiKey::ApiVersions,
@@ -71,7 +70,12 @@ pub async fn run(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
             }) => {
                 // KIP-511: answer in v0 with the versions we do serve, so the client retries.
                 let body = handlers::api_versions::unsupported_version();
-                Some((ApiKey::ApiVersions, 0, correlation_id, ResponseKind::ApiVersions(body)))
+                Some((
+                    ApiKey::ApiVersions,
+                    0,
+                    correlation_id,
+                    ResponseKind::ApiVersions(body),
+                ))
             }
             Err(error) => {
                 tracing::warn!(%peer, %error, "closing connection after a bad request");

@@ -129,7 +129,11 @@ impl FetchSessionCache {
 impl FetchSession {
     /// Moves to the next epoch, as the client will send it with its next request.
     pub fn advance(&mut self) {
-        self.epoch = if self.epoch == i32::MAX { 1 } else { self.epoch + 1 };
+        self.epoch = if self.epoch == i32::MAX {
+            1
+        } else {
+            self.epoch + 1
+        };
     }
 }
 
@@ -153,7 +157,10 @@ mod tests {
         assert_eq!(SessionRequest::classify(7, 0, -1), Ok(Sessionless));
         assert_eq!(SessionRequest::classify(7, 0, 0), Ok(Open));
         assert_eq!(SessionRequest::classify(7, 3, -1), Ok(Close { id: 3 }));
-        assert_eq!(SessionRequest::classify(7, 3, 2), Ok(Continue { id: 3, epoch: 2 }));
+        assert_eq!(
+            SessionRequest::classify(7, 3, 2),
+            Ok(Continue { id: 3, epoch: 2 })
+        );
         assert_eq!(
             SessionRequest::classify(7, 0, 4),
             Err(ResponseError::InvalidFetchSessionEpoch)
@@ -183,7 +190,10 @@ mod tests {
         cache.get(first, 2).expect("still there");
         cache.open(BTreeMap::new());
         assert_eq!(cache.len(), MAX_FETCH_SESSIONS);
-        assert!(cache.get(first, 2).is_ok(), "the recently used session survives");
+        assert!(
+            cache.get(first, 2).is_ok(),
+            "the recently used session survives"
+        );
         assert_eq!(
             cache.get(99_999, 1).err(),
             Some(ResponseError::FetchSessionIdNotFound)

@@ -26,7 +26,9 @@ const METADATA_READ_BYTES: usize = 1 << 20;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum MetadataRecord {
     /// The first record of every metadata log.
-    Cluster { cluster_id: String },
+    Cluster {
+        cluster_id: String,
+    },
     TopicCreated {
         name: String,
         topic_id: Uuid,
@@ -34,15 +36,22 @@ pub enum MetadataRecord {
         configs: BTreeMap<String, String>,
     },
     /// The topic now has `partitions` partitions (more than before).
-    PartitionsCreated { name: String, partitions: i32 },
+    PartitionsCreated {
+        name: String,
+        partitions: i32,
+    },
     /// The topic's complete set of overrides from now on.
     TopicConfigsChanged {
         name: String,
         configs: BTreeMap<String, String>,
     },
-    TopicDeleted { name: String },
+    TopicDeleted {
+        name: String,
+    },
     /// Producer ids below `next` are taken.
-    ProducerIdsAllocated { next: i64 },
+    ProducerIdsAllocated {
+        next: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,7 +174,11 @@ impl MetadataLog {
     }
 
     /// Appends the records as one batch and makes them durable.
-    pub async fn append(&mut self, records: &[MetadataRecord], now_ms: i64) -> Result<(), LogError> {
+    pub async fn append(
+        &mut self,
+        records: &[MetadataRecord],
+        now_ms: i64,
+    ) -> Result<(), LogError> {
         assert!(!records.is_empty());
         let values: Vec<Vec<u8>> = records
             .iter()
@@ -252,9 +265,11 @@ mod tests {
 
     #[tokio::test]
     async fn the_log_replays_what_it_made_durable() {
-        let disk: Arc<dyn Disk> = Arc::new(MemDisk::new());
+        let disk: Arc<dyn Disk> = Arc::new(MemDisk::new(1));
         let dir = Path::new("/data").join(METADATA_LOG_DIR);
-        let (mut log, records) = MetadataLog::open(disk.clone(), &dir, 0).await.expect("open");
+        let (mut log, records) = MetadataLog::open(disk.clone(), &dir, 0)
+            .await
+            .expect("open");
         assert!(records.is_empty() && log.is_empty());
         let written = vec![
             MetadataRecord::Cluster {

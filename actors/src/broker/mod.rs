@@ -159,8 +159,11 @@ impl Broker {
                         .map_or(0, |d| d.as_nanos()),
                 ),
             };
-            log.append(std::slice::from_ref(&cluster), started_ms).await?;
-            image.apply(&cluster).map_err(BrokerError::CorruptMetadata)?;
+            log.append(std::slice::from_ref(&cluster), started_ms)
+                .await?;
+            image
+                .apply(&cluster)
+                .map_err(BrokerError::CorruptMetadata)?;
         }
         let controller = Controller {
             log,
@@ -234,12 +237,13 @@ impl Broker {
 
     /// Binds `config.listen` and returns the listener and the address it got.
     pub async fn bind(config: &BrokerConfig) -> Result<(TcpListener, SocketAddr), BrokerError> {
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| BrokerError::Listen {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| BrokerError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
         let bound = listener
             .local_addr()
             .map_err(|source| BrokerError::Listen {
@@ -291,12 +295,14 @@ impl Broker {
     /// A topic's effective settings. Overrides were validated when written; if the
     /// broker's own settings changed since and no longer fit, the defaults apply.
     pub fn topic_config(&self, topic: &TopicImage) -> TopicConfig {
-        self.config.topic_config(&topic.configs).unwrap_or_else(|e| {
-            tracing::warn!(topic = %topic.name, error = %e, "ignoring the topic's overrides");
-            self.config
-                .topic_config(&BTreeMap::new())
-                .expect("broker defaults were validated at start")
-        })
+        self.config
+            .topic_config(&topic.configs)
+            .unwrap_or_else(|e| {
+                tracing::warn!(topic = %topic.name, error = %e, "ignoring the topic's overrides");
+                self.config
+                    .topic_config(&BTreeMap::new())
+                    .expect("broker defaults were validated at start")
+            })
     }
 
     /// Tells waiting fetches that data arrived.
@@ -310,10 +316,9 @@ impl Broker {
 
     fn partition_dir(&self, tp: &TopicPartition) -> PathBuf {
         let dirs = &self.config.log_dirs;
-        let spread = tp
-            .topic
-            .bytes()
-            .fold(tp.partition as usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+        let spread = tp.topic.bytes().fold(tp.partition as usize, |h, b| {
+            h.wrapping_mul(31).wrapping_add(b as usize)
+        });
         dirs[spread % dirs.len()].join(tp.dir_name())
     }
 

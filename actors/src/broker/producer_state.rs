@@ -191,7 +191,10 @@ mod tests {
             SequenceCheck::Reject(SequenceError::OutOfOrder),
             "batch 1 fell out of the window"
         );
-        assert_eq!(table.check(1, 0, 6, 6), SequenceCheck::Duplicate { first_offset: 6 });
+        assert_eq!(
+            table.check(1, 0, 6, 6),
+            SequenceCheck::Duplicate { first_offset: 6 }
+        );
         assert_eq!(last_sequence(i32::MAX, 2), 0);
         let mut table = ProducerStateTable::default();
         table.record(2, 0, meta(i32::MAX, 1, 0));

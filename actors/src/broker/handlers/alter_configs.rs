@@ -11,7 +11,11 @@ use kafka_protocol::ResponseError;
 use super::describe_configs::RESOURCE_TOPIC;
 use crate::broker::{ApiError, Broker};
 
-pub async fn handle(broker: &Broker, request: AlterConfigsRequest, _version: i16) -> AlterConfigsResponse {
+pub async fn handle(
+    broker: &Broker,
+    request: AlterConfigsRequest,
+    _version: i16,
+) -> AlterConfigsResponse {
     let mut responses = Vec::with_capacity(request.resources.len());
     for resource in request.resources {
         let result = if resource.resource_type == RESOURCE_TOPIC {

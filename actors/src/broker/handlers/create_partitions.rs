@@ -26,7 +26,9 @@ pub async fn handle(
         } else {
             Err(ApiError::new(
                 ResponseError::InvalidReplicaAssignment,
-                format!("this cluster has one broker, node {node}; assign new partitions to it alone"),
+                format!(
+                    "this cluster has one broker, node {node}; assign new partitions to it alone"
+                ),
             ))
         };
         let mut response = CreatePartitionsTopicResult::default().with_name(topic.name);

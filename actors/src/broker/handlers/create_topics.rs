@@ -12,7 +12,11 @@ use kafka_protocol::ResponseError;
 
 use crate::broker::{ApiError, Broker};
 
-pub async fn handle(broker: &Broker, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+pub async fn handle(
+    broker: &Broker,
+    request: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
     let mut seen = std::collections::HashSet::new();
     for topic in request.topics {
@@ -62,7 +66,8 @@ async fn create(
                     "replica assignments must cover partitions 0, 1, 2, ... in order",
                 ));
             }
-            if assignment.broker_ids.iter().any(|b| b.0 != node) || assignment.broker_ids.len() != 1 {
+            if assignment.broker_ids.iter().any(|b| b.0 != node) || assignment.broker_ids.len() != 1
+            {
                 return Err(ApiError::new(
                     ResponseError::InvalidReplicaAssignment,
                     format!("this cluster has one broker, node {node}; assign each partition to it alone"),
@@ -87,7 +92,9 @@ async fn create(
     if replication_factor > 1 {
         return Err(ApiError::new(
             ResponseError::InvalidReplicationFactor,
-            format!("replication factor {replication_factor} is larger than the 1 broker available"),
+            format!(
+                "replication factor {replication_factor} is larger than the 1 broker available"
+            ),
         ));
     }
     let mut configs = BTreeMap::new();

@@ -8,7 +8,11 @@ use runnel_protocol::kafka::topic_name;
 
 use crate::broker::Broker;
 
-pub async fn handle(broker: &Broker, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub async fn handle(
+    broker: &Broker,
+    request: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
     // Each entry is (name if known, id if given).
     let targets: Vec<(Option<String>, uuid::Uuid)> = if version >= 6 {
         request

@@ -6,7 +6,11 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
 
-pub fn handle(broker: &Broker, _request: DescribeClusterRequest, _version: i16) -> DescribeClusterResponse {
+pub fn handle(
+    broker: &Broker,
+    _request: DescribeClusterRequest,
+    _version: i16,
+) -> DescribeClusterResponse {
     let node = BrokerId(broker.config.node_id);
     let (host, port) = broker.advertised();
     DescribeClusterResponse::default()

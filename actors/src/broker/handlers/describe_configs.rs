@@ -28,7 +28,11 @@ const BROKER_KEYS: &[(&str, &str)] = &[
     ("socket.request.max.bytes", "104857600"),
 ];
 
-pub fn handle(broker: &Broker, request: DescribeConfigsRequest, _version: i16) -> DescribeConfigsResponse {
+pub fn handle(
+    broker: &Broker,
+    request: DescribeConfigsRequest,
+    _version: i16,
+) -> DescribeConfigsResponse {
     let mut results = Vec::with_capacity(request.resources.len());
     for resource in request.resources {
         let wanted = |name: &str| {
@@ -80,7 +84,12 @@ pub fn handle(broker: &Broker, request: DescribeConfigsRequest, _version: i16) -
                 }
                 for def in TOPIC_CONFIGS {
                     let (value, source) = broker.config.topic_default(def);
-                    entries.push((def.broker_keys[0].to_string(), value, source, def.config_type));
+                    entries.push((
+                        def.broker_keys[0].to_string(),
+                        value,
+                        source,
+                        def.config_type,
+                    ));
                 }
                 entries.sort();
                 entries

@@ -265,7 +265,12 @@ async fn read_all(broker: &Broker, wanted: &[Wanted], max_bytes: i32) -> Vec<Ans
     answers
 }
 
-async fn read_one(broker: &Broker, w: &Wanted, budget: usize, any: bool) -> Result<Answer, ApiError> {
+async fn read_one(
+    broker: &Broker,
+    w: &Wanted,
+    budget: usize,
+    any: bool,
+) -> Result<Answer, ApiError> {
     let (topic, index) = (&w.key.0, w.key.1);
     let partition = broker.partition(topic, index).ok_or_else(|| {
         ApiError::new(
@@ -275,7 +280,10 @@ async fn read_one(broker: &Broker, w: &Wanted, budget: usize, any: bool) -> Resu
     })?;
     // KIP-320: this broker's leader epoch is always 0 on a single node.
     if w.current_leader_epoch > 0 {
-        return Err(ApiError::new(ResponseError::UnknownLeaderEpoch, "epoch from the future"));
+        return Err(ApiError::new(
+            ResponseError::UnknownLeaderEpoch,
+            "epoch from the future",
+        ));
     }
     let high_watermark = partition.high_watermark();
     let log_start_offset = partition.log_start_offset();

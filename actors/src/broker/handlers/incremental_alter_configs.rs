@@ -34,18 +34,19 @@ pub async fn handle(
                     for op in ops {
                         let name = op.name.to_string();
                         let value = op.value.map(|v| v.to_string());
-                        let list = |current: &std::collections::BTreeMap<String, String>| -> Vec<String> {
-                            let text = current.get(&name).cloned().or_else(|| {
-                                effective.as_ref().map(|e| e.get(&name).to_string())
-                            });
-                            text.map(|t| {
-                                t.split(',')
-                                    .filter(|s| !s.is_empty())
-                                    .map(str::to_string)
-                                    .collect()
-                            })
-                            .unwrap_or_default()
-                        };
+                        let list =
+                            |current: &std::collections::BTreeMap<String, String>| -> Vec<String> {
+                                let text = current.get(&name).cloned().or_else(|| {
+                                    effective.as_ref().map(|e| e.get(&name).to_string())
+                                });
+                                text.map(|t| {
+                                    t.split(',')
+                                        .filter(|s| !s.is_empty())
+                                        .map(str::to_string)
+                                        .collect()
+                                })
+                                .unwrap_or_default()
+                            };
                         let is_list = TOPIC_CONFIGS
                             .iter()
                             .any(|d| d.name == name && d.config_type == 7);
@@ -76,13 +77,17 @@ pub async fn handle(
                             (APPEND | SUBTRACT, Some(_)) => {
                                 return Err(ApiError::new(
                                     ResponseError::InvalidConfig,
-                                    format!("{name} is not a list; APPEND and SUBTRACT apply to lists"),
+                                    format!(
+                                        "{name} is not a list; APPEND and SUBTRACT apply to lists"
+                                    ),
                                 ))
                             }
                             (op, _) => {
                                 return Err(ApiError::new(
                                     ResponseError::InvalidRequest,
-                                    format!("operation {op} on {name} needs a value, or is unknown"),
+                                    format!(
+                                        "operation {op} on {name} needs a value, or is unknown"
+                                    ),
                                 ))
                             }
                         }

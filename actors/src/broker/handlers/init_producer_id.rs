@@ -20,7 +20,9 @@ pub async fn handle(
             .with_producer_epoch(-1)
     };
     if request.transactional_id.is_some() {
-        tracing::info!("refusing InitProducerId with a transactional id: transactions are not supported yet");
+        tracing::info!(
+            "refusing InitProducerId with a transactional id: transactions are not supported yet"
+        );
         return failed(ResponseError::TransactionalIdAuthorizationFailed);
     }
     if request.producer_id.0 >= 0 {

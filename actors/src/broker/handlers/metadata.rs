@@ -60,15 +60,15 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
                         && broker.config.auto_create_topics_enable =>
                     {
                         let partitions = broker.config.num_partitions;
-                        match broker.create_topic(&name, partitions, BTreeMap::new(), false).await {
+                        match broker
+                            .create_topic(&name, partitions, BTreeMap::new(), false)
+                            .await
+                        {
                             Ok(topic) => Ok(topic),
                             // Another client created it first.
-                            Err(e) if e.code == ResponseError::TopicAlreadyExists => broker
-                                .image()
-                                .topics
-                                .get(&name)
-                                .cloned()
-                                .ok_or(e.code),
+                            Err(e) if e.code == ResponseError::TopicAlreadyExists => {
+                                broker.image().topics.get(&name).cloned().ok_or(e.code)
+                            }
                             Err(e) => Err(e.code),
                         }
                     }

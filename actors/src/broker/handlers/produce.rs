@@ -15,7 +15,11 @@ use crate::broker::partition::AppendOutcome;
 use crate::broker::producer_state::SequenceError;
 use crate::broker::{now_ms, ApiError, Broker};
 
-pub async fn handle(broker: &Broker, request: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
+pub async fn handle(
+    broker: &Broker,
+    request: ProduceRequest,
+    _version: i16,
+) -> Option<ProduceResponse> {
     let acks = request.acks;
     let refuse_all = if !matches!(acks, -1..=1) {
         Some(ApiError::new(
