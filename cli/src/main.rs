@@ -7,8 +7,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod consume;
 mod counter;
+mod kafka_args;
+mod perf;
+mod produce;
 mod server;
+mod topics;
 
 /// Where node-to-node traffic listens by default; 9092 stays free for the Kafka listener.
 pub(crate) const DEFAULT_NODE_LISTEN: &str = "127.0.0.1:9093";
@@ -31,6 +36,10 @@ struct Cli {
 enum Command {
     Server(server::ServerArgs),
     Counter(counter::CounterArgs),
+    Topics(topics::TopicsArgs),
+    Produce(produce::ProduceArgs),
+    Consume(consume::ConsumeArgs),
+    Perf(perf::PerfArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,5 +71,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => server::run(args).await,
         Command::Counter(args) => counter::run(args).await,
+        Command::Topics(args) => topics::run(args).await,
+        Command::Produce(args) => produce::run(args).await,
+        Command::Consume(args) => consume::run(args).await,
+        Command::Perf(args) => perf::run(args).await,
     }
 }
