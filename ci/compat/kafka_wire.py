@@ -300,6 +300,31 @@ class Conn:
                 return bytes(got)
             got += chunk
 
+    def wait_closed_or_frame(self, timeout: float) -> bytes | None:
+        """Wait for either the broker closing the connection (returns None) or one whole
+        response frame (returns its payload). Raises TimeoutError if neither happens."""
+        deadline = time.monotonic() + timeout
+        got = bytearray()
+        while True:
+            if len(got) >= 4:
+                (size,) = struct.unpack(">i", got[:4])
+                if 0 <= size <= len(got) - 4:
+                    return bytes(got[4 : 4 + size])
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"broker neither answered nor closed the connection within {timeout}s "
+                                   f"(received {len(got)} bytes)")
+            self.sock.settimeout(min(left, 1.0))
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                return None
+            if not chunk:
+                return None
+            got += chunk
+
     def request(self, api_key: int, api_version: int, body: bytes, flexible: bool = False,
                 client_id: str | None = "runnel-compat", response_header_flexible: bool | None = None) -> Reader:
         """Send one request and return a reader positioned after the response header."""
