@@ -22,6 +22,13 @@ fn node_frame_corpus() {
 }
 
 #[test]
+fn kafka_request_corpus() {
+    for input in corpus("kafka_request") {
+        runnel_storage::fuzzing::check_kafka_request(&input);
+    }
+}
+
+#[test]
 fn batch_corpus() {
     for input in corpus("batch") {
         runnel_storage::fuzzing::check_batch_parsing(&input);
