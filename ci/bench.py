@@ -214,7 +214,8 @@ def main() -> None:
         results += bench_broker(name, command, port, work, args.perf, sizes, args.records)
     if (work / "runnel-data").exists():
         used = subprocess.run(["du", "-sh", str(work / "runnel-data")], capture_output=True, text=True).stdout.split()[0]
-        print(f"bench: Runnel's data dir held {used} at the end")
+        print(f"bench: Runnel's data dir held {used} at the end (removed; broker logs stay in {work})")
+        shutil.rmtree(work / "runnel-data", ignore_errors=True)
 
     print()
     print(f"{'phase':22} {'broker':7} {'records/s':>12} {'MB/s':>9} {'cpu s':>8} {'peak RSS MiB':>13}")

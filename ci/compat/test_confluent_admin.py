@@ -34,8 +34,27 @@ def describe(admin, topic: str) -> dict:
     return admin.describe_configs([res], request_timeout=OP_TIMEOUT)[res].result(timeout=OP_TIMEOUT)
 
 
-def topic_names(admin) -> set[str]:
-    return set(admin.list_topics(timeout=OP_TIMEOUT).topics)
+def topic_exists(broker, topic: str) -> bool:
+    """Whether Metadata for this one topic (auto-creation off) knows it."""
+    admin = admin_client(broker, **{"allow.auto.create.topics": False})
+    t = admin.list_topics(topic=topic, timeout=OP_TIMEOUT).topics.get(topic)
+    if t is None or (t.error is not None and t.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
+        return False
+    assert t.error is None, t.error
+    return True
+
+
+def test_list_all_topics(broker):
+    """Metadata for all topics (a null topic list) lists every topic with its partitions and the one broker."""
+    admin = admin_client(broker)
+    a, b = unique("adm-list"), unique("adm-list")
+    create_topic(broker, a, 1)
+    create_topic(broker, b, 4)
+    md = admin.list_topics(timeout=OP_TIMEOUT)
+    assert len(md.brokers) == 1
+    assert sorted(md.topics[a].partitions) == [0]
+    assert sorted(md.topics[b].partitions) == [0, 1, 2, 3]
+    assert md.topics[a].error is None and md.topics[b].error is None
 
 
 def test_create_with_configs_and_describe(broker):
@@ -46,7 +65,7 @@ def test_create_with_configs_and_describe(broker):
     topic = unique("adm-create")
     create_topic(broker, topic, 3, {"cleanup.policy": "compact", "retention.ms": "86400000"})
 
-    md = admin.list_topics(timeout=OP_TIMEOUT)
+    md = admin.list_topics(topic=topic, timeout=OP_TIMEOUT)
     assert len(md.brokers) == 1
     (broker_id,) = md.brokers
     t = md.topics[topic]
@@ -70,7 +89,7 @@ def test_create_validate_only(broker):
     fs = admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)], validate_only=True,
                              operation_timeout=OP_TIMEOUT, request_timeout=OP_TIMEOUT)
     assert fs[topic].result(timeout=OP_TIMEOUT) is None
-    assert topic not in topic_names(admin)
+    assert not topic_exists(broker, topic)
     # And a real create of the same name still works afterwards.
     create_topic(broker, topic, 2)
 
@@ -156,7 +175,7 @@ def test_delete_topics(broker):
     create_topic(broker, topic, 2)
     produce_all(producer(broker), [dict(topic=topic, value=b"x", partition=0)])
     admin.delete_topics([topic], operation_timeout=OP_TIMEOUT, request_timeout=OP_TIMEOUT)[topic].result(timeout=OP_TIMEOUT)
-    wait_until(lambda: topic not in topic_names(admin), OP_TIMEOUT, f"{topic} to leave metadata")
+    wait_until(lambda: not topic_exists(broker, topic), OP_TIMEOUT, f"{topic} to leave metadata")
     fs = admin.delete_topics([topic], operation_timeout=OP_TIMEOUT, request_timeout=OP_TIMEOUT)
     with pytest.raises(KafkaException) as e:
         fs[topic].result(timeout=OP_TIMEOUT)
@@ -211,7 +230,7 @@ def test_unknown_topic_metadata(broker):
     with wire.Conn(broker.host, broker.port) as conn:
         md = wire.metadata_v4(conn, [topic], allow_auto_create=False)
     assert md["topics"] == {topic: (wire.ERR_UNKNOWN_TOPIC_OR_PARTITION, [])}
-    assert topic not in topic_names(admin)
+    assert not topic_exists(broker, topic)
 
 
 def test_unknown_topic_produce(broker):
@@ -229,4 +248,4 @@ def test_unknown_topic_produce(broker):
     batch = wire.record_batch([wire.Rec(b"k", b"v")], base_timestamp=1_700_000_000_000)
     with wire.Conn(broker.host, broker.port) as conn:
         assert wire.produce_v3(conn, topic, 0, batch, acks=1)[:3] == (topic, 0, wire.ERR_UNKNOWN_TOPIC_OR_PARTITION)
-    assert topic not in topic_names(admin_client(broker))
+    assert not topic_exists(broker, topic)
