@@ -870,3 +870,28 @@ async fn topics_and_configs_survive_a_restart_and_deleted_topics_stay_deleted() 
     let (_, values) = fetched_values(&client.call(ApiKey::Fetch, 12, fetch("keep", 2, 0, 0)).await);
     assert_eq!(values, vec![(0, "v".to_string())]);
 }
+
+#[tokio::test]
+async fn a_directory_no_topic_owns_is_kept_until_a_topic_of_its_name_is_created() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    drop(start(dir.path(), &[]).await);
+    let stray = dir.path().join("ghost-0");
+    std::fs::create_dir_all(&stray).expect("mkdir");
+    std::fs::write(stray.join("00000000000000000000.log"), b"old bytes").expect("write");
+    let broker = start(dir.path(), &[]).await;
+    assert!(
+        stray.join("00000000000000000000.log").exists(),
+        "not deleted at start"
+    );
+    assert!(broker.broker.image().topics.is_empty());
+    let mut client = Client::connect(broker.addr).await;
+    client
+        .call(ApiKey::CreateTopics, 7, create_topics("ghost", 1, &[]))
+        .await;
+    let (code, values) = fetched_values(
+        &client
+            .call(ApiKey::Fetch, 12, fetch("ghost", 0, 0, 0))
+            .await,
+    );
+    assert_eq!((code, values.len()), (0, 0), "the new topic starts empty");
+}

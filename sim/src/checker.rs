@@ -37,6 +37,48 @@ pub enum Anomaly {
     Unreadable {
         server: u64,
     },
+    /// Kafka workload: acknowledged, at or below the highest offset read, never read.
+    KafkaLostWrite {
+        partition: i32,
+        offset: i64,
+        value: u64,
+    },
+    /// Kafka workload: acknowledged and never read, beyond every offset read.
+    Unseen {
+        partition: i32,
+        offset: i64,
+        value: u64,
+    },
+    /// Kafka workload: one value read at several (partition, offset) places.
+    KafkaDuplicate {
+        value: u64,
+        places: Vec<(i32, i64)>,
+    },
+    /// Kafka workload: several values read at one offset.
+    InconsistentOffsets {
+        partition: i32,
+        offset: i64,
+        values: Vec<u64>,
+    },
+    NonMonotonicSend {
+        process: String,
+        partition: i32,
+        from: i64,
+        to: i64,
+    },
+    NonMonotonicPoll {
+        process: String,
+        partition: i32,
+        from: i64,
+        to: i64,
+    },
+    PollSkip {
+        process: String,
+        partition: i32,
+        from: i64,
+        to: i64,
+        skipped: Vec<i64>,
+    },
 }
 
 /// Reads the counter history: `incr` invocations carry `{"id", "server"}`, and the final

@@ -10,6 +10,9 @@
 
 pub mod checker;
 pub mod history;
+pub mod kafka_checker;
+#[cfg(madsim)]
+mod kafka_workload;
 #[cfg(madsim)]
 mod scenario;
 
@@ -20,11 +23,21 @@ pub use scenario::{run_seed, simulate};
 
 use checker::Anomaly;
 
-/// When the counter service makes an increment durable.
+/// When a write is made durable: the counter's fsync policy, and for the Kafka workload
+/// `log.flush.interval.messages=1` (fsync-before-ack) or a flush timer (ack-before-fsync).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Policy {
     FsyncBeforeAck,
     AckBeforeFsync,
+}
+
+/// What the clients do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// Durable counter increments over the node transport, on `servers` nodes.
+    Counter,
+    /// Kafka producers and consumers against one broker (Jepsen's Kafka anomalies).
+    Kafka,
 }
 
 /// Which faults the nemesis may inject.
@@ -59,6 +72,7 @@ impl Fault {
 #[derive(Debug, Clone)]
 pub struct SimOptions {
     pub seed: u64,
+    pub workload: Workload,
     pub servers: u64,
     pub clients: u64,
     /// Simulated time the workload and nemesis run before healing and the final read.
@@ -73,6 +87,7 @@ impl SimOptions {
     pub fn new(seed: u64) -> Self {
         SimOptions {
             seed,
+            workload: Workload::Counter,
             servers: 3,
             clients: 3,
             duration: Duration::from_secs(20),
@@ -96,6 +111,8 @@ impl SimOptions {
             "run".into(),
             "--seed".into(),
             self.seed.to_string(),
+            "--workload".into(),
+            name(clap::ValueEnum::to_possible_value(&self.workload)),
             "--servers".into(),
             self.servers.to_string(),
             "--clients".into(),
@@ -153,7 +170,12 @@ impl RunReport {
     pub fn lost_writes(&self) -> usize {
         self.anomalies
             .iter()
-            .filter(|a| matches!(a, Anomaly::LostWrite { .. }))
+            .filter(|a| {
+                matches!(
+                    a,
+                    Anomaly::LostWrite { .. } | Anomaly::KafkaLostWrite { .. }
+                )
+            })
             .count()
     }
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use runnel_sim::{Fault, Policy, SimOptions};
+use runnel_sim::{Fault, Policy, SimOptions, Workload};
 
 #[derive(Parser)]
 #[command(
@@ -57,6 +57,10 @@ enum Command {
 
 #[derive(Args, Clone)]
 struct ScenarioArgs {
+    /// counter: the durable counter on several nodes; kafka: one broker with producers
+    /// and consumers.
+    #[arg(long, value_enum, default_value_t = Workload::Counter)]
+    workload: Workload,
     #[arg(long, default_value_t = 3)]
     servers: u64,
     #[arg(long, default_value_t = 3)]
@@ -89,8 +93,14 @@ impl ScenarioArgs {
                 faults.push(fault);
             }
         }
+        if self.workload == Workload::Kafka && self.clients < 2 {
+            return Err(
+                "the kafka workload needs --clients 2 or more (producers and a consumer)".into(),
+            );
+        }
         Ok(SimOptions {
             seed,
+            workload: self.workload,
             servers: self.servers,
             clients: self.clients,
             duration: Duration::from_secs(self.duration_secs),

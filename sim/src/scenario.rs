@@ -17,17 +17,17 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::history::{sha256_hex, to_json_lines, History, OpType};
-use crate::{checker, Fault, Policy, RunReport, SimOptions};
+use crate::{checker, Fault, Policy, RunReport, SimOptions, Workload};
 
 const PORT: u16 = 7000;
 /// Client node ids start here; server ids are 1..=servers.
-const CLIENT_ID_BASE: u64 = 100;
-const CHECKER_ID: u64 = 99;
+pub(crate) const CLIENT_ID_BASE: u64 = 100;
+pub(crate) const CHECKER_ID: u64 = 99;
 const CLIENT_TIMEOUT: Duration = Duration::from_millis(500);
 const FINAL_READ_ATTEMPTS: u32 = 20;
 
 /// Simulated addresses, in a documentation range (TEST-NET-1): no real packet is sent.
-fn addr_of(id: u64) -> SocketAddr {
+pub(crate) fn addr_of(id: u64) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, id as u8)), PORT)
 }
 
@@ -50,7 +50,10 @@ pub fn run_seed(opts: &SimOptions) -> RunReport {
     let run_thread = std::thread::spawn(move || {
         let runtime = Runtime::with_seed_and_config(opts.seed, madsim::Config::default());
         runtime.add_simulator::<SimDisks>();
-        runtime.block_on(run(opts))
+        match opts.workload {
+            Workload::Counter => runtime.block_on(run(opts)),
+            Workload::Kafka => runtime.block_on(crate::kafka_workload::run(opts)),
+        }
     });
     match run_thread.join() {
         Ok(report) => report,
@@ -58,13 +61,23 @@ pub fn run_seed(opts: &SimOptions) -> RunReport {
     }
 }
 
-struct Clock {
+pub(crate) struct Clock {
     start: Instant,
 }
 
 impl Clock {
-    fn now_ns(&self) -> u64 {
+    pub(crate) fn new() -> Self {
+        Clock {
+            start: Instant::now(),
+        }
+    }
+
+    pub(crate) fn now_ns(&self) -> u64 {
         self.start.elapsed().as_nanos() as u64
+    }
+
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.start.elapsed()
     }
 }
 
@@ -302,15 +315,15 @@ async fn final_read(
     ok
 }
 
-struct Nemesis {
-    handle: Handle,
-    net: Arc<NetSim>,
+pub(crate) struct Nemesis {
+    pub(crate) handle: Handle,
+    pub(crate) net: Arc<NetSim>,
     /// Transport node id and madsim node id, of servers and of clients.
-    servers: Vec<(u64, NodeId)>,
-    clients: Vec<(u64, NodeId)>,
-    history: History,
-    clock: Arc<Clock>,
-    injected: u64,
+    pub(crate) servers: Vec<(u64, NodeId)>,
+    pub(crate) clients: Vec<(u64, NodeId)>,
+    pub(crate) history: History,
+    pub(crate) clock: Arc<Clock>,
+    pub(crate) injected: u64,
 }
 
 fn pause_ms(lo: u64, hi: u64) -> Duration {
@@ -318,7 +331,7 @@ fn pause_ms(lo: u64, hi: u64) -> Duration {
 }
 
 impl Nemesis {
-    fn record(&mut self, f: &str, value: serde_json::Value) {
+    pub(crate) fn record(&mut self, f: &str, value: serde_json::Value) {
         self.history
             .record(self.clock.now_ns(), "nemesis", OpType::Info, f, value);
     }
@@ -327,7 +340,7 @@ impl Nemesis {
         self.servers[thread_rng().gen_range(0..self.servers.len())]
     }
 
-    async fn run(&mut self, faults: &[Fault], stop_at: Instant) {
+    pub(crate) async fn run(&mut self, faults: &[Fault], stop_at: Instant) {
         loop {
             tokio::time::sleep(pause_ms(300, 1500)).await;
             if Instant::now() >= stop_at {
@@ -454,7 +467,7 @@ impl Nemesis {
         self.record("restart", json!({ "server": server }));
     }
 
-    fn heal_all(&mut self) {
+    pub(crate) fn heal_all(&mut self) {
         let nodes = self.everyone();
         for &(_, node) in &nodes {
             self.net.unclog_node(node);

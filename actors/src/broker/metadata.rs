@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use runnel_protocol::batch::{build, RecordBatch};
+use runnel_protocol::batch::build;
 use runnel_storage::disk::Disk;
 use runnel_storage::log::{LogConfig, LogError, PartitionLog};
 use serde::{Deserialize, Serialize};
@@ -148,11 +148,11 @@ impl MetadataLog {
         let mut records = Vec::new();
         let mut offset = log.log_start_offset();
         while offset < log.log_end_offset() {
-            let bytes = log.read(offset, METADATA_READ_BYTES).await?;
-            if bytes.is_empty() {
+            let batches = super::partition::read_batches(&log, offset, METADATA_READ_BYTES).await?;
+            if batches.is_empty() {
                 break;
             }
-            for batch in RecordBatch::parse_all(bytes)? {
+            for batch in batches {
                 for record in batch
                     .records()
                     .map_err(|e| LogError::Corrupt(format!("metadata batch: {e}")))?

@@ -118,8 +118,7 @@ impl std::fmt::Debug for Broker {
 }
 
 impl Broker {
-    /// Replays the metadata log, opens every partition it names, and removes partition
-    /// directories of topics that no longer exist.
+    /// Replays the metadata log and opens every partition it names.
     pub async fn open(
         config: BrokerConfig,
         disk: Arc<dyn Disk>,
@@ -193,8 +192,10 @@ impl Broker {
                         .await?;
                 broker.insert_partition(partition);
             } else {
-                tracing::warn!(dir = %path.display(), "removing a partition directory no topic owns");
-                delete_dir(broker.disk.as_ref(), &path).await?;
+                // Likely a topic deleted before its files were (a crash in between). It is
+                // left alone rather than deleted on the word of the metadata log alone;
+                // creating a topic of that name removes it.
+                tracing::warn!(dir = %path.display(), "ignoring a partition directory no topic owns");
             }
         }
         for topic in image.topics.values() {
@@ -330,6 +331,10 @@ impl Broker {
             }
             let tp = TopicPartition::new(topic.name.clone(), index);
             let dir = self.partition_dir(&tp);
+            if self.disk.exists(&dir).await? {
+                tracing::warn!(dir = %dir.display(), "removing the files of an earlier topic of this name");
+                delete_dir(self.disk.as_ref(), &dir).await?;
+            }
             let partition =
                 Partition::open(self.disk.clone(), tp, &dir, config.clone(), now_ms()).await?;
             if let Some(parent) = dir.parent() {
@@ -547,8 +552,12 @@ impl Broker {
                 since_cleaning_ms = 0;
             }
             for partition in self.all_partitions() {
+                if partition.is_offline() {
+                    continue;
+                }
                 if let Err(e) = self.maintain(&partition, retention, cleaning).await {
                     tracing::warn!(partition = %partition.tp, error = %e, "log housekeeping failed");
+                    partition.take_offline_on(&e);
                 }
             }
         }
@@ -587,7 +596,10 @@ impl Broker {
     /// Makes everything appended durable (a clean shutdown).
     pub async fn flush_all(&self) -> Result<(), LogError> {
         for partition in self.all_partitions() {
-            partition.state.write().await.log.flush().await?;
+            // An offline partition's unflushed tail is exactly what must not be trusted.
+            if !partition.is_offline() {
+                partition.state.write().await.log.flush().await?;
+            }
         }
         Ok(())
     }

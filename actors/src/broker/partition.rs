@@ -4,7 +4,7 @@
 //! Appends take the write lock, so batches land in the order their requests were handled;
 //! fetches share the read lock. On a single node the high watermark is the log end offset.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -17,6 +17,8 @@ use tokio::sync::RwLock;
 use super::producer_state::{last_sequence, BatchMeta, ProducerStateTable, SequenceCheck};
 
 const SCAN_READ_BYTES: usize = 4 << 20;
+/// Reads of one fetch before the partition reports a storage error.
+const READ_ATTEMPTS: usize = 8;
 
 pub struct PartitionState {
     pub log: PartitionLog,
@@ -30,6 +32,7 @@ pub struct Partition {
     pub state: RwLock<PartitionState>,
     high_watermark: AtomicI64,
     log_start_offset: AtomicI64,
+    offline: AtomicBool,
 }
 
 /// The result of appending one produce request's batches to a partition.
@@ -60,9 +63,34 @@ impl Partition {
             tp,
             high_watermark: AtomicI64::new(state.log.log_end_offset()),
             log_start_offset: AtomicI64::new(state.log.log_start_offset()),
+            offline: AtomicBool::new(false),
             state: RwLock::new(state),
         };
         Ok(partition)
+    }
+
+    /// After a write or fsync failed, what the log holds beyond its last good state is
+    /// unknown (it may be in the page cache and not on disk), so the partition stops
+    /// serving until the broker restarts and recovery settles it, as Kafka takes a log
+    /// directory offline.
+    pub fn take_offline_on(&self, error: &LogError) {
+        if matches!(error, LogError::Disk(_)) && !self.offline.swap(true, Ordering::AcqRel) {
+            tracing::error!(partition = %self.tp, %error, "partition offline after a storage error; restart the broker to recover it");
+        }
+    }
+
+    pub fn is_offline(&self) -> bool {
+        self.offline.load(Ordering::Acquire)
+    }
+
+    fn check_online(&self) -> Result<(), LogError> {
+        if self.is_offline() {
+            return Err(LogError::Corrupt(format!(
+                "partition {} is offline after a storage error; restart the broker",
+                self.tp
+            )));
+        }
+        Ok(())
     }
 
     pub fn high_watermark(&self) -> i64 {
@@ -90,6 +118,7 @@ impl Partition {
     ) -> Result<AppendOutcome, LogError> {
         assert!(!batches.is_empty());
         let mut state = self.state.write().await;
+        self.check_online()?;
         // Clients send one batch per partition per request; several are checked as a run.
         let first = &batches[0];
         if first.producer_id() >= 0 {
@@ -110,7 +139,13 @@ impl Partition {
                 SequenceCheck::Reject(error) => return Ok(AppendOutcome::Rejected(error)),
             }
         }
-        let info = state.log.append(batches, leader_epoch, now_ms).await?;
+        let info = match state.log.append(batches, leader_epoch, now_ms).await {
+            Ok(info) => info,
+            Err(e) => {
+                self.take_offline_on(&e);
+                return Err(e);
+            }
+        };
         let mut offset = info.first_offset;
         for batch in batches {
             let last_offset = offset + i64::from(batch.last_offset_delta());
@@ -124,10 +159,80 @@ impl Partition {
     }
 
     /// Whole batches from `offset` up to about `max_bytes` (at least one batch).
+    ///
+    /// Base offsets lie outside the batch CRC, so a consumer cannot tell a misread one from
+    /// a true one. Their sequence is checked here before anything is served, re-reading on
+    /// a mismatch; records themselves are covered by the CRC clients check.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, LogError> {
         let state = self.state.read().await;
-        state.log.read(offset, max_bytes).await
+        self.check_online()?;
+        let end = state.log.log_end_offset();
+        let compacted = state.log.config().cleanup_policy.compact;
+        let mut last_problem = String::new();
+        for _ in 0..READ_ATTEMPTS {
+            let bytes = state.log.read(offset, max_bytes).await?;
+            match check_offsets(&bytes, offset, end, compacted) {
+                Ok(()) => return Ok(bytes),
+                Err(problem) => last_problem = problem,
+            }
+        }
+        Err(LogError::Corrupt(format!(
+            "{}: reads from offset {offset} keep failing their offset checks: {last_problem}",
+            self.tp
+        )))
     }
+}
+
+/// Parsed batches from `offset`, re-reading when a read fails its checks: start-up must
+/// not fail, nor stop a broker, on one bad read of good data.
+pub async fn read_batches(
+    log: &PartitionLog,
+    offset: i64,
+    max_bytes: usize,
+) -> Result<Vec<RecordBatch>, LogError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let bytes = log.read(offset, max_bytes).await?;
+        match RecordBatch::parse_all(bytes) {
+            Ok(batches) => return Ok(batches),
+            Err(e) if attempt >= READ_ATTEMPTS => return Err(e.into()),
+            Err(_) => continue,
+        }
+    }
+}
+
+/// Checks that the batches read for `offset` hold it (the first) and follow each other
+/// without overlap (and without gaps unless compaction made them), all below `end`.
+fn check_offsets(bytes: &Bytes, offset: i64, end: i64, compacted: bool) -> Result<(), String> {
+    use runnel_protocol::batch::{peek_batch_size, BATCH_HEADER_BYTES};
+    let mut position = 0usize;
+    let mut previous_last: Option<i64> = None;
+    while position < bytes.len() {
+        let rest = &bytes[position..];
+        let size = peek_batch_size(rest)
+            .filter(|&s| s as usize >= BATCH_HEADER_BYTES && s as usize <= rest.len())
+            .ok_or_else(|| format!("a bad batch length at byte {position}"))?
+            as usize;
+        let base = i64::from_be_bytes(rest[0..8].try_into().expect("8 bytes"));
+        let delta = i32::from_be_bytes(rest[23..27].try_into().expect("4 bytes"));
+        let last = base + i64::from(delta);
+        let follows = match previous_last {
+            // Compaction may have removed `offset` itself; then a later batch comes first.
+            None if compacted => last >= offset,
+            None => base <= offset && offset <= last,
+            Some(prev) if compacted => base > prev,
+            Some(prev) => base == prev + 1,
+        };
+        if !follows || delta < 0 || last >= end {
+            return Err(format!(
+                "batch at byte {position} claims offsets {base}..={last} after {previous_last:?}, reading {offset} of [0, {end})"
+            ));
+        }
+        previous_last = Some(last);
+        position += size;
+    }
+    Ok(())
 }
 
 impl PartitionState {
@@ -161,11 +266,11 @@ impl PartitionState {
         self.max_timestamp = None;
         let mut offset = self.log.log_start_offset();
         while offset < self.log.log_end_offset() {
-            let bytes = self.log.read(offset, SCAN_READ_BYTES).await?;
-            if bytes.is_empty() {
+            let batches = read_batches(&self.log, offset, SCAN_READ_BYTES).await?;
+            if batches.is_empty() {
                 break;
             }
-            for batch in RecordBatch::parse_all(bytes)? {
+            for batch in batches {
                 let (first, last) = (batch.base_offset(), batch.last_offset());
                 self.note_batch(&batch, first, last);
                 offset = last + 1;

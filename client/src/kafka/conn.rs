@@ -272,9 +272,12 @@ impl Connection {
             addr: self.addr().to_string(),
             timeout_ms: self.inner.config.request_timeout_ms,
         };
-        let _permit = tokio::time::timeout_at(deadline, self.permit())
-            .await
-            .map_err(|_| timed_out())??;
+        let _permit = tokio::time::timeout(
+            deadline.saturating_duration_since(tokio::time::Instant::now()),
+            self.permit(),
+        )
+        .await
+        .map_err(|_| timed_out())??;
         let (correlation_id, frame) = self.encode(api, version, request)?;
         let (reply, answer) = oneshot::channel();
         {
@@ -284,15 +287,18 @@ impl Connection {
             }
             pending.waiting.insert(correlation_id, reply);
         }
-        let outcome = tokio::time::timeout_at(deadline, async {
-            if self.inner.frames.send(frame).await.is_err() {
-                return Err(self.disconnected("the writer stopped".into()));
-            }
-            match answer.await {
-                Ok(result) => result,
-                Err(_) => Err(self.disconnected("the connection closed".into())),
-            }
-        })
+        let outcome = tokio::time::timeout(
+            deadline.saturating_duration_since(tokio::time::Instant::now()),
+            async {
+                if self.inner.frames.send(frame).await.is_err() {
+                    return Err(self.disconnected("the writer stopped".into()));
+                }
+                match answer.await {
+                    Ok(result) => result,
+                    Err(_) => Err(self.disconnected("the connection closed".into())),
+                }
+            },
+        )
         .await;
         let mut body = match outcome {
             Ok(result) => result?,

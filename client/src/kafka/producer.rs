@@ -346,8 +346,8 @@ impl Producer {
                 max_bytes: config.max_request_bytes,
             });
         }
-        let permit = tokio::time::timeout_at(
-            deadline,
+        let permit = tokio::time::timeout(
+            deadline.saturating_duration_since(tokio::time::Instant::now()),
             shared.buffer.clone().acquire_many_owned(size_bytes as u32),
         )
         .await

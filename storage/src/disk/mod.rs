@@ -94,5 +94,33 @@ pub trait DiskFile: Send + Sync + fmt::Debug {
     async fn sync_data(&self) -> DiskResult<()>;
 }
 
+/// Reads of one range [`read_agreed`] makes before giving up.
+pub const AGREED_READ_ATTEMPTS: usize = 64;
+
+/// Reads until two reads in a row return the same bytes. For bytes whose misreading
+/// would do harm (what recovery may cut, a checkpoint's offset), on a disk that may flip
+/// bits on read: two reads flipped the same way are vanishingly unlikely.
+pub async fn read_agreed(
+    file: &dyn DiskFile,
+    offset_bytes: u64,
+    len_bytes: usize,
+) -> DiskResult<Bytes> {
+    let mut previous = file.read_at(offset_bytes, len_bytes).await?;
+    for _ in 0..AGREED_READ_ATTEMPTS {
+        let again = file.read_at(offset_bytes, len_bytes).await?;
+        if again == previous {
+            return Ok(again);
+        }
+        previous = again;
+    }
+    Err(DiskError::Io {
+        path: file.path().to_path_buf(),
+        op: "read",
+        source: std::io::Error::other(format!(
+            "{AGREED_READ_ATTEMPTS} reads at byte {offset_bytes} disagree; the disk is failing"
+        )),
+    })
+}
+
 #[cfg(test)]
 mod tests;

@@ -42,7 +42,7 @@ pub async fn read(
     }
     let file = disk.open(&path, OpenMode::Existing).await?;
     let size = file.size_bytes().await?;
-    let bytes = file.read_at(0, size as usize).await?;
+    let bytes = crate::disk::read_agreed(file.as_ref(), 0, size as usize).await?;
     let Ok(text) = std::str::from_utf8(&bytes) else {
         tracing::warn!(path = %path.display(), "checkpoint is not UTF-8; ignoring it");
         return Ok(None);

@@ -10,7 +10,7 @@ use runnel_protocol::batch::{
     peek_batch_size, RecordBatch, BATCH_HEADER_BYTES, STAMPED_PREFIX_BYTES,
 };
 
-use crate::disk::{Disk, DiskFile, OpenMode};
+use crate::disk::{read_agreed, Disk, DiskFile, OpenMode};
 use crate::log::LogError;
 
 const INDEX_ENTRY_BYTES: usize = 8;
@@ -205,12 +205,12 @@ impl Segment {
         {
             return Ok(false);
         }
-        let mut raw = self.index_file.read_at(0, size).await?;
+        let mut raw = read_agreed(self.index_file.as_ref(), 0, size).await?;
         let mut index = Vec::with_capacity(size / INDEX_ENTRY_BYTES);
         while raw.remaining() >= INDEX_ENTRY_BYTES {
             index.push((raw.get_u32(), raw.get_u32()));
         }
-        let mut raw = self.time_index_file.read_at(0, time_size).await?;
+        let mut raw = read_agreed(self.time_index_file.as_ref(), 0, time_size).await?;
         let mut time_index = Vec::with_capacity(time_size / TIME_INDEX_ENTRY_BYTES);
         while raw.remaining() >= TIME_INDEX_ENTRY_BYTES {
             time_index.push((raw.get_i64(), raw.get_u32()));
@@ -240,9 +240,9 @@ impl Segment {
     }
 
     /// Walks batches from `from`, updating `next_offset` and `max_timestamp`. With
-    /// `recover`, each batch's CRC and offsets are also checked and the indexes rebuilt.
-    /// The first bad batch and everything after it are truncated; returns true if that
-    /// happened.
+    /// `recover`, each batch's CRC and offsets are also checked, the indexes rebuilt, and
+    /// the first bad batch and everything after it truncated. Returns true if the walk
+    /// stopped before the end of the file.
     async fn scan(
         &mut self,
         from: u64,
@@ -263,7 +263,8 @@ impl Segment {
                 let len = want
                     .max(SCAN_CHUNK_BYTES)
                     .min((self.size_bytes - position) as usize);
-                chunk = self.log.read_at(position, len).await?;
+                // What a scan reads decides offsets and what is cut: no single read is trusted.
+                chunk = read_agreed(self.log.as_ref(), position, len).await?;
                 chunk_start = position;
                 if chunk.len() < want {
                     break;
@@ -296,7 +297,9 @@ impl Segment {
             position += batch.size_bytes;
         }
         let cut = position < self.size_bytes;
-        if cut {
+        // Only a validating scan, on reads that agree, may cut; a quick scan that trips
+        // hands over to one.
+        if cut && recover {
             tracing::warn!(
                 segment = %Self::path(&self.dir, self.base_offset, ".log").display(),
                 valid_bytes = position,
@@ -402,10 +405,12 @@ impl Segment {
             .map(|(b, base)| b.stamped_prefix(*base, leader_epoch))
             .collect();
         let mut parts: Vec<&[u8]> = Vec::with_capacity(batches.len() * 2);
+        let mut placed = Vec::with_capacity(batches.len());
         let mut position = self.size_bytes;
+        let mut next_offset = self.next_offset;
         for ((batch, base_offset), prefix) in batches.iter().zip(&prefixes) {
             assert!(
-                *base_offset >= self.next_offset,
+                *base_offset >= next_offset,
                 "offsets only grow within a segment"
             );
             let at = BatchPosition {
@@ -415,12 +420,18 @@ impl Segment {
                 last_offset: base_offset + i64::from(batch.last_offset_delta()),
                 max_timestamp: batch.max_timestamp(),
             };
-            self.note_batch(&at, index_interval_bytes);
+            next_offset = at.last_offset + 1;
             parts.push(prefix);
             parts.push(&batch.as_bytes()[STAMPED_PREFIX_BYTES..]);
             position += at.size_bytes;
+            placed.push(at);
         }
+        // Offsets and indexes move only once the bytes are written: a failed write (a
+        // full disk) must not leave a gap of offsets that no batch holds.
         self.log.write_vectored_at(self.size_bytes, &parts).await?;
+        for at in &placed {
+            self.note_batch(at, index_interval_bytes);
+        }
         self.size_bytes = position;
         self.dirty = true;
         Ok(())
@@ -435,7 +446,17 @@ impl Segment {
                 self.base_offset
             )));
         }
-        Ok(header_fields(&header, position))
+        let batch = header_fields(&header, position);
+        // A misread length must not send a walk off the end of the file, or nowhere.
+        let fits = batch.size_bytes >= BATCH_HEADER_BYTES as u64
+            && batch.size_bytes <= self.size_bytes - position;
+        if !fits {
+            return Err(LogError::Corrupt(format!(
+                "segment {} has a batch of impossible length {} at position {position}",
+                self.base_offset, batch.size_bytes
+            )));
+        }
+        Ok(batch)
     }
 
     /// Position of the first batch whose last offset is ≥ `offset`, or `None` if every
@@ -467,11 +488,12 @@ impl Segment {
         let bytes = self.log.read_at(first.position, len).await?;
         let mut whole = 0usize;
         while let Some(size) = peek_batch_size(&bytes[whole..]) {
-            let size = size as usize;
-            if size < BATCH_HEADER_BYTES || whole + size > bytes.len() {
+            let fits =
+                size >= BATCH_HEADER_BYTES as i64 && size as u64 <= (bytes.len() - whole) as u64;
+            if !fits {
                 break;
             }
-            whole += size;
+            whole += size as usize;
         }
         if whole == 0 {
             return Err(LogError::Corrupt(format!(

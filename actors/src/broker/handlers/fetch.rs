@@ -249,14 +249,19 @@ async fn read_all(broker: &Broker, wanted: &[Wanted], max_bytes: i32) -> Vec<Ans
     for w in wanted {
         let answer = match read_one(broker, w, budget, any).await {
             Ok(answer) => answer,
-            Err(error) => Answer {
-                key: w.key.clone(),
-                topic_id: w.topic_id,
-                error: error.code.code(),
-                high_watermark: -1,
-                log_start_offset: -1,
-                records: Bytes::new(),
-            },
+            Err(error) => {
+                if error.code == ResponseError::KafkaStorageError {
+                    tracing::warn!(partition = %format!("{}-{}", w.key.0, w.key.1), error = %error.message, "fetch failed");
+                }
+                Answer {
+                    key: w.key.clone(),
+                    topic_id: w.topic_id,
+                    error: error.code.code(),
+                    high_watermark: -1,
+                    log_start_offset: -1,
+                    records: Bytes::new(),
+                }
+            }
         };
         budget = budget.saturating_sub(answer.records.len());
         any |= !answer.records.is_empty();
