@@ -405,7 +405,8 @@ impl Producer {
             if batch.size_bytes >= batch_size {
                 batch.open = false;
             }
-            let wake = !batch.open || config.linger_ms == 0 || queue.batches.len() > 1;
+            // A new batch needs the sender to start its linger timer.
+            let wake = !fits || !batch.open || config.linger_ms == 0;
             state.outstanding_records += 1;
             wake
         };
