@@ -155,11 +155,15 @@ pub fn decode_request(mut frame: Bytes) -> Result<Request, RequestError> {
         .map_err(|e| malformed(format!("header: {e}")))?;
     let body = RequestKind::decode(api_key, &mut frame, version)
         .map_err(|e| malformed(format!("{e:#}")))?;
+    // Kafka ignores bytes after the body, and librdkafka 2.x sends some: its "all topics"
+    // Metadata request leaves fields after the null topic array.
     if frame.has_remaining() {
-        return Err(malformed(format!(
-            "{} bytes left over after the body",
-            frame.remaining()
-        )));
+        tracing::debug!(
+            ?api_key,
+            version,
+            left_over = frame.remaining(),
+            "ignoring bytes after a request body"
+        );
     }
     Ok(Request {
         api_key,
@@ -250,4 +254,99 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::MetadataRequest;
+
+    use super::*;
+
+    fn metadata_frame(version: i16) -> Bytes {
+        let header = RequestHeader::default()
+            .with_request_api_key(ApiKey::Metadata as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(42);
+        let body = RequestKind::Metadata(MetadataRequest::default().with_topics(None));
+        encode_request(&header, &body)
+            .expect("encodes")
+            .slice(SIZE_PREFIX_BYTES..)
+    }
+
+    #[test]
+    fn requests_round_trip_and_trailing_bytes_are_ignored_as_kafka_does() {
+        let request = decode_request(metadata_frame(12)).expect("decodes");
+        assert_eq!(
+            (request.api_key, request.version, request.correlation_id()),
+            (ApiKey::Metadata, 12, 42)
+        );
+        // What librdkafka 2.16 sends for "all topics": bytes after the null topic array.
+        let mut padded = metadata_frame(12).to_vec();
+        padded.extend_from_slice(&[0, 0, 0]);
+        let again = decode_request(Bytes::from(padded)).expect("trailing bytes are ignored");
+        assert_eq!(again, request);
+    }
+
+    #[test]
+    fn bad_frames_get_precise_errors() {
+        assert_eq!(
+            decode_request(Bytes::from_static(&[0, 3, 0])),
+            Err(RequestError::TooShort { size_bytes: 3 })
+        );
+        let unknown = [
+            &999i16.to_be_bytes()[..],
+            &0i16.to_be_bytes(),
+            &7i32.to_be_bytes(),
+        ]
+        .concat();
+        assert!(matches!(
+            decode_request(Bytes::from(unknown)),
+            Err(RequestError::UnknownApiKey {
+                api_key: 999,
+                correlation_id: 7
+            })
+        ));
+        let mut future = metadata_frame(12).to_vec();
+        future[2..4].copy_from_slice(&99i16.to_be_bytes());
+        assert!(matches!(
+            decode_request(Bytes::from(future)),
+            Err(RequestError::UnsupportedVersion { version: 99, .. })
+        ));
+        let truncated = metadata_frame(12).slice(..10);
+        assert!(matches!(
+            decode_request(truncated),
+            Err(RequestError::Malformed { .. })
+        ));
+        assert_eq!(
+            check_frame_size((-1i32).to_be_bytes(), 100),
+            Err(FrameError::Negative { size: -1 })
+        );
+        assert!(matches!(
+            check_frame_size(101i32.to_be_bytes(), 100),
+            Err(FrameError::TooLarge { .. })
+        ));
+        assert_eq!(check_frame_size(100i32.to_be_bytes(), 100), Ok(100));
+    }
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("quickstart-events.v1_2").is_ok());
+        for bad in ["", ".", "..", "a b", "ümlaut", &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn every_served_api_is_within_what_the_codec_knows() {
+        for key in ApiKey::iter() {
+            if let Some(range) = supported_versions(key) {
+                let known = key.valid_versions();
+                assert!(range.min >= known.min && range.max <= known.max, "{key:?}");
+            }
+        }
+        assert!(
+            supported_versions(ApiKey::JoinGroup).is_none(),
+            "groups come later"
+        );
+    }
 }
