@@ -382,3 +382,92 @@ async fn a_resent_idempotent_batch_is_written_once() {
         "the resent batch was not appended again"
     );
 }
+
+/// Records sent while the broker stops and starts again are retried on a new connection,
+/// acknowledged, and written exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotent_producer_rides_through_a_broker_restart() {
+    if std::env::var("RUNNEL_TEST_BOOTSTRAP").is_ok() {
+        return; // An external broker cannot be restarted from here.
+    }
+    let data = tempfile::tempdir().expect("tempdir");
+    let listen = format!("127.0.0.1:{}", support::free_port());
+    let mut broker = Broker::start_at(&listen, data.path());
+    let admin = admin(&broker).await;
+    let topic = unique_topic("restart");
+    create(&admin, &topic, 2).await;
+    let mut config = ProducerConfig::new(ClientConfig::new(&broker.bootstrap));
+    config.linger_ms = 1;
+    config.delivery_timeout_ms = 60_000;
+    config.client.connection.request_timeout_ms = 5_000;
+    let producer = Producer::new(config).await.expect("connects");
+    // The sender keeps sending from before the stop until well after the restart.
+    let restarted_flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = {
+        let producer = producer.clone();
+        let topic = topic.clone();
+        let restarted = restarted_flag.clone();
+        tokio::spawn(async move {
+            let mut deliveries = Vec::new();
+            let mut after_restart = 0;
+            let mut i = 0u32;
+            while after_restart < 500 {
+                let record = ProducerRecord::new(&topic, i.to_string()).with_key(i.to_string());
+                deliveries.push(producer.send(record).await.expect("queued"));
+                if restarted.load(std::sync::atomic::Ordering::SeqCst) {
+                    after_restart += 1;
+                }
+                i += 1;
+                if i % 20 == 0 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            for d in deliveries {
+                d.await.expect("every record is acknowledged in the end");
+            }
+            i
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let data_dir = data.path().to_path_buf();
+    let listen_again = listen.clone();
+    let restarted = tokio::task::spawn_blocking(move || {
+        broker.stop();
+        std::thread::sleep(Duration::from_millis(500));
+        Broker::start_at(&listen_again, &data_dir)
+    })
+    .await
+    .expect("restarted");
+    restarted_flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    let sent = sender.await.expect("sender finished") as usize;
+    assert!(sent > 600, "records were sent before and after the restart: {sent}");
+    producer.close().await;
+    let records = read_all(&restarted, &topic, 2, sent).await;
+    let mut values: Vec<u32> = records
+        .iter()
+        .map(|r| {
+            String::from_utf8_lossy(r.value.as_deref().unwrap_or_default())
+                .parse()
+                .expect("n")
+        })
+        .collect();
+    assert_eq!(values.len(), sent, "no record lost or duplicated");
+    values.sort_unstable();
+    values.dedup();
+    assert_eq!(values.len(), sent, "no duplicates");
+    for p in 0..2 {
+        let order: Vec<u32> = records
+            .iter()
+            .filter(|r| r.partition == p)
+            .map(|r| {
+                String::from_utf8_lossy(r.value.as_deref().unwrap_or_default())
+                    .parse()
+                    .expect("n")
+            })
+            .collect();
+        assert!(
+            order.windows(2).all(|w| w[0] < w[1]),
+            "partition {p} keeps send order"
+        );
+    }
+}

@@ -27,9 +27,16 @@ impl Broker {
             };
         }
         let data = tempfile::tempdir().expect("tempdir");
+        let mut broker = Broker::start_at("127.0.0.1:0", data.path());
+        broker._data = Some(data);
+        broker
+    }
+
+    /// Starts `runnel server` on `listen` with its data in `data_dir` (kept by the caller).
+    pub fn start_at(listen: &str, data_dir: &std::path::Path) -> Broker {
         let mut child = Command::new(RUNNEL)
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data.path())
+            .args(["server", "--listen", listen, "--data-dir"])
+            .arg(data_dir)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -56,8 +63,27 @@ impl Broker {
         Broker {
             bootstrap,
             child: Some(child),
-            _data: Some(data),
+            _data: None,
         }
+    }
+
+    /// Stops the server with Ctrl-C (SIGINT) and waits for it to exit.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.wait();
     }
 
     /// Runs `runnel ARGS --bootstrap-server ADDR` with `stdin` as input.
@@ -122,6 +148,15 @@ fn wait_with_deadline(child: Child, limit: Duration) -> Output {
             panic!("runnel (pid {id}) did not finish within {limit:?}");
         }
     }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// A topic name no other test (or earlier run against an external broker) uses.
