@@ -418,7 +418,7 @@ async fn an_idempotent_producer_rides_through_a_broker_restart() {
                     after_restart += 1;
                 }
                 i += 1;
-                if i % 20 == 0 {
+                if i.is_multiple_of(20) {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }
