@@ -493,3 +493,121 @@ async fn read_frame<R: AsyncRead + Unpin>(
         .map_err(|e| format!("read failed: {}", io_reason(&e)))?;
     Ok(Bytes::from(body))
 }
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::{MetadataRequest, MetadataResponse, RequestKind, ResponseKind};
+    use runnel_protocol::kafka::{decode_request, encode_response, topic_name};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    async fn read_request<R: AsyncRead + Unpin>(reader: &mut R) -> runnel_protocol::kafka::Request {
+        let frame = read_frame(reader, 1 << 20).await.expect("a request frame");
+        decode_request(frame).expect("a valid request")
+    }
+
+    /// Answers ApiVersions, then two Metadata requests in the reverse order they came in.
+    async fn reversing_broker(listener: TcpListener) {
+        let (stream, _) = listener.accept().await.expect("accept");
+        let (mut reader, mut writer) = tokio::io::split(stream);
+        let hello = read_request(&mut reader).await;
+        assert_eq!(hello.api_key, ApiKey::ApiVersions);
+        let versions = ApiVersionsResponse::default().with_api_keys(vec![
+            ApiVersion::default()
+                .with_api_key(ApiKey::ApiVersions as i16)
+                .with_min_version(0)
+                .with_max_version(3),
+            ApiVersion::default()
+                .with_api_key(ApiKey::Metadata as i16)
+                .with_min_version(0)
+                .with_max_version(9),
+        ]);
+        let frame = encode_response(
+            ApiKey::ApiVersions,
+            hello.version,
+            hello.correlation_id(),
+            &ResponseKind::ApiVersions(versions),
+        )
+        .expect("encodes");
+        writer.write_all(&frame).await.expect("write");
+        writer.flush().await.expect("flush");
+        let first = read_request(&mut reader).await;
+        let second = read_request(&mut reader).await;
+        for request in [second, first] {
+            assert_eq!(request.version, 9, "the highest version both sides speak");
+            let RequestKind::Metadata(body) = &request.body else {
+                panic!("expected Metadata, got {:?}", request.api_key);
+            };
+            let asked = body.topics.as_ref().expect("topics")[0]
+                .name
+                .as_ref()
+                .expect("name")
+                .0
+                .clone();
+            let response = MetadataResponse::default().with_cluster_id(Some(asked));
+            let frame = encode_response(
+                ApiKey::Metadata,
+                request.version,
+                request.correlation_id(),
+                &ResponseKind::Metadata(response),
+            )
+            .expect("encodes");
+            writer.write_all(&frame).await.expect("write");
+            writer.flush().await.expect("flush");
+        }
+        // Hold the connection until the client is done.
+        let _ = read_frame(&mut reader, 1 << 20).await;
+    }
+
+    #[tokio::test]
+    async fn pipelined_answers_find_their_requests_by_correlation_id() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        tokio::spawn(reversing_broker(listener));
+        let conn = Connection::connect(&addr, ConnectionConfig::default())
+            .await
+            .expect("connects and negotiates");
+        assert_eq!(conn.version(ApiKey::Metadata).expect("negotiated"), 9);
+        assert!(matches!(
+            conn.version(ApiKey::Produce),
+            Err(KafkaError::UnsupportedApi { .. })
+        ));
+        let ask = |name: &'static str| {
+            let conn = conn.clone();
+            async move {
+                conn.call(|_| {
+                    MetadataRequest::default().with_topics(Some(vec![
+                        MetadataRequestTopic::default().with_name(Some(topic_name(name))),
+                    ]))
+                })
+                .await
+                .expect("answered")
+                .cluster_id
+                .map(|c| c.as_str().to_string())
+            }
+        };
+        let (a, b) = tokio::join!(ask("first"), ask("second"));
+        assert_eq!(a.as_deref(), Some("first"));
+        assert_eq!(b.as_deref(), Some("second"));
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_says_to_start_a_broker() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        drop(listener);
+        let e = Connection::connect(&addr, ConnectionConfig::default())
+            .await
+            .expect_err("nothing listens");
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("cannot reach {addr}: connection refused")),
+            "{text}"
+        );
+        assert!(text.contains("runnel server"), "{text}");
+        assert!(e.is_retriable());
+    }
+}

@@ -912,3 +912,80 @@ fn finish(
     shared.progress.send_modify(|n| *n += 1);
     shared.wake.notify_one();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> State {
+        State {
+            queues: BTreeMap::new(),
+            sticky: HashMap::new(),
+            round_robin: 0,
+            outstanding_records: 0,
+            flushing: 0,
+            closed: false,
+            producer: None,
+            refreshing_metadata: false,
+        }
+    }
+
+    fn open_batch(open: bool) -> Batch {
+        Batch {
+            records: Vec::new(),
+            replies: Vec::new(),
+            size_bytes: 0,
+            created: Instant::now(),
+            open,
+            attempts: 0,
+            retry_at: None,
+            base_sequence: -1,
+            producer: (-1, -1),
+            encoded: None,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn keyless_records_stick_to_a_partition_until_its_batch_closes() {
+        let mut s = state();
+        let first = sticky_partition(&mut s, "t", 3);
+        let tp = TopicPartition::new("t", first);
+        s.queues
+            .entry(tp.clone())
+            .or_default()
+            .batches
+            .push_back(open_batch(true));
+        assert_eq!(sticky_partition(&mut s, "t", 3), first, "open batch: stay");
+        assert_eq!(sticky_partition(&mut s, "t", 3), first);
+        s.queues.get_mut(&tp).expect("queue").batches[0].open = false;
+        let next = sticky_partition(&mut s, "t", 3);
+        assert_eq!(next, (first + 1) % 3, "closed batch: move on, round-robin");
+        // Over many batches every partition gets its turn.
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..6 {
+            let p = sticky_partition(&mut s, "t", 3);
+            seen.insert(p);
+            let q = s.queues.entry(TopicPartition::new("t", p)).or_default();
+            q.batches.clear();
+            q.batches.push_back(open_batch(false));
+        }
+        assert_eq!(seen.len(), 3);
+        // A topic that shrank in metadata never gets an out-of-range partition.
+        assert!(sticky_partition(&mut s, "t", 1) == 0);
+    }
+
+    #[test]
+    fn acks_and_idempotence_are_checked() {
+        assert_eq!(Acks::parse("all").expect("all"), Acks::All);
+        assert_eq!(Acks::parse("-1").expect("-1").code(), -1);
+        assert_eq!(Acks::parse("0").expect("0").code(), 0);
+        assert!(Acks::parse("2").is_err());
+        let mut config = ProducerConfig::new(ClientConfig::new("127.0.0.1:9092"));
+        config.acks = Acks::Leader;
+        let e = config.validate().expect_err("idempotence needs acks=all");
+        assert!(e.to_string().contains("acks=all"), "{e}");
+        config.enable_idempotence = false;
+        assert!(config.validate().is_ok());
+    }
+}
