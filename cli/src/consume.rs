@@ -15,6 +15,7 @@ use crate::kafka_args::BootstrapArgs;
 /// they arrive, until Ctrl-C, --max-messages or --timeout-ms.
 #[derive(clap::Args)]
 pub struct ConsumeArgs {
+    /// The topic to read.
     #[arg(long)]
     topic: String,
     /// Start at the earliest offset instead of the end.

@@ -34,8 +34,10 @@ pub struct PerfArgs {
 enum PerfAction {
     /// Send records as fast as allowed; report records/s, MB/s and latency percentiles.
     Produce {
+        /// The topic to write to (create it first with `runnel topics create`).
         #[arg(long)]
         topic: String,
+        /// How many records to send.
         #[arg(long, default_value_t = 1_000_000)]
         num_records: u64,
         /// Value size in bytes.
@@ -50,8 +52,10 @@ enum PerfAction {
         /// none, gzip, snappy, lz4 or zstd.
         #[arg(long, default_value = "none")]
         compression: String,
+        /// How long a batch waits for more records before it is sent.
         #[arg(long, default_value_t = 5)]
         linger_ms: u64,
+        /// Bytes per partition batch; a full batch is sent at once.
         #[arg(long, default_value_t = 16384)]
         batch_size: usize,
         /// Use an idempotent producer (needs --acks all).
@@ -60,6 +64,7 @@ enum PerfAction {
     },
     /// Read records from the beginning; report records/s and MB/s.
     Consume {
+        /// The topic to read from the beginning.
         #[arg(long)]
         topic: String,
         /// Stop after this many records.

@@ -18,6 +18,7 @@ const MAX_UNACKNOWLEDGED_RECORDS: usize = 10_000;
 /// Send each line of standard input as a record.
 #[derive(clap::Args)]
 pub struct ProduceArgs {
+    /// The topic to write to.
     #[arg(long)]
     topic: String,
     /// Split each line at the first SEP into key and value (lines without it fail).
@@ -39,8 +40,10 @@ pub struct ProduceArgs {
     /// none, gzip, snappy, lz4 or zstd.
     #[arg(long, default_value = "none")]
     compression: String,
+    /// How long a batch waits for more records before it is sent.
     #[arg(long, default_value_t = 5)]
     linger_ms: u64,
+    /// Bytes per partition batch; a full batch is sent at once.
     #[arg(long, default_value_t = 16384)]
     batch_size: usize,
     #[command(flatten)]

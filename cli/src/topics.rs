@@ -21,6 +21,7 @@ pub struct TopicsArgs {
 enum TopicsAction {
     /// Create a topic.
     Create {
+        /// The topic's name.
         #[arg(long)]
         topic: String,
         /// Number of partitions [default: the broker's num.partitions].
@@ -49,6 +50,7 @@ enum TopicsAction {
     },
     /// Add partitions or change configs.
     Alter {
+        /// The topic's name.
         #[arg(long)]
         topic: String,
         /// The new total number of partitions (can only grow).
@@ -63,6 +65,7 @@ enum TopicsAction {
     },
     /// Delete a topic and its data.
     Delete {
+        /// The topic's name.
         #[arg(long)]
         topic: String,
         /// Succeed quietly when the topic does not exist.

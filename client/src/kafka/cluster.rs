@@ -3,11 +3,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{ListOffsetsRequest, MetadataRequest, MetadataResponse};
 use runnel_protocol::kafka::{topic_name, ResponseError};
+use tokio::time::Instant;
 
 use super::conn::{Connection, ConnectionConfig};
 use super::error::KafkaError;
@@ -20,6 +22,9 @@ pub struct ClientConfig {
     pub connection: ConnectionConfig,
     /// Pause between retries of a retriable error (Kafka's retry.backoff.ms).
     pub retry_backoff_ms: u64,
+    /// Cached topic metadata older than this is asked for again, so added partitions and
+    /// moved leaders are seen even without an error (Kafka's metadata.max.age.ms).
+    pub metadata_max_age_ms: u64,
 }
 
 impl ClientConfig {
@@ -34,6 +39,7 @@ impl ClientConfig {
                 .collect(),
             connection: ConnectionConfig::default(),
             retry_backoff_ms: 100,
+            metadata_max_age_ms: 300_000,
         }
     }
 
@@ -160,7 +166,8 @@ struct State {
     connections: HashMap<i32, Connection>,
     /// The connection to a bootstrap server, used until broker connections exist.
     bootstrap: Option<Connection>,
-    topics: HashMap<String, Arc<TopicMetadata>>,
+    /// Each topic's metadata and when it was learned.
+    topics: HashMap<String, (Arc<TopicMetadata>, Instant)>,
     controller_id: i32,
 }
 
@@ -323,10 +330,11 @@ impl Cluster {
             }
         }
         state.controller_id = metadata.controller_id;
+        let now = Instant::now();
         for topic in &metadata.topics {
             state
                 .topics
-                .insert(topic.name.clone(), Arc::new(topic.clone()));
+                .insert(topic.name.clone(), (Arc::new(topic.clone()), now));
         }
         for (name, _) in &metadata.topic_errors {
             state.topics.remove(name);
@@ -334,9 +342,12 @@ impl Cluster {
         Ok(metadata)
     }
 
-    /// Cached metadata of `topic`, if any.
+    /// Cached metadata of `topic`, if any and not older than `metadata_max_age_ms`.
     pub fn cached_topic(&self, topic: &str) -> Option<Arc<TopicMetadata>> {
-        self.lock().topics.get(topic).cloned()
+        let max_age = Duration::from_millis(self.inner.config.metadata_max_age_ms);
+        let state = self.lock();
+        let (metadata, learned) = state.topics.get(topic)?;
+        (learned.elapsed() <= max_age).then(|| metadata.clone())
     }
 
     /// Metadata of `topic` from the cache, or asked for when missing.
@@ -371,8 +382,10 @@ impl Cluster {
 
     /// The leader of a partition from the cache: `None` if unknown or leaderless.
     pub fn cached_leader(&self, tp: &TopicPartition) -> Option<i32> {
-        let state = self.lock();
-        let leader = state.topics.get(&tp.topic)?.partition(tp.partition)?.leader;
+        let leader = self
+            .cached_topic(&tp.topic)?
+            .partition(tp.partition)?
+            .leader;
         (leader >= 0).then_some(leader)
     }
 
