@@ -440,7 +440,10 @@ async fn an_idempotent_producer_rides_through_a_broker_restart() {
     .expect("restarted");
     restarted_flag.store(true, std::sync::atomic::Ordering::SeqCst);
     let sent = sender.await.expect("sender finished") as usize;
-    assert!(sent > 600, "records were sent before and after the restart: {sent}");
+    assert!(
+        sent > 600,
+        "records were sent before and after the restart: {sent}"
+    );
     producer.close().await;
     let records = read_all(&restarted, &topic, 2, sent).await;
     let mut values: Vec<u32> = records
