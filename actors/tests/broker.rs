@@ -307,6 +307,11 @@ fn sample(key: ApiKey) -> RequestKind {
             ]),
         ),
         ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
+        ApiKey::FindCoordinator => RequestKind::FindCoordinator(
+            FindCoordinatorRequest::default()
+                .with_key(StrBytes::from_static_str("group"))
+                .with_coordinator_keys(vec![StrBytes::from_static_str("group")]),
+        ),
         other => panic!("no sample for {other:?}"),
     }
 }
@@ -331,6 +336,14 @@ async fn every_api_answers_at_every_advertised_version() {
         };
         for version in range.min..=range.max {
             let mut body = sample(key);
+            if let RequestKind::FindCoordinator(r) = &mut body {
+                // One key before v4, a list of keys from v4.
+                if version >= 4 {
+                    r.key = StrBytes::default();
+                } else {
+                    r.coordinator_keys.clear();
+                }
+            }
             if let RequestKind::CreateTopics(r) = &mut body {
                 r.topics[0].name = topic_name(&format!("sample-created-{version}"));
             }
@@ -404,6 +417,13 @@ async fn every_api_answers_at_every_advertised_version() {
                     assert_eq!(r.topics[0].partitions[0].error_code, 0)
                 }
                 ResponseKind::DescribeCluster(r) => assert_eq!(r.brokers.len(), 1),
+                ResponseKind::FindCoordinator(r) => {
+                    let code = r
+                        .coordinators
+                        .first()
+                        .map_or(r.error_code, |c| c.error_code);
+                    assert_eq!(code, ResponseError::CoordinatorNotAvailable.code());
+                }
                 other => panic!("unexpected response {other:?}"),
             }
         }
