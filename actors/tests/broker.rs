@@ -915,3 +915,82 @@ async fn a_directory_no_topic_owns_is_kept_until_a_topic_of_its_name_is_created(
     );
     assert_eq!((code, values.len()), (0, 0), "the new topic starts empty");
 }
+
+#[tokio::test]
+async fn log_append_time_topics_stamp_batches_and_list_offsets_finds_times() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path(), &[]).await;
+    let mut client = Client::connect(broker.addr).await;
+    client
+        .call(
+            ApiKey::CreateTopics,
+            7,
+            create_topics("lat", 1, &[("message.timestamp.type", "LogAppendTime")]),
+        )
+        .await;
+    let ResponseKind::Produce(r) = client
+        .call(
+            ApiKey::Produce,
+            9,
+            produce("lat", 0, batch(&["a", "b"]).as_bytes().clone(), 1),
+        )
+        .await
+    else {
+        panic!("not a produce response")
+    };
+    let append_time = r.responses[0].partition_responses[0].log_append_time_ms;
+    assert!(
+        append_time > 1_700_000_000_000,
+        "a broker timestamp, not -1: {append_time}"
+    );
+    let ResponseKind::Fetch(f) = client.call(ApiKey::Fetch, 12, fetch("lat", 0, 0, 0)).await else {
+        panic!("not a fetch response")
+    };
+    let records = f.responses[0].partitions[0]
+        .records
+        .clone()
+        .expect("records");
+    let stored = RecordBatch::parse_all(records).expect("the rewritten CRC is valid");
+    assert!(stored[0].is_log_append_time());
+    assert_eq!(stored[0].max_timestamp(), append_time);
+
+    // ListOffsets on a CreateTime topic: by timestamp (record level) and max timestamp.
+    client
+        .call(ApiKey::CreateTopics, 7, create_topics("ct", 1, &[]))
+        .await;
+    client
+        .call(
+            ApiKey::Produce,
+            9,
+            produce("ct", 0, batch(&["t0", "t1", "t2"]).as_bytes().clone(), 1),
+        )
+        .await;
+    let list = |timestamp: i64| {
+        RequestKind::ListOffsets(ListOffsetsRequest::default().with_topics(vec![
+            list_offsets_request::ListOffsetsTopic::default()
+                .with_name(topic_name("ct"))
+                .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default()
+                    .with_timestamp(timestamp)]),
+        ]))
+    };
+    let mut answers = Vec::new();
+    for timestamp in [1_700_000_000_001, -3, -1, -2, 1_800_000_000_000] {
+        let ResponseKind::ListOffsets(r) =
+            client.call(ApiKey::ListOffsets, 8, list(timestamp)).await
+        else {
+            panic!("not a list offsets response")
+        };
+        let p = &r.topics[0].partitions[0];
+        answers.push((p.error_code, p.offset, p.timestamp));
+    }
+    assert_eq!(
+        answers,
+        vec![
+            (0, 1, 1_700_000_000_001),
+            (0, 2, 1_700_000_000_002),
+            (0, 3, -1),
+            (0, 0, -1),
+            (0, -1, -1),
+        ]
+    );
+}
