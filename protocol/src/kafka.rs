@@ -197,7 +197,8 @@ pub fn encode_response(
     correlation_id: i32,
     body: &ResponseKind,
 ) -> Result<Bytes, EncodeError> {
-    let mut buf = BytesMut::with_capacity(64);
+    // Sized up front: growing by doubling would copy a large fetch response several times.
+    let mut buf = BytesMut::with_capacity(response_size_hint(body));
     buf.put_i32(0);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     header
@@ -206,6 +207,21 @@ pub fn encode_response(
     body.encode(&mut buf, version)
         .map_err(|e| EncodeError(e.to_string()))?;
     finish_frame(buf).ok_or_else(|| EncodeError("frame over 2 GiB".into()))
+}
+
+/// Roughly the encoded size of a response: its record bytes plus room for the rest.
+fn response_size_hint(body: &ResponseKind) -> usize {
+    const OVERHEAD_BYTES: usize = 1024;
+    let records: usize = match body {
+        ResponseKind::Fetch(fetch) => fetch
+            .responses
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .map(|p| p.records.as_ref().map_or(0, |r| r.len()) + 64)
+            .sum(),
+        _ => 0,
+    };
+    records + OVERHEAD_BYTES
 }
 
 fn finish_frame(mut buf: BytesMut) -> Option<Bytes> {

@@ -19,7 +19,9 @@ use super::{handlers, Broker};
 
 /// Frames read ahead of the one being handled.
 pub const MAX_QUEUED_REQUESTS: usize = 16;
-const INITIAL_FRAME_CAPACITY_BYTES: usize = 64 * 1024;
+/// Frames up to this size are read into a buffer allocated once; larger ones grow with
+/// the bytes that arrive, so a size prefix alone cannot make the broker allocate much.
+const INITIAL_FRAME_CAPACITY_BYTES: usize = 1 << 20;
 
 pub async fn run(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
@@ -110,7 +112,6 @@ async fn read_frame<R: AsyncReadExt + Unpin>(
         Err(e) => return Err(e.to_string()),
     }
     let size = kafka::check_frame_size(prefix, max_bytes).map_err(|e| e.to_string())?;
-    // Grow with the bytes that arrive, so a size prefix alone cannot make us allocate it.
     let mut frame = Vec::with_capacity(size.min(INITIAL_FRAME_CAPACITY_BYTES));
     let read = (&mut *reader)
         .take(size as u64)
