@@ -994,3 +994,145 @@ async fn log_append_time_topics_stamp_batches_and_list_offsets_finds_times() {
         ]
     );
 }
+
+fn session_fetch(session_id: i32, epoch: i32, partitions: &[(i32, i64)]) -> RequestKind {
+    let topics = if partitions.is_empty() {
+        Vec::new()
+    } else {
+        vec![fetch_request::FetchTopic::default()
+            .with_topic(topic_name("s"))
+            .with_partitions(
+                partitions
+                    .iter()
+                    .map(|&(p, offset)| {
+                        fetch_request::FetchPartition::default()
+                            .with_partition(p)
+                            .with_fetch_offset(offset)
+                            .with_partition_max_bytes(1 << 20)
+                    })
+                    .collect(),
+            )]
+    };
+    RequestKind::Fetch(
+        FetchRequest::default()
+            .with_max_wait_ms(10)
+            .with_min_bytes(0)
+            .with_max_bytes(1 << 20)
+            .with_session_id(session_id)
+            .with_session_epoch(epoch)
+            .with_topics(topics),
+    )
+}
+
+/// (top-level error, session id, partitions in the response with their record bytes).
+fn session_answer(response: ResponseKind) -> (i16, i32, Vec<(i32, usize)>) {
+    let ResponseKind::Fetch(r) = response else {
+        panic!("not a fetch response")
+    };
+    let partitions = r
+        .responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| (p.partition_index, p.records.as_ref().map_or(0, |b| b.len())))
+        .collect();
+    (r.error_code, r.session_id, partitions)
+}
+
+#[tokio::test]
+async fn incremental_fetch_sessions_send_only_what_changed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path(), &[]).await;
+    let mut client = Client::connect(broker.addr).await;
+    client
+        .call(ApiKey::CreateTopics, 7, create_topics("s", 2, &[]))
+        .await;
+    client
+        .call(
+            ApiKey::Produce,
+            9,
+            produce("s", 0, batch(&["x"]).as_bytes().clone(), 1),
+        )
+        .await;
+
+    // A full fetch opens the session and answers every partition.
+    let (error, session, parts) = session_answer(
+        client
+            .call(ApiKey::Fetch, 12, session_fetch(0, 0, &[(0, 0), (1, 0)]))
+            .await,
+    );
+    assert_eq!(error, 0);
+    assert!(session > 0, "a session was opened");
+    assert_eq!(parts.iter().map(|p| p.0).collect::<Vec<_>>(), vec![0, 1]);
+    assert!(parts[0].1 > 0 && parts[1].1 == 0);
+
+    // The client moved past the record on partition 0; nothing else changed.
+    let (error, same, parts) = session_answer(
+        client
+            .call(ApiKey::Fetch, 12, session_fetch(session, 1, &[(0, 1)]))
+            .await,
+    );
+    assert_eq!((error, same), (0, session));
+    assert!(parts.is_empty(), "nothing new: {parts:?}");
+
+    // New data on partition 1 only: the request names no partition, the answer names 1.
+    client
+        .call(
+            ApiKey::Produce,
+            9,
+            produce("s", 1, batch(&["y"]).as_bytes().clone(), 1),
+        )
+        .await;
+    let (_, _, parts) = session_answer(
+        client
+            .call(ApiKey::Fetch, 12, session_fetch(session, 2, &[]))
+            .await,
+    );
+    assert_eq!(parts.len(), 1);
+    assert_eq!(parts[0].0, 1);
+    assert!(parts[0].1 > 0);
+
+    // A stale epoch and an unknown session are refused at the top level.
+    let (error, ..) = session_answer(
+        client
+            .call(ApiKey::Fetch, 12, session_fetch(session, 2, &[]))
+            .await,
+    );
+    assert_eq!(error, ResponseError::InvalidFetchSessionEpoch.code());
+    let (error, ..) = session_answer(
+        client
+            .call(ApiKey::Fetch, 12, session_fetch(session + 1000, 1, &[]))
+            .await,
+    );
+    assert_eq!(error, ResponseError::FetchSessionIdNotFound.code());
+    // Epoch -1 closes the session and fetches without one.
+    let (error, closed, parts) = session_answer(
+        client
+            .call(ApiKey::Fetch, 12, session_fetch(session, -1, &[(0, 0)]))
+            .await,
+    );
+    assert_eq!((error, closed, parts.len()), (0, 0, 1));
+    let (error, ..) = session_answer(
+        client
+            .call(ApiKey::Fetch, 12, session_fetch(session, 3, &[]))
+            .await,
+    );
+    assert_eq!(error, ResponseError::FetchSessionIdNotFound.code());
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_after_connections_max_idle_ms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path(), &[("connections.max.idle.ms", "300")]).await;
+    let mut client = Client::connect(broker.addr).await;
+    client
+        .call(ApiKey::ApiVersions, 3, sample(ApiKey::ApiVersions))
+        .await;
+    let mut buf = [0u8; 8];
+    let closed = tokio::time::timeout(Duration::from_secs(20), client.stream.read(&mut buf))
+        .await
+        .expect("closed well before 20 s");
+    assert!(
+        matches!(closed, Ok(0) | Err(_)),
+        "the broker closed the idle connection"
+    );
+}
