@@ -14,7 +14,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use madsim::net::NetSim;
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
 use runnel_actors::broker::config::BrokerConfig;
@@ -27,8 +26,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::history::{sha256_hex, to_json_lines, History, OpType};
-use crate::scenario::{addr_of, Clock, Nemesis, CHECKER_ID, CLIENT_ID_BASE};
+use crate::history::{History, OpType};
+use crate::scenario::{addr_of, report, Clock, Nemesis, CHECKER_ID, CLIENT_ID_BASE};
 use crate::{kafka_checker, Policy, RunReport, SimOptions};
 
 const KAFKA_PORT: u16 = 9092;
@@ -90,20 +89,13 @@ pub(crate) async fn run(opts: SimOptions) -> RunReport {
         client_nodes.push((id, node.id()));
     }
 
-    let mut nemesis = Nemesis {
-        handle: handle.clone(),
-        net: NetSim::current(),
-        servers: vec![(BROKER_ID, broker.id())],
-        clients: client_nodes,
-        history: history.clone(),
-        clock: clock.clone(),
-        injected: 0,
-    };
-    if !opts.faults.is_empty() {
-        nemesis.run(&opts.faults, stop_at).await;
-    }
-    tokio::time::sleep_until(stop_at).await;
-    nemesis.heal_all();
+    let mut nemesis = Nemesis::new(
+        vec![(BROKER_ID, broker.id())],
+        client_nodes,
+        history.clone(),
+        clock.clone(),
+    );
+    nemesis.run_then_heal(&opts.faults, stop_at).await;
     for task in tasks {
         task.await.expect("client tasks do not panic");
     }
@@ -127,21 +119,7 @@ pub(crate) async fn run(opts: SimOptions) -> RunReport {
     if read_back < PARTITIONS as usize {
         anomalies.push(crate::checker::Anomaly::Unreadable { server: BROKER_ID });
     }
-    let lines = to_json_lines(&ops);
-    let client_ops = ops
-        .iter()
-        .filter(|op| op.op_type == OpType::Invoke && op.process != "nemesis")
-        .count() as u64;
-    RunReport {
-        seed: opts.seed,
-        ops: client_ops,
-        anomalies,
-        history_sha256: sha256_hex(&lines),
-        history: lines,
-        simulated: clock.elapsed(),
-        faults_injected: nemesis.injected,
-        rng_fingerprint: thread_rng().gen(),
-    }
+    report(&opts, &ops, anomalies, &clock, nemesis.injected)
 }
 
 fn broker_properties(opts: &SimOptions) -> BTreeMap<String, String> {

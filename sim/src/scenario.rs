@@ -121,20 +121,13 @@ async fn run(opts: SimOptions) -> RunReport {
         client_nodes.push((id, node));
     }
 
-    let mut nemesis = Nemesis {
-        handle: handle.clone(),
-        net: NetSim::current(),
-        servers: servers.iter().map(|(id, n)| (*id, n.id())).collect(),
-        clients: client_nodes.iter().map(|(id, n)| (*id, n.id())).collect(),
-        history: history.clone(),
-        clock: clock.clone(),
-        injected: 0,
-    };
-    if !opts.faults.is_empty() {
-        nemesis.run(&opts.faults, stop_at).await;
-    }
-    tokio::time::sleep_until(stop_at).await;
-    nemesis.heal_all();
+    let mut nemesis = Nemesis::new(
+        servers.iter().map(|(id, n)| (*id, n.id())).collect(),
+        client_nodes.iter().map(|(id, n)| (*id, n.id())).collect(),
+        history.clone(),
+        clock.clone(),
+    );
+    nemesis.run_then_heal(&opts.faults, stop_at).await;
     for client in clients {
         client.await.expect("client tasks do not panic");
     }
@@ -173,7 +166,19 @@ async fn run(opts: SimOptions) -> RunReport {
 
     let ops = history.ops();
     let anomalies = checker::check(&ops);
-    let lines = to_json_lines(&ops);
+    report(&opts, &ops, anomalies, &clock, nemesis.injected)
+}
+
+/// The run's report: its history as JSON lines and their hash, counts, and a last draw
+/// from the simulator's RNG (which any divergence during the run changes).
+pub(crate) fn report(
+    opts: &SimOptions,
+    ops: &[crate::history::Op],
+    anomalies: Vec<checker::Anomaly>,
+    clock: &Clock,
+    faults_injected: u64,
+) -> RunReport {
+    let lines = to_json_lines(ops);
     let client_ops = ops
         .iter()
         .filter(|op| op.op_type == OpType::Invoke && op.process != "nemesis")
@@ -184,8 +189,8 @@ async fn run(opts: SimOptions) -> RunReport {
         anomalies,
         history_sha256: sha256_hex(&lines),
         history: lines,
-        simulated: clock.start.elapsed(),
-        faults_injected: nemesis.injected,
+        simulated: clock.elapsed(),
+        faults_injected,
         rng_fingerprint: thread_rng().gen(),
     }
 }
@@ -316,13 +321,13 @@ async fn final_read(
 }
 
 pub(crate) struct Nemesis {
-    pub(crate) handle: Handle,
-    pub(crate) net: Arc<NetSim>,
+    handle: Handle,
+    net: Arc<NetSim>,
     /// Transport node id and madsim node id, of servers and of clients.
-    pub(crate) servers: Vec<(u64, NodeId)>,
-    pub(crate) clients: Vec<(u64, NodeId)>,
-    pub(crate) history: History,
-    pub(crate) clock: Arc<Clock>,
+    servers: Vec<(u64, NodeId)>,
+    clients: Vec<(u64, NodeId)>,
+    history: History,
+    clock: Arc<Clock>,
     pub(crate) injected: u64,
 }
 
@@ -331,6 +336,32 @@ fn pause_ms(lo: u64, hi: u64) -> Duration {
 }
 
 impl Nemesis {
+    pub(crate) fn new(
+        servers: Vec<(u64, NodeId)>,
+        clients: Vec<(u64, NodeId)>,
+        history: History,
+        clock: Arc<Clock>,
+    ) -> Self {
+        Nemesis {
+            handle: Handle::current(),
+            net: NetSim::current(),
+            servers,
+            clients,
+            history,
+            clock,
+            injected: 0,
+        }
+    }
+
+    /// Injects `faults` until `stop_at`, then heals everything.
+    pub(crate) async fn run_then_heal(&mut self, faults: &[Fault], stop_at: Instant) {
+        if !faults.is_empty() {
+            self.run(faults, stop_at).await;
+        }
+        tokio::time::sleep_until(stop_at).await;
+        self.heal_all();
+    }
+
     pub(crate) fn record(&mut self, f: &str, value: serde_json::Value) {
         self.history
             .record(self.clock.now_ns(), "nemesis", OpType::Info, f, value);
@@ -340,7 +371,7 @@ impl Nemesis {
         self.servers[thread_rng().gen_range(0..self.servers.len())]
     }
 
-    pub(crate) async fn run(&mut self, faults: &[Fault], stop_at: Instant) {
+    async fn run(&mut self, faults: &[Fault], stop_at: Instant) {
         loop {
             tokio::time::sleep(pause_ms(300, 1500)).await;
             if Instant::now() >= stop_at {
@@ -467,7 +498,7 @@ impl Nemesis {
         self.record("restart", json!({ "server": server }));
     }
 
-    pub(crate) fn heal_all(&mut self) {
+    fn heal_all(&mut self) {
         let nodes = self.everyone();
         for &(_, node) in &nodes {
             self.net.unclog_node(node);

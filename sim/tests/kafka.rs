@@ -2,32 +2,9 @@
 //! simulated disk while producers and consumers run, judged by Jepsen's Kafka anomalies.
 #![cfg(madsim)]
 
-use std::process::Command;
+mod support;
 
-fn sim(args: &[&str]) -> (i32, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_runnel-sim"))
-        .args(args)
-        .env_remove("MADSIM_TEST_CHECK_DETERMINISM")
-        .output()
-        .expect("runnel-sim starts");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-    )
-}
-
-fn sweep_count(stdout: &str, label: &str) -> u64 {
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("sweep:"))
-        .expect("sweep summary");
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let i = words
-        .iter()
-        .position(|w| w.starts_with(label))
-        .unwrap_or_else(|| panic!("{label} in {line}"));
-    words[i - 1].trim_end_matches(',').parse().expect("a count")
-}
+use support::{sim, sweep_count};
 
 #[test]
 fn flushing_every_batch_loses_nothing_through_crashes_and_disk_faults() {

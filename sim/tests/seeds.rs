@@ -2,17 +2,9 @@
 //! policies, and the checker's ability to fail.
 #![cfg(madsim)]
 
-use std::process::Command;
+mod support;
 
-fn sim(args: &[&str]) -> (i32, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_runnel-sim"))
-        .args(args)
-        .env_remove("MADSIM_TEST_CHECK_DETERMINISM")
-        .output()
-        .expect("runnel-sim starts");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    (output.status.code().unwrap_or(-1), stdout)
-}
+use support::{sim, sweep_count};
 
 fn summary(stdout: &str) -> String {
     stdout
@@ -20,19 +12,6 @@ fn summary(stdout: &str) -> String {
         .find(|l| l.starts_with("seed="))
         .unwrap_or_else(|| panic!("no summary line in {stdout}"))
         .to_string()
-}
-
-fn number_before(stdout: &str, label: &str) -> u64 {
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("sweep:"))
-        .expect("sweep summary");
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let i = words
-        .iter()
-        .position(|w| w.starts_with(label))
-        .unwrap_or_else(|| panic!("{label} in {line}"));
-    words[i - 1].trim_end_matches(',').parse().expect("a count")
 }
 
 #[test]
@@ -59,7 +38,7 @@ fn the_same_seed_replays_exactly_in_two_processes_and_seeds_differ() {
 fn fsync_before_ack_loses_nothing_over_500_seeds_with_every_fault() {
     let (code, out) = sim(&["sweep", "--seeds", "0..500", "--policy", "fsync-before-ack"]);
     assert_eq!(code, 0, "{out}");
-    assert_eq!(number_before(&out, "failed"), 0, "{out}");
+    assert_eq!(sweep_count(&out, "failed"), 0, "{out}");
 }
 
 #[test]
@@ -74,7 +53,7 @@ fn ack_before_fsync_loses_acknowledged_increments_on_a_clear_share_of_seeds() {
         "kill",
     ]);
     assert_eq!(code, 1, "lost writes fail the sweep: {out}");
-    let lossy = number_before(&out, "with");
+    let lossy = sweep_count(&out, "with");
     assert!(lossy >= 30, "only {lossy} of 100 seeds lost writes: {out}");
     assert!(
         out.contains("replay: ci/sim run --seed"),

@@ -442,14 +442,18 @@ impl Broker {
         Ok(topic)
     }
 
-    pub async fn delete_topic(&self, name: &str) -> Result<TopicImage, ApiError> {
-        let mut controller = self.controller.lock().await;
-        let topic = self.image().topics.get(name).cloned().ok_or_else(|| {
+    fn existing_topic(&self, name: &str) -> Result<TopicImage, ApiError> {
+        self.image().topics.get(name).cloned().ok_or_else(|| {
             ApiError::new(
                 ResponseError::UnknownTopicOrPartition,
                 format!("topic '{name}' does not exist"),
             )
-        })?;
+        })
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<TopicImage, ApiError> {
+        let mut controller = self.controller.lock().await;
+        let topic = self.existing_topic(name)?;
         let record = MetadataRecord::TopicDeleted {
             name: name.to_string(),
         };
@@ -464,12 +468,7 @@ impl Broker {
         validate_only: bool,
     ) -> Result<(), ApiError> {
         let mut controller = self.controller.lock().await;
-        let topic = self.image().topics.get(name).cloned().ok_or_else(|| {
-            ApiError::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic '{name}' does not exist"),
-            )
-        })?;
+        let topic = self.existing_topic(name)?;
         if count <= topic.partitions {
             return Err(ApiError::new(
                 ResponseError::InvalidPartitions,
@@ -497,12 +496,7 @@ impl Broker {
         change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), ApiError>,
     ) -> Result<(), ApiError> {
         let mut controller = self.controller.lock().await;
-        let topic = self.image().topics.get(name).cloned().ok_or_else(|| {
-            ApiError::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic '{name}' does not exist"),
-            )
-        })?;
+        let topic = self.existing_topic(name)?;
         let mut configs = topic.configs.clone();
         change(&mut configs)?;
         self.config
