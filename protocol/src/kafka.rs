@@ -347,6 +347,26 @@ mod tests {
     }
 
     #[test]
+    fn a_count_larger_than_the_frame_is_refused_before_allocating() {
+        // Metadata v0 claiming 2^31 - 1 topics in five bytes, about 150 GB of topic structs:
+        // unpatched, the codec asks the allocator for that and the process aborts. The
+        // vendored patch (vendor/kafka-protocol/RUNNEL-PATCH.md) makes it an error.
+        let bomb = [
+            &3i16.to_be_bytes()[..],
+            &0i16.to_be_bytes(),
+            &7i32.to_be_bytes(),
+            &[0, 0],
+            &i32::MAX.to_be_bytes(),
+            &[0],
+        ]
+        .concat();
+        assert!(matches!(
+            decode_request(Bytes::from(bomb)),
+            Err(RequestError::Malformed { .. })
+        ));
+    }
+
+    #[test]
     fn topic_names_follow_kafka_rules() {
         assert!(validate_topic_name("quickstart-events.v1_2").is_ok());
         for bad in ["", ".", "..", "a b", "ümlaut", &"x".repeat(250)] {
