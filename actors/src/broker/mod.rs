@@ -10,6 +10,7 @@
 pub mod config;
 mod connection;
 pub mod fetch_session;
+pub mod group;
 pub mod handlers;
 pub mod metadata;
 pub mod partition;

@@ -1,0 +1,12 @@
+//! Consumer groups.
+//!
+//! [`membership::Group`] is the classic protocol's membership (JoinGroup, SyncGroup,
+//! Heartbeat, LeaveGroup, the generation check of OffsetCommit) as a state machine with no
+//! I/O, following Kafka's `GroupCoordinator`/`GroupMetadata`. Start there: a coordinator
+//! actor feeds it requests and `Tick`s through `Group::step` and carries out the outputs
+//! (responses to parked requests, group metadata to write to `__consumer_offsets`).
+
+pub mod membership;
+
+#[cfg(test)]
+mod tests;
