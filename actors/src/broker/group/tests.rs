@@ -1074,6 +1074,48 @@ fn a_member_may_rejoin_before_its_parked_join_is_answered() {
     assert_eq!(responses[&second].error, None);
 }
 
+#[test]
+fn a_new_member_parked_longer_than_the_join_timeout_is_dropped() {
+    let mut h = Harness::new();
+    let mut request = h.join_request("", "a", range("a"));
+    request.rebalance_timeout_ms = 600_000;
+    h.step(Input::Join(request));
+    let a = only_join(&h.tick_to(3_000)).member_id;
+    let (_, o) = h.sync(&a, 1, &[]);
+    h.persist_all(&o);
+    // b joins; a never rejoins but stays alive, so the join phase may last 10 minutes.
+    h.now_ms = 4_000;
+    let (b_join, o) = h.join("", "b", range("b"));
+    assert!(o.is_empty());
+    let mut t = 4_000;
+    let mut outputs = Vec::new();
+    while t < 4_000 + i64::from(NEW_MEMBER_JOIN_TIMEOUT_MS) {
+        t += 5_000;
+        outputs.extend(h.tick_to(t));
+        assert_eq!(
+            h.heartbeat(&a, None, 1),
+            Some(ResponseError::RebalanceInProgress)
+        );
+    }
+    let response = &join_responses(&outputs)[&b_join];
+    assert_eq!(response.error, Some(ResponseError::UnknownMemberId));
+    assert_eq!(h.group.member_count(), 1);
+    assert_eq!(h.group.state(), GroupState::PreparingRebalance);
+}
+
+#[test]
+fn a_static_member_named_by_member_id_alone_leaves_as_in_kafka() {
+    // Kafka's broker checks the instance id only when the request carries one; static
+    // clients simply do not send LeaveGroup when they close.
+    let mut h = Harness::new();
+    let (_, _) = h.join_static("", "i1", range("m"), false);
+    let id = only_join(&h.tick_to(3_000)).member_id;
+    let response = h.leave(&[(&id, None)]);
+    assert_eq!(response.members[0].error, None);
+    assert!(!h.group.has_member(&id));
+    assert_eq!(h.group.static_member_id("i1"), None);
+}
+
 // ---- property test: random members against Kafka's invariants ----
 
 #[derive(Debug, Clone)]
