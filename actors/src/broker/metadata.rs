@@ -148,7 +148,7 @@ impl MetadataLog {
         let mut records = Vec::new();
         let mut offset = log.log_start_offset();
         while offset < log.log_end_offset() {
-            let batches = super::partition::read_batches(&log, offset, METADATA_READ_BYTES).await?;
+            let batches = log.read_batches(offset, METADATA_READ_BYTES).await?;
             if batches.is_empty() {
                 break;
             }

@@ -17,8 +17,6 @@ use tokio::sync::RwLock;
 use super::producer_state::{last_sequence, BatchMeta, ProducerStateTable, SequenceCheck};
 
 const SCAN_READ_BYTES: usize = 4 << 20;
-/// Reads of one fetch before the partition reports a storage error.
-const READ_ATTEMPTS: usize = 8;
 
 pub struct PartitionState {
     pub log: PartitionLog,
@@ -158,81 +156,13 @@ impl Partition {
         })
     }
 
-    /// Whole batches from `offset` up to about `max_bytes` (at least one batch).
-    ///
-    /// Base offsets lie outside the batch CRC, so a consumer cannot tell a misread one from
-    /// a true one. Their sequence is checked here before anything is served, re-reading on
-    /// a mismatch; records themselves are covered by the CRC clients check.
+    /// Whole batches from `offset` up to about `max_bytes` (at least one batch), checked
+    /// by the log (see [`PartitionLog::read`]).
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, LogError> {
         let state = self.state.read().await;
         self.check_online()?;
-        let end = state.log.log_end_offset();
-        let compacted = state.log.config().cleanup_policy.compact;
-        let mut last_problem = String::new();
-        for _ in 0..READ_ATTEMPTS {
-            let bytes = state.log.read(offset, max_bytes).await?;
-            match check_offsets(&bytes, offset, end, compacted) {
-                Ok(()) => return Ok(bytes),
-                Err(problem) => last_problem = problem,
-            }
-        }
-        Err(LogError::Corrupt(format!(
-            "{}: reads from offset {offset} keep failing their offset checks: {last_problem}",
-            self.tp
-        )))
+        state.log.read(offset, max_bytes).await
     }
-}
-
-/// Parsed batches from `offset`, re-reading when a read fails its checks: start-up must
-/// not fail, nor stop a broker, on one bad read of good data.
-pub async fn read_batches(
-    log: &PartitionLog,
-    offset: i64,
-    max_bytes: usize,
-) -> Result<Vec<RecordBatch>, LogError> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let bytes = log.read(offset, max_bytes).await?;
-        match RecordBatch::parse_all(bytes) {
-            Ok(batches) => return Ok(batches),
-            Err(e) if attempt >= READ_ATTEMPTS => return Err(e.into()),
-            Err(_) => continue,
-        }
-    }
-}
-
-/// Checks that the batches read for `offset` hold it (the first) and follow each other
-/// without overlap (and without gaps unless compaction made them), all below `end`.
-fn check_offsets(bytes: &Bytes, offset: i64, end: i64, compacted: bool) -> Result<(), String> {
-    use runnel_protocol::batch::{peek_batch_size, BATCH_HEADER_BYTES};
-    let mut position = 0usize;
-    let mut previous_last: Option<i64> = None;
-    while position < bytes.len() {
-        let rest = &bytes[position..];
-        let size = peek_batch_size(rest)
-            .filter(|&s| s as usize >= BATCH_HEADER_BYTES && s as usize <= rest.len())
-            .ok_or_else(|| format!("a bad batch length at byte {position}"))?
-            as usize;
-        let base = i64::from_be_bytes(rest[0..8].try_into().expect("8 bytes"));
-        let delta = i32::from_be_bytes(rest[23..27].try_into().expect("4 bytes"));
-        let last = base + i64::from(delta);
-        let follows = match previous_last {
-            // Compaction may have removed `offset` itself; then a later batch comes first.
-            None if compacted => last >= offset,
-            None => base <= offset && offset <= last,
-            Some(prev) if compacted => base > prev,
-            Some(prev) => base == prev + 1,
-        };
-        if !follows || delta < 0 || last >= end {
-            return Err(format!(
-                "batch at byte {position} claims offsets {base}..={last} after {previous_last:?}, reading {offset} of [0, {end})"
-            ));
-        }
-        previous_last = Some(last);
-        position += size;
-    }
-    Ok(())
 }
 
 impl PartitionState {
@@ -266,7 +196,7 @@ impl PartitionState {
         self.max_timestamp = None;
         let mut offset = self.log.log_start_offset();
         while offset < self.log.log_end_offset() {
-            let batches = read_batches(&self.log, offset, SCAN_READ_BYTES).await?;
+            let batches = self.log.read_batches(offset, SCAN_READ_BYTES).await?;
             if batches.is_empty() {
                 break;
             }

@@ -66,14 +66,6 @@ pub struct ProducerStateTable {
 }
 
 impl ProducerStateTable {
-    pub fn len(&self) -> usize {
-        self.producers.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.producers.is_empty()
-    }
-
     pub fn check(
         &self,
         producer_id: i64,

@@ -163,6 +163,42 @@ impl std::fmt::Debug for PartitionLog {
     }
 }
 
+/// Reads of one range before [`PartitionLog::read`] reports the log corrupt.
+const READ_ATTEMPTS: usize = 8;
+
+/// Checks that the batches read for `offset` hold it (the first) and follow each other
+/// without overlap (and without gaps unless `gaps_allowed`), all ending below `end`.
+fn check_offsets(bytes: &Bytes, offset: i64, end: i64, gaps_allowed: bool) -> Result<(), String> {
+    use runnel_protocol::batch::{peek_batch_size, BATCH_HEADER_BYTES};
+    let mut position = 0usize;
+    let mut previous_last: Option<i64> = None;
+    while position < bytes.len() {
+        let rest = &bytes[position..];
+        let size = peek_batch_size(rest)
+            .filter(|&s| s >= BATCH_HEADER_BYTES as i64 && s as u64 <= rest.len() as u64)
+            .ok_or_else(|| format!("a bad batch length at byte {position}"))?
+            as usize;
+        let base = i64::from_be_bytes(rest[0..8].try_into().expect("a header holds 8 bytes"));
+        let delta = i32::from_be_bytes(rest[23..27].try_into().expect("a header holds 4 bytes"));
+        let last = base.saturating_add(i64::from(delta));
+        let follows = match previous_last {
+            // Compaction may have removed `offset` itself; then a later batch comes first.
+            None if gaps_allowed => last >= offset,
+            None => base <= offset && offset <= last,
+            Some(prev) if gaps_allowed => base > prev,
+            Some(prev) => base == prev + 1,
+        };
+        if !follows || delta < 0 || last >= end {
+            return Err(format!(
+                "the batch at byte {position} claims offsets {base}..={last} after {previous_last:?}"
+            ));
+        }
+        previous_last = Some(last);
+        position += size;
+    }
+    Ok(())
+}
+
 /// Removes a partition directory and everything in it, then syncs its parent. Used for
 /// deleted topics and for directories that no topic owns any more.
 pub async fn delete_dir(disk: &dyn Disk, dir: &Path) -> Result<(), LogError> {
@@ -483,6 +519,11 @@ impl PartitionLog {
 
     /// Whole batches from the one holding `offset`, up to `max_bytes` but always at least
     /// one batch (Kafka's rule, so a large batch never blocks a consumer). Empty at the end.
+    ///
+    /// Base offsets lie outside the batch CRC, so a reader could not tell a misread one from
+    /// a true one. What is returned has passed an offset check (each batch follows the one
+    /// before, the first holds `offset`, all end below the log end), or two reads in a row
+    /// returned the same bytes: a log compacted under an earlier `cleanup.policy` has gaps.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, LogError> {
         let end = self.log_end_offset();
         if offset < self.log_start_offset || offset > end {
@@ -492,6 +533,45 @@ impl PartitionLog {
                 log_end_offset: end,
             });
         }
+        let gaps_allowed = self.config.cleanup_policy.compact;
+        let mut previous = self.read_unchecked(offset, max_bytes).await?;
+        if check_offsets(&previous, offset, end, gaps_allowed).is_ok() {
+            return Ok(previous);
+        }
+        for _ in 1..READ_ATTEMPTS {
+            let again = self.read_unchecked(offset, max_bytes).await?;
+            if again == previous || check_offsets(&again, offset, end, gaps_allowed).is_ok() {
+                return Ok(again);
+            }
+            previous = again;
+        }
+        let problem = check_offsets(&previous, offset, end, gaps_allowed)
+            .err()
+            .unwrap_or_default();
+        Err(LogError::Corrupt(format!(
+            "{}: {READ_ATTEMPTS} reads from offset {offset} disagree and fail their checks: {problem}",
+            self.dir.display()
+        )))
+    }
+
+    /// [`read`](Self::read), parsed and CRC-checked; a read whose batches fail is made again,
+    /// so one bad read of good data does not fail start-up.
+    pub async fn read_batches(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<Vec<RecordBatch>, LogError> {
+        let mut attempt = 1;
+        loop {
+            match RecordBatch::parse_all(self.read(offset, max_bytes).await?) {
+                Ok(batches) => return Ok(batches),
+                Err(e) if attempt >= READ_ATTEMPTS => return Err(e.into()),
+                Err(_) => attempt += 1,
+            }
+        }
+    }
+
+    async fn read_unchecked(&self, offset: i64, max_bytes: usize) -> Result<Bytes, LogError> {
         for (_, segment) in self
             .segments
             .range(..=offset)

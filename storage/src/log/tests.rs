@@ -145,6 +145,40 @@ async fn bits_flipped_on_read_during_recovery_never_cut_durable_batches() {
 }
 
 #[tokio::test]
+async fn reads_never_serve_a_misread_base_offset() {
+    let disk = MemDisk::new(11);
+    let mut log = open(&disk, LogConfig::default()).await;
+    for i in 0..20 {
+        log.append(&[sample(3, 40, i)], 0, 0).await.expect("append");
+    }
+    log.flush().await.expect("flush");
+    disk.set_faults(DiskFaults {
+        read_flip_probability: 0.3,
+        ..Default::default()
+    });
+    let mut served = 0;
+    for _ in 0..300 {
+        // A read may fail outright; what it serves must have true base offsets.
+        let Ok(bytes) = log.read(0, 1 << 20).await else {
+            continue;
+        };
+        served += 1;
+        let mut position = 0;
+        let mut expected = 0i64;
+        while position + 12 <= bytes.len() {
+            let base = i64::from_be_bytes(bytes[position..position + 8].try_into().expect("8"));
+            let length =
+                i32::from_be_bytes(bytes[position + 8..position + 12].try_into().expect("4"));
+            assert_eq!(base, expected, "a misread base offset was served");
+            expected += 3;
+            position += 12 + length as usize;
+        }
+    }
+    disk.set_faults(DiskFaults::default());
+    assert!(served > 250, "reads succeed despite flips: {served} of 300");
+}
+
+#[tokio::test]
 async fn a_failed_append_leaves_no_gap_in_offsets() {
     let disk = MemDisk::new(9);
     let mut log = open(&disk, LogConfig::default()).await;
