@@ -552,6 +552,21 @@ async fn corrupt_and_oversized_batches_are_refused_and_change_nothing() {
             .await,
     );
     assert_eq!(code, ResponseError::MessageTooLarge.code());
+    // A valid CRC over a last offset delta that does not match the record count.
+    let mut stretched = batch(&["one"]).as_bytes().to_vec();
+    stretched[23..27].copy_from_slice(&i32::MAX.to_be_bytes());
+    let crc = crc32c::crc32c(&stretched[21..]);
+    stretched[17..21].copy_from_slice(&crc.to_be_bytes());
+    let (code, _) = produce_result(
+        client
+            .call(
+                ApiKey::Produce,
+                9,
+                produce("t", 0, Bytes::from(stretched), 1),
+            )
+            .await,
+    );
+    assert_eq!(code, ResponseError::InvalidRecord.code());
     let (_, values) = fetched_values(&client.call(ApiKey::Fetch, 12, fetch("t", 0, 0, 0)).await);
     assert_eq!(values, vec![(0, "kept".to_string())]);
 }

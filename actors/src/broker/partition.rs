@@ -120,7 +120,10 @@ impl Partition {
         // Clients send one batch per partition per request; several are checked as a run.
         let first = &batches[0];
         if first.producer_id() >= 0 {
-            let count: i32 = batches.iter().map(|b| b.last_offset_delta() + 1).sum();
+            let count: i64 = batches
+                .iter()
+                .map(|b| i64::from(b.last_offset_delta()) + 1)
+                .sum();
             let last = last_sequence(first.base_sequence(), count);
             match state.producers.check(
                 first.producer_id(),
@@ -175,7 +178,7 @@ impl PartitionState {
                     first_sequence: batch.base_sequence(),
                     last_sequence: last_sequence(
                         batch.base_sequence(),
-                        batch.last_offset_delta() + 1,
+                        i64::from(batch.last_offset_delta()) + 1,
                     ),
                     first_offset,
                     last_offset,

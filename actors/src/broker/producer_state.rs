@@ -55,8 +55,8 @@ fn next_sequence(sequence: i32) -> i32 {
 }
 
 /// The last sequence of a batch that starts at `first` and holds `count` records.
-pub fn last_sequence(first: i32, count: i32) -> i32 {
-    let last = i64::from(first) + i64::from(count.max(1)) - 1;
+pub fn last_sequence(first: i32, count: i64) -> i32 {
+    let last = i64::from(first) + count.max(1) - 1;
     (last % (i64::from(i32::MAX) + 1)) as i32
 }
 
@@ -136,7 +136,7 @@ mod tests {
     fn meta(first_sequence: i32, count: i32, first_offset: i64) -> BatchMeta {
         BatchMeta {
             first_sequence,
-            last_sequence: last_sequence(first_sequence, count),
+            last_sequence: last_sequence(first_sequence, i64::from(count)),
             first_offset,
             last_offset: first_offset + i64::from(count) - 1,
         }

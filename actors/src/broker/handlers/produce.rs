@@ -121,6 +121,19 @@ async fn append(
                 ),
             ));
         }
+        // Compaction may leave gaps inside a batch, but a producer's batch has none.
+        if batch.record_count() < 1
+            || i64::from(batch.last_offset_delta()) != i64::from(batch.record_count()) - 1
+        {
+            return Err(ApiError::new(
+                ResponseError::InvalidRecord,
+                format!(
+                    "a batch with {} records claims a last offset delta of {}",
+                    batch.record_count(),
+                    batch.last_offset_delta()
+                ),
+            ));
+        }
         if batch.is_control() || batch.is_transactional() {
             return Err(ApiError::new(
                 ResponseError::InvalidRecord,
