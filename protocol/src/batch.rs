@@ -309,7 +309,8 @@ pub mod build {
         pub timestamp_delta: i64,
     }
 
-    fn put_varint(buf: &mut BytesMut, value: i64) {
+    /// A zigzag varint, as record fields are written.
+    pub fn put_varint(buf: &mut BytesMut, value: i64) {
         let mut v = ((value << 1) ^ (value >> 63)) as u64;
         while v >= 0x80 {
             buf.put_u8((v as u8) | 0x80);
@@ -318,7 +319,8 @@ pub mod build {
         buf.put_u8(v as u8);
     }
 
-    fn put_bytes(buf: &mut BytesMut, bytes: Option<&[u8]>) {
+    /// A varint length (-1 for null) and the bytes, as record keys, values and headers.
+    pub fn put_bytes(buf: &mut BytesMut, bytes: Option<&[u8]>) {
         match bytes {
             None => put_varint(buf, -1),
             Some(b) => {

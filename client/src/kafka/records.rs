@@ -4,6 +4,7 @@
 use std::io::Write;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use runnel_protocol::batch::build::{put_bytes, put_varint};
 pub use runnel_protocol::batch::Compression;
 use runnel_protocol::batch::{BATCH_HEADER_BYTES, LOG_OVERHEAD_BYTES};
 
@@ -87,25 +88,6 @@ impl Default for BatchOptions {
     }
 }
 
-fn put_varint(buf: &mut BytesMut, value: i64) {
-    let mut v = ((value << 1) ^ (value >> 63)) as u64;
-    while v >= 0x80 {
-        buf.put_u8((v as u8) | 0x80);
-        v >>= 7;
-    }
-    buf.put_u8(v as u8);
-}
-
-fn put_nullable(buf: &mut BytesMut, bytes: Option<&[u8]>) {
-    match bytes {
-        None => put_varint(buf, -1),
-        Some(b) => {
-            put_varint(buf, b.len() as i64);
-            buf.put_slice(b);
-        }
-    }
-}
-
 /// Encodes `records` as one v2 batch with base offset 0 (the broker assigns offsets).
 /// The base timestamp is the first record's, as the Java client does.
 pub fn build_batch(options: BatchOptions, records: &[NewRecord]) -> Result<Bytes, KafkaError> {
@@ -130,12 +112,12 @@ pub fn build_batch(options: BatchOptions, records: &[NewRecord]) -> Result<Bytes
         record.put_i8(0);
         put_varint(&mut record, r.timestamp_ms - base_timestamp);
         put_varint(&mut record, i as i64);
-        put_nullable(&mut record, r.key.as_deref());
-        put_nullable(&mut record, r.value.as_deref());
+        put_bytes(&mut record, r.key.as_deref());
+        put_bytes(&mut record, r.value.as_deref());
         put_varint(&mut record, r.headers.len() as i64);
         for (k, v) in &r.headers {
-            put_nullable(&mut record, Some(k.as_bytes()));
-            put_nullable(&mut record, v.as_deref());
+            put_bytes(&mut record, Some(k.as_bytes()));
+            put_bytes(&mut record, v.as_deref());
         }
         put_varint(&mut section, record.len() as i64);
         section.put_slice(&record);
