@@ -180,6 +180,17 @@ fn idempotent(batch: &RecordBatch, producer_id: i64, epoch: i16, sequence: i32) 
     Bytes::from(bytes)
 }
 
+/// Api key, version, correlation id 7 and an empty client id: a header v1 with no body.
+fn raw_header(api_key: i16, version: i16) -> Vec<u8> {
+    [
+        &api_key.to_be_bytes()[..],
+        &version.to_be_bytes(),
+        &7i32.to_be_bytes(),
+        &[0, 0],
+    ]
+    .concat()
+}
+
 fn framed(body: &[u8]) -> Vec<u8> {
     [&(body.len() as i32).to_be_bytes()[..], body].concat()
 }
@@ -590,34 +601,15 @@ async fn hostile_frames_close_only_their_own_connection() {
         // A negative size.
         (-5i32).to_be_bytes().to_vec(),
         // Unknown API key 999.
-        framed(
-            &[
-                &999i16.to_be_bytes()[..],
-                &0i16.to_be_bytes(),
-                &7i32.to_be_bytes(),
-                &[0, 0],
-            ]
-            .concat(),
-        ),
+        framed(&raw_header(999, 0)),
         // Produce v99: unsupported.
-        framed(
-            &[
-                &0i16.to_be_bytes()[..],
-                &99i16.to_be_bytes(),
-                &7i32.to_be_bytes(),
-                &[0, 0],
-            ]
-            .concat(),
-        ),
+        framed(&raw_header(0, 99)),
         // Metadata v0 claiming 54 million topics in five bytes (an allocation bomb).
         framed(
             &[
-                &3i16.to_be_bytes()[..],
-                &0i16.to_be_bytes(),
-                &7i32.to_be_bytes(),
-                &[0, 0],
-                &0x033c0c00i32.to_be_bytes(),
-                &[0],
+                raw_header(3, 0),
+                0x033c0c00i32.to_be_bytes().to_vec(),
+                vec![0],
             ]
             .concat(),
         ),

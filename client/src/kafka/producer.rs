@@ -219,6 +219,7 @@ struct PartitionQueue {
     next_sequence: i32,
 }
 
+#[derive(Default)]
 struct State {
     // BTreeMap: the order batches are visited in must not depend on hashing (simulation).
     queues: BTreeMap<TopicPartition, PartitionQueue>,
@@ -281,16 +282,7 @@ impl Producer {
         let shared = Arc::new(Shared {
             config,
             cluster,
-            state: Mutex::new(State {
-                queues: BTreeMap::new(),
-                sticky: HashMap::new(),
-                round_robin: 0,
-                outstanding_records: 0,
-                flushing: 0,
-                closed: false,
-                producer: None,
-                refreshing_metadata: false,
-            }),
+            state: Mutex::new(State::default()),
             wake: Notify::new(),
             buffer: Arc::new(Semaphore::new(buffer_permits)),
             progress: watch::channel(0).0,
@@ -917,19 +909,6 @@ fn finish(
 mod tests {
     use super::*;
 
-    fn state() -> State {
-        State {
-            queues: BTreeMap::new(),
-            sticky: HashMap::new(),
-            round_robin: 0,
-            outstanding_records: 0,
-            flushing: 0,
-            closed: false,
-            producer: None,
-            refreshing_metadata: false,
-        }
-    }
-
     fn open_batch(open: bool) -> Batch {
         Batch {
             records: Vec::new(),
@@ -948,7 +927,7 @@ mod tests {
 
     #[test]
     fn keyless_records_stick_to_a_partition_until_its_batch_closes() {
-        let mut s = state();
+        let mut s = State::default();
         let first = sticky_partition(&mut s, "t", 3);
         let tp = TopicPartition::new("t", first);
         s.queues
