@@ -323,8 +323,90 @@ fn sample(key: ApiKey) -> RequestKind {
                 .with_key(StrBytes::from_static_str("group"))
                 .with_coordinator_keys(vec![StrBytes::from_static_str("group")]),
         ),
+        ApiKey::JoinGroup => RequestKind::JoinGroup(
+            JoinGroupRequest::default()
+                .with_group_id(group_id("sample-group"))
+                .with_member_id(StrBytes::from_static_str("nobody"))
+                .with_session_timeout_ms(10_000)
+                .with_rebalance_timeout_ms(10_000)
+                .with_protocol_type(StrBytes::from_static_str("consumer"))
+                .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+                )
+                .with_name(StrBytes::from_static_str("range"))]),
+        ),
+        ApiKey::SyncGroup => RequestKind::SyncGroup(
+            SyncGroupRequest::default()
+                .with_group_id(group_id("sample-group"))
+                .with_member_id(StrBytes::from_static_str("nobody")),
+        ),
+        ApiKey::Heartbeat => RequestKind::Heartbeat(
+            HeartbeatRequest::default()
+                .with_group_id(group_id("sample-group"))
+                .with_member_id(StrBytes::from_static_str("nobody")),
+        ),
+        ApiKey::LeaveGroup => RequestKind::LeaveGroup(
+            LeaveGroupRequest::default()
+                .with_group_id(group_id("sample-group"))
+                .with_member_id(StrBytes::from_static_str("nobody"))
+                .with_members(vec![leave_group_request::MemberIdentity::default()
+                    .with_member_id(StrBytes::from_static_str("nobody"))]),
+        ),
+        ApiKey::OffsetCommit => RequestKind::OffsetCommit(
+            OffsetCommitRequest::default()
+                .with_group_id(group_id("sample-group"))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![
+                    offset_commit_request::OffsetCommitRequestTopic::default()
+                        .with_name(topic_name("sample"))
+                        .with_partitions(vec![
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_committed_offset(1)
+                                .with_committed_metadata(Some(StrBytes::from_static_str("m"))),
+                        ]),
+                ]),
+        ),
+        ApiKey::OffsetFetch => RequestKind::OffsetFetch(
+            OffsetFetchRequest::default()
+                .with_group_id(group_id("sample-group"))
+                .with_topics(Some(vec![
+                    offset_fetch_request::OffsetFetchRequestTopic::default()
+                        .with_name(topic_name("sample"))
+                        .with_partition_indexes(vec![0]),
+                ]))
+                .with_groups(vec![
+                    offset_fetch_request::OffsetFetchRequestGroup::default()
+                        .with_group_id(group_id("sample-group"))
+                        .with_topics(Some(vec![
+                            offset_fetch_request::OffsetFetchRequestTopics::default()
+                                .with_name(topic_name("sample"))
+                                .with_partition_indexes(vec![0]),
+                        ])),
+                ]),
+        ),
+        ApiKey::OffsetDelete => RequestKind::OffsetDelete(
+            OffsetDeleteRequest::default()
+                .with_group_id(group_id("no-such-group"))
+                .with_topics(vec![
+                    offset_delete_request::OffsetDeleteRequestTopic::default()
+                        .with_name(topic_name("sample"))
+                        .with_partitions(vec![
+                            offset_delete_request::OffsetDeleteRequestPartition::default(),
+                        ]),
+                ]),
+        ),
+        ApiKey::DescribeGroups => RequestKind::DescribeGroups(
+            DescribeGroupsRequest::default().with_groups(vec![group_id("sample-group")]),
+        ),
+        ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::default()),
+        ApiKey::DeleteGroups => RequestKind::DeleteGroups(
+            DeleteGroupsRequest::default().with_groups_names(vec![group_id("no-such-group")]),
+        ),
         other => panic!("no sample for {other:?}"),
     }
+}
+
+fn group_id(name: &'static str) -> GroupId {
+    GroupId(StrBytes::from_static_str(name))
 }
 
 #[tokio::test]
@@ -357,6 +439,23 @@ async fn every_api_answers_at_every_advertised_version() {
             }
             if let RequestKind::CreateTopics(r) = &mut body {
                 r.topics[0].name = topic_name(&format!("sample-created-{version}"));
+            }
+            if let RequestKind::LeaveGroup(r) = &mut body {
+                // One member id before v3, a list of members from v3.
+                if version >= 3 {
+                    r.member_id = StrBytes::default();
+                } else {
+                    r.members.clear();
+                }
+            }
+            if let RequestKind::OffsetFetch(r) = &mut body {
+                // One group before v8, a list of groups from v8.
+                if version >= 8 {
+                    r.group_id = GroupId::default();
+                    r.topics = Some(Vec::new());
+                } else {
+                    r.groups.clear();
+                }
             }
             if key == ApiKey::Fetch && version >= 13 {
                 let id = broker.broker.image().topics["sample"].id;
@@ -429,12 +528,53 @@ async fn every_api_answers_at_every_advertised_version() {
                 }
                 ResponseKind::DescribeCluster(r) => assert_eq!(r.brokers.len(), 1),
                 ResponseKind::FindCoordinator(r) => {
-                    let code = r
+                    let (code, port) = r
                         .coordinators
                         .first()
-                        .map_or(r.error_code, |c| c.error_code);
-                    assert_eq!(code, ResponseError::CoordinatorNotAvailable.code());
+                        .map_or((r.error_code, r.port), |c| (c.error_code, c.port));
+                    assert_eq!((code, port), (0, i32::from(broker.addr.port())));
                 }
+                ResponseKind::JoinGroup(r) => {
+                    assert_eq!(r.error_code, ResponseError::UnknownMemberId.code())
+                }
+                ResponseKind::SyncGroup(r) => {
+                    assert_eq!(r.error_code, ResponseError::UnknownMemberId.code())
+                }
+                ResponseKind::Heartbeat(r) => {
+                    assert_eq!(r.error_code, ResponseError::UnknownMemberId.code())
+                }
+                ResponseKind::LeaveGroup(r) => {
+                    let code = r.members.first().map_or(r.error_code, |m| m.error_code);
+                    assert_eq!(
+                        code,
+                        ResponseError::UnknownMemberId.code(),
+                        "leave v{version}"
+                    )
+                }
+                ResponseKind::OffsetCommit(r) => {
+                    assert_eq!(r.topics[0].partitions[0].error_code, 0)
+                }
+                ResponseKind::OffsetFetch(r) => {
+                    let (error, partition) = match r.groups.first() {
+                        Some(g) => (g.error_code, g.topics[0].partitions[0].committed_offset),
+                        None => (r.error_code, r.topics[0].partitions[0].committed_offset),
+                    };
+                    assert_eq!((error, partition), (0, 1), "offset fetch v{version}");
+                }
+                ResponseKind::OffsetDelete(r) => {
+                    assert_eq!(r.error_code, ResponseError::GroupIdNotFound.code())
+                }
+                ResponseKind::DescribeGroups(r) => {
+                    assert_eq!(r.groups[0].group_state.as_str(), "Empty")
+                }
+                ResponseKind::ListGroups(r) => assert!(r
+                    .groups
+                    .iter()
+                    .any(|g| g.group_id.as_str() == "sample-group")),
+                ResponseKind::DeleteGroups(r) => assert_eq!(
+                    r.results[0].error_code,
+                    ResponseError::GroupIdNotFound.code()
+                ),
                 other => panic!("unexpected response {other:?}"),
             }
         }
@@ -443,7 +583,7 @@ async fn every_api_answers_at_every_advertised_version() {
         skipped.len() < 10,
         "{served} API versions exercised, skipped: {skipped:#?}"
     );
-    assert!(served >= 80, "only {served} API versions exercised");
+    assert!(served >= 130, "only {served} API versions exercised");
 }
 
 #[tokio::test]
@@ -1142,4 +1282,291 @@ async fn idle_connections_are_closed_after_connections_max_idle_ms() {
         matches!(closed, Ok(0) | Err(_)),
         "the broker closed the idle connection"
     );
+}
+
+fn join(member_id: &str) -> RequestKind {
+    RequestKind::JoinGroup(
+        JoinGroupRequest::default()
+            .with_group_id(group_id("g"))
+            .with_member_id(StrBytes::from_string(member_id.to_string()))
+            .with_session_timeout_ms(30_000)
+            .with_rebalance_timeout_ms(30_000)
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+            )
+            .with_name(StrBytes::from_static_str("range"))
+            .with_metadata(Bytes::from_static(b"subscription"))]),
+    )
+}
+
+fn commit(member_id: &str, generation: i32, offsets: &[(i32, i64, &str)]) -> RequestKind {
+    RequestKind::OffsetCommit(
+        OffsetCommitRequest::default()
+            .with_group_id(group_id("g"))
+            .with_member_id(StrBytes::from_string(member_id.to_string()))
+            .with_generation_id_or_member_epoch(generation)
+            .with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(topic_name("t"))
+                    .with_partitions(
+                        offsets
+                            .iter()
+                            .map(|(p, o, m)| {
+                                offset_commit_request::OffsetCommitRequestPartition::default()
+                                    .with_partition_index(*p)
+                                    .with_committed_offset(*o)
+                                    .with_committed_metadata(Some(StrBytes::from_string(
+                                        m.to_string(),
+                                    )))
+                            })
+                            .collect(),
+                    ),
+            ]),
+    )
+}
+
+fn commit_errors(response: ResponseKind) -> Vec<i16> {
+    let ResponseKind::OffsetCommit(r) = response else {
+        panic!("not an OffsetCommit response")
+    };
+    r.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.error_code)
+        .collect()
+}
+
+#[tokio::test]
+async fn groups_and_committed_offsets_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = [("group.initial.rebalance.delay.ms", "0")];
+    let member_id;
+    {
+        let mut broker = start(dir.path(), &config).await;
+        broker
+            .tasks
+            .push(tokio::spawn(broker.broker.clone().housekeeping()));
+        let mut client = Client::connect(broker.addr).await;
+        client
+            .call(ApiKey::CreateTopics, 7, create_topics("t", 2, &[]))
+            .await;
+        let ResponseKind::JoinGroup(first) = client.call(ApiKey::JoinGroup, 9, join("")).await
+        else {
+            panic!()
+        };
+        assert_eq!(first.error_code, ResponseError::MemberIdRequired.code());
+        member_id = first.member_id.to_string();
+        assert!(member_id.starts_with("runnel-test-"), "{member_id}");
+        let ResponseKind::JoinGroup(joined) =
+            client.call(ApiKey::JoinGroup, 9, join(&member_id)).await
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                joined.error_code,
+                joined.generation_id,
+                joined.leader.as_str()
+            ),
+            (0, 1, member_id.as_str())
+        );
+        assert_eq!(joined.members.len(), 1);
+        let sync = SyncGroupRequest::default()
+            .with_group_id(group_id("g"))
+            .with_member_id(StrBytes::from_string(member_id.clone()))
+            .with_generation_id(1)
+            .with_assignments(vec![
+                sync_group_request::SyncGroupRequestAssignment::default()
+                    .with_member_id(StrBytes::from_string(member_id.clone()))
+                    .with_assignment(Bytes::from_static(b"both partitions")),
+            ]);
+        let ResponseKind::SyncGroup(synced) = client
+            .call(ApiKey::SyncGroup, 5, RequestKind::SyncGroup(sync))
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(synced.error_code, 0);
+        assert_eq!(&synced.assignment[..], b"both partitions");
+
+        let ok = commit_errors(
+            client
+                .call(
+                    ApiKey::OffsetCommit,
+                    9,
+                    commit(&member_id, 1, &[(0, 5, "five"), (1, 9, "")]),
+                )
+                .await,
+        );
+        assert_eq!(ok, vec![0, 0]);
+        let stale = commit_errors(
+            client
+                .call(
+                    ApiKey::OffsetCommit,
+                    9,
+                    commit(&member_id, 0, &[(0, 100, "")]),
+                )
+                .await,
+        );
+        assert_eq!(stale, vec![ResponseError::IllegalGeneration.code()]);
+        let bad = commit_errors(
+            client
+                .call(
+                    ApiKey::OffsetCommit,
+                    9,
+                    commit(&member_id, 1, &[(7, 1, ""), (0, 6, &"x".repeat(5000))]),
+                )
+                .await,
+        );
+        assert_eq!(
+            bad,
+            vec![
+                ResponseError::UnknownTopicOrPartition.code(),
+                ResponseError::OffsetMetadataTooLarge.code()
+            ]
+        );
+
+        // The coordinator's topic is its own.
+        let ResponseKind::CreateTopics(created) = client
+            .call(
+                ApiKey::CreateTopics,
+                7,
+                create_topics("__consumer_offsets", 3, &[]),
+            )
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(
+            created.topics[0].error_code,
+            ResponseError::InvalidRequest.code()
+        );
+        let ResponseKind::DeleteTopics(deleted) = client
+            .call(
+                ApiKey::DeleteTopics,
+                5,
+                RequestKind::DeleteTopics(
+                    DeleteTopicsRequest::default()
+                        .with_topic_names(vec![topic_name("__consumer_offsets")]),
+                ),
+            )
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(
+            deleted.responses[0].error_code,
+            ResponseError::InvalidRequest.code()
+        );
+        assert_eq!(
+            broker.broker.image().topics["__consumer_offsets"].partitions,
+            50
+        );
+        broker.broker.flush_all().await.expect("flush");
+    }
+
+    let mut broker = start(dir.path(), &config).await;
+    broker
+        .tasks
+        .push(tokio::spawn(broker.broker.clone().housekeeping()));
+    let mut client = Client::connect(broker.addr).await;
+    let fetch = OffsetFetchRequest::default()
+        .with_group_id(group_id("g"))
+        .with_topics(None);
+    let ResponseKind::OffsetFetch(fetched) = client
+        .call(ApiKey::OffsetFetch, 7, RequestKind::OffsetFetch(fetch))
+        .await
+    else {
+        panic!()
+    };
+    let offsets: Vec<(i32, i64, String)> = fetched.topics[0]
+        .partitions
+        .iter()
+        .map(|p| {
+            let metadata = p.metadata.as_deref().unwrap_or_default().to_string();
+            (p.partition_index, p.committed_offset, metadata)
+        })
+        .collect();
+    assert_eq!(
+        offsets,
+        vec![(0, 5, "five".to_string()), (1, 9, String::new())]
+    );
+
+    let describe = DescribeGroupsRequest::default().with_groups(vec![group_id("g")]);
+    let ResponseKind::DescribeGroups(described) = client
+        .call(
+            ApiKey::DescribeGroups,
+            5,
+            RequestKind::DescribeGroups(describe),
+        )
+        .await
+    else {
+        panic!()
+    };
+    let group = &described.groups[0];
+    assert_eq!(
+        (group.group_state.as_str(), group.protocol_data.as_str()),
+        ("Stable", "range")
+    );
+    assert_eq!(group.members[0].member_id.as_str(), member_id);
+    assert_eq!(&group.members[0].member_assignment[..], b"both partitions");
+    assert_eq!(&group.members[0].member_metadata[..], b"subscription");
+    let heartbeat = HeartbeatRequest::default()
+        .with_group_id(group_id("g"))
+        .with_member_id(StrBytes::from_string(member_id.clone()))
+        .with_generation_id(1);
+    let ResponseKind::Heartbeat(beat) = client
+        .call(ApiKey::Heartbeat, 4, RequestKind::Heartbeat(heartbeat))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(beat.error_code, 0, "the member is still in its generation");
+
+    // An empty group cannot be deleted while its member is in; after it leaves, it can,
+    // and its offsets go with it.
+    let leave = LeaveGroupRequest::default()
+        .with_group_id(group_id("g"))
+        .with_members(vec![leave_group_request::MemberIdentity::default()
+            .with_member_id(StrBytes::from_string(member_id.clone()))]);
+    let ResponseKind::LeaveGroup(left) = client
+        .call(ApiKey::LeaveGroup, 5, RequestKind::LeaveGroup(leave))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!((left.error_code, left.members[0].error_code), (0, 0));
+    let delete = DeleteGroupsRequest::default().with_groups_names(vec![group_id("g")]);
+    let ResponseKind::DeleteGroups(deleted) = client
+        .call(ApiKey::DeleteGroups, 2, RequestKind::DeleteGroups(delete))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(deleted.results[0].error_code, 0);
+    broker.broker.flush_all().await.expect("flush");
+    drop(broker);
+    let broker = start(dir.path(), &config).await;
+    let mut client = Client::connect(broker.addr).await;
+    let fetch = OffsetFetchRequest::default()
+        .with_group_id(group_id("g"))
+        .with_topics(None);
+    let ResponseKind::OffsetFetch(fetched) = client
+        .call(ApiKey::OffsetFetch, 7, RequestKind::OffsetFetch(fetch))
+        .await
+    else {
+        panic!()
+    };
+    assert!(fetched.topics.is_empty(), "a deleted group stays deleted");
+    let ResponseKind::ListGroups(listed) = client
+        .call(
+            ApiKey::ListGroups,
+            5,
+            RequestKind::ListGroups(ListGroupsRequest::default()),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert!(listed.groups.is_empty());
 }

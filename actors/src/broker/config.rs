@@ -10,6 +10,8 @@ use std::path::PathBuf;
 
 use runnel_storage::log::{CleanupPolicy, LogConfig};
 
+use super::group::membership::GroupConfig;
+
 /// What a broker reads from `server.properties` and its flags.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -35,6 +37,23 @@ pub struct BrokerConfig {
     pub log_retention_check_interval_ms: u64,
     /// `log.cleaner.backoff.ms`: pause between compaction passes.
     pub log_cleaner_backoff_ms: u64,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`, one group
+    /// coordinator each.
+    pub offsets_topic_num_partitions: i32,
+    /// `offsets.retention.minutes`, in milliseconds: how long an empty group's committed
+    /// offsets are kept.
+    pub offsets_retention_ms: i64,
+    /// `offsets.retention.check.interval.ms`.
+    pub offsets_retention_check_interval_ms: i64,
+    /// `group.min.session.timeout.ms`, `group.max.session.timeout.ms`, `group.max.size`,
+    /// `group.initial.rebalance.delay.ms`: the classic protocol's settings.
+    pub group: GroupConfig,
+    /// `group.consumer.session.timeout.ms`: KIP-848 members that stop heartbeating expire.
+    pub group_consumer_session_timeout_ms: i32,
+    /// `group.consumer.heartbeat.interval.ms`: how often KIP-848 members heartbeat.
+    pub group_consumer_heartbeat_interval_ms: i32,
+    /// `group.consumer.max.size`.
+    pub group_consumer_max_size: usize,
     /// Every property as written, for DescribeConfigs and the topic defaults.
     pub properties: BTreeMap<String, String>,
 }
@@ -155,8 +174,81 @@ impl BrokerConfig {
                 get("log.cleaner.backoff.ms").unwrap_or("15000"),
                 "log.cleaner.backoff.ms",
             )?,
+            offsets_topic_num_partitions: parse_num(
+                get("offsets.topic.num.partitions").unwrap_or("50"),
+                "offsets.topic.num.partitions",
+            )?,
+            offsets_retention_ms: parse_num::<i64>(
+                get("offsets.retention.minutes").unwrap_or("10080"),
+                "offsets.retention.minutes",
+            )?
+            .saturating_mul(60_000),
+            offsets_retention_check_interval_ms: parse_num(
+                get("offsets.retention.check.interval.ms").unwrap_or("600000"),
+                "offsets.retention.check.interval.ms",
+            )?,
+            group: GroupConfig {
+                min_session_timeout_ms: parse_num(
+                    get("group.min.session.timeout.ms").unwrap_or("6000"),
+                    "group.min.session.timeout.ms",
+                )?,
+                max_session_timeout_ms: parse_num(
+                    get("group.max.session.timeout.ms").unwrap_or("1800000"),
+                    "group.max.session.timeout.ms",
+                )?,
+                max_size: parse_num(
+                    get("group.max.size").unwrap_or("2147483647"),
+                    "group.max.size",
+                )?,
+                initial_rebalance_delay_ms: parse_num(
+                    get("group.initial.rebalance.delay.ms").unwrap_or("3000"),
+                    "group.initial.rebalance.delay.ms",
+                )?,
+                ..GroupConfig::default()
+            },
+            group_consumer_session_timeout_ms: parse_num(
+                get("group.consumer.session.timeout.ms").unwrap_or("45000"),
+                "group.consumer.session.timeout.ms",
+            )?,
+            group_consumer_heartbeat_interval_ms: parse_num(
+                get("group.consumer.heartbeat.interval.ms").unwrap_or("5000"),
+                "group.consumer.heartbeat.interval.ms",
+            )?,
+            group_consumer_max_size: parse_num(
+                get("group.consumer.max.size").unwrap_or("2147483647"),
+                "group.consumer.max.size",
+            )?,
             properties,
         };
+        if !(1..=10_000).contains(&config.offsets_topic_num_partitions) {
+            return Err(invalid(
+                "offsets.topic.num.partitions",
+                &config.offsets_topic_num_partitions.to_string(),
+                "must be from 1 to 10000",
+            ));
+        }
+        if config.group.min_session_timeout_ms > config.group.max_session_timeout_ms
+            || config.group.initial_rebalance_delay_ms < 0
+        {
+            return Err(invalid(
+                "group.min.session.timeout.ms",
+                &config.group.min_session_timeout_ms.to_string(),
+                "must be at most group.max.session.timeout.ms, with a non-negative group.initial.rebalance.delay.ms",
+            ));
+        }
+        if config.offsets_retention_ms <= 0
+            || config.offsets_retention_check_interval_ms <= 0
+            || config.group_consumer_session_timeout_ms <= 0
+            || config.group_consumer_heartbeat_interval_ms <= 0
+            || config.group_consumer_heartbeat_interval_ms
+                >= config.group_consumer_session_timeout_ms
+        {
+            return Err(invalid(
+                "offsets.retention.minutes",
+                &(config.offsets_retention_ms / 60_000).to_string(),
+                "offsets and group timeouts must be positive, and group.consumer.heartbeat.interval.ms below group.consumer.session.timeout.ms",
+            ));
+        }
         // Every topic default must itself be valid, or no topic could be created.
         config.topic_config(&BTreeMap::new())?;
         Ok(config)

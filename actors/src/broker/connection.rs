@@ -61,7 +61,7 @@ pub async fn run(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
                 let span = tracing::debug_span!("request", ?api_key, version, correlation_id);
                 let _guard = span.enter();
                 // `None` for acks=0 produce: Kafka sends nothing back.
-                handlers::handle(&broker, request)
+                handlers::handle(&broker, request, peer)
                     .await
                     .map(|body| (api_key, version, correlation_id, body))
             }

@@ -30,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Mutex, Semaphore};
 
 use config::{BrokerConfig, TopicConfig};
+use group::coordinator::{GroupCoordinator, OFFSETS_TOPIC};
 use metadata::{
     new_cluster_id, new_topic_id, MetadataImage, MetadataLog, MetadataRecord, TopicImage,
     METADATA_LOG_DIR, PRODUCER_ID_BLOCK_SIZE,
@@ -38,8 +39,10 @@ use partition::Partition;
 
 /// Connections served at once; more wait in the listen backlog.
 pub const MAX_CONNECTIONS: usize = 4096;
-/// Housekeeping (flush.ms checks) runs this often.
+/// Log housekeeping (flush.ms checks) runs this often.
 const HOUSEKEEPING_INTERVAL_MS: u64 = 1000;
+/// Group timers (sessions, rebalance deadlines) are checked this often.
+const GROUP_TICK_INTERVAL_MS: u64 = 100;
 
 /// Milliseconds since the Unix epoch (simulated time under madsim).
 pub fn now_ms() -> i64 {
@@ -91,6 +94,18 @@ impl From<LogError> for ApiError {
     }
 }
 
+/// `__consumer_offsets` belongs to the group coordinator, whose shards follow its
+/// partitions: deleting it or adding partitions would lose or move groups.
+fn refuse_internal(name: &str) -> Result<(), ApiError> {
+    if name == OFFSETS_TOPIC {
+        return Err(ApiError::new(
+            ResponseError::InvalidRequest,
+            format!("{OFFSETS_TOPIC} is internal to the group coordinator and cannot be changed this way"),
+        ));
+    }
+    Ok(())
+}
+
 struct Controller {
     log: MetadataLog,
     /// Producer ids in `next_producer_id..producer_id_block_end` are allocated and free.
@@ -110,6 +125,7 @@ pub struct Broker {
     partitions: std::sync::RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     appended: watch::Sender<u64>,
     pub fetch_sessions: std::sync::Mutex<fetch_session::FetchSessionCache>,
+    pub groups: GroupCoordinator,
 }
 
 impl std::fmt::Debug for Broker {
@@ -171,7 +187,14 @@ impl Broker {
             producer_id_block_end: image.next_producer_id,
             changes: records.len() as i64,
         };
+        // The coordinator follows the topic as it exists: changing
+        // offsets.topic.num.partitions later must not move groups to other partitions.
+        let offsets_partitions = image
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map_or(config.offsets_topic_num_partitions, |t| t.partitions);
         let broker = Arc::new(Broker {
+            groups: GroupCoordinator::new(offsets_partitions, started_ms),
             config,
             disk,
             advertised,
@@ -202,6 +225,7 @@ impl Broker {
         for topic in image.topics.values() {
             broker.open_partitions(topic, 0).await?;
         }
+        broker.groups.load(&broker).await?;
         tracing::info!(
             topics = image.topics.len(),
             partitions = broker.partition_count(),
@@ -453,6 +477,7 @@ impl Broker {
     }
 
     pub async fn delete_topic(&self, name: &str) -> Result<TopicImage, ApiError> {
+        refuse_internal(name)?;
         let mut controller = self.controller.lock().await;
         let topic = self.existing_topic(name)?;
         let record = MetadataRecord::TopicDeleted {
@@ -468,6 +493,7 @@ impl Broker {
         count: i32,
         validate_only: bool,
     ) -> Result<(), ApiError> {
+        refuse_internal(name)?;
         let mut controller = self.controller.lock().await;
         let topic = self.existing_topic(name)?;
         if count <= topic.partitions {
@@ -530,12 +556,25 @@ impl Broker {
         Ok(id)
     }
 
-    /// Flush by `flush.ms`, retention and compaction, forever.
+    /// Group timers; flush by `flush.ms`, retention and compaction; offset expiry; forever.
     pub async fn housekeeping(self: Arc<Self>) {
         let mut since_retention_ms = 0;
         let mut since_cleaning_ms = 0;
+        let mut since_logs_ms = 0;
+        let mut since_offsets_expiry_ms: i64 = 0;
         loop {
-            tokio::time::sleep(Duration::from_millis(HOUSEKEEPING_INTERVAL_MS)).await;
+            tokio::time::sleep(Duration::from_millis(GROUP_TICK_INTERVAL_MS)).await;
+            since_offsets_expiry_ms += GROUP_TICK_INTERVAL_MS as i64;
+            let expire = since_offsets_expiry_ms >= self.config.offsets_retention_check_interval_ms;
+            if expire {
+                since_offsets_expiry_ms = 0;
+            }
+            self.groups.tick(&self, expire).await;
+            since_logs_ms += GROUP_TICK_INTERVAL_MS;
+            if since_logs_ms < HOUSEKEEPING_INTERVAL_MS {
+                continue;
+            }
+            since_logs_ms = 0;
             since_retention_ms += HOUSEKEEPING_INTERVAL_MS;
             since_cleaning_ms += HOUSEKEEPING_INTERVAL_MS;
             let retention = since_retention_ms >= self.config.log_retention_check_interval_ms;

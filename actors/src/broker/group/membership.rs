@@ -613,6 +613,11 @@ impl Group {
         self.generation_id
     }
 
+    /// When the group entered its current state.
+    pub fn state_since_ms(&self) -> i64 {
+        self.state_since_ms
+    }
+
     pub fn protocol_type(&self) -> Option<&str> {
         self.protocol_type.as_deref()
     }
@@ -659,6 +664,35 @@ impl Group {
 
     pub fn session_timeout_ms(&self, member_id: &str) -> Option<i32> {
         self.members.get(member_id).map(|m| m.session_timeout_ms)
+    }
+
+    /// Every member as DescribeGroups reports it: its metadata for the selected protocol
+    /// (empty while none is selected) and its current assignment (empty during a rebalance).
+    pub fn describe_members(&self) -> Vec<MemberRecord> {
+        let rebalancing = matches!(
+            self.state,
+            GroupState::PreparingRebalance | GroupState::CompletingRebalance
+        );
+        self.members
+            .values()
+            .map(|m| MemberRecord {
+                member_id: m.member_id.clone(),
+                group_instance_id: m.group_instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                rebalance_timeout_ms: m.rebalance_timeout_ms,
+                session_timeout_ms: m.session_timeout_ms,
+                subscription: match &self.protocol_name {
+                    Some(p) if m.supports(p) => m.metadata(p),
+                    _ => Bytes::new(),
+                },
+                assignment: if rebalancing {
+                    Bytes::new()
+                } else {
+                    m.assignment.clone()
+                },
+            })
+            .collect()
     }
 
     /// The earliest time a `Tick` has work to do.

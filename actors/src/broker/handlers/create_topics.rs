@@ -10,6 +10,7 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use crate::broker::group::coordinator::OFFSETS_TOPIC;
 use crate::broker::{ApiError, Broker};
 
 pub async fn handle(
@@ -49,6 +50,14 @@ async fn create(
     validate_only: bool,
     version: i16,
 ) -> Result<CreatableTopicResult, ApiError> {
+    if topic.name.0.as_str() == OFFSETS_TOPIC {
+        return Err(ApiError::new(
+            ResponseError::InvalidRequest,
+            format!(
+                "{OFFSETS_TOPIC} is internal: the broker creates it when the first group needs it"
+            ),
+        ));
+    }
     let node = broker.config.node_id;
     let mut partitions = topic.num_partitions;
     let mut replication_factor = topic.replication_factor;

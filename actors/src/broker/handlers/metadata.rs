@@ -12,6 +12,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use runnel_protocol::kafka::topic_name;
 
+use crate::broker::group::coordinator::OFFSETS_TOPIC;
 use crate::broker::metadata::TopicImage;
 use crate::broker::Broker;
 
@@ -56,6 +57,17 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
                 let known = broker.image().topics.get(&name).cloned();
                 let topic = match known {
                     Some(topic) => Ok(topic),
+                    // Created with the coordinator's layout, whatever the request says.
+                    None if name == OFFSETS_TOPIC => match broker.groups.ensure_topic(broker).await
+                    {
+                        Ok(()) => broker
+                            .image()
+                            .topics
+                            .get(&name)
+                            .cloned()
+                            .ok_or(ResponseError::UnknownTopicOrPartition),
+                        Err(e) => Err(e.code),
+                    },
                     None if request.allow_auto_topic_creation
                         && broker.config.auto_create_topics_enable =>
                     {

@@ -1,0 +1,878 @@
+//! The group coordinator: one shard per partition of `__consumer_offsets`, each owning the
+//! groups that hash to its partition, their committed offsets, and the state machines that
+//! run their membership ([`super::membership::Group`]).
+//!
+//! A shard is an actor whose mailbox is its lock: every input to a shard's groups is
+//! handled under that lock, in arrival order, and every change is appended to the shard's
+//! partition before it is acknowledged. A request the membership protocol parks (JoinGroup,
+//! SyncGroup) leaves a oneshot waiter behind and releases the lock; a later input answers
+//! it. When the broker starts, each shard replays its partition, so a restart loses no group
+//! and no committed offset.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use runnel_protocol::batch::build;
+use runnel_protocol::batch::RecordBatch;
+use runnel_storage::log::LogError;
+use tokio::sync::{oneshot, Mutex};
+
+use super::membership::{
+    Group, GroupState, Input, JoinRequest, JoinResponse, LeaveRequest, LeaveResponse, MemberRecord,
+    OffsetCommitRequest, Output, RequestId, SyncRequest, SyncResponse,
+};
+use super::records::{
+    decode_group, decode_key, decode_offset, encode_group, encode_key, encode_offset,
+    CommittedOffset, OffsetsKey,
+};
+use crate::broker::partition::AppendOutcome;
+use crate::broker::{now_ms, ApiError, Broker, MAX_CONNECTIONS};
+
+/// The internal topic that holds groups and committed offsets.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Kafka's `offset.metadata.max.bytes` default: longer commit metadata is refused.
+pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
+/// Requests parked in one shard at once; a connection parks at most one, so this is
+/// reached only by clients that reconnect faster than rebalances finish.
+const MAX_PARKED_PER_SHARD: usize = MAX_CONNECTIONS;
+/// Bytes read from a shard's partition per step while loading it.
+const LOAD_READ_BYTES: usize = 4 << 20;
+
+/// The partition of `__consumer_offsets` that owns `group_id`: Kafka's
+/// `Utils.abs(groupId.hashCode) % partitions`, so a group lands where Kafka would put it.
+pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
+    assert!(partitions > 0);
+    let hash = group_id.encode_utf16().fold(0i32, |h, unit| {
+        h.wrapping_mul(31).wrapping_add(i32::from(unit))
+    });
+    (hash & 0x7fff_ffff) % partitions
+}
+
+/// Group ids of the membership APIs: not empty, and short enough for Kafka's record keys.
+pub fn check_group_id(group_id: &str) -> Result<(), ResponseError> {
+    if group_id.is_empty() {
+        return Err(ResponseError::InvalidGroupId);
+    }
+    check_offsets_group_id(group_id)
+}
+
+/// Group ids of the offset APIs, which Kafka lets be empty.
+pub fn check_offsets_group_id(group_id: &str) -> Result<(), ResponseError> {
+    if group_id.len() > i16::MAX as usize {
+        return Err(ResponseError::InvalidGroupId);
+    }
+    Ok(())
+}
+
+/// One group as its shard keeps it.
+#[derive(Debug, Default)]
+pub struct GroupEntry {
+    /// Classic membership; None for a group that only has committed offsets (consumers
+    /// that assign partitions themselves) until someone joins.
+    pub classic: Option<Group>,
+    pub offsets: BTreeMap<(String, i32), CommittedOffset>,
+}
+
+impl GroupEntry {
+    fn state(&self) -> GroupState {
+        self.classic
+            .as_ref()
+            .map_or(GroupState::Empty, Group::state)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.state() == GroupState::Empty
+    }
+}
+
+/// What DescribeGroups and ListGroups report of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSummary {
+    pub group_id: String,
+    pub state: String,
+    pub protocol_type: String,
+    pub protocol_name: String,
+    /// "classic" or "consumer" (ListGroups v5).
+    pub group_type: &'static str,
+    pub members: Vec<MemberRecord>,
+}
+
+struct Shard {
+    index: i32,
+    groups: BTreeMap<String, GroupEntry>,
+    /// Parked requests, answered by a later step; at most `MAX_PARKED_PER_SHARD`.
+    waiters: HashMap<RequestId, oneshot::Sender<Output>>,
+}
+
+pub struct GroupCoordinator {
+    shards: Vec<Mutex<Shard>>,
+    next_request_id: AtomicU64,
+    /// Member ids embed this, so that ids differ across restarts and group incarnations.
+    next_member_id_epoch: AtomicU64,
+}
+
+impl std::fmt::Debug for GroupCoordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GroupCoordinator({} shards)", self.shards.len())
+    }
+}
+
+fn storage_error(e: &LogError, for_offsets: bool) -> ResponseError {
+    // Kafka's mapping of append errors in GroupMetadataManager.storeGroup/storeOffsets.
+    match e {
+        LogError::BatchTooLarge { .. } if for_offsets => ResponseError::InvalidCommitOffsetSize,
+        LogError::BatchTooLarge { .. } => ResponseError::UnknownServerError,
+        _ => ResponseError::NotCoordinator,
+    }
+}
+
+impl GroupCoordinator {
+    /// Shards for `partitions` partitions of `__consumer_offsets`, empty until [`load`].
+    ///
+    /// [`load`]: GroupCoordinator::load
+    pub fn new(partitions: i32, started_ms: i64) -> Self {
+        assert!(partitions > 0);
+        GroupCoordinator {
+            shards: (0..partitions)
+                .map(|index| {
+                    Mutex::new(Shard {
+                        index,
+                        groups: BTreeMap::new(),
+                        waiters: HashMap::new(),
+                    })
+                })
+                .collect(),
+            next_request_id: AtomicU64::new(0),
+            next_member_id_epoch: AtomicU64::new(started_ms.max(0) as u64 * 1000),
+        }
+    }
+
+    pub fn partitions(&self) -> i32 {
+        self.shards.len() as i32
+    }
+
+    pub fn partition_for(&self, group_id: &str) -> i32 {
+        partition_for(group_id, self.partitions())
+    }
+
+    fn shard(&self, group_id: &str) -> &Mutex<Shard> {
+        &self.shards[self.partition_for(group_id) as usize]
+    }
+
+    fn member_id_epoch(&self) -> u64 {
+        self.next_member_id_epoch.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Creates `__consumer_offsets` if it does not exist yet, as Kafka does on the first
+    /// FindCoordinator for a group.
+    pub async fn ensure_topic(&self, broker: &Broker) -> Result<(), ApiError> {
+        if broker.image().topics.contains_key(OFFSETS_TOPIC) {
+            return Ok(());
+        }
+        let configs = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            ("segment.bytes".to_string(), (100 << 20).to_string()),
+            ("compression.type".to_string(), "producer".to_string()),
+        ]);
+        match broker
+            .create_topic(OFFSETS_TOPIC, self.partitions(), configs, false)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.code == ResponseError::TopicAlreadyExists => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Replays every shard's partition (a broker start).
+    pub async fn load(&self, broker: &Broker) -> Result<(), LogError> {
+        for shard in &self.shards {
+            let mut shard = shard.lock().await;
+            self.load_shard(broker, &mut shard).await?;
+        }
+        Ok(())
+    }
+
+    async fn load_shard(&self, broker: &Broker, shard: &mut Shard) -> Result<(), LogError> {
+        let Some(partition) = broker.partition(OFFSETS_TOPIC, shard.index) else {
+            return Ok(());
+        };
+        let mut offsets: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>> =
+            BTreeMap::new();
+        let mut classic: BTreeMap<String, Bytes> = BTreeMap::new();
+        let mut skipped = 0usize;
+        {
+            let state = partition.state.read().await;
+            let mut offset = state.log.log_start_offset();
+            while offset < state.log.log_end_offset() {
+                let batches = state.log.read_batches(offset, LOAD_READ_BYTES).await?;
+                if batches.is_empty() {
+                    break;
+                }
+                for batch in batches {
+                    offset = batch.last_offset() + 1;
+                    if batch.is_control() {
+                        continue;
+                    }
+                    let records = match batch.records() {
+                        Ok(records) => records,
+                        Err(e) => {
+                            tracing::warn!(partition = shard.index, error = %e, "skipping an unreadable batch in __consumer_offsets");
+                            skipped += 1;
+                            continue;
+                        }
+                    };
+                    for record in records {
+                        let Some(key) = record.key.as_deref() else {
+                            skipped += 1;
+                            continue;
+                        };
+                        let key = match decode_key(key) {
+                            Ok(key) => key,
+                            Err(e) => {
+                                tracing::warn!(partition = shard.index, error = %e, "skipping a record");
+                                skipped += 1;
+                                continue;
+                            }
+                        };
+                        match (key, record.value) {
+                            (
+                                OffsetsKey::Offset {
+                                    group_id,
+                                    topic,
+                                    partition,
+                                },
+                                value,
+                            ) => {
+                                let group = offsets.entry(group_id).or_default();
+                                match value.as_deref().map(decode_offset) {
+                                    None => {
+                                        group.remove(&(topic, partition));
+                                    }
+                                    Some(Ok(committed)) => {
+                                        group.insert((topic, partition), committed);
+                                    }
+                                    Some(Err(e)) => {
+                                        tracing::warn!(error = %e, "skipping a record");
+                                        skipped += 1;
+                                    }
+                                }
+                            }
+                            (OffsetsKey::ClassicGroup { group_id }, None) => {
+                                classic.remove(&group_id);
+                            }
+                            (OffsetsKey::ClassicGroup { group_id }, Some(value)) => {
+                                classic.insert(group_id, value);
+                            }
+                            (OffsetsKey::ConsumerGroup { .. }, _) => skipped += 1,
+                        }
+                    }
+                }
+            }
+        }
+        let now = now_ms();
+        for (group_id, group_offsets) in offsets {
+            if !group_offsets.is_empty() {
+                shard.groups.entry(group_id).or_default().offsets = group_offsets;
+            }
+        }
+        let mut outputs = Vec::new();
+        for (group_id, value) in classic {
+            let record = match decode_group(&value) {
+                Ok(record) => record,
+                Err(e) => {
+                    tracing::warn!(group = %group_id, error = %e, "skipping an unreadable group");
+                    skipped += 1;
+                    continue;
+                }
+            };
+            match Group::from_record(
+                &group_id,
+                broker.config.group.clone(),
+                self.member_id_epoch(),
+                now,
+                record,
+            ) {
+                Ok((group, first)) => {
+                    shard.groups.entry(group_id.clone()).or_default().classic = Some(group);
+                    outputs.push((group_id, first));
+                }
+                Err(e) => {
+                    tracing::warn!(group = %group_id, error = %e, "skipping an inconsistent group");
+                    skipped += 1;
+                }
+            }
+        }
+        for (group_id, first) in outputs {
+            self.carry_out(broker, shard, &group_id, first).await;
+        }
+        if skipped > 0 {
+            tracing::warn!(
+                partition = shard.index,
+                skipped,
+                "__consumer_offsets held records this broker cannot read"
+            );
+        }
+        tracing::debug!(
+            partition = shard.index,
+            groups = shard.groups.len(),
+            "group coordinator loaded"
+        );
+        Ok(())
+    }
+
+    /// Appends records (a value of None is a tombstone) to the shard's partition.
+    async fn write(
+        broker: &Broker,
+        shard: &Shard,
+        records: &[(Bytes, Option<Bytes>)],
+    ) -> Result<(), LogError> {
+        assert!(!records.is_empty());
+        let partition = broker
+            .partition(OFFSETS_TOPIC, shard.index)
+            .ok_or_else(|| {
+                LogError::Corrupt(format!("{OFFSETS_TOPIC}-{} does not exist", shard.index))
+            })?;
+        let now = now_ms();
+        let built: Vec<build::Record<'_>> = records
+            .iter()
+            .map(|(key, value)| build::Record {
+                key: Some(key),
+                value: value.as_deref(),
+                timestamp_delta: 0,
+            })
+            .collect();
+        let batch: RecordBatch = build::batch(now, &built);
+        match partition.append(&[batch], 0, now).await? {
+            AppendOutcome::Appended { .. } => {}
+            other => unreachable!("a batch without a producer id is always appended: {other:?}"),
+        }
+        broker.notify_appended();
+        Ok(())
+    }
+
+    /// Carries out a group's outputs: persists records (stepping the group with each
+    /// completion) and hands answers to their waiters.
+    async fn carry_out(
+        &self,
+        broker: &Broker,
+        shard: &mut Shard,
+        group_id: &str,
+        outputs: Vec<Output>,
+    ) {
+        let mut queue: VecDeque<Output> = outputs.into();
+        while let Some(output) = queue.pop_front() {
+            let request_id = match &output {
+                Output::Persist { store_id, record } => {
+                    let key = encode_key(&OffsetsKey::ClassicGroup {
+                        group_id: group_id.to_string(),
+                    });
+                    let written = Self::write(broker, shard, &[(key, Some(encode_group(record)))])
+                        .await
+                        .map_err(|e| storage_error(&e, false));
+                    let Some(group) = shard
+                        .groups
+                        .get_mut(group_id)
+                        .and_then(|e| e.classic.as_mut())
+                    else {
+                        continue;
+                    };
+                    queue.extend(group.step(
+                        now_ms(),
+                        Input::PersistCompleted {
+                            store_id: *store_id,
+                            error: written.err(),
+                        },
+                    ));
+                    continue;
+                }
+                Output::Join { request_id, .. }
+                | Output::Sync { request_id, .. }
+                | Output::Heartbeat { request_id, .. }
+                | Output::Leave { request_id, .. }
+                | Output::OffsetCommit { request_id, .. } => *request_id,
+            };
+            if let Some(waiter) = shard.waiters.remove(&request_id) {
+                // The client may have gone; its answer then has nowhere to go.
+                let _ = waiter.send(output);
+            }
+        }
+    }
+
+    /// Steps a classic group with a request and waits for its answer, which may come from
+    /// a later step. `create` makes the group if it does not exist; otherwise a missing
+    /// group is answered with `missing`.
+    async fn ask_classic(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        create: bool,
+        input: impl FnOnce(RequestId) -> Input,
+    ) -> Result<Output, ResponseError> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut shard = self.shard(group_id).lock().await;
+            let exists = shard
+                .groups
+                .get(group_id)
+                .is_some_and(|e| e.classic.is_some());
+            if !exists {
+                if !create {
+                    return Err(ResponseError::UnknownMemberId);
+                }
+                let group = Group::new(
+                    group_id,
+                    broker.config.group.clone(),
+                    self.member_id_epoch(),
+                    now_ms(),
+                );
+                shard
+                    .groups
+                    .entry(group_id.to_string())
+                    .or_default()
+                    .classic = Some(group);
+            }
+            // Answers for clients that went away are dropped here, keeping the bound honest.
+            shard.waiters.retain(|_, waiter| !waiter.is_closed());
+            if shard.waiters.len() >= MAX_PARKED_PER_SHARD {
+                return Err(ResponseError::CoordinatorNotAvailable);
+            }
+            let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
+            shard.waiters.insert(request_id, tx);
+            let group = shard
+                .groups
+                .get_mut(group_id)
+                .and_then(|e| e.classic.as_mut())
+                .expect("made above");
+            let outputs = group.step(now_ms(), input(request_id));
+            self.carry_out(broker, &mut shard, group_id, outputs).await;
+        }
+        // A dropped waiter means the group was unloaded or deleted with the request parked.
+        rx.await.map_err(|_| ResponseError::NotCoordinator)
+    }
+
+    pub async fn join(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        request: JoinRequest,
+    ) -> JoinResponse {
+        let member_id = request.member_id.clone();
+        // Kafka: a non-empty member id for a group that does not exist is unknown.
+        let create = member_id.is_empty();
+        let answer = self
+            .ask_classic(broker, group_id, create, |request_id| {
+                Input::Join(JoinRequest {
+                    request_id,
+                    ..request
+                })
+            })
+            .await;
+        match answer {
+            Ok(Output::Join { response, .. }) => response,
+            Ok(other) => unreachable!("a join is answered by a join: {other:?}"),
+            Err(error) => error_join(&member_id, error),
+        }
+    }
+
+    pub async fn sync(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        request: SyncRequest,
+    ) -> SyncResponse {
+        match self
+            .ask_classic(broker, group_id, false, |request_id| {
+                Input::Sync(SyncRequest {
+                    request_id,
+                    ..request
+                })
+            })
+            .await
+        {
+            Ok(Output::Sync { response, .. }) => response,
+            Ok(other) => unreachable!("a sync is answered by a sync: {other:?}"),
+            Err(error) => SyncResponse {
+                error: Some(error),
+                protocol_type: None,
+                protocol_name: None,
+                assignment: Bytes::new(),
+            },
+        }
+    }
+
+    pub async fn heartbeat(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        member_id: String,
+        group_instance_id: Option<String>,
+        generation_id: i32,
+    ) -> Option<ResponseError> {
+        match self
+            .ask_classic(broker, group_id, false, |request_id| {
+                Input::Heartbeat(super::membership::HeartbeatRequest {
+                    request_id,
+                    member_id,
+                    group_instance_id,
+                    generation_id,
+                })
+            })
+            .await
+        {
+            Ok(Output::Heartbeat { error, .. }) => error,
+            Ok(other) => unreachable!("a heartbeat is answered by a heartbeat: {other:?}"),
+            Err(error) => Some(error),
+        }
+    }
+
+    pub async fn leave(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        request: LeaveRequest,
+    ) -> LeaveResponse {
+        match self
+            .ask_classic(broker, group_id, false, |request_id| {
+                Input::Leave(LeaveRequest {
+                    request_id,
+                    ..request
+                })
+            })
+            .await
+        {
+            Ok(Output::Leave { response, .. }) => response,
+            Ok(other) => unreachable!("a leave is answered by a leave: {other:?}"),
+            Err(error) => LeaveResponse {
+                error: Some(error),
+                members: Vec::new(),
+            },
+        }
+    }
+
+    /// OffsetCommit for one group: checks the member's generation, then makes the offsets
+    /// durable in one batch. Returns the group-level error, or one result per offset.
+    pub async fn commit_offsets(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        member: OffsetCommitRequest,
+        offsets: Vec<((String, i32), CommittedOffset)>,
+    ) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
+        let mut shard = self.shard(group_id).lock().await;
+        let entry = shard.groups.get_mut(group_id);
+        let generation_check = match entry.and_then(|e| e.classic.as_mut()) {
+            Some(group) => {
+                let outputs = group.step(now_ms(), Input::OffsetCommit(member.clone()));
+                match outputs.as_slice() {
+                    [Output::OffsetCommit { result, .. }] => *result,
+                    other => unreachable!("a commit is answered at once: {other:?}"),
+                }
+            }
+            // Kafka: only a commit without a generation may create a group.
+            None if member.generation_id >= 0 => Err(ResponseError::IllegalGeneration),
+            None => Ok(()),
+        };
+        generation_check?;
+        let mut results = Vec::with_capacity(offsets.len());
+        let mut records = Vec::new();
+        let mut accepted = Vec::new();
+        let image = broker.image();
+        for ((topic, partition), committed) in offsets {
+            let known = image
+                .topics
+                .get(&topic)
+                .is_some_and(|t| (0..t.partitions).contains(&partition));
+            let result = if committed.metadata.len() > OFFSET_METADATA_MAX_BYTES {
+                Err(ResponseError::OffsetMetadataTooLarge)
+            } else if !known {
+                Err(ResponseError::UnknownTopicOrPartition)
+            } else {
+                let key = encode_key(&OffsetsKey::Offset {
+                    group_id: group_id.to_string(),
+                    topic: topic.clone(),
+                    partition,
+                });
+                records.push((key, Some(encode_offset(&committed))));
+                accepted.push((results.len(), (topic, partition), committed));
+                Ok(())
+            };
+            results.push(result);
+        }
+        if !records.is_empty() {
+            if let Err(e) = Self::write(broker, &shard, &records).await {
+                let error = storage_error(&e, true);
+                for (index, _, _) in &accepted {
+                    results[*index] = Err(error);
+                }
+                return Ok(results);
+            }
+            let entry = shard.groups.entry(group_id.to_string()).or_default();
+            for (_, tp, committed) in accepted {
+                entry.offsets.insert(tp, committed);
+            }
+        }
+        Ok(results)
+    }
+
+    /// OffsetFetch for one group: the committed offsets of `partitions`, or of every
+    /// partition with one when `partitions` is None.
+    pub async fn fetch_offsets(
+        &self,
+        group_id: &str,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Vec<((String, i32), Option<CommittedOffset>)> {
+        let shard = self.shard(group_id).lock().await;
+        let offsets = shard.groups.get(group_id).map(|e| &e.offsets);
+        match partitions {
+            Some(partitions) => partitions
+                .into_iter()
+                .map(|tp| {
+                    let committed = offsets.and_then(|o| o.get(&tp)).cloned();
+                    (tp, committed)
+                })
+                .collect(),
+            None => offsets
+                .into_iter()
+                .flatten()
+                .map(|(tp, c)| (tp.clone(), Some(c.clone())))
+                .collect(),
+        }
+    }
+
+    /// OffsetDelete: forgets committed offsets of topics the group does not consume.
+    pub async fn delete_offsets(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
+        let mut shard = self.shard(group_id).lock().await;
+        let Some(entry) = shard.groups.get(group_id) else {
+            return Err(ResponseError::GroupIdNotFound);
+        };
+        if let Some(group) = &entry.classic {
+            if !entry.is_empty() && group.protocol_type() != Some("consumer") {
+                return Err(ResponseError::NonEmptyGroup);
+            }
+        }
+        let subscribed = subscribed_topics(entry);
+        let mut results = Vec::with_capacity(partitions.len());
+        let mut records = Vec::new();
+        let mut removed = Vec::new();
+        for (topic, partition) in partitions {
+            let consumed = match &subscribed {
+                Some(topics) => topics.contains(&topic),
+                // Unreadable subscriptions: assume the worst.
+                None => !entry.is_empty(),
+            };
+            if consumed {
+                results.push(Err(ResponseError::GroupSubscribedToTopic));
+                continue;
+            }
+            results.push(Ok(()));
+            if entry.offsets.contains_key(&(topic.clone(), partition)) {
+                records.push((
+                    encode_key(&OffsetsKey::Offset {
+                        group_id: group_id.to_string(),
+                        topic: topic.clone(),
+                        partition,
+                    }),
+                    None,
+                ));
+                removed.push((topic, partition));
+            }
+        }
+        if !records.is_empty() {
+            Self::write(broker, &shard, &records)
+                .await
+                .map_err(|e| storage_error(&e, true))?;
+            let entry = shard.groups.get_mut(group_id).expect("checked above");
+            for tp in removed {
+                entry.offsets.remove(&tp);
+            }
+        }
+        Ok(results)
+    }
+
+    /// DeleteGroups for one group: an empty group and its offsets go.
+    pub async fn delete_group(&self, broker: &Broker, group_id: &str) -> Result<(), ResponseError> {
+        let mut shard = self.shard(group_id).lock().await;
+        let Some(entry) = shard.groups.get(group_id) else {
+            return Err(ResponseError::GroupIdNotFound);
+        };
+        if !entry.is_empty() {
+            return Err(ResponseError::NonEmptyGroup);
+        }
+        self.remove_group(broker, &mut shard, group_id).await
+    }
+
+    async fn remove_group(
+        &self,
+        broker: &Broker,
+        shard: &mut Shard,
+        group_id: &str,
+    ) -> Result<(), ResponseError> {
+        let entry = shard.groups.get(group_id).expect("the caller found it");
+        let mut records: Vec<(Bytes, Option<Bytes>)> = entry
+            .offsets
+            .keys()
+            .map(|(topic, partition)| {
+                let key = encode_key(&OffsetsKey::Offset {
+                    group_id: group_id.to_string(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                });
+                (key, None)
+            })
+            .collect();
+        records.push((
+            encode_key(&OffsetsKey::ClassicGroup {
+                group_id: group_id.to_string(),
+            }),
+            None,
+        ));
+        Self::write(broker, shard, &records)
+            .await
+            .map_err(|e| storage_error(&e, false))?;
+        let mut entry = shard.groups.remove(group_id).expect("the caller found it");
+        if let Some(group) = entry.classic.as_mut() {
+            group.delete().expect("only empty groups are removed");
+        }
+        Ok(())
+    }
+
+    pub async fn describe(&self, group_id: &str) -> Option<GroupSummary> {
+        let shard = self.shard(group_id).lock().await;
+        shard.groups.get(group_id).map(|e| summary(group_id, e))
+    }
+
+    pub async fn list(&self) -> Vec<GroupSummary> {
+        let mut all = Vec::new();
+        for shard in &self.shards {
+            let shard = shard.lock().await;
+            all.extend(shard.groups.iter().map(|(id, e)| summary(id, e)));
+        }
+        all
+    }
+
+    /// Fires due membership timers, and expires the offsets of groups that have been
+    /// empty for `offsets.retention.minutes` when `expire_offsets` is set.
+    pub async fn tick(&self, broker: &Broker, expire_offsets: bool) {
+        let now = now_ms();
+        for shard in &self.shards {
+            let mut shard = shard.lock().await;
+            let due: Vec<String> = shard
+                .groups
+                .iter()
+                .filter(|(_, e)| {
+                    e.classic
+                        .as_ref()
+                        .and_then(Group::next_deadline_ms)
+                        .is_some_and(|deadline| deadline <= now)
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            for group_id in due {
+                let group = shard
+                    .groups
+                    .get_mut(&group_id)
+                    .and_then(|e| e.classic.as_mut())
+                    .expect("listed above");
+                let outputs = group.step(now, Input::Tick);
+                self.carry_out(broker, &mut shard, &group_id, outputs).await;
+            }
+            if expire_offsets {
+                self.expire_offsets(broker, &mut shard, now).await;
+            }
+        }
+    }
+
+    /// Kafka's offset expiration (KIP-211): the offsets of an empty group expire
+    /// `offsets.retention.minutes` after it became empty; offsets of a group without
+    /// membership, that long after their commit. A group left with nothing is removed.
+    async fn expire_offsets(&self, broker: &Broker, shard: &mut Shard, now_ms: i64) {
+        let retention_ms = broker.config.offsets_retention_ms;
+        let expired: Vec<String> = shard
+            .groups
+            .iter()
+            .filter(|(_, e)| {
+                let Some(group) = &e.classic else {
+                    return e
+                        .offsets
+                        .values()
+                        .all(|c| c.commit_timestamp_ms.saturating_add(retention_ms) <= now_ms);
+                };
+                e.is_empty() && group.state_since_ms().saturating_add(retention_ms) <= now_ms
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for group_id in expired {
+            tracing::info!(group = %group_id, "removing an empty group whose offsets expired");
+            if let Err(error) = self.remove_group(broker, shard, &group_id).await {
+                tracing::warn!(group = %group_id, ?error, "cannot expire the group's offsets");
+            }
+        }
+    }
+}
+
+fn error_join(member_id: &str, error: ResponseError) -> JoinResponse {
+    JoinResponse {
+        error: Some(error),
+        member_id: member_id.to_string(),
+        generation_id: super::membership::NO_GENERATION,
+        protocol_type: None,
+        protocol_name: None,
+        leader_id: String::new(),
+        skip_assignment: false,
+        members: Vec::new(),
+    }
+}
+
+fn summary(group_id: &str, entry: &GroupEntry) -> GroupSummary {
+    match &entry.classic {
+        Some(group) => GroupSummary {
+            group_id: group_id.to_string(),
+            state: group.state().name().to_string(),
+            protocol_type: group.protocol_type().unwrap_or("").to_string(),
+            protocol_name: group.protocol_name().unwrap_or("").to_string(),
+            group_type: "classic",
+            members: group.describe_members(),
+        },
+        // Offsets only: Kafka reports such a group as Empty with no protocol.
+        None => GroupSummary {
+            group_id: group_id.to_string(),
+            state: GroupState::Empty.name().to_string(),
+            protocol_type: String::new(),
+            protocol_name: String::new(),
+            group_type: "classic",
+            members: Vec::new(),
+        },
+    }
+}
+
+/// The topics a consumer group's members subscribe to; None if some subscription cannot
+/// be read.
+fn subscribed_topics(entry: &GroupEntry) -> Option<std::collections::BTreeSet<String>> {
+    use kafka_protocol::messages::ConsumerProtocolSubscription;
+    use kafka_protocol::protocol::Decodable;
+    let mut topics = std::collections::BTreeSet::new();
+    let Some(group) = &entry.classic else {
+        return Some(topics);
+    };
+    for member in group.describe_members() {
+        let mut bytes = member.subscription.clone();
+        if bytes.len() < 2 {
+            return None;
+        }
+        let version = i16::from_be_bytes([bytes[0], bytes[1]]);
+        let _ = bytes.split_to(2);
+        // Later versions than we know add fields at the end; read them as the newest.
+        let version = version.clamp(0, 3);
+        let subscription = ConsumerProtocolSubscription::decode(&mut bytes, version).ok()?;
+        topics.extend(subscription.topics.iter().map(|t| t.to_string()));
+    }
+    Some(topics)
+}
