@@ -103,3 +103,77 @@ def test_admin_create_delete(broker):
             admin.delete_topics([topic], timeout_ms=TIMEOUT_MS, raise_errors=True)
     finally:
         admin.close()
+
+
+def test_group_of_two_commits_and_resumes(broker):
+    """Two KafkaConsumers in one group split four partitions; each commits what it read; after
+    both close, two new members of the group resume exactly after the committed offsets, so the
+    second half is read once and the first half never again. The group's committed offsets are
+    what kafka-python's admin client reports."""
+    topic = unique("kp-group")
+    group = unique("kp-g")
+    create_topic(broker, topic, 4)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", request_timeout_ms=TIMEOUT_MS,
+                             max_block_ms=TIMEOUT_MS)
+    try:
+        for i in range(80):
+            producer.send(topic, value=b"first-%d" % i, partition=i % 4)
+        producer.flush(timeout=OP_TIMEOUT)
+    finally:
+        producer.close()
+
+    def member():
+        return KafkaConsumer(topic, bootstrap_servers=broker.bootstrap, group_id=group,
+                             auto_offset_reset="earliest", enable_auto_commit=False,
+                             session_timeout_ms=10000, heartbeat_interval_ms=500,
+                             request_timeout_ms=TIMEOUT_MS + 5000, consumer_timeout_ms=200)
+
+    def drain(members, want):
+        got = []
+
+        def step():
+            for c in members:
+                for batch in c.poll(timeout_ms=100).values():
+                    got.extend(m.value for m in batch)
+                    c.commit()
+            return len(got) >= want and all(len(c.assignment()) == 2 for c in members)
+
+        wait_until(step, OP_TIMEOUT, f"{want} records across the group", interval=0)
+        return got
+
+    first = [member(), member()]
+    try:
+        got = drain(first, 80)
+        assert sorted(got) == sorted(b"first-%d" % i for i in range(80))
+        owned = [c.assignment() for c in first]
+        assert not (owned[0] & owned[1]) and len(owned[0] | owned[1]) == 4
+    finally:
+        for c in first:
+            c.close()
+
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=TIMEOUT_MS)
+    try:
+        offsets = admin.list_group_offsets([group])[group]  # OffsetFetch v8, multi-group
+        assert {tp.partition: om.offset for tp, om in offsets.items()} == {0: 20, 1: 20, 2: 20, 3: 20}
+    finally:
+        admin.close()
+
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", request_timeout_ms=TIMEOUT_MS,
+                             max_block_ms=TIMEOUT_MS)
+    try:
+        for i in range(40):
+            producer.send(topic, value=b"second-%d" % i, partition=i % 4)
+        producer.flush(timeout=OP_TIMEOUT)
+    finally:
+        producer.close()
+    second = [member(), member()]
+    try:
+        got = drain(second, 40)
+        time.sleep(1)
+        for c in second:
+            for batch in c.poll(timeout_ms=500).values():
+                got.extend(m.value for m in batch)
+        assert sorted(got) == sorted(b"second-%d" % i for i in range(40)), "resumed after the commits, once"
+    finally:
+        for c in second:
+            c.close()
