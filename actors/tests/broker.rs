@@ -1570,3 +1570,130 @@ async fn groups_and_committed_offsets_survive_a_restart() {
     };
     assert!(listed.groups.is_empty());
 }
+
+fn fetch_committed(group: &'static str) -> RequestKind {
+    RequestKind::OffsetFetch(
+        OffsetFetchRequest::default()
+            .with_group_id(group_id(group))
+            .with_topics(None),
+    )
+}
+
+fn committed_offsets(response: ResponseKind) -> Vec<(i32, i64)> {
+    let ResponseKind::OffsetFetch(r) = response else {
+        panic!("not an OffsetFetch response")
+    };
+    r.topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| (p.partition_index, p.committed_offset))
+        .collect()
+}
+
+#[tokio::test]
+async fn offsets_expire_after_retention_and_unreadable_records_are_skipped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = [("offsets.retention.minutes", "60")];
+    {
+        let broker = start(dir.path(), &config).await;
+        let mut client = Client::connect(broker.addr).await;
+        client
+            .call(ApiKey::CreateTopics, 7, create_topics("t", 2, &[]))
+            .await;
+        // An admin-style commit (no member, no generation) makes an offsets-only group.
+        let ok = commit_errors(
+            client
+                .call(ApiKey::OffsetCommit, 9, commit("", -1, &[(0, 3, "")]))
+                .await,
+        );
+        assert_eq!(ok, vec![0]);
+        // Clients cannot write the coordinator's topic...
+        let partition = broker.broker.groups.partition_for("g");
+        let (code, _) = produce_result(
+            client
+                .call(
+                    ApiKey::Produce,
+                    9,
+                    produce(
+                        "__consumer_offsets",
+                        partition,
+                        batch(&["junk"]).as_bytes().clone(),
+                        1,
+                    ),
+                )
+                .await,
+        );
+        assert_eq!(code, ResponseError::InvalidTopicException.code());
+        // ...but a damaged record there (written behind the API) must not stop a start.
+        let offsets = broker
+            .broker
+            .partition("__consumer_offsets", partition)
+            .expect("created with the first commit");
+        let junk = build::batch(
+            0,
+            &[
+                build::Record {
+                    key: Some(b"\x00\x01garbage"),
+                    value: Some(b"x"),
+                    timestamp_delta: 0,
+                },
+                build::Record {
+                    key: None,
+                    value: Some(b"no key"),
+                    timestamp_delta: 0,
+                },
+            ],
+        );
+        offsets.append(&[junk], 0, 0).await.expect("append");
+        broker.broker.flush_all().await.expect("flush");
+    }
+    let broker = start(dir.path(), &config).await;
+    let mut client = Client::connect(broker.addr).await;
+    assert_eq!(
+        committed_offsets(
+            client
+                .call(ApiKey::OffsetFetch, 7, fetch_committed("g"))
+                .await
+        ),
+        vec![(0, 3)]
+    );
+    let now = runnel_actors::broker::now_ms();
+    broker
+        .broker
+        .groups
+        .tick(&broker.broker, now + 59 * 60_000, true)
+        .await;
+    assert_eq!(
+        committed_offsets(
+            client
+                .call(ApiKey::OffsetFetch, 7, fetch_committed("g"))
+                .await
+        ),
+        vec![(0, 3)],
+        "not yet expired"
+    );
+    broker
+        .broker
+        .groups
+        .tick(&broker.broker, now + 61 * 60_000, true)
+        .await;
+    assert!(committed_offsets(
+        client
+            .call(ApiKey::OffsetFetch, 7, fetch_committed("g"))
+            .await
+    )
+    .is_empty());
+    broker.broker.flush_all().await.expect("flush");
+    drop(broker);
+    let broker = start(dir.path(), &config).await;
+    let mut client = Client::connect(broker.addr).await;
+    assert!(
+        committed_offsets(
+            client
+                .call(ApiKey::OffsetFetch, 7, fetch_committed("g"))
+                .await
+        )
+        .is_empty(),
+        "expired offsets stay expired after a restart"
+    );
+}

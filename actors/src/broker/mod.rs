@@ -569,7 +569,7 @@ impl Broker {
             if expire {
                 since_offsets_expiry_ms = 0;
             }
-            self.groups.tick(&self, expire).await;
+            self.groups.tick(&self, now_ms(), expire).await;
             since_logs_ms += GROUP_TICK_INTERVAL_MS;
             if since_logs_ms < HOUSEKEEPING_INTERVAL_MS {
                 continue;

@@ -758,10 +758,9 @@ impl GroupCoordinator {
         all
     }
 
-    /// Fires due membership timers, and expires the offsets of groups that have been
-    /// empty for `offsets.retention.minutes` when `expire_offsets` is set.
-    pub async fn tick(&self, broker: &Broker, expire_offsets: bool) {
-        let now = now_ms();
+    /// Fires membership timers due at `now`, and expires the offsets of groups that have
+    /// been empty for `offsets.retention.minutes` when `expire_offsets` is set.
+    pub async fn tick(&self, broker: &Broker, now: i64, expire_offsets: bool) {
         for shard in &self.shards {
             let mut shard = shard.lock().await;
             let due: Vec<String> = shard

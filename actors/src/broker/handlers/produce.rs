@@ -11,6 +11,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use runnel_protocol::batch::{BatchError, RecordBatch};
 
+use crate::broker::group::coordinator::OFFSETS_TOPIC;
 use crate::broker::partition::AppendOutcome;
 use crate::broker::producer_state::SequenceError;
 use crate::broker::{now_ms, ApiError, Broker};
@@ -94,6 +95,13 @@ async fn append(
         )
     };
     let topic_image = image.topics.get(topic).ok_or_else(unknown)?;
+    if topic == OFFSETS_TOPIC {
+        // Kafka's rule too: clients never write the coordinator's records.
+        return Err(ApiError::new(
+            ResponseError::InvalidTopicException,
+            format!("cannot append to the internal topic {OFFSETS_TOPIC}"),
+        ));
+    }
     let partition = broker.partition(topic, index).ok_or_else(unknown)?;
     let config = broker.topic_config(topic_image);
     let records = records.unwrap_or_default();
