@@ -42,7 +42,10 @@ fn check_complete(
     for (id, a) in result {
         for (t, ps) in a {
             assert!(!ps.is_empty(), "no empty topic entries");
-            assert!(members[id].topic_ids.contains(t), "{id} does not subscribe to {t}");
+            assert!(
+                members[id].topic_ids.contains(t),
+                "{id} does not subscribe to {t}"
+            );
             for &p in ps {
                 assert!((0..partition_counts[t]).contains(&p));
                 assert!(seen.insert((*t, p)), "{t}-{p} assigned twice");
@@ -133,7 +136,10 @@ fn range_gives_contiguous_ranges_in_member_order() {
     .into();
     let counts = [(topic(1), 3), (topic(2), 3)].into();
     let result = Assignor::Range.assign(&members, &counts, &BTreeMap::new());
-    assert_eq!(result[&member_id(1)], assignment(&[(1, &[0, 1]), (2, &[0, 1])]));
+    assert_eq!(
+        result[&member_id(1)],
+        assignment(&[(1, &[0, 1]), (2, &[0, 1])])
+    );
     assert_eq!(result[&member_id(2)], assignment(&[(1, &[2]), (2, &[2])]));
 }
 
@@ -176,10 +182,8 @@ fn scenario(
     let subs = proptest::collection::vec(proptest::collection::btree_set(0u8..5, 0..4), 0..7);
     let current = proptest::collection::vec((0u8..9, 0u8..5, 0i32..10), 0..40);
     (counts, subs, current).prop_map(move |(counts, subs, current)| {
-        let partition_counts: BTreeMap<Uuid, i32> = (0u8..)
-            .zip(counts)
-            .map(|(t, n)| (topic(t), n))
-            .collect();
+        let partition_counts: BTreeMap<Uuid, i32> =
+            (0u8..).zip(counts).map(|(t, n)| (topic(t), n)).collect();
         let first = subs.first().cloned().unwrap_or_default();
         let members: BTreeMap<String, MemberSubscription> = (0u8..)
             .zip(subs)

@@ -152,6 +152,9 @@ impl ConsumerHeartbeatResponse {
     }
 }
 
+// Each input is built once and moved into `step`: boxing the request would only add an
+// allocation per heartbeat.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
     Heartbeat(ConsumerHeartbeatRequest),
@@ -522,11 +525,12 @@ impl ConsumerGroup {
             let server_assignor = match &m.server_assignor {
                 None => None,
                 Some(name) => Some(
-                    Assignor::from_name(name)
-                        .ok_or_else(|| format!("unknown assignor {name}"))?,
+                    Assignor::from_name(name).ok_or_else(|| format!("unknown assignor {name}"))?,
                 ),
             };
-            group.target.insert(m.member_id.clone(), from_wire(&m.target));
+            group
+                .target
+                .insert(m.member_id.clone(), from_wire(&m.target));
             let member = Member {
                 member_id: m.member_id.clone(),
                 instance_id: m.instance_id,
@@ -718,9 +722,7 @@ impl ConsumerGroup {
                     client_host: m.client_host.clone(),
                     subscribed_topic_names: m.subscribed_topic_names.iter().cloned().collect(),
                     assignment: described(&m.assigned),
-                    target_assignment: described(
-                        self.target.get(&m.member_id).unwrap_or(&empty),
-                    ),
+                    target_assignment: described(self.target.get(&m.member_id).unwrap_or(&empty)),
                 })
                 .collect(),
         }
@@ -832,7 +834,11 @@ impl ConsumerGroup {
                 if request.rebalance_timeout_ms == -1 {
                     return invalid("RebalanceTimeoutMs must be provided in first request.");
                 }
-                if request.topic_partitions.as_ref().is_none_or(|p| !p.is_empty()) {
+                if request
+                    .topic_partitions
+                    .as_ref()
+                    .is_none_or(|p| !p.is_empty())
+                {
                     return invalid("TopicPartitions must be empty when (re-)joining.");
                 }
                 if request
@@ -854,7 +860,8 @@ impl ConsumerGroup {
             _ => return invalid("MemberEpoch is invalid."),
         }
         if let Some(name) = &request.server_assignor {
-            let known = Assignor::from_name(name).is_some_and(|a| self.config.assignors.contains(&a));
+            let known =
+                Assignor::from_name(name).is_some_and(|a| self.config.assignors.contains(&a));
             if !known {
                 let supported: Vec<&str> = self.config.assignors.iter().map(|a| a.name()).collect();
                 return Err((
@@ -1002,7 +1009,10 @@ impl ConsumerGroup {
             ));
         }
         // Kafka's `replaceMember`: the new id inherits everything, at epoch 0.
-        let mut old = self.members.remove(&holder_id).expect("the holder is a member");
+        let mut old = self
+            .members
+            .remove(&holder_id)
+            .expect("the holder is a member");
         let target = self.target.remove(&holder_id).unwrap_or_default();
         old.member_id = member_id.to_string();
         old.member_epoch = JOIN_GROUP_MEMBER_EPOCH;
@@ -1280,8 +1290,7 @@ impl ConsumerGroup {
             if member.member_id == member_id {
                 continue;
             }
-            for (topic_id, partitions) in member.assigned.iter().chain(&member.pending_revocation)
-            {
+            for (topic_id, partitions) in member.assigned.iter().chain(&member.pending_revocation) {
                 held.extend(partitions.iter().map(|p| (*topic_id, *p)));
             }
         }
@@ -1382,7 +1391,12 @@ impl ConsumerGroup {
         }
     }
 
-    fn answer_error(&mut self, request_id: RequestId, error: ResponseError, message: impl Into<String>) {
+    fn answer_error(
+        &mut self,
+        request_id: RequestId,
+        error: ResponseError,
+        message: impl Into<String>,
+    ) {
         self.outputs.push(Output::Heartbeat {
             request_id,
             response: ConsumerHeartbeatResponse::error(error, message),
@@ -1426,7 +1440,10 @@ impl ConsumerGroup {
                 "the target is computed with every bump"
             );
         }
-        assert!(self.target.keys().eq(self.members.keys()), "a target per member");
+        assert!(
+            self.target.keys().eq(self.members.keys()),
+            "a target per member"
+        );
         for (instance_id, member_id) in &self.static_members {
             assert_eq!(
                 self.members[member_id].instance_id.as_ref(),
@@ -1451,8 +1468,7 @@ impl ConsumerGroup {
             if !self.dead {
                 assert_eq!(unrevoked, member.rebalance_deadline_ms.is_some());
             }
-            for (topic_id, partitions) in member.assigned.iter().chain(&member.pending_revocation)
-            {
+            for (topic_id, partitions) in member.assigned.iter().chain(&member.pending_revocation) {
                 assert!(!partitions.is_empty(), "no empty topic entries");
                 for &partition in partitions {
                     assert!(
@@ -1545,11 +1561,9 @@ fn is_subset(owned: Option<&Assignment>, assigned: &Assignment) -> bool {
     let Some(owned) = owned else {
         return false;
     };
-    owned.iter().all(|(topic_id, owned)| {
-        assigned
-            .get(topic_id)
-            .is_some_and(|a| owned.is_subset(a))
-    })
+    owned
+        .iter()
+        .all(|(topic_id, owned)| assigned.get(topic_id).is_some_and(|a| owned.is_subset(a)))
 }
 
 fn from_wire(topics: &[TopicPartitions]) -> Assignment {

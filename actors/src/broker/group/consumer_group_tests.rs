@@ -40,6 +40,9 @@ fn tp(topic: &str, partitions: &[i32]) -> Vec<TopicPartitions> {
     }]
 }
 
+/// (topic id, partition) pairs.
+type Partitions = BTreeSet<(Uuid, i32)>;
+
 fn partitions_of(assignment: &[TopicPartitions]) -> BTreeSet<(Uuid, i32)> {
     assignment
         .iter()
@@ -263,7 +266,7 @@ fn unload_answers_parked_requests() {
 
 /// Two members split six partitions: the second gets its half only after the first
 /// revoked it.
-fn two_members(h: &mut Harness) -> (BTreeSet<(Uuid, i32)>, BTreeSet<(Uuid, i32)>) {
+fn two_members(h: &mut Harness) -> (Partitions, Partitions) {
     let a = h.join("a", &["t"]);
     assert_eq!(a.member_epoch, 1);
 
@@ -294,10 +297,8 @@ fn two_members(h: &mut Harness) -> (BTreeSet<(Uuid, i32)>, BTreeSet<(Uuid, i32)>
     assert!(h.group.assigned("b").expect("b").is_empty());
 
     // a revoked: it moves to epoch 2.
-    let owned: Vec<TopicPartitions> = tp(
-        "t",
-        &a_kept.iter().map(|(_, p)| *p).collect::<Vec<i32>>(),
-    );
+    let owned: Vec<TopicPartitions> =
+        tp("t", &a_kept.iter().map(|(_, p)| *p).collect::<Vec<i32>>());
     let a = h.beat("a", 1, &owned);
     assert_eq!(a.member_epoch, 2);
     assert_eq!(a.assignment, None, "its assignment did not change");
@@ -744,6 +745,8 @@ struct Client {
     joined: bool,
     in_flight: Option<RequestId>,
     owned: BTreeSet<(Uuid, i32)>,
+    /// Taken away by the group but still being consumed until the client reports.
+    revoking: BTreeSet<(Uuid, i32)>,
     topics: Vec<String>,
     restarts: u32,
 }
@@ -751,11 +754,24 @@ struct Client {
 #[derive(Debug, Clone)]
 enum Action {
     /// Heartbeat (or join) of client `n`, reporting owned partitions or not.
-    Beat { client: usize, report_owned: bool },
-    Leave { client: usize, temporary: bool },
-    Subscribe { client: usize, topics: u8 },
-    Advance { ms: i64 },
-    Topics { counts: [i32; 3] },
+    Beat {
+        client: usize,
+        report_owned: bool,
+    },
+    Leave {
+        client: usize,
+        temporary: bool,
+    },
+    Subscribe {
+        client: usize,
+        topics: u8,
+    },
+    Advance {
+        ms: i64,
+    },
+    Topics {
+        counts: [i32; 3],
+    },
     CompleteWrites,
 }
 
@@ -807,7 +823,10 @@ impl Run {
 
     fn deliver(&mut self, answers: Vec<(RequestId, ConsumerHeartbeatResponse)>) {
         for (request_id, response) in answers {
-            let n = self.requests.remove(&request_id).expect("an answer per request");
+            let n = self
+                .requests
+                .remove(&request_id)
+                .expect("an answer per request");
             let client = &mut self.clients[n];
             assert_eq!(client.in_flight, Some(request_id));
             client.in_flight = None;
@@ -816,18 +835,26 @@ impl Run {
                     // Fenced, unknown, refused or not written: drop everything, rejoin.
                     client.joined = false;
                     client.owned.clear();
+                    client.revoking.clear();
                 }
                 (None, epoch) if epoch < 0 => {
                     client.joined = false;
                     client.owned.clear();
+                    client.revoking.clear();
                 }
                 (None, epoch) => {
                     client.joined = true;
                     client.epoch = epoch;
                     client.member_id = response.member_id.expect("a member id");
                     if let Some(assignment) = response.assignment {
-                        // Revoking is instant here; gains are taken as given.
-                        client.owned = partitions_of(&assignment);
+                        // Gains are consumed at once; losses until the client next
+                        // reports what it owns.
+                        let new = partitions_of(&assignment);
+                        let lost: Vec<(Uuid, i32)> =
+                            client.owned.difference(&new).copied().collect();
+                        client.revoking.extend(lost);
+                        client.revoking.retain(|p| !new.contains(p));
+                        client.owned = new;
                     }
                 }
             }
@@ -847,6 +874,8 @@ impl Run {
                 let mut request = if client.joined {
                     let mut r = self.h.request(&client.member_id, client.epoch);
                     if report_owned {
+                        // Done revoking: it says what it still owns.
+                        self.clients[n].revoking.clear();
                         let owned: Vec<(Uuid, i32)> = client.owned.iter().copied().collect();
                         let mut by_topic: BTreeMap<Uuid, Vec<i32>> = BTreeMap::new();
                         for (t, p) in owned {
@@ -887,6 +916,7 @@ impl Run {
                 // A static member that left for a while comes back as a new process.
                 let client = &mut self.clients[n];
                 client.owned.clear();
+                client.revoking.clear();
                 if temporary {
                     client.restarts += 1;
                     client.member_id = format!("c{n}-r{}", client.restarts);
@@ -947,11 +977,13 @@ impl Run {
             held.extend(flat(
                 g.pending_revocation(&client.member_id).expect("member"),
             ));
+            let consuming: BTreeSet<(Uuid, i32)> =
+                client.owned.union(&client.revoking).copied().collect();
             assert!(
-                client.owned.is_subset(&held),
+                consuming.is_subset(&held),
                 "{} consumes {:?} but the group holds {:?} for it",
                 client.member_id,
-                client.owned,
+                consuming,
                 held
             );
         }
