@@ -382,6 +382,14 @@ struct Parked {
     response: ConsumerHeartbeatResponse,
 }
 
+/// A `Persist` whose answers are not released yet.
+#[derive(Debug, Clone, Default)]
+struct Store {
+    /// Some once `PersistCompleted` came, with its error.
+    completed: Option<Option<ResponseError>>,
+    parked: Vec<Parked>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Due {
     Session,
@@ -412,8 +420,9 @@ pub struct ConsumerGroup {
     /// Every member's target assignment (an entry per member).
     target: BTreeMap<String, Assignment>,
     next_store_id: StoreId,
-    /// Persists not completed yet, with the answers waiting on each.
-    stores: BTreeMap<StoreId, Vec<Parked>>,
+    /// Persists whose answers are not released yet: not completed, or completed after
+    /// an earlier one that is not.
+    stores: BTreeMap<StoreId, Store>,
     /// The state changed in this step: a record must be written.
     dirty: bool,
     /// Successful answers of this step, parked or sent at its end.
@@ -1319,7 +1328,7 @@ impl ConsumerGroup {
             self.dirty = false;
             let store_id = self.next_store_id;
             self.next_store_id += 1;
-            self.stores.insert(store_id, Vec::new());
+            self.stores.insert(store_id, Store::default());
             let record = self.record();
             self.outputs.push(Output::Persist { store_id, record });
         }
@@ -1327,7 +1336,7 @@ impl ConsumerGroup {
         let answers = std::mem::take(&mut self.answers);
         // An answer may show state of any write still under way: wait for the last one.
         match self.stores.values_mut().next_back() {
-            Some(parked) => parked.extend(answers),
+            Some(store) => store.parked.extend(answers),
             None => {
                 for Parked {
                     request_id,
@@ -1345,29 +1354,38 @@ impl ConsumerGroup {
     }
 
     fn persist_completed(&mut self, store_id: StoreId, error: Option<ResponseError>) {
-        let Some(parked) = self.stores.remove(&store_id) else {
-            // Unknown or already completed: nothing waits on it.
-            return;
-        };
-        // The in-memory group stays as it is either way: the next record is a whole
-        // snapshot and repairs what this one failed to write. A coordinator that lost
-        // the log's leadership unloads the group anyway.
-        for Parked {
-            request_id,
-            response,
-        } in parked
-        {
-            let response = match error {
-                None => response,
-                Some(error) => ConsumerHeartbeatResponse::error(
-                    error,
-                    "The group's state could not be written.",
-                ),
+        match self.stores.get_mut(&store_id) {
+            Some(store) if store.completed.is_none() => store.completed = Some(error),
+            // Unknown or already completed: nothing more waits on it.
+            _ => return,
+        }
+        // Writes to one partition complete in order; should they be reported out of
+        // order, an answer still waits for every write before its own.
+        while let Some(entry) = self.stores.first_entry() {
+            let Some(error) = entry.get().completed else {
+                break;
             };
-            self.outputs.push(Output::Heartbeat {
+            let store = entry.remove();
+            // The in-memory group stays as it is either way: the next record is a whole
+            // snapshot and repairs what this one failed to write. A coordinator that
+            // lost the log's leadership unloads the group anyway.
+            for Parked {
                 request_id,
                 response,
-            });
+            } in store.parked
+            {
+                let response = match error {
+                    None => response,
+                    Some(error) => ConsumerHeartbeatResponse::error(
+                        error,
+                        "The group's state could not be written.",
+                    ),
+                };
+                self.outputs.push(Output::Heartbeat {
+                    request_id,
+                    response,
+                });
+            }
         }
     }
 
@@ -1377,8 +1395,8 @@ impl ConsumerGroup {
         }
         self.dead = true;
         let stores = std::mem::take(&mut self.stores);
-        for parked in stores.into_values() {
-            for Parked { request_id, .. } in parked {
+        for store in stores.into_values() {
+            for Parked { request_id, .. } in store.parked {
                 self.answer_error(
                     request_id,
                     ResponseError::NotCoordinator,

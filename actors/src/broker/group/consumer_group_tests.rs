@@ -250,6 +250,48 @@ fn answer_waits_for_its_write() {
 }
 
 #[test]
+fn answers_wait_for_every_earlier_write() {
+    let mut h = Harness::new(&[("t", 2)]);
+    h.hold_writes = true;
+    let request = h.join_request("a", &["t"]);
+    let first = request.request_id;
+    assert!(h.step(Input::Heartbeat(request)).is_empty());
+    let request = h.join_request("b", &["t"]);
+    let second = request.request_id;
+    assert!(h.step(Input::Heartbeat(request)).is_empty());
+    let held = std::mem::take(&mut h.held);
+    assert_eq!(held.len(), 2);
+    // The later write completes first: nothing is answered yet.
+    assert!(h
+        .step(Input::PersistCompleted {
+            store_id: held[1],
+            error: None,
+        })
+        .is_empty());
+    let answers = h.step(Input::PersistCompleted {
+        store_id: held[0],
+        error: None,
+    });
+    let ids: Vec<RequestId> = answers.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, vec![first, second]);
+    // A heartbeat while a write is under way waits for it too.
+    let request = h.join_request("c", &["t"]);
+    assert!(h.step(Input::Heartbeat(request)).is_empty());
+    let mut plain = h.request("a", 1);
+    plain.topic_partitions = Some(Vec::new());
+    assert!(h.step(Input::Heartbeat(plain)).is_empty());
+    let held = std::mem::take(&mut h.held);
+    let mut answers = Vec::new();
+    for store_id in held {
+        answers.extend(h.step(Input::PersistCompleted {
+            store_id,
+            error: None,
+        }));
+    }
+    assert_eq!(answers.len(), 2);
+}
+
+#[test]
 fn unload_answers_parked_requests() {
     let mut h = Harness::new(&[("t", 2)]);
     h.hold_writes = true;
@@ -772,7 +814,10 @@ enum Action {
     Topics {
         counts: [i32; 3],
     },
-    CompleteWrites,
+    /// Completes every held write, in order or (as a test of the ordering) last first.
+    CompleteWrites {
+        reversed: bool,
+    },
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -788,7 +833,7 @@ fn action() -> impl Strategy<Value = Action> {
         1 => (0usize..5, 1u8..8).prop_map(|(client, topics)| Action::Subscribe { client, topics }),
         2 => (1i64..40_000).prop_map(|ms| Action::Advance { ms }),
         1 => proptest::array::uniform3(0i32..5).prop_map(|counts| Action::Topics { counts }),
-        2 => Just(Action::CompleteWrites),
+        2 => any::<bool>().prop_map(|reversed| Action::CompleteWrites { reversed }),
     ]
 }
 
@@ -943,8 +988,11 @@ impl Run {
                 let answers = self.h.step(Input::MetadataChanged(image(&topics)));
                 self.deliver(answers);
             }
-            Action::CompleteWrites => {
-                let held = std::mem::take(&mut self.h.held);
+            Action::CompleteWrites { reversed } => {
+                let mut held = std::mem::take(&mut self.h.held);
+                if reversed {
+                    held.reverse();
+                }
                 for store_id in held {
                     let answers = self.h.step(Input::PersistCompleted {
                         store_id,
@@ -995,7 +1043,7 @@ impl Run {
     /// Everyone heartbeats until nothing changes: the group must settle.
     fn settle(&mut self) {
         for _ in 0..20 {
-            self.apply(Action::CompleteWrites);
+            self.apply(Action::CompleteWrites { reversed: false });
             for n in 0..self.clients.len() {
                 self.apply(Action::Beat {
                     client: n,
@@ -1003,7 +1051,7 @@ impl Run {
                 });
             }
         }
-        self.apply(Action::CompleteWrites);
+        self.apply(Action::CompleteWrites { reversed: false });
         let g = &self.h.group;
         assert_eq!(g.state(), ConsumerGroupState::Stable, "{:?}", g.describe());
         // Settled: current = target for everyone, and the target covers every subscribed
