@@ -720,6 +720,50 @@ fn offset_commits_check_the_member_epoch() {
 }
 
 #[test]
+fn offset_fetches_check_the_member_epoch() {
+    let mut h = Harness::new(&[("t", 2)]);
+    h.join("a", &["t"]);
+    assert_eq!(h.group.validate_offset_fetch(None, -1), Ok(()));
+    assert_eq!(
+        h.group.validate_offset_fetch(None, 1),
+        Err(ResponseError::UnknownMemberId)
+    );
+    assert_eq!(h.group.validate_offset_fetch(Some("a"), 1), Ok(()));
+    assert_eq!(
+        h.group.validate_offset_fetch(Some("a"), 2),
+        Err(ResponseError::StaleMemberEpoch)
+    );
+    assert_eq!(
+        h.group.validate_offset_fetch(Some("x"), 1),
+        Err(ResponseError::UnknownMemberId)
+    );
+}
+
+#[test]
+fn only_an_empty_group_is_deleted() {
+    let mut h = Harness::new(&[("t", 2)]);
+    h.join("a", &["t"]);
+    assert_eq!(h.group.delete(), Err(ResponseError::NonEmptyGroup));
+    h.hold_writes = true;
+    let leave = h_request_leave(&mut h, "a", -1, None);
+    assert!(h.step(Input::Heartbeat(leave)).is_empty());
+    assert_eq!(h.group.delete(), Ok(()));
+    assert_eq!(h.group.state(), ConsumerGroupState::Dead);
+    assert_eq!(h.group.delete(), Err(ResponseError::GroupIdNotFound));
+    // The leave's write completes: its answer still goes out.
+    let store_id = h.held.pop().expect("the leave's write");
+    let answers = h.step(Input::PersistCompleted {
+        store_id,
+        error: None,
+    });
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].1.error, None);
+    let request = h.join_request("b", &["t"]);
+    assert_eq!(h.send(request).error, Some(ResponseError::NotCoordinator));
+    assert!(h.records.len() == 2, "a dead group writes nothing");
+}
+
+#[test]
 fn a_record_restores_the_group() {
     let mut h = Harness::new(&[("t", 6)]);
     two_members(&mut h);
