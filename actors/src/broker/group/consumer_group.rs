@@ -10,7 +10,8 @@
 //!   answer, unless the group is dropped first. A successful answer is parked until the
 //!   group's state it reveals is durable: it comes out of the `PersistCompleted` step of
 //!   the last `Persist` issued before it (Kafka answers after its writes are committed).
-//!   Errors are answered at once: they change nothing.
+//!   Errors are answered at once: they change nothing. Parked answers are bounded by the
+//!   requests the coordinator has in flight, and `Persist`s by the writes it has under way.
 //! - `Persist` asks the coordinator to write the record to `__consumer_offsets` and then
 //!   to call `step` with `PersistCompleted` for that `store_id`, with the append error
 //!   already mapped to the error clients should see. Each record is a snapshot of the whole
