@@ -77,20 +77,18 @@ fn uniform(
     partition_counts: &BTreeMap<Uuid, i32>,
     current: &BTreeMap<String, Assignment>,
 ) -> BTreeMap<String, Assignment> {
-    let mut result: BTreeMap<String, Assignment> = members
-        .keys()
-        .map(|id| (id.clone(), Assignment::new()))
-        .collect();
-    let mut counts: BTreeMap<&str, usize> = members.keys().map(|id| (id.as_str(), 0)).collect();
+    // Members by index, in member id order: ties go to the smaller id.
+    let index: BTreeMap<&str, usize> = members.keys().map(String::as_str).zip(0..).collect();
+    let mut state = Uniform {
+        assignments: vec![Assignment::new(); members.len()],
+        counts: vec![0; members.len()],
+    };
     // Subscribers of each existing topic, for finding who may take a partition.
-    let mut subscribers: BTreeMap<Uuid, Vec<&str>> = BTreeMap::new();
-    for (member_id, subscription) in members {
+    let mut subscribers: BTreeMap<Uuid, Vec<usize>> = BTreeMap::new();
+    for (member, subscription) in members.values().enumerate() {
         for topic_id in &subscription.topic_ids {
             if partition_counts.get(topic_id).is_some_and(|&n| n > 0) {
-                subscribers
-                    .entry(*topic_id)
-                    .or_default()
-                    .push(member_id.as_str());
+                subscribers.entry(*topic_id).or_default().push(member);
             }
         }
     }
@@ -98,9 +96,10 @@ fn uniform(
     // 1. Keep every partition whose owner is still here and still subscribes to it.
     let mut taken: BTreeSet<(Uuid, i32)> = BTreeSet::new();
     for (member_id, assignment) in current {
-        let Some(subscription) = members.get(member_id) else {
+        let Some(&member) = index.get(member_id.as_str()) else {
             continue;
         };
+        let subscription = &members[member_id];
         for (topic_id, partitions) in assignment {
             let Some(&count) = partition_counts.get(topic_id) else {
                 continue;
@@ -111,7 +110,7 @@ fn uniform(
             for &partition in partitions {
                 // A partition can only be kept once (the input may come from a record).
                 if (0..count).contains(&partition) && taken.insert((*topic_id, partition)) {
-                    add(&mut result, &mut counts, member_id, *topic_id, partition);
+                    state.add(member, *topic_id, partition);
                 }
             }
         }
@@ -119,89 +118,89 @@ fn uniform(
 
     // 2. Give each free partition to its least loaded subscriber. Topics with fewer
     //    subscribers go first: they have fewer places to go.
-    let mut topics: Vec<(&Uuid, &Vec<&str>)> = subscribers.iter().collect();
+    let mut topics: Vec<(&Uuid, &Vec<usize>)> = subscribers.iter().collect();
     topics.sort_by_key(|(topic_id, subs)| (subs.len(), **topic_id));
     for (topic_id, subs) in &topics {
         for partition in 0..partition_counts[*topic_id] {
-            if taken.contains(&(**topic_id, partition)) {
-                continue;
+            if !taken.contains(&(**topic_id, partition)) {
+                let receiver = state.least_loaded(subs);
+                state.add(receiver, **topic_id, partition);
             }
-            let receiver = least_loaded(subs, &counts);
-            taken.insert((**topic_id, partition));
-            add(&mut result, &mut counts, receiver, **topic_id, partition);
         }
     }
 
     // 3. Move partitions from a member to a subscriber holding at least two fewer, until no
     //    such pair is left. Each move lowers the sum of squared counts, so this ends; the
-    //    most loaded donors give first, which keeps the moves few.
+    //    most loaded donors give first, which keeps the moves few (with equal
+    //    subscriptions, a member that gives never receives).
+    let mut donors: Vec<usize> = (0..members.len()).collect();
     loop {
-        let mut donors: Vec<(&str, usize)> = counts.iter().map(|(id, n)| (*id, *n)).collect();
-        donors.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-        let mut moved = false;
-        'donors: for (donor, donor_count) in donors {
+        donors.sort_by_key(|&m| (std::cmp::Reverse(state.counts[m]), m));
+        let mut best: Option<(usize, usize, usize, Uuid)> = None;
+        for &donor in &donors {
+            let donor_count = state.counts[donor];
             if donor_count < 2 {
                 break;
             }
-            // The donor's topics, each with its least loaded subscriber.
-            let mut best: Option<(usize, &str, Uuid)> = None;
-            for topic_id in result[donor].keys() {
-                let receiver = least_loaded(&subscribers[topic_id], &counts);
-                let receiver_count = counts[receiver];
+            for topic_id in state.assignments[donor].keys() {
+                let receiver = state.least_loaded(&subscribers[topic_id]);
+                let receiver_count = state.counts[receiver];
                 if receiver_count + 2 <= donor_count
-                    && best.is_none_or(|(n, id, _)| (receiver_count, receiver) < (n, id))
+                    && best.is_none_or(|(n, r, _, _)| (receiver_count, receiver) < (n, r))
                 {
-                    best = Some((receiver_count, receiver, *topic_id));
+                    best = Some((receiver_count, receiver, donor, *topic_id));
                 }
             }
-            if let Some((_, receiver, topic_id)) = best {
-                let partitions = result
-                    .get_mut(donor)
-                    .and_then(|a| a.get_mut(&topic_id))
-                    .expect("the donor holds the topic");
-                let partition = partitions.pop_last().expect("held topics are not empty");
-                if partitions.is_empty() {
-                    result
-                        .get_mut(donor)
-                        .expect("the donor is a member")
-                        .remove(&topic_id);
-                }
-                *counts.get_mut(donor).expect("the donor is counted") -= 1;
-                add(&mut result, &mut counts, receiver, topic_id, partition);
-                moved = true;
-                break 'donors;
+            if best.is_some() {
+                break;
             }
         }
-        if !moved {
+        let Some((_, receiver, donor, topic_id)) = best else {
             break;
-        }
+        };
+        let partition = state.take_last(donor, topic_id);
+        state.add(receiver, topic_id, partition);
     }
-    result
+
+    members.keys().cloned().zip(state.assignments).collect()
 }
 
-fn least_loaded<'a>(candidates: &[&'a str], counts: &BTreeMap<&str, usize>) -> &'a str {
-    candidates
-        .iter()
-        .copied()
-        .min_by_key(|id| (counts[id], *id))
-        .expect("a topic with partitions to place has a subscriber")
+/// Uniform's working state, members by index.
+struct Uniform {
+    assignments: Vec<Assignment>,
+    counts: Vec<usize>,
 }
 
-fn add<'a>(
-    result: &mut BTreeMap<String, Assignment>,
-    counts: &mut BTreeMap<&'a str, usize>,
-    member_id: &'a str,
-    topic_id: Uuid,
-    partition: i32,
-) {
-    let inserted = result
-        .get_mut(member_id)
-        .expect("assigning to a member")
-        .entry(topic_id)
-        .or_default()
-        .insert(partition);
-    assert!(inserted, "a partition is assigned once");
-    *counts.get_mut(member_id).expect("a member is counted") += 1;
+impl Uniform {
+    fn least_loaded(&self, candidates: &[usize]) -> usize {
+        candidates
+            .iter()
+            .copied()
+            .min_by_key(|&m| (self.counts[m], m))
+            .expect("a topic with partitions to place has a subscriber")
+    }
+
+    fn add(&mut self, member: usize, topic_id: Uuid, partition: i32) {
+        let inserted = self.assignments[member]
+            .entry(topic_id)
+            .or_default()
+            .insert(partition);
+        assert!(inserted, "a partition is assigned once");
+        self.counts[member] += 1;
+    }
+
+    fn take_last(&mut self, member: usize, topic_id: Uuid) -> i32 {
+        let assignment = &mut self.assignments[member];
+        let partitions = assignment
+            .get_mut(&topic_id)
+            .expect("the member holds the topic");
+        let partition = partitions.pop_last().expect("held topics are not empty");
+        if partitions.is_empty() {
+            assignment.remove(&topic_id);
+        }
+        self.counts[member] -= 1;
+        partition
+    }
 }
 
 /// For each topic, its subscribers ordered by instance id (else member id) get contiguous
