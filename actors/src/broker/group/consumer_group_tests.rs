@@ -74,11 +74,20 @@ fn check_exclusive(group: &ConsumerGroup) {
 /// `hold_writes` is set.
 struct Harness {
     group: ConsumerGroup,
+    config: ConsumerGroupConfig,
+    topics: Arc<TopicsImage>,
     now_ms: i64,
     next_request: RequestId,
     hold_writes: bool,
     held: Vec<StoreId>,
     records: Vec<ConsumerGroupRecord>,
+    /// Records written and not completed yet, by store id.
+    written: BTreeMap<StoreId, ConsumerGroupRecord>,
+    /// What a new coordinator would load: the last completed record.
+    durable: Option<ConsumerGroupRecord>,
+    durable_store: Option<StoreId>,
+    /// Counts coordinator failovers; the member id epoch of each new load.
+    load: u64,
 }
 
 impl Harness {
@@ -88,12 +97,18 @@ impl Harness {
 
     fn with_config(config: ConsumerGroupConfig, topics: &[(&str, i32)]) -> Self {
         let mut h = Harness {
-            group: ConsumerGroup::new("g", config, 7, 0),
+            group: ConsumerGroup::new("g", config.clone(), 7, 0),
+            config,
+            topics: image(&[]),
             now_ms: 0,
             next_request: 0,
             hold_writes: false,
             held: Vec::new(),
             records: Vec::new(),
+            written: BTreeMap::new(),
+            durable: None,
+            durable_store: None,
+            load: 7,
         };
         let answers = h.step(Input::MetadataChanged(image(topics)));
         assert!(answers.is_empty());
@@ -105,27 +120,89 @@ impl Harness {
         let mut answers = Vec::new();
         let mut inputs = vec![input];
         while let Some(input) = inputs.pop() {
-            for output in self.group.step(self.now_ms, input) {
-                match output {
-                    Output::Heartbeat {
-                        request_id,
-                        response,
-                    } => answers.push((request_id, response)),
-                    Output::Persist { store_id, record } => {
-                        assert_eq!(record, self.group.record());
-                        self.records.push(record);
-                        if self.hold_writes {
-                            self.held.push(store_id);
-                        } else {
-                            inputs.push(Input::PersistCompleted {
-                                store_id,
-                                error: None,
-                            });
+            match &input {
+                Input::PersistCompleted {
+                    store_id,
+                    error: None,
+                } => {
+                    if let Some(record) = self.written.remove(store_id) {
+                        // Snapshots: the latest one written is what a reload reads.
+                        if self.durable_store.is_none_or(|d| d < *store_id) {
+                            self.durable = Some(record);
+                            self.durable_store = Some(*store_id);
                         }
                     }
                 }
+                Input::MetadataChanged(topics) => self.topics = topics.clone(),
+                _ => {}
             }
+            let outputs = self.group.step(self.now_ms, input);
+            self.take(outputs, &mut answers, &mut inputs);
             check_exclusive(&self.group);
+        }
+        answers
+    }
+
+    fn take(
+        &mut self,
+        outputs: Vec<Output>,
+        answers: &mut Vec<(RequestId, ConsumerHeartbeatResponse)>,
+        inputs: &mut Vec<Input>,
+    ) {
+        for output in outputs {
+            match output {
+                Output::Heartbeat {
+                    request_id,
+                    response,
+                } => answers.push((request_id, response)),
+                Output::Persist { store_id, record } => {
+                    assert_eq!(record, self.group.record());
+                    self.records.push(record.clone());
+                    self.written.insert(store_id, record);
+                    if self.hold_writes {
+                        self.held.push(store_id);
+                    } else {
+                        inputs.push(Input::PersistCompleted {
+                            store_id,
+                            error: None,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// The coordinator moves: this one unloads the group (writes under way are lost), a
+    /// new one loads the last completed record.
+    fn failover(&mut self) -> Vec<(RequestId, ConsumerHeartbeatResponse)> {
+        let mut answers = self.step(Input::Unload);
+        self.held.clear();
+        self.written.clear();
+        self.durable_store = None;
+        self.load += 1;
+        let (group, outputs) = match self.durable.clone() {
+            Some(record) => ConsumerGroup::from_record(
+                "g",
+                self.config.clone(),
+                self.load,
+                self.now_ms,
+                self.topics.clone(),
+                record,
+            )
+            .expect("a record the group wrote loads"),
+            None => {
+                let mut group =
+                    ConsumerGroup::new("g", self.config.clone(), self.load, self.now_ms);
+                let outputs = group.step(self.now_ms, Input::MetadataChanged(self.topics.clone()));
+                (group, outputs)
+            }
+        };
+        self.group = group;
+        check_exclusive(&self.group);
+        let mut inputs = Vec::new();
+        self.take(outputs, &mut answers, &mut inputs);
+        for input in inputs {
+            answers.extend(self.step(input));
         }
         answers
     }
@@ -862,6 +939,8 @@ enum Action {
     CompleteWrites {
         reversed: bool,
     },
+    /// Another broker takes over the group from its last completed record.
+    Failover,
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -878,6 +957,7 @@ fn action() -> impl Strategy<Value = Action> {
         2 => (1i64..40_000).prop_map(|ms| Action::Advance { ms }),
         1 => proptest::array::uniform3(0i32..5).prop_map(|counts| Action::Topics { counts }),
         2 => any::<bool>().prop_map(|reversed| Action::CompleteWrites { reversed }),
+        1 => Just(Action::Failover),
     ]
 }
 
@@ -1032,6 +1112,10 @@ impl Run {
                 let answers = self.h.step(Input::MetadataChanged(image(&topics)));
                 self.deliver(answers);
             }
+            Action::Failover => {
+                let answers = self.h.failover();
+                self.deliver(answers);
+            }
             Action::CompleteWrites { reversed } => {
                 let mut held = std::mem::take(&mut self.h.held);
                 if reversed {
@@ -1084,9 +1168,22 @@ impl Run {
         assert_eq!(state == ConsumerGroupState::Empty, g.member_count() == 0);
     }
 
-    /// Everyone heartbeats until nothing changes: the group must settle.
+    /// Everyone heartbeats until nothing changes: the group must settle. Time passes so
+    /// that members no client speaks for any more (a static member whose temporary leave
+    /// was lost in a failover, say) expire; live ones heartbeat well within their session.
     fn settle(&mut self) {
         for _ in 0..20 {
+            self.apply(Action::CompleteWrites { reversed: false });
+            for n in 0..self.clients.len() {
+                self.apply(Action::Beat {
+                    client: n,
+                    report_owned: true,
+                });
+            }
+            self.apply(Action::CompleteWrites { reversed: false });
+            self.apply(Action::Advance { ms: 10_000 });
+        }
+        for _ in 0..3 {
             self.apply(Action::CompleteWrites { reversed: false });
             for n in 0..self.clients.len() {
                 self.apply(Action::Beat {
