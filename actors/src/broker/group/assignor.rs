@@ -4,7 +4,10 @@
 //! the next target assignment out.
 //!
 //! Both are deterministic: the same input gives the same output on every broker, so a
-//! coordinator that takes over a group computes what its predecessor would have.
+//! coordinator that takes over a group computes what its predecessor would have. They
+//! keep Kafka's promises (Uniform: balanced and sticky; Range: per-topic ranges, aligned
+//! across equally sized topics) but not its exact algorithms, so for one input Kafka may
+//! choose a different, equally good assignment. Neither is rack-aware yet.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -657,6 +657,29 @@ fn static_member_comes_back_to_its_partitions() {
 }
 
 #[test]
+fn static_member_may_come_back_under_the_same_member_id() {
+    let mut h = Harness::new(&[("t", 4)]);
+    let mut request = h.join_request("s1", &["t"]);
+    request.instance_id = Some("i".to_string());
+    h.send(request);
+    h.join("b", &["t"]);
+    let s = h.beat("s1", 1, &tp("t", &[0, 1, 2, 3]));
+    let s_parts = partitions_of(&s.assignment.expect("shrinks"));
+    let s = h.beat("s1", 1, &owned(&s_parts));
+    assert_eq!(s.member_epoch, 2);
+    let leave = h_request_leave(&mut h, "s1", -2, Some("i"));
+    h.send(leave);
+    let epoch = h.group.group_epoch();
+    let mut request = h.join_request("s1", &["t"]);
+    request.instance_id = Some("i".to_string());
+    let s = h.send(request);
+    assert_eq!(s.error, None);
+    assert_eq!(s.member_epoch, 2);
+    assert_eq!(partitions_of(&s.assignment.expect("full")), s_parts);
+    assert_eq!(h.group.group_epoch(), epoch, "no rebalance");
+}
+
+#[test]
 fn static_member_away_too_long_is_removed() {
     let mut h = Harness::new(&[("t", 2)]);
     let mut request = h.join_request("s1", &["t"]);
