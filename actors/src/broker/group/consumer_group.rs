@@ -34,9 +34,11 @@
 //!
 //! What the coordinator does itself, as Kafka does outside `ConsumerGroup`: routing by
 //! group id and the NOT_COORDINATOR checks, GROUP_ID_NOT_FOUND for a heartbeat with a
-//! non-zero epoch to a group that does not exist, refusing a group id that belongs to a
-//! classic group (or converting between protocols, which this does not do), and turning
-//! topic ids into names for ConsumerGroupDescribe (see [`ConsumerGroup::describe`]).
+//! non-zero epoch (leaves included) to a group that does not exist, refusing a group id
+//! that belongs to a classic group (this does not convert between protocols), and
+//! authorized operations in ConsumerGroupDescribe. A failed write is answered with its
+//! error but not undone in memory (Kafka reverts to a snapshot): the next record, a whole
+//! snapshot, repairs it, and a coordinator that lost the log's leadership sends `Unload`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
