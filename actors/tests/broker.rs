@@ -401,6 +401,17 @@ fn sample(key: ApiKey) -> RequestKind {
         ApiKey::DeleteGroups => RequestKind::DeleteGroups(
             DeleteGroupsRequest::default().with_groups_names(vec![group_id("no-such-group")]),
         ),
+        ApiKey::ConsumerGroupHeartbeat => RequestKind::ConsumerGroupHeartbeat(
+            ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(group_id("sample-848"))
+                .with_member_epoch(0)
+                .with_rebalance_timeout_ms(10_000)
+                .with_subscribed_topic_names(Some(vec![topic_name("sample")]))
+                .with_topic_partitions(Some(Vec::new())),
+        ),
+        ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(
+            ConsumerGroupDescribeRequest::default().with_group_ids(vec![group_id("sample-group")]),
+        ),
         other => panic!("no sample for {other:?}"),
     }
 }
@@ -571,6 +582,22 @@ async fn every_api_answers_at_every_advertised_version() {
                     .groups
                     .iter()
                     .any(|g| g.group_id.as_str() == "sample-group")),
+                ResponseKind::ConsumerGroupHeartbeat(r) => {
+                    assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+                    assert!(r.member_epoch > 0);
+                    let assigned: usize = r
+                        .assignment
+                        .iter()
+                        .flat_map(|a| a.topic_partitions.iter())
+                        .map(|tp| tp.partitions.len())
+                        .sum();
+                    assert!(assigned <= 1, "sample has one partition");
+                }
+                ResponseKind::ConsumerGroupDescribe(r) => assert_eq!(
+                    r.groups[0].error_code,
+                    ResponseError::GroupIdNotFound.code(),
+                    "a classic group is not described here"
+                ),
                 ResponseKind::DeleteGroups(r) => assert_eq!(
                     r.results[0].error_code,
                     ResponseError::GroupIdNotFound.code()
@@ -1695,5 +1722,143 @@ async fn offsets_expire_after_retention_and_unreadable_records_are_skipped() {
         )
         .is_empty(),
         "expired offsets stay expired after a restart"
+    );
+}
+
+fn consumer_heartbeat(member_id: &str, epoch: i32) -> RequestKind {
+    let mut request = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(group_id("g848"))
+        .with_member_id(StrBytes::from_string(member_id.to_string()))
+        .with_member_epoch(epoch)
+        .with_rebalance_timeout_ms(if epoch == 0 { 30_000 } else { -1 });
+    if epoch == 0 {
+        request = request
+            .with_subscribed_topic_names(Some(vec![topic_name("t")]))
+            .with_topic_partitions(Some(Vec::new()));
+    }
+    RequestKind::ConsumerGroupHeartbeat(request)
+}
+
+#[tokio::test]
+async fn consumer_protocol_groups_survive_a_restart_and_fence_stale_epochs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (member_id, epoch, topic_id);
+    {
+        let broker = start(dir.path(), &[]).await;
+        let mut client = Client::connect(broker.addr).await;
+        client
+            .call(ApiKey::CreateTopics, 7, create_topics("t", 3, &[]))
+            .await;
+        topic_id = broker.broker.image().topics["t"].id;
+        let ResponseKind::ConsumerGroupHeartbeat(joined) = client
+            .call(ApiKey::ConsumerGroupHeartbeat, 0, consumer_heartbeat("", 0))
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(joined.error_code, 0, "{:?}", joined.error_message);
+        member_id = joined.member_id.expect("an id for a v0 join").to_string();
+        epoch = joined.member_epoch;
+        let assignment = joined.assignment.expect("a join gets its assignment");
+        assert_eq!(assignment.topic_partitions[0].topic_id, topic_id);
+        assert_eq!(assignment.topic_partitions[0].partitions, vec![0, 1, 2]);
+        let ok = commit_errors(
+            client
+                .call(ApiKey::OffsetCommit, 9, {
+                    let RequestKind::OffsetCommit(r) = commit(&member_id, epoch, &[(1, 4, "")])
+                    else {
+                        unreachable!()
+                    };
+                    RequestKind::OffsetCommit(r.with_group_id(group_id("g848")))
+                })
+                .await,
+        );
+        assert_eq!(ok, vec![0]);
+        let stale = commit_errors(
+            client
+                .call(ApiKey::OffsetCommit, 9, {
+                    let RequestKind::OffsetCommit(r) = commit(&member_id, epoch - 1, &[(1, 9, "")])
+                    else {
+                        unreachable!()
+                    };
+                    RequestKind::OffsetCommit(r.with_group_id(group_id("g848")))
+                })
+                .await,
+        );
+        assert_eq!(stale, vec![ResponseError::StaleMemberEpoch.code()]);
+        broker.broker.flush_all().await.expect("flush");
+    }
+    let broker = start(dir.path(), &[]).await;
+    let mut client = Client::connect(broker.addr).await;
+    let owned = consumer_heartbeat(&member_id, epoch);
+    let RequestKind::ConsumerGroupHeartbeat(owned) = owned else {
+        unreachable!()
+    };
+    let owned = owned.with_topic_partitions(Some(vec![
+        consumer_group_heartbeat_request::TopicPartitions::default()
+            .with_topic_id(topic_id)
+            .with_partitions(vec![0, 1, 2]),
+    ]));
+    let ResponseKind::ConsumerGroupHeartbeat(beat) = client
+        .call(
+            ApiKey::ConsumerGroupHeartbeat,
+            0,
+            RequestKind::ConsumerGroupHeartbeat(owned),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (beat.error_code, beat.member_epoch),
+        (0, epoch),
+        "the member and its epoch came back: {:?}",
+        beat.error_message
+    );
+    let describe = ConsumerGroupDescribeRequest::default().with_group_ids(vec![group_id("g848")]);
+    let ResponseKind::ConsumerGroupDescribe(described) = client
+        .call(
+            ApiKey::ConsumerGroupDescribe,
+            1,
+            RequestKind::ConsumerGroupDescribe(describe),
+        )
+        .await
+    else {
+        panic!()
+    };
+    let group = &described.groups[0];
+    assert_eq!(
+        (group.error_code, group.group_state.as_str()),
+        (0, "Stable")
+    );
+    assert_eq!(group.members[0].member_id.as_str(), member_id);
+    let fetched = committed_offsets(
+        client
+            .call(ApiKey::OffsetFetch, 7, {
+                let RequestKind::OffsetFetch(r) = fetch_committed("g") else {
+                    unreachable!()
+                };
+                RequestKind::OffsetFetch(r.with_group_id(group_id("g848")))
+            })
+            .await,
+    );
+    assert_eq!(fetched, vec![(1, 4)]);
+    // Classic members cannot join it.
+    let RequestKind::JoinGroup(classic) = join("") else {
+        unreachable!()
+    };
+    let ResponseKind::JoinGroup(refused) = client
+        .call(
+            ApiKey::JoinGroup,
+            9,
+            RequestKind::JoinGroup(classic.with_group_id(group_id("g848"))),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(
+        refused.error_code,
+        ResponseError::InconsistentGroupProtocol.code()
     );
 }

@@ -293,3 +293,63 @@ def test_admin_lists_describes_alters_and_deletes_groups(broker):
     offsets = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 0)])])
     [tp] = offsets[group].result(timeout=OP_TIMEOUT).topic_partitions
     assert tp.offset < 0, "a deleted group has no committed offsets"
+
+
+def test_consumer_protocol_kip848_end_to_end(broker):
+    """group.protocol=consumer (KIP-848): the broker's assignor spreads six partitions over
+    three members, every record arrives exactly once, a leaving member's partitions move to
+    the others, the admin client describes the group through ConsumerGroupDescribe, and
+    commits are fenced by member epoch like any other."""
+    from confluent_kafka import ConsumerGroupState, ConsumerGroupType
+
+    topic = unique("kip848")
+    group = unique("g")
+    create_topic(broker, topic, PARTITIONS)
+
+    def member():
+        m = Member.__new__(Member)
+        base = {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": group,
+            "group.protocol": "consumer",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+        }
+        m.cooperative = True  # the consumer protocol hands out incremental changes
+        m.consumer = Consumer(base)
+        m.assigned, m.revoked, m.assigns, m.records = set(), [], [], []
+        m.consumer.subscribe([topic], on_assign=m._on_assign, on_revoke=m._on_revoke)
+        return m
+
+    members = [member() for _ in range(3)]
+    try:
+        poll_all(members, lambda: balanced(members) and all(len(m.assigned) == 2 for m in members),
+                 "three KIP-848 members with two partitions each")
+        values = [b"kip848-%d" % i for i in range(300)]
+        produce_values(broker, topic, values)
+        poll_all(members, lambda: sum(len(m.records) for m in members) >= len(values), "every record")
+        assert sorted(v for m in members for _, _, v in m.records) == sorted(values)
+
+        admin = admin_client(broker)
+        described = admin.describe_consumer_groups([group])[group].result(timeout=OP_TIMEOUT)
+        assert described.type == ConsumerGroupType.CONSUMER
+        assert described.state == ConsumerGroupState.STABLE
+        assert described.partition_assignor == "uniform"
+        assert len(described.members) == 3
+        owned = sorted(tp.partition for mem in described.members for tp in mem.assignment.topic_partitions)
+        assert owned == list(range(PARTITIONS))
+
+        leaver = members.pop(0)
+        leaver.close()
+        poll_all(members, lambda: balanced(members) and all(len(m.assigned) == 3 for m in members),
+                 "the remaining two with three partitions each")
+        for m in members:
+            m.records.clear()
+        more = [b"after-%d" % i for i in range(100)]
+        produce_values(broker, topic, more)
+        poll_all(members, lambda: sum(len(m.records) for m in members) >= len(more), "records after the leave")
+        assert sorted(v for m in members for _, _, v in m.records) == sorted(more)
+    finally:
+        for m in members:
+            m.close()

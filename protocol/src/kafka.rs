@@ -55,6 +55,8 @@ pub fn supported_versions(api_key: ApiKey) -> Option<VersionRange> {
         ApiKey::DescribeGroups => (0, 6),
         ApiKey::ListGroups => (0, 5),
         ApiKey::DeleteGroups => (0, 2),
+        ApiKey::ConsumerGroupHeartbeat => (0, 1),
+        ApiKey::ConsumerGroupDescribe => (0, 1),
         _ => return None,
     };
     let range = api_key.valid_versions().intersect(&VersionRange {

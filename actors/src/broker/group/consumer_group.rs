@@ -870,7 +870,13 @@ impl ConsumerGroup {
         if request.rack_id.as_deref() == Some("") {
             return invalid("RackId can't be empty.");
         }
-        if request.subscribed_topic_regex.is_some() {
+        // An empty regex is how clients say "no regex" (the Java and librdkafka consumers
+        // send it with a list subscription).
+        if request
+            .subscribed_topic_regex
+            .as_deref()
+            .is_some_and(|regex| !regex.is_empty())
+        {
             return invalid("SubscribedTopicRegex is not supported.");
         }
         if request.rebalance_timeout_ms < -1 {

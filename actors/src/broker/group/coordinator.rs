@@ -9,8 +9,9 @@
 //! it. When the broker starts, each shard replays its partition, so a restart loses no group
 //! and no committed offset.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
@@ -19,6 +20,11 @@ use runnel_protocol::batch::RecordBatch;
 use runnel_storage::log::LogError;
 use tokio::sync::{oneshot, Mutex};
 
+use super::consumer_group::{
+    self, ConsumerGroup, ConsumerGroupConfig, ConsumerGroupDescription, ConsumerGroupRecord,
+    ConsumerGroupState, ConsumerHeartbeatRequest, ConsumerHeartbeatResponse, TopicInfo,
+    TopicsImage,
+};
 use super::membership::{
     Group, GroupState, Input, JoinRequest, JoinResponse, LeaveRequest, LeaveResponse, MemberRecord,
     OffsetCommitRequest, Output, RequestId, SyncRequest, SyncResponse,
@@ -27,6 +33,7 @@ use super::records::{
     decode_group, decode_key, decode_offset, encode_group, encode_key, encode_offset,
     CommittedOffset, OffsetsKey,
 };
+use crate::broker::metadata::MetadataImage;
 use crate::broker::partition::AppendOutcome;
 use crate::broker::{now_ms, ApiError, Broker, MAX_CONNECTIONS};
 
@@ -66,25 +73,37 @@ pub fn check_offsets_group_id(group_id: &str) -> Result<(), ResponseError> {
     Ok(())
 }
 
-/// One group as its shard keeps it.
+/// One group as its shard keeps it: classic or KIP-848 membership (never both), or none
+/// for a group that only has committed offsets (consumers that assign partitions
+/// themselves).
 #[derive(Debug, Default)]
 pub struct GroupEntry {
-    /// Classic membership; None for a group that only has committed offsets (consumers
-    /// that assign partitions themselves) until someone joins.
     pub classic: Option<Group>,
+    pub consumer: Option<ConsumerGroup>,
+    /// The topics the consumer group was last told about.
+    seen_topics: Option<Arc<TopicsImage>>,
     pub offsets: BTreeMap<(String, i32), CommittedOffset>,
 }
 
 impl GroupEntry {
-    fn state(&self) -> GroupState {
-        self.classic
-            .as_ref()
-            .map_or(GroupState::Empty, Group::state)
-    }
-
     fn is_empty(&self) -> bool {
-        self.state() == GroupState::Empty
+        let classic_empty = self
+            .classic
+            .as_ref()
+            .is_none_or(|g| g.state() == GroupState::Empty);
+        let consumer_empty = self
+            .consumer
+            .as_ref()
+            .is_none_or(|g| g.state() == ConsumerGroupState::Empty);
+        classic_empty && consumer_empty
     }
+}
+
+/// An answer to a parked request, from either protocol's state machine.
+#[derive(Debug)]
+enum Answer {
+    Classic(Output),
+    Consumer(ConsumerHeartbeatResponse),
 }
 
 /// What DescribeGroups and ListGroups report of a group.
@@ -103,11 +122,13 @@ struct Shard {
     index: i32,
     groups: BTreeMap<String, GroupEntry>,
     /// Parked requests, answered by a later step; at most `MAX_PARKED_PER_SHARD`.
-    waiters: HashMap<RequestId, oneshot::Sender<Output>>,
+    waiters: HashMap<RequestId, oneshot::Sender<Answer>>,
 }
 
 pub struct GroupCoordinator {
     shards: Vec<Mutex<Shard>>,
+    /// The topics KIP-848 groups assign, rebuilt when the metadata image changes.
+    topics: std::sync::Mutex<Option<(Arc<MetadataImage>, Arc<TopicsImage>)>>,
     next_request_id: AtomicU64,
     /// Member ids embed this, so that ids differ across restarts and group incarnations.
     next_member_id_epoch: AtomicU64,
@@ -144,6 +165,7 @@ impl GroupCoordinator {
                     })
                 })
                 .collect(),
+            topics: std::sync::Mutex::new(None),
             next_request_id: AtomicU64::new(0),
             next_member_id_epoch: AtomicU64::new(started_ms.max(0) as u64 * 1000),
         }
@@ -163,6 +185,42 @@ impl GroupCoordinator {
 
     fn member_id_epoch(&self) -> u64 {
         self.next_member_id_epoch.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The cluster's topics as KIP-848 assignors see them (internal topics left out).
+    fn topics(&self, broker: &Broker) -> Arc<TopicsImage> {
+        let image = broker.image();
+        let mut cache = self.topics.lock().expect("topics lock");
+        if let Some((seen, topics)) = cache.as_ref() {
+            if Arc::ptr_eq(seen, &image) {
+                return topics.clone();
+            }
+        }
+        let topics: Arc<TopicsImage> = Arc::new(
+            image
+                .topics
+                .values()
+                .filter(|t| t.name != OFFSETS_TOPIC)
+                .map(|t| {
+                    let info = TopicInfo {
+                        topic_id: t.id,
+                        partition_count: t.partitions,
+                    };
+                    (t.name.clone(), info)
+                })
+                .collect(),
+        );
+        *cache = Some((image, topics.clone()));
+        topics
+    }
+
+    fn consumer_config(broker: &Broker) -> ConsumerGroupConfig {
+        ConsumerGroupConfig {
+            session_timeout_ms: broker.config.group_consumer_session_timeout_ms,
+            heartbeat_interval_ms: broker.config.group_consumer_heartbeat_interval_ms,
+            max_size: broker.config.group_consumer_max_size,
+            ..ConsumerGroupConfig::default()
+        }
     }
 
     /// Creates `__consumer_offsets` if it does not exist yet, as Kafka does on the first
@@ -202,6 +260,7 @@ impl GroupCoordinator {
         let mut offsets: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>> =
             BTreeMap::new();
         let mut classic: BTreeMap<String, Bytes> = BTreeMap::new();
+        let mut consumer: BTreeMap<String, Bytes> = BTreeMap::new();
         let mut skipped = 0usize;
         {
             let state = partition.state.read().await;
@@ -266,7 +325,12 @@ impl GroupCoordinator {
                             (OffsetsKey::ClassicGroup { group_id }, Some(value)) => {
                                 classic.insert(group_id, value);
                             }
-                            (OffsetsKey::ConsumerGroup { .. }, _) => skipped += 1,
+                            (OffsetsKey::ConsumerGroup { group_id }, None) => {
+                                consumer.remove(&group_id);
+                            }
+                            (OffsetsKey::ConsumerGroup { group_id }, Some(value)) => {
+                                consumer.insert(group_id, value);
+                            }
                         }
                     }
                 }
@@ -305,8 +369,52 @@ impl GroupCoordinator {
                 }
             }
         }
+        let topics = self.topics(broker);
+        let mut consumer_outputs = Vec::new();
+        for (group_id, value) in consumer {
+            let record: ConsumerGroupRecord = match serde_json::from_slice(&value) {
+                Ok(record) => record,
+                Err(e) => {
+                    tracing::warn!(group = %group_id, error = %e, "skipping an unreadable consumer group");
+                    skipped += 1;
+                    continue;
+                }
+            };
+            if shard
+                .groups
+                .get(&group_id)
+                .is_some_and(|e| e.classic.is_some())
+            {
+                tracing::warn!(group = %group_id, "a group recorded under both protocols; keeping the classic one");
+                skipped += 1;
+                continue;
+            }
+            match ConsumerGroup::from_record(
+                &group_id,
+                Self::consumer_config(broker),
+                self.member_id_epoch(),
+                now,
+                topics.clone(),
+                record,
+            ) {
+                Ok((group, first)) => {
+                    let entry = shard.groups.entry(group_id.clone()).or_default();
+                    entry.consumer = Some(group);
+                    entry.seen_topics = Some(topics.clone());
+                    consumer_outputs.push((group_id, first));
+                }
+                Err(e) => {
+                    tracing::warn!(group = %group_id, error = %e, "skipping an inconsistent consumer group");
+                    skipped += 1;
+                }
+            }
+        }
         for (group_id, first) in outputs {
             self.carry_out(broker, shard, &group_id, first).await;
+        }
+        for (group_id, first) in consumer_outputs {
+            self.carry_out_consumer(broker, shard, &group_id, first)
+                .await;
         }
         if skipped > 0 {
             tracing::warn!(
@@ -396,8 +504,208 @@ impl GroupCoordinator {
             };
             if let Some(waiter) = shard.waiters.remove(&request_id) {
                 // The client may have gone; its answer then has nowhere to go.
-                let _ = waiter.send(output);
+                let _ = waiter.send(Answer::Classic(output));
             }
+        }
+    }
+
+    /// `carry_out` for a KIP-848 group.
+    async fn carry_out_consumer(
+        &self,
+        broker: &Broker,
+        shard: &mut Shard,
+        group_id: &str,
+        outputs: Vec<consumer_group::Output>,
+    ) {
+        let mut queue: VecDeque<consumer_group::Output> = outputs.into();
+        while let Some(output) = queue.pop_front() {
+            match output {
+                consumer_group::Output::Persist { store_id, record } => {
+                    let key = encode_key(&OffsetsKey::ConsumerGroup {
+                        group_id: group_id.to_string(),
+                    });
+                    let value =
+                        serde_json::to_vec(&record).expect("a group record serializes to JSON");
+                    let written = Self::write(broker, shard, &[(key, Some(Bytes::from(value)))])
+                        .await
+                        .map_err(|e| storage_error(&e, false));
+                    let Some(group) = shard
+                        .groups
+                        .get_mut(group_id)
+                        .and_then(|e| e.consumer.as_mut())
+                    else {
+                        continue;
+                    };
+                    queue.extend(group.step(
+                        now_ms(),
+                        consumer_group::Input::PersistCompleted {
+                            store_id,
+                            error: written.err(),
+                        },
+                    ));
+                }
+                consumer_group::Output::Heartbeat {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(waiter) = shard.waiters.remove(&request_id) {
+                        let _ = waiter.send(Answer::Consumer(response));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tells a consumer group about changed topics (a new topic it subscribes to, more
+    /// partitions, a deletion).
+    async fn refresh_topics(
+        &self,
+        broker: &Broker,
+        shard: &mut Shard,
+        group_id: &str,
+        topics: &Arc<TopicsImage>,
+    ) {
+        let Some(entry) = shard.groups.get_mut(group_id) else {
+            return;
+        };
+        let Some(group) = entry.consumer.as_mut() else {
+            return;
+        };
+        if entry
+            .seen_topics
+            .as_ref()
+            .is_some_and(|seen| Arc::ptr_eq(seen, topics))
+        {
+            return;
+        }
+        entry.seen_topics = Some(topics.clone());
+        let outputs = group.step(
+            now_ms(),
+            consumer_group::Input::MetadataChanged(topics.clone()),
+        );
+        self.carry_out_consumer(broker, shard, group_id, outputs)
+            .await;
+    }
+
+    /// ConsumerGroupHeartbeat (KIP-848): joins, heartbeats, acknowledges revocations and
+    /// leaves. The answer waits until the group's new state is durable.
+    pub async fn consumer_heartbeat(
+        &self,
+        broker: &Broker,
+        request: ConsumerHeartbeatRequest,
+    ) -> ConsumerHeartbeatResponse {
+        let refuse = |error: ResponseError, message: String| ConsumerHeartbeatResponse {
+            error: Some(error),
+            error_message: Some(message),
+            member_id: None,
+            member_epoch: 0,
+            heartbeat_interval_ms: 0,
+            assignment: None,
+        };
+        let group_id = request.group_id.clone();
+        let topics = self.topics(broker);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut shard = self.shard(&group_id).lock().await;
+            let entry = shard.groups.get(&group_id);
+            if let Some(classic) = entry.and_then(|e| e.classic.as_ref()) {
+                if classic.state() != GroupState::Empty {
+                    return refuse(
+                        ResponseError::GroupIdNotFound,
+                        format!("group {group_id} is a classic group with members; it cannot use the consumer protocol until it is empty"),
+                    );
+                }
+            }
+            if entry.and_then(|e| e.consumer.as_ref()).is_none() {
+                if request.member_epoch != consumer_group::JOIN_GROUP_MEMBER_EPOCH {
+                    return refuse(
+                        ResponseError::GroupIdNotFound,
+                        format!("group {group_id} does not exist"),
+                    );
+                }
+                if entry.is_some_and(|e| e.classic.is_some()) {
+                    // An empty classic group becomes a consumer group; its offsets stay.
+                    let key = encode_key(&OffsetsKey::ClassicGroup {
+                        group_id: group_id.clone(),
+                    });
+                    if let Err(e) = Self::write(broker, &shard, &[(key, None)]).await {
+                        let error = storage_error(&e, false);
+                        return refuse(error, e.to_string());
+                    }
+                }
+                let group = ConsumerGroup::new(
+                    &group_id,
+                    Self::consumer_config(broker),
+                    self.member_id_epoch(),
+                    now_ms(),
+                );
+                let entry = shard.groups.entry(group_id.clone()).or_default();
+                entry.classic = None;
+                entry.consumer = Some(group);
+                entry.seen_topics = None;
+            }
+            self.refresh_topics(broker, &mut shard, &group_id, &topics)
+                .await;
+            shard.waiters.retain(|_, waiter| !waiter.is_closed());
+            if shard.waiters.len() >= MAX_PARKED_PER_SHARD {
+                return refuse(
+                    ResponseError::CoordinatorNotAvailable,
+                    "too many requests are waiting on this coordinator".to_string(),
+                );
+            }
+            let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
+            shard.waiters.insert(request_id, tx);
+            let group = shard
+                .groups
+                .get_mut(&group_id)
+                .and_then(|e| e.consumer.as_mut())
+                .expect("made above");
+            let outputs = group.step(
+                now_ms(),
+                consumer_group::Input::Heartbeat(ConsumerHeartbeatRequest {
+                    request_id,
+                    ..request
+                }),
+            );
+            self.carry_out_consumer(broker, &mut shard, &group_id, outputs)
+                .await;
+        }
+        match rx.await {
+            Ok(Answer::Consumer(response)) => response,
+            Ok(other) => unreachable!("a consumer heartbeat is answered by one: {other:?}"),
+            Err(_) => refuse(
+                ResponseError::NotCoordinator,
+                "the group was unloaded".to_string(),
+            ),
+        }
+    }
+
+    /// ConsumerGroupDescribe: a KIP-848 group, or GROUP_ID_NOT_FOUND (also for classic
+    /// groups, which clients then describe with DescribeGroups).
+    pub async fn describe_consumer(
+        &self,
+        group_id: &str,
+    ) -> Result<ConsumerGroupDescription, ResponseError> {
+        let shard = self.shard(group_id).lock().await;
+        shard
+            .groups
+            .get(group_id)
+            .and_then(|e| e.consumer.as_ref())
+            .map(ConsumerGroup::describe)
+            .ok_or(ResponseError::GroupIdNotFound)
+    }
+
+    /// OffsetFetch v9+ names the member asking; members of KIP-848 groups are checked.
+    pub async fn validate_offset_fetch(
+        &self,
+        group_id: &str,
+        member_id: Option<&str>,
+        member_epoch: i32,
+    ) -> Result<(), ResponseError> {
+        let shard = self.shard(group_id).lock().await;
+        match shard.groups.get(group_id).and_then(|e| e.consumer.as_ref()) {
+            Some(group) => group.validate_offset_fetch(member_id, member_epoch),
+            None => Ok(()),
         }
     }
 
@@ -414,6 +722,14 @@ impl GroupCoordinator {
         let (tx, rx) = oneshot::channel();
         {
             let mut shard = self.shard(group_id).lock().await;
+            if shard
+                .groups
+                .get(group_id)
+                .is_some_and(|e| e.consumer.is_some())
+            {
+                // Kafka: classic members cannot join a consumer-protocol group.
+                return Err(ResponseError::InconsistentGroupProtocol);
+            }
             let exists = shard
                 .groups
                 .get(group_id)
@@ -450,7 +766,13 @@ impl GroupCoordinator {
             self.carry_out(broker, &mut shard, group_id, outputs).await;
         }
         // A dropped waiter means the group was unloaded or deleted with the request parked.
-        rx.await.map_err(|_| ResponseError::NotCoordinator)
+        match rx.await {
+            Ok(Answer::Classic(output)) => Ok(output),
+            Ok(other) => {
+                unreachable!("a classic request is answered by a classic group: {other:?}")
+            }
+            Err(_) => Err(ResponseError::NotCoordinator),
+        }
     }
 
     pub async fn join(
@@ -562,9 +884,15 @@ impl GroupCoordinator {
         offsets: Vec<((String, i32), CommittedOffset)>,
     ) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
         let mut shard = self.shard(group_id).lock().await;
-        let entry = shard.groups.get_mut(group_id);
-        let generation_check = match entry.and_then(|e| e.classic.as_mut()) {
-            Some(group) => {
+        let generation_check = match shard.groups.get_mut(group_id) {
+            Some(GroupEntry {
+                consumer: Some(group),
+                ..
+            }) => group.validate_offset_commit(&member.member_id, member.generation_id),
+            Some(GroupEntry {
+                classic: Some(group),
+                ..
+            }) => {
                 let outputs = group.step(now_ms(), Input::OffsetCommit(member.clone()));
                 match outputs.as_slice() {
                     [Output::OffsetCommit { result, .. }] => *result,
@@ -572,8 +900,8 @@ impl GroupCoordinator {
                 }
             }
             // Kafka: only a commit without a generation may create a group.
-            None if member.generation_id >= 0 => Err(ResponseError::IllegalGeneration),
-            None => Ok(()),
+            _ if member.generation_id >= 0 => Err(ResponseError::IllegalGeneration),
+            _ => Ok(()),
         };
         generation_check?;
         let mut results = Vec::with_capacity(offsets.len());
@@ -734,6 +1062,12 @@ impl GroupCoordinator {
             }),
             None,
         ));
+        records.push((
+            encode_key(&OffsetsKey::ConsumerGroup {
+                group_id: group_id.to_string(),
+            }),
+            None,
+        ));
         Self::write(broker, shard, &records)
             .await
             .map_err(|e| storage_error(&e, false))?;
@@ -741,12 +1075,20 @@ impl GroupCoordinator {
         if let Some(group) = entry.classic.as_mut() {
             group.delete().expect("only empty groups are removed");
         }
+        if let Some(group) = entry.consumer.as_mut() {
+            group.delete().expect("only empty groups are removed");
+        }
         Ok(())
     }
 
     pub async fn describe(&self, group_id: &str) -> Option<GroupSummary> {
         let shard = self.shard(group_id).lock().await;
-        shard.groups.get(group_id).map(|e| summary(group_id, e))
+        // As in Kafka, DescribeGroups describes classic groups only.
+        shard
+            .groups
+            .get(group_id)
+            .filter(|e| e.consumer.is_none())
+            .map(|e| summary(group_id, e))
     }
 
     pub async fn list(&self) -> Vec<GroupSummary> {
@@ -761,8 +1103,29 @@ impl GroupCoordinator {
     /// Fires membership timers due at `now`, and expires the offsets of groups that have
     /// been empty for `offsets.retention.minutes` when `expire_offsets` is set.
     pub async fn tick(&self, broker: &Broker, now: i64, expire_offsets: bool) {
+        let topics = self.topics(broker);
         for shard in &self.shards {
             let mut shard = shard.lock().await;
+            let consumers: Vec<String> = shard
+                .groups
+                .iter()
+                .filter(|(_, e)| e.consumer.is_some())
+                .map(|(id, _)| id.clone())
+                .collect();
+            for group_id in consumers {
+                self.refresh_topics(broker, &mut shard, &group_id, &topics)
+                    .await;
+                let group = shard
+                    .groups
+                    .get_mut(&group_id)
+                    .and_then(|e| e.consumer.as_mut())
+                    .expect("listed above");
+                if group.next_deadline_ms().is_some_and(|d| d <= now) {
+                    let outputs = group.step(now, consumer_group::Input::Tick);
+                    self.carry_out_consumer(broker, &mut shard, &group_id, outputs)
+                        .await;
+                }
+            }
             let due: Vec<String> = shard
                 .groups
                 .iter()
@@ -798,13 +1161,17 @@ impl GroupCoordinator {
             .groups
             .iter()
             .filter(|(_, e)| {
-                let Some(group) = &e.classic else {
-                    return e
+                if !e.is_empty() {
+                    return false;
+                }
+                match &e.classic {
+                    Some(group) => group.state_since_ms().saturating_add(retention_ms) <= now_ms,
+                    // Offsets-only and empty consumer groups: when their last commit is old.
+                    None => e
                         .offsets
                         .values()
-                        .all(|c| c.commit_timestamp_ms.saturating_add(retention_ms) <= now_ms);
-                };
-                e.is_empty() && group.state_since_ms().saturating_add(retention_ms) <= now_ms
+                        .all(|c| c.commit_timestamp_ms.saturating_add(retention_ms) <= now_ms),
+                }
             })
             .map(|(id, _)| id.clone())
             .collect();
@@ -831,6 +1198,16 @@ fn error_join(member_id: &str, error: ResponseError) -> JoinResponse {
 }
 
 fn summary(group_id: &str, entry: &GroupEntry) -> GroupSummary {
+    if let Some(group) = &entry.consumer {
+        return GroupSummary {
+            group_id: group_id.to_string(),
+            state: group.state().name().to_string(),
+            protocol_type: consumer_group::PROTOCOL_TYPE.to_string(),
+            protocol_name: group.assignor().name().to_string(),
+            group_type: consumer_group::GROUP_TYPE,
+            members: Vec::new(),
+        };
+    }
     match &entry.classic {
         Some(group) => GroupSummary {
             group_id: group_id.to_string(),
@@ -854,10 +1231,16 @@ fn summary(group_id: &str, entry: &GroupEntry) -> GroupSummary {
 
 /// The topics a consumer group's members subscribe to; None if some subscription cannot
 /// be read.
-fn subscribed_topics(entry: &GroupEntry) -> Option<std::collections::BTreeSet<String>> {
+fn subscribed_topics(entry: &GroupEntry) -> Option<BTreeSet<String>> {
     use kafka_protocol::messages::ConsumerProtocolSubscription;
     use kafka_protocol::protocol::Decodable;
-    let mut topics = std::collections::BTreeSet::new();
+    let mut topics = BTreeSet::new();
+    if let Some(group) = &entry.consumer {
+        for member in group.describe().members {
+            topics.extend(member.subscribed_topic_names);
+        }
+        return Some(topics);
+    }
     let Some(group) = &entry.classic else {
         return Some(topics);
     };

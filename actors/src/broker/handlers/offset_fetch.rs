@@ -58,7 +58,20 @@ pub async fn handle(
                         .map(|t| (t.name.0.to_string(), t.partition_indexes)),
                 )
             });
-            let response = match fetch(broker, &group.group_id, partitions).await {
+            // v9: a consumer-protocol member says who it is; its epoch must be current.
+            let checked = broker
+                .groups
+                .validate_offset_fetch(
+                    &group.group_id,
+                    group.member_id.as_deref(),
+                    group.member_epoch,
+                )
+                .await;
+            let fetched = match checked {
+                Ok(()) => fetch(broker, &group.group_id, partitions).await,
+                Err(error) => Err(error),
+            };
+            let response = match fetched {
                 Err(error) => OffsetFetchResponseGroup::default().with_error_code(error.code()),
                 Ok(fetched) => OffsetFetchResponseGroup::default().with_topics(
                     by_topic(fetched)
