@@ -52,3 +52,17 @@ def test_compressed_produce(broker, codec):
     out = kcat(broker, "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-f", r"%o %k:%s\n").stdout
     expected = b"".join(b"%d %s" % (i, line) for i, line in enumerate(lines.splitlines(keepends=True)))
     assert out == expected
+
+
+def test_group_consumer_resumes_after_its_commit(broker):
+    """`kcat -G GROUP`: a balanced (group) consumer reads a three-partition topic to the end and
+    commits on exit; the next run of the same group reads only what was produced since."""
+    topic = "kcat-group"
+    create_topic(broker, topic, 3)
+    kcat(broker, "-P", "-t", topic, "-K", ":", stdin=b"".join(b"k%d:first %d\n" % (i, i) for i in range(30)))
+    group_args = ["-G", "kcat-group-g", "-e", "-q", "-f", r"%s\n", "-X", "auto.offset.reset=earliest"]
+    out = kcat(broker, *group_args, topic).stdout
+    assert sorted(out.splitlines()) == sorted(b"first %d" % i for i in range(30))
+    kcat(broker, "-P", "-t", topic, "-K", ":", stdin=b"".join(b"k%d:second %d\n" % (i, i) for i in range(12)))
+    out = kcat(broker, *group_args, topic).stdout
+    assert sorted(out.splitlines()) == sorted(b"second %d" % i for i in range(12))
