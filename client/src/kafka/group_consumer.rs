@@ -464,7 +464,7 @@ impl GroupConsumer {
             taken
         };
         self.consumer.assign([]);
-        let result = match conn {
+        match conn {
             Some(conn)
                 if self.config.group_instance_id.is_none()
                     && !member_id.is_empty()
@@ -479,8 +479,7 @@ impl GroupConsumer {
                 .await
             }
             _ => Ok(()),
-        };
-        result
+        }
     }
 
     async fn find_coordinator(&self) -> Result<(), KafkaError> {
@@ -517,6 +516,10 @@ impl GroupConsumer {
             } else {
                 return Ok(true);
             };
+            // Each step makes progress that is kept; the next poll goes on from it.
+            if step.is_ok() && Instant::now() >= deadline {
+                return Ok(false);
+            }
             if let Err(e) = step {
                 self.shared.lock().absorb_error(&e);
                 if !is_retriable_at_coordinator(&e) && !e.is_retriable() {
@@ -561,6 +564,12 @@ impl GroupConsumer {
             ..Default::default()
         });
         let instance = self.config.group_instance_id.clone();
+        if instance.is_some() && version_lacks_static(&conn) {
+            return Err(KafkaError::Config(format!(
+                "the coordinator at {} does not know static members (JoinGroup v5); unset group.instance.id",
+                conn.addr()
+            )));
+        }
         let joined = conn
             .call(|version| {
                 join_group_request(version, &self.config, &member_id, &metadata, reason)
@@ -585,12 +594,6 @@ impl GroupConsumer {
                 }
                 return Err(e);
             }
-        }
-        if instance.is_some() && version_lacks_static(&conn) {
-            return Err(KafkaError::Config(format!(
-                "the coordinator at {} does not know static members (JoinGroup v5); unset group.instance.id",
-                conn.addr()
-            )));
         }
         let member_id = joined.member_id.to_string();
         let generation_id = joined.generation_id;
