@@ -52,7 +52,6 @@ fn partitions_of(records: &[ConsumerRecord]) -> BTreeSet<i32> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the broker's group coordinator (issue 5), which has not landed on main yet"]
 async fn two_members_split_a_topic_commit_and_a_restart_resumes() {
     let broker = Broker::start();
     let admin = Admin::connect(ClientConfig::new(&broker.bootstrap))
@@ -195,7 +194,6 @@ fn rows<'a>(stdout: &'a str, group: &str) -> Vec<Vec<&'a str>> {
 }
 
 #[test]
-#[ignore = "needs the broker's group coordinator (issue 5), which has not landed on main yet"]
 fn groups_list_describe_reset_offsets_and_delete() {
     let broker = Broker::start();
     let topic = unique_topic("cg");
@@ -398,7 +396,6 @@ fn groups_list_describe_reset_offsets_and_delete() {
 }
 
 #[test]
-#[ignore = "needs the broker's group coordinator (issue 5), which has not landed on main yet"]
 fn reset_offsets_and_delete_refuse_a_group_with_members() {
     let broker = Broker::start();
     let topic = unique_topic("busy");
