@@ -480,3 +480,97 @@ fn reset_offsets_and_delete_refuse_a_group_with_members() {
     let _ = member.kill();
     let _ = member.wait();
 }
+
+/// Polls `a` and `b` until they are in one generation that splits `partitions` evenly.
+async fn settle_split(a: &mut GroupConsumer, b: &mut GroupConsumer, partitions: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (ra, rb) = tokio::join!(
+            a.poll(Duration::from_millis(200)),
+            b.poll(Duration::from_millis(200))
+        );
+        ra.expect("a polls");
+        rb.expect("b polls");
+        let (pa, pb) = (a.assignment(), b.assignment());
+        let all: BTreeSet<TopicPartition> = pa.iter().chain(&pb).cloned().collect();
+        if a.generation_id() >= 0
+            && a.generation_id() == b.generation_id()
+            && pa.len() == partitions / 2
+            && pb.len() == partitions - partitions / 2
+            && all.len() == partitions
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no settled split: a={pa:?} (gen {}), b={pb:?} (gen {})",
+            a.generation_id(),
+            b.generation_id()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_a_member_leaves_the_other_takes_over_from_its_commits() {
+    let broker = Broker::start();
+    let admin = Admin::connect(ClientConfig::new(&broker.bootstrap))
+        .await
+        .expect("admin connects");
+    let topic = unique_topic("takeover");
+    let group = unique_topic("takeover-group");
+    admin
+        .create_topic(NewTopic::new(&topic, 2, 1), false)
+        .await
+        .expect("topic created");
+    let mut a = group_consumer(&broker, &group, &topic).await;
+    let mut b = group_consumer(&broker, &group, &topic).await;
+    settle_split(&mut a, &mut b, 2).await;
+    let generation = a.generation_id();
+    let pa = a.assignment()[0].partition;
+    let pb = b.assignment()[0].partition;
+
+    produce(&broker, &topic, 2, 5, "old").await;
+    let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (got_a.len() < 5 || got_b.len() < 5) && Instant::now() < deadline {
+        let (ra, rb) = tokio::join!(
+            a.poll(Duration::from_millis(300)),
+            b.poll(Duration::from_millis(300))
+        );
+        got_a.extend(ra.expect("a polls"));
+        got_b.extend(rb.expect("b polls"));
+    }
+    assert_eq!((got_a.len(), got_b.len()), (5, 5));
+    // a commits what it read and leaves; b never commits.
+    a.commit().await.expect("a commits");
+    a.close().await.expect("a leaves");
+
+    // b's heartbeat learns of the rebalance; b rejoins and owns both partitions.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut got = Vec::new();
+    while b.assignment().len() < 2 {
+        got.extend(b.poll(Duration::from_millis(200)).await.expect("b polls"));
+        assert!(
+            Instant::now() < deadline,
+            "b never took over: {:?}",
+            b.assignment()
+        );
+    }
+    assert!(b.generation_id() > generation);
+    produce(&broker, &topic, 2, 2, "new").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.len() < 9 && Instant::now() < deadline {
+        got.extend(b.poll(Duration::from_millis(300)).await.expect("b polls"));
+    }
+    let offsets = |p: i32| -> Vec<i64> {
+        got.iter()
+            .filter(|r| r.partition == p)
+            .map(|r| r.offset)
+            .collect()
+    };
+    // a's partition continues after a's commit; b's own, never committed, starts over
+    // (eager rebalancing gives up positions: records after the last commit come again).
+    assert_eq!(offsets(pa), vec![5, 6], "{got:?}");
+    assert_eq!(offsets(pb), (0..7).collect::<Vec<i64>>(), "{got:?}");
+    b.close().await.expect("b leaves");
+}

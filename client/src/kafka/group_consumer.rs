@@ -419,7 +419,7 @@ impl GroupConsumer {
                 continue;
             }
             if group_error {
-                tracing::info!(group = %self.config.group_id, error = %e, "commit failed: the group rebalanced");
+                tracing::debug!(group = %self.config.group_id, error = %e, "commit failed: the group rebalanced");
             }
             return Err(e);
         }
@@ -545,7 +545,7 @@ impl GroupConsumer {
             if self.config.enable_auto_commit {
                 self.auto_commit("rebalance").await;
             }
-            tracing::info!(group = %self.config.group_id, reason, "rejoining the group");
+            tracing::debug!(group = %self.config.group_id, reason, "rejoining the group");
         }
         // Eager rebalancing: give up every partition before joining.
         self.consumer.assign([]);
@@ -651,7 +651,7 @@ impl GroupConsumer {
         if !foreign.is_empty() {
             tracing::warn!(group = %group, ?foreign, "assigned partitions of topics not subscribed; ignoring them");
         }
-        tracing::info!(group = %group, generation_id, member_id = %member_id, assignment = ?mine, "joined the group");
+        tracing::debug!(group = %group, generation_id, member_id = %member_id, assignment = ?mine, "joined the group");
         self.consumer.assign(mine);
         self.needs_committed = true;
         let mut m = self.shared.lock();
@@ -693,7 +693,7 @@ impl GroupConsumer {
         topics.dedup();
         let counts = self.partition_counts(&topics).await?;
         let plan = assignor.assign(&members, &counts);
-        tracing::info!(group = %self.config.group_id, assignor = assignor.name(), ?plan, "assigned partitions as leader");
+        tracing::debug!(group = %self.config.group_id, assignor = assignor.name(), ?plan, "assigned partitions as leader");
         self.leader_view = Some((counts, Instant::now()));
         Ok(plan
             .into_iter()
