@@ -82,6 +82,10 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
             state,
         } => {
             let description = admin.describe_group(&group).await?;
+            // Kafka describes a group it does not know as Dead with no members.
+            if description.state == "Dead" && description.members.is_empty() {
+                bail!("consumer group '{group}' does not exist; see `runnel groups list`");
+            }
             if state {
                 describe_state(&admin, &description).await
             } else if members {
@@ -200,9 +204,6 @@ fn owners(description: &GroupDescription) -> BTreeMap<TopicPartition, usize> {
 
 async fn describe_offsets(admin: &Admin, description: &GroupDescription) -> anyhow::Result<()> {
     let group = &description.group_id;
-    if description.state == "Dead" {
-        bail!("consumer group '{group}' does not exist");
-    }
     let committed = admin.list_group_offsets(group, None).await?;
     let owners = owners(description);
     let partitions: BTreeSet<TopicPartition> =
@@ -380,11 +381,15 @@ async fn reset_offsets(
     target: Target,
     dry_run: bool,
 ) -> anyhow::Result<()> {
-    let description = admin.describe_group(group).await?;
-    if !matches!(description.state.as_str(), "Empty" | "Dead") {
+    // A group that does not exist yet gets its offsets, as with Kafka.
+    let state = match admin.describe_group(group).await {
+        Ok(description) => description.state,
+        Err(e) if e.code() == Some(ResponseError::GroupIdNotFound) => "Dead".into(),
+        Err(e) => return Err(e.into()),
+    };
+    if !matches!(state.as_str(), "Empty" | "Dead") {
         bail!(
-            "Assignments can only be reset if the group '{group}' is inactive, but the current state is {}. Stop its consumers first (or wait for their session to time out).",
-            description.state
+            "Assignments can only be reset if the group '{group}' is inactive, but the current state is {state}. Stop its consumers first (or wait for their session to time out)."
         );
     }
     let partitions = resolve_partitions(admin, topics).await?;

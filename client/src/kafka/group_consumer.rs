@@ -495,6 +495,11 @@ impl GroupConsumer {
         Ok(())
     }
 
+    fn is_active(&self) -> bool {
+        let m = self.shared.lock();
+        m.coordinator.is_some() && !m.rejoin && !self.needs_committed
+    }
+
     /// Makes this a member of the current generation with its committed offsets read.
     /// Ok(false) when `deadline` passed first on retriable errors.
     async fn ensure_active(&mut self, deadline: Instant) -> Result<bool, KafkaError> {
@@ -517,7 +522,7 @@ impl GroupConsumer {
                 return Ok(true);
             };
             // Each step makes progress that is kept; the next poll goes on from it.
-            if step.is_ok() && Instant::now() >= deadline {
+            if step.is_ok() && Instant::now() >= deadline && !self.is_active() {
                 return Ok(false);
             }
             if let Err(e) = step {
@@ -597,6 +602,9 @@ impl GroupConsumer {
         }
         let member_id = joined.member_id.to_string();
         let generation_id = joined.generation_id;
+        // Kept even if SyncGroup fails, so the next JoinGroup is this member's (the
+        // generation stays -1 until SyncGroup answers, so heartbeats wait).
+        self.shared.lock().member_id = member_id.clone();
         let protocol = joined
             .protocol_name
             .as_ref()
@@ -628,23 +636,27 @@ impl GroupConsumer {
                 }
             })
             .await?;
-        {
-            let mut m = self.shared.lock();
-            m.member_id = member_id.clone();
-            m.generation_id = generation_id;
-        }
         if let Err(e) = check(synced.error_code, || format!("sync group {group:?}"), None) {
             let mut m = self.shared.lock();
-            if m.absorb_error(&e) && !needs_new_coordinator(&e) && m.fatal.is_none() {
+            m.member_id = member_id;
+            m.generation_id = generation_id;
+            let handled = m.absorb_error(&e);
+            m.generation_id = -1;
+            if handled && !needs_new_coordinator(&e) && m.fatal.is_none() {
+                // Rejoin at once: the group moved on while this member synced.
                 return Ok(());
             }
-            m.generation_id = -1;
             return Err(e);
         }
-        let assigned = decode_assignment(&synced.assignment).map_err(|e| KafkaError::Protocol {
-            addr: conn.addr().to_string(),
-            reason: e.to_string(),
-        })?;
+        let assigned = match decode_assignment(&synced.assignment) {
+            Ok(assigned) => assigned,
+            Err(e) => {
+                return Err(KafkaError::Protocol {
+                    addr: conn.addr().to_string(),
+                    reason: e.to_string(),
+                });
+            }
+        };
         let (mine, foreign): (Vec<TopicPartition>, Vec<TopicPartition>) = assigned
             .into_iter()
             .partition(|tp| self.subscription.binary_search(&tp.topic).is_ok());
@@ -655,8 +667,10 @@ impl GroupConsumer {
         self.consumer.assign(mine);
         self.needs_committed = true;
         let mut m = self.shared.lock();
-        // Only a rejoin asked for before this round is satisfied by it; heartbeats were
-        // off meanwhile (the generation was -1), so nothing newer can have been asked.
+        // Published together: heartbeats start with this generation, and a rebalance they
+        // learn of from now on asks for the next rejoin.
+        m.member_id = member_id;
+        m.generation_id = generation_id;
         m.rejoin = false;
         m.last_poll = Instant::now();
         Ok(())
@@ -867,7 +881,9 @@ async fn heartbeat_loop(shared: Weak<Shared>, settings: HeartbeatSettings) {
             let Some(conn) = m.coordinator.clone() else {
                 continue;
             };
-            if m.rejoin || m.generation_id < 0 {
+            // A pending rejoin keeps heartbeating (the session stays alive until the next
+            // poll joins); a member outside any generation has nothing to heartbeat.
+            if m.generation_id < 0 {
                 continue;
             }
             let mut leave = false;
@@ -941,6 +957,120 @@ async fn heartbeat_loop(shared: Weak<Shared>, settings: HeartbeatSettings) {
                     tracing::warn!(group = %settings.group_id, error = %e, "heartbeat failed");
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::ClientConfig;
+
+    fn member() -> Membership {
+        Membership {
+            member_id: "m-1".into(),
+            generation_id: 4,
+            rejoin: false,
+            rejoin_reason: "",
+            coordinator: None,
+            last_poll: Instant::now(),
+            closed: false,
+            fatal: None,
+        }
+    }
+
+    fn broker(code: ResponseError) -> KafkaError {
+        KafkaError::broker(code, "heartbeat", None)
+    }
+
+    #[test]
+    fn a_rebalance_keeps_the_member_and_generation_until_the_rejoin() {
+        let mut m = member();
+        assert!(m.absorb_error(&broker(ResponseError::RebalanceInProgress)));
+        assert!(m.rejoin);
+        assert_eq!((m.member_id.as_str(), m.generation_id), ("m-1", 4));
+    }
+
+    #[test]
+    fn an_unknown_member_starts_over_and_an_old_generation_keeps_its_id() {
+        let mut m = member();
+        assert!(m.absorb_error(&broker(ResponseError::UnknownMemberId)));
+        assert!(m.rejoin);
+        assert_eq!((m.member_id.as_str(), m.generation_id), ("", -1));
+        let mut m = member();
+        assert!(m.absorb_error(&broker(ResponseError::IllegalGeneration)));
+        assert!(m.rejoin);
+        assert_eq!((m.member_id.as_str(), m.generation_id), ("m-1", -1));
+    }
+
+    #[test]
+    fn a_moved_coordinator_is_found_again_without_rejoining() {
+        for e in [
+            broker(ResponseError::NotCoordinator),
+            broker(ResponseError::CoordinatorNotAvailable),
+            KafkaError::Disconnected {
+                addr: "a:1".into(),
+                reason: "reset".into(),
+            },
+        ] {
+            let mut m = member();
+            assert!(m.absorb_error(&e));
+            assert!(m.coordinator.is_none());
+            assert!(!m.rejoin, "{e}");
+            assert_eq!(m.generation_id, 4);
+        }
+    }
+
+    #[test]
+    fn a_fenced_static_member_is_told_and_other_errors_change_nothing() {
+        let mut m = member();
+        assert!(m.absorb_error(&broker(ResponseError::FencedInstanceId)));
+        assert!(m.fatal.is_some());
+        let mut m = member();
+        assert!(!m.absorb_error(&broker(ResponseError::GroupAuthorizationFailed)));
+        assert!(!m.rejoin);
+        assert_eq!(m.generation_id, 4);
+    }
+
+    #[test]
+    fn configs_that_cannot_work_are_refused() {
+        let base = GroupConsumerConfig::new(ConsumerConfig::new(ClientConfig::new("a:1")), "g");
+        assert!(base.validate().is_ok());
+        let mut c = base.clone();
+        c.group_id.clear();
+        assert!(c.validate().is_err());
+        let mut c = base.clone();
+        c.heartbeat_interval_ms = c.session_timeout_ms as u64;
+        assert!(c.validate().is_err());
+        let mut c = base.clone();
+        c.assignors.clear();
+        assert!(c.validate().is_err());
+        let mut c = base;
+        c.group_instance_id = Some(String::new());
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn join_group_fields_follow_the_version() {
+        let mut config =
+            GroupConsumerConfig::new(ConsumerConfig::new(ClientConfig::new("a:1")), "g");
+        config.group_instance_id = Some("i".into());
+        let metadata = encode_subscription(&Subscription {
+            topics: vec!["t".into()],
+            ..Default::default()
+        });
+        for version in 2..=9 {
+            let request = join_group_request(version, &config, "m", &metadata, "why");
+            let mut buf = bytes::BytesMut::new();
+            kafka_protocol::protocol::Encodable::encode(&request, &mut buf, version)
+                .expect("encodes");
+            assert_eq!(request.protocols.len(), 2);
+            assert_eq!(request.protocols[0].name.as_str(), "range");
+            assert_eq!(
+                request.group_instance_id.is_some(),
+                version >= 5,
+                "v{version}"
+            );
         }
     }
 }
