@@ -574,3 +574,121 @@ async fn when_a_member_leaves_the_other_takes_over_from_its_commits() {
     assert_eq!(offsets(pb), (0..7).collect::<Vec<i64>>(), "{got:?}");
     b.close().await.expect("b leaves");
 }
+
+/// Polls until `want` records arrived, riding through retriable errors (a broker restart).
+async fn poll_until(c: &mut GroupConsumer, want: usize, limit: Duration) -> Vec<ConsumerRecord> {
+    let deadline = Instant::now() + limit;
+    let mut got = Vec::new();
+    while got.len() < want && Instant::now() < deadline {
+        match c.poll(Duration::from_millis(300)).await {
+            Ok(records) => got.extend(records),
+            Err(e) if e.is_retriable() => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => panic!("poll failed: {e}"),
+        }
+    }
+    got
+}
+
+/// The coordinator restarts: the member finds it again, and the group's commits survive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_rides_through_a_coordinator_restart() {
+    if std::env::var("RUNNEL_TEST_BOOTSTRAP").is_ok() {
+        return; // An external broker cannot be restarted from here.
+    }
+    let data = tempfile::tempdir().expect("tempdir");
+    let listen = format!("127.0.0.1:{}", support::free_port());
+    let mut broker = Broker::start_at(&listen, data.path());
+    let admin = Admin::connect(ClientConfig::new(&broker.bootstrap))
+        .await
+        .expect("admin connects");
+    let topic = unique_topic("restart");
+    let group = unique_topic("restart-group");
+    admin
+        .create_topic(NewTopic::new(&topic, 1, 1), false)
+        .await
+        .expect("topic created");
+    produce(&broker, &topic, 1, 10, "before").await;
+    let mut c = group_consumer(&broker, &group, &topic).await;
+    let got = poll_until(&mut c, 10, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 10);
+    c.commit().await.expect("commits");
+    let generation = c.generation_id();
+
+    let data_dir = data.path().to_path_buf();
+    let listen_again = listen.clone();
+    let broker = tokio::task::spawn_blocking(move || {
+        broker.stop();
+        std::thread::sleep(Duration::from_millis(500));
+        Broker::start_at(&listen_again, &data_dir)
+    })
+    .await
+    .expect("restarted");
+    produce(&broker, &topic, 1, 5, "after").await;
+    let got = poll_until(&mut c, 5, Duration::from_secs(40)).await;
+    let offsets: BTreeSet<i64> = got.iter().map(|r| r.offset).collect();
+    assert_eq!(
+        offsets,
+        (10..15).collect::<BTreeSet<i64>>(),
+        "continues after the commit: {got:?}"
+    );
+    assert!(c.generation_id() >= generation);
+    c.commit().await.expect("commits after the restart");
+    c.close().await.expect("leaves");
+    let committed = admin_after_restart(&broker, &group).await;
+    assert_eq!(committed, vec![15]);
+}
+
+async fn admin_after_restart(broker: &Broker, group: &str) -> Vec<i64> {
+    let admin = Admin::connect(ClientConfig::new(&broker.bootstrap))
+        .await
+        .expect("admin connects");
+    admin
+        .list_group_offsets(group, None)
+        .await
+        .expect("committed offsets")
+        .into_values()
+        .map(|c| c.offset)
+        .collect()
+}
+
+/// A member that stops polling for longer than max.poll.interval.ms leaves the group, so
+/// the others take its partitions; when it polls again it rejoins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_stops_polling_gives_up_its_partitions() {
+    let broker = Broker::start();
+    let admin = Admin::connect(ClientConfig::new(&broker.bootstrap))
+        .await
+        .expect("admin connects");
+    let topic = unique_topic("stuck");
+    let group = unique_topic("stuck-group");
+    admin
+        .create_topic(NewTopic::new(&topic, 2, 1), false)
+        .await
+        .expect("topic created");
+    let mut a = group_consumer(&broker, &group, &topic).await;
+    let mut b = group_consumer(&broker, &group, &topic).await;
+    settle_split(&mut a, &mut b, 2).await;
+    let a_id = a.member_id();
+
+    // a's max.poll.interval.ms is 20 s (see group_consumer): b keeps polling meanwhile.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while b.assignment().len() < 2 {
+        b.poll(Duration::from_millis(300)).await.expect("b polls");
+        assert!(
+            Instant::now() < deadline,
+            "a never left: b has {:?}",
+            b.assignment()
+        );
+    }
+    let description = admin.describe_group(&group).await.expect("described");
+    assert_eq!(description.members.len(), 1, "{description:?}");
+    assert_ne!(description.members[0].member_id, a_id);
+
+    // a comes back as a new member and the partitions are split again.
+    settle_split(&mut a, &mut b, 2).await;
+    assert_ne!(
+        a.member_id(),
+        a_id,
+        "a dynamic member that left rejoins anew"
+    );
+}

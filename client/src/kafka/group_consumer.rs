@@ -21,10 +21,11 @@ use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
     GroupId, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
-    SyncGroupRequest,
+    SyncGroupRequest, SyncGroupResponse,
 };
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Request, StrBytes};
 use runnel_protocol::kafka::{validate_topic_name, ResponseError};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::cluster::{Cluster, TopicPartition};
@@ -184,6 +185,8 @@ pub struct GroupConsumer {
     shared: Arc<Shared>,
     /// The coordinator connection's settings: JoinGroup may wait a whole rebalance.
     coordinator_connection: ConnectionConfig,
+    /// The JoinGroup or SyncGroup in flight, if any.
+    pending: Option<PendingCall>,
     /// Partitions whose committed offsets are still to be read before fetching.
     needs_committed: bool,
     next_auto_commit: Instant,
@@ -241,6 +244,7 @@ impl GroupConsumer {
             subscription: Vec::new(),
             shared,
             coordinator_connection,
+            pending: None,
             needs_committed: false,
             leader_view: None,
         })
@@ -265,6 +269,8 @@ impl GroupConsumer {
         wanted.dedup();
         if wanted != self.subscription {
             self.subscription = wanted;
+            // A join in flight carries the old subscription: start over.
+            self.pending = None;
             self.shared
                 .lock()
                 .request_rejoin("the subscription changed");
@@ -456,6 +462,7 @@ impl GroupConsumer {
         if self.config.enable_auto_commit {
             self.auto_commit("close").await;
         }
+        self.pending = None;
         let (conn, member_id, generation_id) = {
             let mut m = self.shared.lock();
             m.closed = true;
@@ -515,7 +522,11 @@ impl GroupConsumer {
             let step = if !has_coordinator {
                 self.find_coordinator().await
             } else if rejoin {
-                self.join_and_sync().await
+                if self.pending.is_none() && self.config.enable_auto_commit {
+                    // Before giving the partitions up, as Kafka's onJoinPrepare does.
+                    self.auto_commit("rebalance").await;
+                }
+                self.join_and_sync(deadline).await
             } else if self.needs_committed {
                 self.start_at_committed().await
             } else {
@@ -539,65 +550,93 @@ impl GroupConsumer {
         }
     }
 
-    /// One JoinGroup and SyncGroup round. Ok(()) also when the round must be repeated
-    /// (a member id to join with, a rebalance that started meanwhile).
-    async fn join_and_sync(&mut self) -> Result<(), KafkaError> {
-        let (reason, had_generation) = {
-            let m = self.shared.lock();
-            (m.rejoin_reason, m.generation_id >= 0)
-        };
-        if had_generation {
-            if self.config.enable_auto_commit {
-                self.auto_commit("rebalance").await;
-            }
-            tracing::debug!(group = %self.config.group_id, reason, "rejoining the group");
+    /// Drives one JoinGroup and SyncGroup round until `deadline`. Ok(()) also when the
+    /// round is still in flight at the deadline (the next call goes on waiting for it), or
+    /// must be repeated (a member id to join with, a rebalance that started meanwhile).
+    async fn join_and_sync(&mut self, deadline: Instant) -> Result<(), KafkaError> {
+        if self.pending.is_none() {
+            self.start_join()?;
         }
-        // Eager rebalancing: give up every partition before joining.
-        self.consumer.assign([]);
-        self.leader_view = None;
-        let (conn, member_id) = {
+        match self.pending.take() {
+            None => Ok(()),
+            Some(PendingCall::Join(mut answer)) => match wait(&mut answer, deadline).await {
+                None => {
+                    self.pending = Some(PendingCall::Join(answer));
+                    Ok(())
+                }
+                Some(joined) => self.on_joined(joined?).await,
+            },
+            Some(PendingCall::Sync {
+                mut answer,
+                member_id,
+                generation_id,
+            }) => match wait(&mut answer, deadline).await {
+                None => {
+                    self.pending = Some(PendingCall::Sync {
+                        answer,
+                        member_id,
+                        generation_id,
+                    });
+                    Ok(())
+                }
+                Some(synced) => self.on_synced(synced?, member_id, generation_id),
+            },
+        }
+    }
+
+    /// Gives up the partitions (eager rebalancing) and sends JoinGroup.
+    fn start_join(&mut self) -> Result<(), KafkaError> {
+        let (reason, conn, member_id) = {
             let mut m = self.shared.lock();
+            let Some(conn) = m.coordinator.clone() else {
+                return Ok(());
+            };
             m.generation_id = -1;
-            match &m.coordinator {
-                Some(conn) => (conn.clone(), m.member_id.clone()),
-                None => return Ok(()),
-            }
+            (m.rejoin_reason, conn, m.member_id.clone())
         };
-        let group = self.config.group_id.clone();
-        let metadata = encode_subscription(&Subscription {
-            topics: self.subscription.clone(),
-            ..Default::default()
-        });
-        let instance = self.config.group_instance_id.clone();
-        if instance.is_some() && version_lacks_static(&conn) {
+        if self.config.group_instance_id.is_some() && version_lacks_static(&conn) {
             return Err(KafkaError::Config(format!(
                 "the coordinator at {} does not know static members (JoinGroup v5); unset group.instance.id",
                 conn.addr()
             )));
         }
-        let joined = conn
-            .call(|version| {
-                join_group_request(version, &self.config, &member_id, &metadata, reason)
-            })
-            .await?;
-        let error = ResponseError::try_from_code(joined.error_code);
-        match error {
+        tracing::debug!(group = %self.config.group_id, reason, "joining the group");
+        self.consumer.assign([]);
+        self.leader_view = None;
+        let metadata = encode_subscription(&Subscription {
+            topics: self.subscription.clone(),
+            ..Default::default()
+        });
+        let config = self.config.clone();
+        self.pending = Some(PendingCall::Join(spawn_call(conn, move |version| {
+            join_group_request(version, &config, &member_id, &metadata, reason)
+        })));
+        Ok(())
+    }
+
+    async fn on_joined(&mut self, joined: JoinGroupResponse) -> Result<(), KafkaError> {
+        let group = self.config.group_id.clone();
+        let instance = self.config.group_instance_id.clone();
+        match ResponseError::try_from_code(joined.error_code) {
             None => {}
             Some(ResponseError::MemberIdRequired) => {
                 // KIP-394: join again with the member id the coordinator chose.
                 self.shared.lock().member_id = joined.member_id.to_string();
                 return Ok(());
             }
+            Some(ResponseError::UnknownMemberId) => {
+                self.shared.lock().member_id.clear();
+                return Ok(());
+            }
             Some(code) => {
-                let e = KafkaError::broker(code, format!("join group {group:?}"), None);
-                if code == ResponseError::UnknownMemberId {
-                    self.shared.lock().member_id.clear();
-                    return Ok(());
-                }
                 if code == ResponseError::GroupMaxSizeReached && instance.is_none() {
                     self.shared.lock().member_id.clear();
                 }
-                return Err(e);
+                return Err(KafkaError::broker(
+                    code,
+                    format!("join group {group:?}"),
+                    None,
+                ));
             }
         }
         let member_id = joined.member_id.to_string();
@@ -615,27 +654,44 @@ impl GroupConsumer {
         } else {
             Vec::new()
         };
-        let synced = conn
-            .call(|version| {
-                let request = SyncGroupRequest::default()
-                    .with_group_id(GroupId(str_bytes(&group)))
-                    .with_generation_id(generation_id)
-                    .with_member_id(str_bytes(&member_id))
-                    .with_assignments(assignments);
-                let request = if version >= 3 {
-                    request.with_group_instance_id(instance.as_deref().map(str_bytes))
-                } else {
-                    request
-                };
-                if version >= 5 {
-                    request
-                        .with_protocol_type(Some(StrBytes::from_static_str(CONSUMER_PROTOCOL_TYPE)))
-                        .with_protocol_name(Some(str_bytes(&protocol)))
-                } else {
-                    request
-                }
-            })
-            .await?;
+        let Some(conn) = self.shared.lock().coordinator.clone() else {
+            return Ok(());
+        };
+        let sync_member_id = member_id.clone();
+        let answer = spawn_call(conn, move |version| {
+            let request = SyncGroupRequest::default()
+                .with_group_id(GroupId(str_bytes(&group)))
+                .with_generation_id(generation_id)
+                .with_member_id(str_bytes(&sync_member_id))
+                .with_assignments(assignments);
+            let request = if version >= 3 {
+                request.with_group_instance_id(instance.as_deref().map(str_bytes))
+            } else {
+                request
+            };
+            if version >= 5 {
+                request
+                    .with_protocol_type(Some(StrBytes::from_static_str(CONSUMER_PROTOCOL_TYPE)))
+                    .with_protocol_name(Some(str_bytes(&protocol)))
+            } else {
+                request
+            }
+        });
+        self.pending = Some(PendingCall::Sync {
+            answer,
+            member_id,
+            generation_id,
+        });
+        Ok(())
+    }
+
+    fn on_synced(
+        &mut self,
+        synced: SyncGroupResponse,
+        member_id: String,
+        generation_id: i32,
+    ) -> Result<(), KafkaError> {
+        let group = &self.config.group_id;
         if let Err(e) = check(synced.error_code, || format!("sync group {group:?}"), None) {
             let mut m = self.shared.lock();
             m.member_id = member_id;
@@ -648,15 +704,10 @@ impl GroupConsumer {
             }
             return Err(e);
         }
-        let assigned = match decode_assignment(&synced.assignment) {
-            Ok(assigned) => assigned,
-            Err(e) => {
-                return Err(KafkaError::Protocol {
-                    addr: conn.addr().to_string(),
-                    reason: e.to_string(),
-                });
-            }
-        };
+        let assigned = decode_assignment(&synced.assignment).map_err(|e| KafkaError::Protocol {
+            addr: "the group coordinator".into(),
+            reason: e.to_string(),
+        })?;
         let (mine, foreign): (Vec<TopicPartition>, Vec<TopicPartition>) = assigned
             .into_iter()
             .partition(|tp| self.subscription.binary_search(&tp.topic).is_ok());
@@ -783,6 +834,49 @@ impl GroupConsumer {
         }
         self.needs_committed = false;
         Ok(())
+    }
+}
+
+/// A JoinGroup or SyncGroup in flight. The coordinator parks both until the rest of the
+/// group arrives, so they run in their own task and outlive a `poll` that returns at its
+/// timeout; otherwise two members polled in turn by one task would wait on each other.
+enum PendingCall {
+    Join(oneshot::Receiver<Result<JoinGroupResponse, KafkaError>>),
+    Sync {
+        answer: oneshot::Receiver<Result<SyncGroupResponse, KafkaError>>,
+        member_id: String,
+        generation_id: i32,
+    },
+}
+
+/// Sends a request from its own task; the answer (or the failure) arrives on the receiver.
+fn spawn_call<R>(
+    conn: Connection,
+    build: impl FnOnce(i16) -> R + Send + 'static,
+) -> oneshot::Receiver<Result<R::Response, KafkaError>>
+where
+    R: Request + Send + Sync + 'static,
+    R::Response: Send + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let _ = tx.send(conn.call(build).await);
+    });
+    rx
+}
+
+/// The answer of a pending call, or `None` when `deadline` came first.
+async fn wait<T>(
+    answer: &mut oneshot::Receiver<Result<T, KafkaError>>,
+    deadline: Instant,
+) -> Option<Result<T, KafkaError>> {
+    match tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), answer).await {
+        Err(_) => None,
+        Ok(Ok(result)) => Some(result),
+        Ok(Err(_)) => Some(Err(KafkaError::Disconnected {
+            addr: "the group coordinator".into(),
+            reason: "the request's task ended without an answer".into(),
+        })),
     }
 }
 
