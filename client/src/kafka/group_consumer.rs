@@ -5,12 +5,14 @@
 //! with its generation and member id.
 //!
 //! Rebalances are eager (the range and round-robin assignors): before rejoining, a member
-//! commits (with auto commit) and gives up every partition. Joining happens inside `poll`,
-//! so a `poll` during a rebalance can take up to the rebalance timeout (`max_poll_interval_ms`).
+//! commits (with auto commit) and gives up every partition. Joining is driven by `poll`;
+//! JoinGroup and SyncGroup, which the coordinator parks until the whole group arrives, run
+//! in their own task, so `poll` still returns at its timeout and the next `poll` goes on.
 //!
-//! Bounds: one coordinator connection with its in-flight window; one heartbeat in flight;
-//! records come only from `poll`, at most `fetch_max_bytes` at a time. No OS threads, time
-//! only through `tokio::time`, so it runs under madsim as well.
+//! Bounds: one coordinator connection with its in-flight window; one heartbeat in flight and
+//! one JoinGroup or SyncGroup awaited at a time; records come only from `poll`, at most
+//! `fetch_max_bytes` at a time. No OS threads, time only through `tokio::time`, so it runs
+//! under madsim as well.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -315,8 +317,7 @@ impl GroupConsumer {
     }
 
     /// Joins or rejoins the group when needed, then fetches records of the assigned
-    /// partitions, waiting up to `timeout` for some. A rebalance inside may take longer
-    /// than `timeout` (up to the rebalance timeout).
+    /// partitions, waiting up to `timeout` for some (empty while a rebalance is under way).
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, KafkaError> {
         self.check_open()?;
         if self.subscription.is_empty() {
