@@ -692,3 +692,45 @@ async fn a_member_that_stops_polling_gives_up_its_partitions() {
         "a dynamic member that left rejoins anew"
     );
 }
+
+/// The leader notices added partitions (at metadata.max.age.ms) and rebalances them in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn added_partitions_are_assigned_after_a_rebalance() {
+    let broker = Broker::start();
+    let admin = Admin::connect(ClientConfig::new(&broker.bootstrap))
+        .await
+        .expect("admin connects");
+    let topic = unique_topic("grow");
+    let group = unique_topic("grow-group");
+    admin
+        .create_topic(NewTopic::new(&topic, 1, 1), false)
+        .await
+        .expect("topic created");
+    let mut consumer = ConsumerConfig::new(ClientConfig::new(&broker.bootstrap));
+    consumer.auto_offset_reset = OffsetReset::Earliest;
+    consumer.client.metadata_max_age_ms = 500;
+    let mut config = GroupConsumerConfig::new(consumer, group.as_str());
+    config.session_timeout_ms = 6_000;
+    config.heartbeat_interval_ms = 300;
+    let mut c = GroupConsumer::new(config).await.expect("consumer connects");
+    c.subscribe(&[&topic]).expect("subscribes");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.assignment().len() != 1 {
+        c.poll(Duration::from_millis(200)).await.expect("polls");
+        assert!(Instant::now() < deadline, "never joined");
+    }
+    admin
+        .create_partitions(&topic, 3, false)
+        .await
+        .expect("partitions added");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.assignment().len() != 3 {
+        c.poll(Duration::from_millis(200)).await.expect("polls");
+        assert!(
+            Instant::now() < deadline,
+            "added partitions never assigned: {:?}",
+            c.assignment()
+        );
+    }
+    c.close().await.expect("leaves");
+}
