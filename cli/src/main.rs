@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod consume;
 mod counter;
+mod groups;
 mod kafka_args;
 mod perf;
 mod produce;
@@ -37,6 +38,7 @@ enum Command {
     Server(server::ServerArgs),
     Counter(counter::CounterArgs),
     Topics(topics::TopicsArgs),
+    Groups(groups::GroupsArgs),
     Produce(produce::ProduceArgs),
     Consume(consume::ConsumeArgs),
     Perf(perf::PerfArgs),
@@ -72,6 +74,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Server(args) => server::run(args).await,
         Command::Counter(args) => counter::run(args).await,
         Command::Topics(args) => topics::run(args).await,
+        Command::Groups(args) => groups::run(args).await,
         Command::Produce(args) => produce::run(args).await,
         Command::Consume(args) => consume::run(args).await,
         Command::Perf(args) => perf::run(args).await,

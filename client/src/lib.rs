@@ -3,8 +3,9 @@
 //! Connect and Streams. It speaks the Kafka protocol, so it works against any Kafka broker.
 //!
 //! Start from [`kafka::Producer`] (batching, partitioning, idempotence, compression),
-//! [`kafka::Consumer`] (assigned partitions, seek, poll) and [`kafka::Admin`] (topics,
-//! partitions, configs, offsets); all three take a [`kafka::ClientConfig`] with the
+//! [`kafka::Consumer`] (assigned partitions, seek, poll), [`kafka::GroupConsumer`] (a
+//! consumer-group member: subscribe, poll, commit) and [`kafka::Admin`] (topics, partitions,
+//! configs, offsets, consumer groups); all take a [`kafka::ClientConfig`] with the
 //! bootstrap servers. [`CounterClient`] talks to the counter service over the node transport.
 
 mod counter;

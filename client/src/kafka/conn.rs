@@ -63,6 +63,19 @@ pub fn client_versions(api: ApiKey) -> Option<(i16, i16)> {
         ApiKey::DescribeConfigs => (1, 4),
         ApiKey::IncrementalAlterConfigs => (0, 1),
         ApiKey::InitProducerId => (0, 5),
+        // Groups: from the versions Kafka 4 still serves (KIP-896), up to the newest that
+        // need nothing we lack (OffsetCommit and OffsetFetch 10 want topic ids).
+        ApiKey::FindCoordinator => (1, 6),
+        ApiKey::JoinGroup => (2, 9),
+        ApiKey::SyncGroup => (0, 5),
+        ApiKey::Heartbeat => (0, 4),
+        ApiKey::LeaveGroup => (0, 5),
+        ApiKey::OffsetCommit => (2, 9),
+        ApiKey::OffsetFetch => (2, 9),
+        ApiKey::OffsetDelete => (0, 0),
+        ApiKey::DescribeGroups => (0, 6),
+        ApiKey::ListGroups => (0, 5),
+        ApiKey::DeleteGroups => (0, 2),
         _ => return None,
     };
     let crate_range = api.valid_versions();

@@ -169,6 +169,16 @@ fn hint(code: ResponseError) -> Option<&'static str> {
         ResponseError::RequestTimedOut => "The broker did not finish in time; retry, or raise the request timeout",
         ResponseError::NotController => "The controller moved; retry",
         ResponseError::LeaderNotAvailable | ResponseError::NotLeaderOrFollower => "Leadership is moving; retry in a moment",
+        ResponseError::RebalanceInProgress => "The group is rebalancing; poll to rejoin, then commit again",
+        ResponseError::IllegalGeneration | ResponseError::UnknownMemberId => "This consumer is no longer in the group's current generation (the group rebalanced, or dropped it after a missed session timeout); poll to rejoin, and expect records since the last commit to be read again",
+        ResponseError::NotCoordinator | ResponseError::CoordinatorNotAvailable | ResponseError::CoordinatorLoadInProgress => "The group coordinator is moving or loading; retry in a moment",
+        ResponseError::NonEmptyGroup => "The group has active members; stop its consumers first",
+        ResponseError::GroupIdNotFound => "Check the name with `runnel groups list`",
+        ResponseError::GroupSubscribedToTopic => "The group's consumers still read that topic; stop them first",
+        ResponseError::FencedInstanceId => "Another consumer uses the same group.instance.id; give each consumer its own",
+        ResponseError::InconsistentGroupProtocol => "Members of one group need the same protocol type and at least one assignor in common",
+        ResponseError::InvalidSessionTimeout => "Pick a session.timeout.ms between the broker's group.min.session.timeout.ms and group.max.session.timeout.ms",
+        ResponseError::GroupMaxSizeReached => "The group has as many members as the broker's group.max.size allows",
         _ => return None,
     })
 }
