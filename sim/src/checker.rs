@@ -79,6 +79,25 @@ pub enum Anomaly {
         to: i64,
         skipped: Vec<i64>,
     },
+    /// Group workload: two members owned one partition in the same generation.
+    SplitOwnership {
+        generation: i32,
+        partition: i32,
+        members: Vec<String>,
+    },
+    /// Group workload: a committed offset moved backwards: acknowledged (or read at the
+    /// end) below one acknowledged before.
+    CommitBackwards {
+        partition: i32,
+        from: i64,
+        to: i64,
+    },
+    /// Group workload: below the group's committed offset, yet no member processed it.
+    CommittedUnprocessed {
+        partition: i32,
+        offset: i64,
+        value: u64,
+    },
 }
 
 /// Reads the counter history: `incr` invocations carry `{"id", "server"}`, and the final

@@ -39,7 +39,7 @@ const FINAL_READ_ATTEMPTS: u32 = 40;
 /// Frames larger than this from the simulated broker mean a bug; refuse them.
 const MAX_RESPONSE_BYTES: usize = 64 << 20;
 
-fn broker_addr() -> SocketAddr {
+pub(crate) fn broker_addr() -> SocketAddr {
     SocketAddr::new(addr_of(BROKER_ID).ip(), KAFKA_PORT)
 }
 
@@ -65,7 +65,7 @@ pub(crate) async fn run(opts: SimOptions) -> RunReport {
         .ip(addr_of(CHECKER_ID).ip())
         .build();
     checker_node
-        .spawn(create_topic())
+        .spawn(create_topic(TOPIC, PARTITIONS))
         .await
         .expect("topic creation does not panic");
 
@@ -122,7 +122,7 @@ pub(crate) async fn run(opts: SimOptions) -> RunReport {
     report(&opts, &ops, anomalies, &clock, nemesis.injected)
 }
 
-fn broker_properties(opts: &SimOptions) -> BTreeMap<String, String> {
+pub(crate) fn broker_properties(opts: &SimOptions) -> BTreeMap<String, String> {
     let mut p = BTreeMap::from([
         ("log.dirs".to_string(), "/data".to_string()),
         (
@@ -148,7 +148,7 @@ fn broker_properties(opts: &SimOptions) -> BTreeMap<String, String> {
 }
 
 /// The broker node's life; madsim calls it again after every restart.
-async fn run_broker(properties: BTreeMap<String, String>) {
+pub(crate) async fn run_broker(properties: BTreeMap<String, String>) {
     let config = BrokerConfig::from_properties(properties).expect("the workload's config is valid");
     let (listener, bound) = Broker::bind(&config)
         .await
@@ -167,20 +167,20 @@ async fn run_broker(properties: BTreeMap<String, String>) {
 }
 
 /// A raw Kafka connection: one request at a time, each with a deadline.
-struct Wire {
+pub(crate) struct Wire {
     stream: Option<TcpStream>,
     next_id: i32,
 }
 
 impl Wire {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Wire {
             stream: None,
             next_id: 1,
         }
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &mut self,
         key: ApiKey,
         version: i16,
@@ -246,13 +246,13 @@ impl Wire {
     }
 }
 
-async fn create_topic() {
+pub(crate) async fn create_topic(topic: &str, partitions: i32) {
     let mut wire = Wire::new();
     let request = CreateTopicsRequest::default()
         .with_timeout_ms(5000)
         .with_topics(vec![create_topics_request::CreatableTopic::default()
-            .with_name(topic_name(TOPIC))
-            .with_num_partitions(PARTITIONS)
+            .with_name(topic_name(topic))
+            .with_num_partitions(partitions)
             .with_replication_factor(1)]);
     loop {
         if let Ok(ResponseKind::CreateTopics(r)) = wire
@@ -273,13 +273,26 @@ async fn create_topic() {
 }
 
 async fn produce(process: u64, history: History, clock: Arc<Clock>, stop_at: Instant) {
+    produce_to(TOPIC, PARTITIONS, process, history, clock, stop_at).await
+}
+
+/// Sends unique values (`process << 32 | sequence`) to random partitions of `topic` until
+/// `stop_at`, each with acks=1 or acks=all, recording every outcome.
+pub(crate) async fn produce_to(
+    topic: &'static str,
+    partitions: i32,
+    process: u64,
+    history: History,
+    clock: Arc<Clock>,
+    stop_at: Instant,
+) {
     let mut wire = Wire::new();
     let name = process.to_string();
     let mut seq = 0u64;
     while Instant::now() < stop_at {
         seq += 1;
         let value = (process << 32) | seq;
-        let partition = thread_rng().gen_range(0..PARTITIONS);
+        let partition = thread_rng().gen_range(0..partitions);
         let acks: i16 = if thread_rng().gen_bool(0.5) { 1 } else { -1 };
         let sent = json!({ "partition": partition, "value": value, "acks": acks });
         history.record(clock.now_ns(), name.clone(), OpType::Invoke, "send", sent);
@@ -296,7 +309,7 @@ async fn produce(process: u64, history: History, clock: Arc<Clock>, stop_at: Ins
             .with_acks(acks)
             .with_timeout_ms(1000)
             .with_topic_data(vec![produce_request::TopicProduceData::default()
-                .with_name(topic_name(TOPIC))
+                .with_name(topic_name(topic))
                 .with_partition_data(vec![
                     produce_request::PartitionProduceData::default()
                         .with_index(partition)
@@ -358,7 +371,7 @@ fn decode(records: Option<&Bytes>, from: i64) -> Result<Vec<(i64, u64)>, String>
     Ok(out)
 }
 
-fn fetch_request(positions: &[i64], max_wait_ms: i32) -> RequestKind {
+fn fetch_request(topic: &str, positions: &[i64], max_wait_ms: i32) -> RequestKind {
     let partitions = positions
         .iter()
         .enumerate()
@@ -376,7 +389,7 @@ fn fetch_request(positions: &[i64], max_wait_ms: i32) -> RequestKind {
             .with_max_bytes(4 << 20)
             .with_session_epoch(-1)
             .with_topics(vec![fetch_request::FetchTopic::default()
-                .with_topic(topic_name(TOPIC))
+                .with_topic(topic_name(topic))
                 .with_partitions(partitions)]),
     )
 }
@@ -394,7 +407,7 @@ async fn consume(process: u64, history: History, clock: Arc<Clock>, stop_at: Ins
             json!({ "positions": positions }),
         );
         match wire
-            .call(ApiKey::Fetch, 12, fetch_request(&positions, 200))
+            .call(ApiKey::Fetch, 12, fetch_request(TOPIC, &positions, 200))
             .await
         {
             Ok(ResponseKind::Fetch(r)) => {
@@ -456,9 +469,18 @@ async fn consume(process: u64, history: History, clock: Arc<Clock>, stop_at: Ins
 
 /// Reads every partition from its start to its high watermark; true when all were read.
 async fn final_read(history: History, clock: Arc<Clock>) -> bool {
+    final_read_of(TOPIC, PARTITIONS, history, clock).await
+}
+
+pub(crate) async fn final_read_of(
+    topic: &'static str,
+    partitions: i32,
+    history: History,
+    clock: Arc<Clock>,
+) -> bool {
     let mut wire = Wire::new();
     let mut all_ok = true;
-    for partition in 0..PARTITIONS {
+    for partition in 0..partitions {
         history.record(
             clock.now_ns(),
             "checker",
@@ -474,10 +496,10 @@ async fn final_read(history: History, clock: Arc<Clock>) -> bool {
             if attempts >= FINAL_READ_ATTEMPTS {
                 break false;
             }
-            let mut positions = vec![0i64; PARTITIONS as usize];
+            let mut positions = vec![0i64; partitions as usize];
             positions[partition as usize] = position;
             match wire
-                .call(ApiKey::Fetch, 12, fetch_request(&positions, 0))
+                .call(ApiKey::Fetch, 12, fetch_request(topic, &positions, 0))
                 .await
             {
                 Ok(ResponseKind::Fetch(r)) => {

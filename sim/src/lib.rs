@@ -9,6 +9,9 @@
 //! The history, checker and options compile everywhere; the runner needs madsim.
 
 pub mod checker;
+pub mod group_checker;
+#[cfg(madsim)]
+mod group_workload;
 pub mod history;
 pub mod kafka_checker;
 #[cfg(madsim)]
@@ -38,6 +41,9 @@ pub enum Workload {
     Counter,
     /// Kafka producers and consumers against one broker (Jepsen's Kafka anomalies).
     Kafka,
+    /// A producer and the members of one consumer group that crash, leave and return,
+    /// against one broker: ownership, commits and at-least-once processing.
+    Group,
 }
 
 /// Which faults the nemesis may inject.

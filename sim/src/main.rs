@@ -98,6 +98,11 @@ impl ScenarioArgs {
                 "the kafka workload needs --clients 2 or more (producers and a consumer)".into(),
             );
         }
+        if self.workload == Workload::Group && self.clients < 2 {
+            return Err(
+                "the group workload needs --clients 2 or more (a producer and members)".into(),
+            );
+        }
         Ok(SimOptions {
             seed,
             workload: self.workload,

@@ -53,6 +53,7 @@ pub fn run_seed(opts: &SimOptions) -> RunReport {
         match opts.workload {
             Workload::Counter => runtime.block_on(run(opts)),
             Workload::Kafka => runtime.block_on(crate::kafka_workload::run(opts)),
+            Workload::Group => runtime.block_on(crate::group_workload::run(opts)),
         }
     });
     match run_thread.join() {

@@ -16,6 +16,8 @@ use crate::log::LogError;
 const INDEX_ENTRY_BYTES: usize = 8;
 const TIME_INDEX_ENTRY_BYTES: usize = 12;
 /// How much recovery reads at a time.
+/// Agreed reads of a batch that fails validation before recovery cuts it.
+const CUT_CONFIRMATION_READS: usize = 4;
 const SCAN_CHUNK_BYTES: usize = 1 << 20;
 
 pub fn file_name(base_offset: i64, suffix: &str) -> String {
@@ -250,9 +252,25 @@ impl Segment {
         recover: bool,
     ) -> Result<bool, LogError> {
         let mut position = from;
+        let mut reason = "";
         let mut chunk = Bytes::new();
         let mut chunk_start = from;
+        // Fresh reads of the current position after it failed validation.
+        let mut rereads = 0;
         while position < self.size_bytes {
+            if !reason.is_empty() {
+                // Cutting destroys data, so it needs more than one agreed read: two reads
+                // flipped alike are rare, but not rare enough across a whole simulation
+                // (seen: a CRC field flipped twice the same way). Read this batch again.
+                if !recover || rereads == CUT_CONFIRMATION_READS {
+                    break;
+                }
+                rereads += 1;
+                reason = "";
+                chunk = Bytes::new();
+                chunk_start = position;
+                continue;
+            }
             let in_chunk = (position - chunk_start) as usize;
             let available = chunk.len().saturating_sub(in_chunk);
             let want = match peek_batch_size(&chunk[in_chunk.min(chunk.len())..]) {
@@ -267,25 +285,37 @@ impl Segment {
                 chunk = read_agreed(self.log.as_ref(), position, len).await?;
                 chunk_start = position;
                 if chunk.len() < want {
-                    break;
+                    reason = "a batch longer than the file";
                 }
                 continue;
             }
             let bytes = chunk.slice(in_chunk..in_chunk + available);
             let header_ok = peek_batch_size(&bytes).is_some_and(|s| s >= BATCH_HEADER_BYTES as i64);
             if !header_ok {
-                break;
+                reason = "an impossible batch length";
+                continue;
             }
             let batch = header_fields(&bytes, position);
             if recover {
-                let Ok((parsed, _)) = RecordBatch::parse(bytes.slice(..batch.size_bytes as usize))
-                else {
-                    break;
+                let parsed = match RecordBatch::parse(bytes.slice(..batch.size_bytes as usize)) {
+                    Ok((parsed, _)) => parsed,
+                    Err(e) => {
+                        tracing::debug!(position, error = %e, "batch fails validation");
+                        reason = "a batch that fails its checks";
+                        continue;
+                    }
                 };
                 // Offsets must grow and stay within a 32-bit distance of the segment's base.
                 let fits = parsed.last_offset() - self.base_offset <= i64::from(u32::MAX);
                 if parsed.base_offset() < self.next_offset || !fits {
-                    break;
+                    tracing::debug!(
+                        position,
+                        base_offset = parsed.base_offset(),
+                        next_offset = self.next_offset,
+                        "batch offsets out of order"
+                    );
+                    reason = "offsets out of order";
+                    continue;
                 }
             }
             if recover {
@@ -295,6 +325,7 @@ impl Segment {
                 self.max_timestamp = self.max_timestamp.max(batch.max_timestamp);
             }
             position += batch.size_bytes;
+            rereads = 0;
         }
         let cut = position < self.size_bytes;
         // Only a validating scan, on reads that agree, may cut; a quick scan that trips
@@ -304,6 +335,7 @@ impl Segment {
                 segment = %Self::path(&self.dir, self.base_offset, ".log").display(),
                 valid_bytes = position,
                 cut_bytes = self.size_bytes - position,
+                reason,
                 "truncating an invalid tail"
             );
             self.log.truncate(position).await?;

@@ -771,3 +771,139 @@ async fn cleaning_runs_beside_appends_and_skips_segments_that_changed() {
         "{leftovers:?}"
     );
 }
+
+/// A disk whose log files misread one bit the same way in their first `alike` reads: the
+/// rare case of two reads flipped alike, which `read_agreed` alone takes for the truth.
+#[derive(Debug, Clone)]
+struct AlikeFlips {
+    inner: MemDisk,
+    bit: u64,
+    alike: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[derive(Debug)]
+struct AlikeFlipsFile {
+    inner: Arc<dyn crate::disk::DiskFile>,
+    bit: u64,
+    alike: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl crate::disk::Disk for AlikeFlips {
+    async fn open(
+        &self,
+        path: &Path,
+        mode: OpenMode,
+    ) -> crate::disk::DiskResult<Arc<dyn crate::disk::DiskFile>> {
+        let inner = self.inner.open(path, mode).await?;
+        if path.extension().is_some_and(|e| e == "log") {
+            return Ok(Arc::new(AlikeFlipsFile {
+                inner,
+                bit: self.bit,
+                alike: self.alike.clone(),
+            }));
+        }
+        Ok(inner)
+    }
+    async fn rename(&self, from: &Path, to: &Path) -> crate::disk::DiskResult<()> {
+        self.inner.rename(from, to).await
+    }
+    async fn remove(&self, path: &Path) -> crate::disk::DiskResult<()> {
+        self.inner.remove(path).await
+    }
+    async fn create_dir_all(&self, path: &Path) -> crate::disk::DiskResult<()> {
+        self.inner.create_dir_all(path).await
+    }
+    async fn remove_dir(&self, path: &Path) -> crate::disk::DiskResult<()> {
+        self.inner.remove_dir(path).await
+    }
+    async fn list_dir(&self, path: &Path) -> crate::disk::DiskResult<Vec<String>> {
+        self.inner.list_dir(path).await
+    }
+    async fn sync_dir(&self, path: &Path) -> crate::disk::DiskResult<()> {
+        self.inner.sync_dir(path).await
+    }
+    async fn exists(&self, path: &Path) -> crate::disk::DiskResult<bool> {
+        self.inner.exists(path).await
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::disk::DiskFile for AlikeFlipsFile {
+    fn path(&self) -> &Path {
+        self.inner.path()
+    }
+    async fn size_bytes(&self) -> crate::disk::DiskResult<u64> {
+        self.inner.size_bytes().await
+    }
+    async fn write_at(&self, offset_bytes: u64, data: &[u8]) -> crate::disk::DiskResult<()> {
+        self.inner.write_at(offset_bytes, data).await
+    }
+    async fn append(&self, data: &[u8]) -> crate::disk::DiskResult<u64> {
+        self.inner.append(data).await
+    }
+    async fn read_at(&self, offset_bytes: u64, len_bytes: usize) -> crate::disk::DiskResult<Bytes> {
+        let bytes = self.inner.read_at(offset_bytes, len_bytes).await?;
+        let byte = self.bit / 8;
+        let covers = (offset_bytes..offset_bytes + bytes.len() as u64).contains(&byte);
+        let flip = covers
+            && self
+                .alike
+                .fetch_update(
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                    |n| n.checked_sub(1),
+                )
+                .is_ok();
+        if !flip {
+            return Ok(bytes);
+        }
+        let mut flipped = bytes.to_vec();
+        flipped[(byte - offset_bytes) as usize] ^= 1 << (self.bit % 8);
+        Ok(Bytes::from(flipped))
+    }
+    async fn truncate(&self, len_bytes: u64) -> crate::disk::DiskResult<()> {
+        self.inner.truncate(len_bytes).await
+    }
+    async fn sync_data(&self) -> crate::disk::DiskResult<()> {
+        self.inner.sync_data().await
+    }
+}
+
+#[tokio::test]
+async fn recovery_rereads_a_batch_before_cutting_it() {
+    let memory = MemDisk::new(5);
+    let mut log = open(&memory, LogConfig::default()).await;
+    for i in 0..5 {
+        log.append(&[sample(2, 30, i)], 1, 0).await.expect("append");
+    }
+    log.flush().await.expect("flush");
+    let third_batch_bytes = read_all(&log).await[..2]
+        .iter()
+        .map(|b| b.size_bytes() as u64)
+        .sum::<u64>();
+    drop(log);
+    // A bit of the third batch's CRC (bytes 17..21 of a batch) misreads alike, in as many
+    // reads in a row as the simulator once produced: two.
+    let disk = AlikeFlips {
+        inner: memory.clone(),
+        bit: (third_batch_bytes + 17) * 8 + 5,
+        alike: Arc::new(std::sync::atomic::AtomicUsize::new(2)),
+    };
+    let (segment, cut) = segment::Segment::open(&disk, Path::new("/data/t-0"), 0, 4096, true, 0)
+        .await
+        .expect("open");
+    assert!(!cut, "a batch that reads well again is not cut");
+    assert_eq!(segment.next_offset, 10);
+    // A batch that keeps failing its checks is cut, as before.
+    let disk = AlikeFlips {
+        inner: memory.clone(),
+        bit: (third_batch_bytes + 17) * 8 + 5,
+        alike: Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX)),
+    };
+    let (segment, cut) = segment::Segment::open(&disk, Path::new("/data/t-0"), 0, 4096, true, 0)
+        .await
+        .expect("open");
+    assert!(cut);
+    assert_eq!(segment.next_offset, 4);
+}
