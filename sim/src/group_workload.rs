@@ -256,13 +256,18 @@ async fn member(process: u64, history: History, clock: Arc<Clock>, stop_at: Inst
                 let after = next.entry(tp).or_insert(r.offset + 1);
                 *after = (*after).max(r.offset + 1);
             }
+            let positions: BTreeMap<String, i64> = consumer
+                .assignment()
+                .iter()
+                .filter_map(|tp| Some((tp.partition.to_string(), consumer.position(tp)?)))
+                .collect();
             // Processing is recording the records; only then are they committed.
             history.record(
                 clock.now_ns(),
                 name.clone(),
                 OpType::Ok,
                 "poll",
-                json!({ "member": member_id, "generation": generation, "records": read }),
+                json!({ "member": member_id, "generation": generation, "records": read, "positions": positions }),
             );
             let offsets: BTreeMap<String, i64> = next
                 .iter()

@@ -360,8 +360,11 @@ impl Consumer {
                 }
                 self.high_watermarks.insert(tp.clone(), p.high_watermark);
                 let data = p.records.unwrap_or_default();
-                let next = decode_records(&tp, data, fetch_offset, records)?;
+                // Records before a corrupt batch are returned, so the position must move
+                // past them too; else the next poll returns them again.
+                let (next, decoded) = decode_records(&tp, data, fetch_offset, records);
                 self.positions.insert(tp, Position::At(next));
+                decoded?;
             }
         }
         match first_error {
@@ -412,19 +415,30 @@ async fn fetch(
 }
 
 /// Decodes the batches of one partition's fetch data, keeping records at or after
-/// `fetch_offset`; returns the next offset to fetch.
+/// `fetch_offset`; returns the next offset to fetch (after the last record kept, also when
+/// a corrupt batch stopped the decoding) and whether decoding got to the end.
 fn decode_records(
     tp: &TopicPartition,
-    mut data: Bytes,
+    data: Bytes,
     fetch_offset: i64,
     out: &mut Vec<ConsumerRecord>,
-) -> Result<i64, KafkaError> {
+) -> (i64, Result<(), KafkaError>) {
+    let mut next = fetch_offset;
+    let result = decode_batches(tp, data, &mut next, out);
+    (next, result)
+}
+
+fn decode_batches(
+    tp: &TopicPartition,
+    mut data: Bytes,
+    next: &mut i64,
+    out: &mut Vec<ConsumerRecord>,
+) -> Result<(), KafkaError> {
     let corrupt = |reason: String| KafkaError::CorruptRecords {
         topic: tp.topic.clone(),
         partition: tp.partition,
         reason,
     };
-    let mut next = fetch_offset;
     while !data.is_empty() {
         let (batch, rest) = match RecordBatch::parse(data) {
             Ok(parsed) => parsed,
@@ -438,7 +452,7 @@ fn decode_records(
             Err(e) => return Err(corrupt(e.to_string())),
         };
         data = rest;
-        if batch.last_offset() < next {
+        if batch.last_offset() < *next {
             continue;
         }
         if !batch.is_control() {
@@ -446,7 +460,7 @@ fn decode_records(
             let log_append_time = batch.is_log_append_time();
             for r in decoded {
                 let offset = batch.base_offset() + i64::from(r.offset_delta);
-                if offset < next {
+                if offset < *next {
                     continue;
                 }
                 let timestamp_ms = if log_append_time {
@@ -471,9 +485,9 @@ fn decode_records(
                 });
             }
         }
-        next = batch.last_offset() + 1;
+        *next = batch.last_offset() + 1;
     }
-    Ok(next)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -512,7 +526,8 @@ mod tests {
         let third = batch_at(15, &["f"], Compression::Gzip);
         data.extend(&third[..third.len() - 5]);
         let mut out = Vec::new();
-        let next = decode_records(&tp, Bytes::from(data), 11, &mut out).expect("decodes");
+        let (next, decoded) = decode_records(&tp, Bytes::from(data), 11, &mut out);
+        decoded.expect("decodes");
         assert_eq!(next, 15, "the cut batch is fetched again");
         let values: Vec<&[u8]> = out
             .iter()
@@ -524,6 +539,29 @@ mod tests {
         assert_eq!(
             out[0].headers,
             vec![("h".to_string(), Some(Bytes::from_static(b"1")))]
+        );
+    }
+
+    #[test]
+    fn records_before_a_corrupt_batch_move_the_position_past_them() {
+        let tp = TopicPartition::new("t", 0);
+        let mut data = batch_at(0, &["a", "b"], Compression::None);
+        let mut bad = batch_at(2, &["c"], Compression::None);
+        let last = bad.len() - 1;
+        bad[last] ^= 0x01;
+        data.extend(bad);
+        data.extend(batch_at(3, &["d"], Compression::None));
+        let mut out = Vec::new();
+        let (next, decoded) = decode_records(&tp, Bytes::from(data), 0, &mut out);
+        assert!(matches!(decoded, Err(KafkaError::CorruptRecords { .. })));
+        assert_eq!(
+            out.len(),
+            2,
+            "the records before the corrupt batch are returned"
+        );
+        assert_eq!(
+            next, 2,
+            "and the next fetch starts after them, at the corrupt batch"
         );
     }
 }
