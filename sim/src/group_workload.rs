@@ -25,12 +25,11 @@ use tokio::time::Instant;
 
 use crate::history::{History, OpType};
 use crate::kafka_workload::{
-    broker_addr, broker_properties, create_topic, final_read_of, produce_to, run_broker, Wire,
+    broker_addr, final_read_or_restart, produce_to, start_broker, Wire, BROKER_ID,
 };
-use crate::scenario::{addr_of, report, Clock, Nemesis, CHECKER_ID, CLIENT_ID_BASE};
+use crate::scenario::{addr_of, report, Clock, Nemesis, CLIENT_ID_BASE};
 use crate::{group_checker, RunReport, SimOptions};
 
-const BROKER_ID: u64 = 1;
 const TOPIC: &str = "grouped";
 pub const PARTITIONS: i32 = 4;
 pub const GROUP: &str = "sim-group";
@@ -47,22 +46,7 @@ pub(crate) async fn run(opts: SimOptions) -> RunReport {
     let clock = Arc::new(Clock::new());
     let history = History::new();
     let handle = Handle::current();
-    let properties = broker_properties(&opts);
-    let broker = handle
-        .create_node()
-        .name("broker-1")
-        .ip(addr_of(BROKER_ID).ip())
-        .init(move || run_broker(properties.clone()))
-        .build();
-    let checker_node = handle
-        .create_node()
-        .name("checker")
-        .ip(addr_of(CHECKER_ID).ip())
-        .build();
-    checker_node
-        .spawn(create_topic(TOPIC, PARTITIONS))
-        .await
-        .expect("topic creation does not panic");
+    let (broker, checker_node) = start_broker(&handle, &opts, TOPIC, PARTITIONS).await;
 
     let stop_at = Instant::now() + opts.duration;
     let mut producers = Vec::new();
@@ -95,31 +79,16 @@ pub(crate) async fn run(opts: SimOptions) -> RunReport {
     for task in producers.into_iter().chain(members) {
         task.await.expect("client tasks do not panic");
     }
-    let mut read = checker_node
-        .spawn(final_read_of(
-            TOPIC,
-            PARTITIONS,
-            history.clone(),
-            clock.clone(),
-        ))
-        .await
-        .expect("the final read does not panic");
-    if !read {
-        // The broker may be down after a disk fault at start-up: restart it, as an
-        // operator would, and read once more.
-        nemesis.record("restart-for-final-read", json!({ "server": BROKER_ID }));
-        handle.kill(broker.id());
-        handle.restart(broker.id());
-        read = checker_node
-            .spawn(final_read_of(
-                TOPIC,
-                PARTITIONS,
-                history.clone(),
-                clock.clone(),
-            ))
-            .await
-            .expect("the final read does not panic");
-    }
+    let read = final_read_or_restart(
+        &handle,
+        &broker,
+        &checker_node,
+        &mut nemesis,
+        (TOPIC, PARTITIONS),
+        &history,
+        &clock,
+    )
+    .await;
     if read {
         checker_node
             .spawn(final_committed(history.clone(), clock.clone()))

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use madsim::rand::{thread_rng, Rng};
-use madsim::runtime::Handle;
+use madsim::runtime::{Handle, NodeHandle};
 use runnel_actors::broker::config::BrokerConfig;
 use runnel_actors::broker::Broker;
 use runnel_protocol::batch::{build, RecordBatch};
@@ -31,7 +31,7 @@ use crate::scenario::{addr_of, report, Clock, Nemesis, CHECKER_ID, CLIENT_ID_BAS
 use crate::{kafka_checker, Policy, RunReport, SimOptions};
 
 const KAFKA_PORT: u16 = 9092;
-const BROKER_ID: u64 = 1;
+pub(crate) const BROKER_ID: u64 = 1;
 const TOPIC: &str = "jepsen";
 pub const PARTITIONS: i32 = 2;
 const CALL_TIMEOUT: Duration = Duration::from_secs(1);
@@ -51,23 +51,7 @@ pub(crate) async fn run(opts: SimOptions) -> RunReport {
     let clock = Arc::new(Clock::new());
     let history = History::new();
     let handle = Handle::current();
-    let properties = broker_properties(&opts);
-    let broker = handle
-        .create_node()
-        .name("broker-1")
-        .ip(addr_of(BROKER_ID).ip())
-        .init(move || run_broker(properties.clone()))
-        .build();
-
-    let checker_node = handle
-        .create_node()
-        .name("checker")
-        .ip(addr_of(CHECKER_ID).ip())
-        .build();
-    checker_node
-        .spawn(create_topic(TOPIC, PARTITIONS))
-        .await
-        .expect("topic creation does not panic");
+    let (broker, checker_node) = start_broker(&handle, &opts, TOPIC, PARTITIONS).await;
 
     let stop_at = Instant::now() + opts.duration;
     let mut tasks = Vec::new();
@@ -99,16 +83,16 @@ pub(crate) async fn run(opts: SimOptions) -> RunReport {
     for task in tasks {
         task.await.expect("client tasks do not panic");
     }
-    let read = checker_node.spawn(final_read(history.clone(), clock.clone()));
-    if !read.await.expect("the final read does not panic") {
-        // The broker may be down after a disk fault at start-up: restart it, as an
-        // operator would, and read once more.
-        nemesis.record("restart-for-final-read", json!({ "server": BROKER_ID }));
-        handle.kill(broker.id());
-        handle.restart(broker.id());
-        let read = checker_node.spawn(final_read(history.clone(), clock.clone()));
-        read.await.expect("the final read does not panic");
-    }
+    final_read_or_restart(
+        &handle,
+        &broker,
+        &checker_node,
+        &mut nemesis,
+        (TOPIC, PARTITIONS),
+        &history,
+        &clock,
+    )
+    .await;
 
     let ops = history.ops();
     let mut anomalies = kafka_checker::check(&ops);
@@ -122,7 +106,7 @@ pub(crate) async fn run(opts: SimOptions) -> RunReport {
     report(&opts, &ops, anomalies, &clock, nemesis.injected)
 }
 
-pub(crate) fn broker_properties(opts: &SimOptions) -> BTreeMap<String, String> {
+fn broker_properties(opts: &SimOptions) -> BTreeMap<String, String> {
     let mut p = BTreeMap::from([
         ("log.dirs".to_string(), "/data".to_string()),
         (
@@ -148,7 +132,7 @@ pub(crate) fn broker_properties(opts: &SimOptions) -> BTreeMap<String, String> {
 }
 
 /// The broker node's life; madsim calls it again after every restart.
-pub(crate) async fn run_broker(properties: BTreeMap<String, String>) {
+async fn run_broker(properties: BTreeMap<String, String>) {
     let config = BrokerConfig::from_properties(properties).expect("the workload's config is valid");
     let (listener, bound) = Broker::bind(&config)
         .await
@@ -246,7 +230,7 @@ impl Wire {
     }
 }
 
-pub(crate) async fn create_topic(topic: &str, partitions: i32) {
+async fn create_topic(topic: &str, partitions: i32) {
     let mut wire = Wire::new();
     let request = CreateTopicsRequest::default()
         .with_timeout_ms(5000)
@@ -467,12 +451,66 @@ async fn consume(process: u64, history: History, clock: Arc<Clock>, stop_at: Ins
     }
 }
 
-/// Reads every partition from its start to its high watermark; true when all were read.
-async fn final_read(history: History, clock: Arc<Clock>) -> bool {
-    final_read_of(TOPIC, PARTITIONS, history, clock).await
+/// The broker node (restarted by the nemesis at will) and a checker node that has created
+/// the workload's topic.
+pub(crate) async fn start_broker(
+    handle: &Handle,
+    opts: &SimOptions,
+    topic: &'static str,
+    partitions: i32,
+) -> (NodeHandle, NodeHandle) {
+    let properties = broker_properties(opts);
+    let broker = handle
+        .create_node()
+        .name("broker-1")
+        .ip(addr_of(BROKER_ID).ip())
+        .init(move || run_broker(properties.clone()))
+        .build();
+    let checker = handle
+        .create_node()
+        .name("checker")
+        .ip(addr_of(CHECKER_ID).ip())
+        .build();
+    checker
+        .spawn(create_topic(topic, partitions))
+        .await
+        .expect("topic creation does not panic");
+    (broker, checker)
 }
 
-pub(crate) async fn final_read_of(
+/// The final read of every partition; if it fails (the broker may be down after a disk
+/// fault at start-up), the broker is restarted, as an operator would, and read once more.
+/// True when a read succeeded.
+pub(crate) async fn final_read_or_restart(
+    handle: &Handle,
+    broker: &NodeHandle,
+    checker: &NodeHandle,
+    nemesis: &mut Nemesis,
+    (topic, partitions): (&'static str, i32),
+    history: &History,
+    clock: &Arc<Clock>,
+) -> bool {
+    for attempt in 0..2 {
+        if attempt > 0 {
+            nemesis.record("restart-for-final-read", json!({ "server": BROKER_ID }));
+            handle.kill(broker.id());
+            handle.restart(broker.id());
+        }
+        let read = checker.spawn(final_read_of(
+            topic,
+            partitions,
+            history.clone(),
+            clock.clone(),
+        ));
+        if read.await.expect("the final read does not panic") {
+            return true;
+        }
+    }
+    false
+}
+
+/// Reads every partition from its start to its high watermark; true when all were read.
+async fn final_read_of(
     topic: &'static str,
     partitions: i32,
     history: History,
