@@ -140,6 +140,66 @@ impl std::fmt::Debug for GroupCoordinator {
     }
 }
 
+/// What a shard's partition says, record by record, the last record of a key winning.
+#[derive(Default)]
+struct Replayed {
+    offsets: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>>,
+    classic: BTreeMap<String, Bytes>,
+    consumer: BTreeMap<String, Bytes>,
+    /// Records this broker cannot read, left out.
+    skipped: usize,
+}
+
+impl Replayed {
+    fn apply(&mut self, key: Option<&[u8]>, value: Option<Bytes>) {
+        let key = match key.map(decode_key) {
+            Some(Ok(key)) => key,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "skipping a record of __consumer_offsets");
+                self.skipped += 1;
+                return;
+            }
+            None => {
+                self.skipped += 1;
+                return;
+            }
+        };
+        match key {
+            OffsetsKey::Offset {
+                group_id,
+                topic,
+                partition,
+            } => {
+                let group = self.offsets.entry(group_id).or_default();
+                match value.as_deref().map(decode_offset) {
+                    None => {
+                        group.remove(&(topic, partition));
+                    }
+                    Some(Ok(committed)) => {
+                        group.insert((topic, partition), committed);
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "skipping a record of __consumer_offsets");
+                        self.skipped += 1;
+                    }
+                }
+            }
+            OffsetsKey::ClassicGroup { group_id } => last_wins(&mut self.classic, group_id, value),
+            OffsetsKey::ConsumerGroup { group_id } => {
+                last_wins(&mut self.consumer, group_id, value)
+            }
+        }
+    }
+}
+
+/// A value replaces the group's record; a tombstone removes it.
+fn last_wins(records: &mut BTreeMap<String, Bytes>, group_id: String, value: Option<Bytes>) {
+    match value {
+        Some(value) => records.insert(group_id, value),
+        None => records.remove(&group_id),
+    };
+}
+
 fn storage_error(e: &LogError, for_offsets: bool) -> ResponseError {
     // Kafka's mapping of append errors in GroupMetadataManager.storeGroup/storeOffsets.
     match e {
@@ -257,11 +317,7 @@ impl GroupCoordinator {
         let Some(partition) = broker.partition(OFFSETS_TOPIC, shard.index) else {
             return Ok(());
         };
-        let mut offsets: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>> =
-            BTreeMap::new();
-        let mut classic: BTreeMap<String, Bytes> = BTreeMap::new();
-        let mut consumer: BTreeMap<String, Bytes> = BTreeMap::new();
-        let mut skipped = 0usize;
+        let mut replayed = Replayed::default();
         {
             let state = partition.state.read().await;
             let mut offset = state.log.log_start_offset();
@@ -275,67 +331,26 @@ impl GroupCoordinator {
                     if batch.is_control() {
                         continue;
                     }
-                    let records = match batch.records() {
-                        Ok(records) => records,
+                    match batch.records() {
+                        Ok(records) => {
+                            for record in records {
+                                replayed.apply(record.key.as_deref(), record.value);
+                            }
+                        }
                         Err(e) => {
                             tracing::warn!(partition = shard.index, error = %e, "skipping an unreadable batch in __consumer_offsets");
-                            skipped += 1;
-                            continue;
-                        }
-                    };
-                    for record in records {
-                        let Some(key) = record.key.as_deref() else {
-                            skipped += 1;
-                            continue;
-                        };
-                        let key = match decode_key(key) {
-                            Ok(key) => key,
-                            Err(e) => {
-                                tracing::warn!(partition = shard.index, error = %e, "skipping a record");
-                                skipped += 1;
-                                continue;
-                            }
-                        };
-                        match (key, record.value) {
-                            (
-                                OffsetsKey::Offset {
-                                    group_id,
-                                    topic,
-                                    partition,
-                                },
-                                value,
-                            ) => {
-                                let group = offsets.entry(group_id).or_default();
-                                match value.as_deref().map(decode_offset) {
-                                    None => {
-                                        group.remove(&(topic, partition));
-                                    }
-                                    Some(Ok(committed)) => {
-                                        group.insert((topic, partition), committed);
-                                    }
-                                    Some(Err(e)) => {
-                                        tracing::warn!(error = %e, "skipping a record");
-                                        skipped += 1;
-                                    }
-                                }
-                            }
-                            (OffsetsKey::ClassicGroup { group_id }, None) => {
-                                classic.remove(&group_id);
-                            }
-                            (OffsetsKey::ClassicGroup { group_id }, Some(value)) => {
-                                classic.insert(group_id, value);
-                            }
-                            (OffsetsKey::ConsumerGroup { group_id }, None) => {
-                                consumer.remove(&group_id);
-                            }
-                            (OffsetsKey::ConsumerGroup { group_id }, Some(value)) => {
-                                consumer.insert(group_id, value);
-                            }
+                            replayed.skipped += 1;
                         }
                     }
                 }
             }
         }
+        let Replayed {
+            offsets,
+            classic,
+            consumer,
+            mut skipped,
+        } = replayed;
         let now = now_ms();
         for (group_id, group_offsets) in offsets {
             if !group_offsets.is_empty() {
