@@ -82,6 +82,8 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
             // Commits name exactly what was printed, not what was fetched (see Source).
             group_config.enable_auto_commit = false;
             let mut consumer = GroupConsumer::new(group_config).await?;
+            // A missing topic would only ever get an empty assignment: say so instead.
+            consumer.cluster().topic(&args.topic, false).await?;
             consumer.subscribe(&[&args.topic])?;
             Source::Group {
                 consumer: Box::new(consumer),

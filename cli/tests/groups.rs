@@ -734,3 +734,106 @@ async fn added_partitions_are_assigned_after_a_rebalance() {
     }
     c.close().await.expect("leaves");
 }
+
+/// With auto commit, positions are committed at the interval and on close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_commit_commits_positions_at_the_interval_and_on_close() {
+    let broker = Broker::start();
+    let admin = Admin::connect(ClientConfig::new(&broker.bootstrap))
+        .await
+        .expect("admin connects");
+    let topic = unique_topic("auto");
+    let group = unique_topic("auto-group");
+    admin
+        .create_topic(NewTopic::new(&topic, 1, 1), false)
+        .await
+        .expect("topic created");
+    produce(&broker, &topic, 1, 6, "x").await;
+    let mut consumer = ConsumerConfig::new(ClientConfig::new(&broker.bootstrap));
+    consumer.auto_offset_reset = OffsetReset::Earliest;
+    let mut config = GroupConsumerConfig::new(consumer, group.as_str());
+    config.session_timeout_ms = 6_000;
+    config.heartbeat_interval_ms = 300;
+    config.auto_commit_interval_ms = 200;
+    let mut c = GroupConsumer::new(config).await.expect("consumer connects");
+    c.subscribe(&[&topic]).expect("subscribes");
+    let got = poll_until(&mut c, 6, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 6);
+    let tp = TopicPartition::new(&topic, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        c.poll(Duration::from_millis(100)).await.expect("polls");
+        let committed = admin
+            .list_group_offsets(&group, None)
+            .await
+            .expect("committed offsets");
+        if committed.get(&tp).map(|o| o.offset) == Some(6) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never auto-committed: {committed:?}"
+        );
+    }
+    produce(&broker, &topic, 1, 2, "y").await;
+    let got = poll_until(&mut c, 2, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 2);
+    // No interval passes before close: close commits.
+    c.close().await.expect("leaves");
+    let committed = admin
+        .list_group_offsets(&group, None)
+        .await
+        .expect("committed offsets");
+    assert_eq!(committed[&tp].offset, 8);
+}
+
+/// A static member that restarts within the session timeout takes its partitions back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_static_member_gets_its_partitions_back() {
+    let broker = Broker::start();
+    let admin = Admin::connect(ClientConfig::new(&broker.bootstrap))
+        .await
+        .expect("admin connects");
+    let topic = unique_topic("static");
+    let group = unique_topic("static-group");
+    admin
+        .create_topic(NewTopic::new(&topic, 2, 1), false)
+        .await
+        .expect("topic created");
+    let static_consumer = |instance: &str| {
+        let mut consumer = ConsumerConfig::new(ClientConfig::new(&broker.bootstrap));
+        consumer.auto_offset_reset = OffsetReset::Earliest;
+        let mut config = GroupConsumerConfig::new(consumer, group.as_str());
+        config.group_instance_id = Some(instance.to_string());
+        config.session_timeout_ms = 30_000;
+        config.heartbeat_interval_ms = 300;
+        config.enable_auto_commit = false;
+        let topic = topic.clone();
+        async move {
+            let mut c = GroupConsumer::new(config).await.expect("consumer connects");
+            c.subscribe(&[&topic]).expect("subscribes");
+            c
+        }
+    };
+    let mut a = static_consumer("instance-a").await;
+    let mut b = static_consumer("instance-b").await;
+    settle_split(&mut a, &mut b, 2).await;
+    let b_partitions = b.assignment();
+    // A static member does not leave on close: the group keeps its place.
+    b.close().await.expect("b closes");
+    drop(b);
+    let mut b = static_consumer("instance-b").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while b.assignment().is_empty() {
+        let (ra, rb) = tokio::join!(
+            a.poll(Duration::from_millis(200)),
+            b.poll(Duration::from_millis(200))
+        );
+        ra.expect("a polls");
+        rb.expect("b polls");
+        assert!(Instant::now() < deadline, "b never got partitions back");
+    }
+    assert_eq!(b.assignment(), b_partitions);
+    let description = admin.describe_group(&group).await.expect("described");
+    assert_eq!(description.members.len(), 2, "{description:?}");
+}
