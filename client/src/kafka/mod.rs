@@ -4,6 +4,7 @@ pub mod admin;
 pub mod cluster;
 pub mod conn;
 pub mod consumer;
+pub mod consumer_member;
 pub mod coordinator;
 pub mod error;
 pub mod group;
