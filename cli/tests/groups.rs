@@ -706,6 +706,14 @@ async fn added_partitions_are_assigned_after_a_rebalance() {
         .create_topic(NewTopic::new(&topic, 1, 1), false)
         .await
         .expect("topic created");
+    let described = admin
+        .describe_topics(std::slice::from_ref(&topic))
+        .await
+        .expect("described");
+    assert_ne!(
+        described[0].topic_id, 0,
+        "Metadata carries topic ids (KIP-848 needs them)"
+    );
     let mut consumer = ConsumerConfig::new(ClientConfig::new(&broker.bootstrap));
     consumer.auto_offset_reset = OffsetReset::Earliest;
     consumer.client.metadata_max_age_ms = 500;

@@ -109,6 +109,9 @@ pub struct PartitionMetadata {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicMetadata {
     pub name: String,
+    /// The topic id's 128 bits (Metadata v10+; 0 when the broker sent none), as KIP-848
+    /// consumer groups name topics by id.
+    pub topic_id: u128,
     pub is_internal: bool,
     /// Sorted by partition index.
     pub partitions: Vec<PartitionMetadata>,
@@ -548,6 +551,7 @@ fn convert_metadata(response: MetadataResponse) -> ClusterMetadata {
         partitions.sort_by_key(|p| p.partition);
         topics.push(TopicMetadata {
             name,
+            topic_id: t.topic_id.as_u128(),
             is_internal: t.is_internal,
             partitions,
         });
