@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use runnel_client::kafka::{
-    Consumer, ConsumerConfig, ConsumerRecord, GroupConsumer, GroupConsumerConfig, KafkaError,
-    OffsetReset, TopicPartition,
+    Consumer, ConsumerConfig, ConsumerRecord, GroupConsumer, GroupConsumerConfig, GroupProtocol,
+    KafkaError, OffsetReset, TopicPartition,
 };
 use tokio::time::Instant;
 
@@ -34,6 +34,10 @@ pub struct ConsumeArgs {
     /// With --group: a static member id (group.instance.id).
     #[arg(long, value_name = "ID", requires = "group")]
     group_instance_id: Option<String>,
+    /// With --group: classic (JoinGroup, the leader assigns) or consumer (KIP-848, the
+    /// coordinator assigns).
+    #[arg(long, value_name = "PROTOCOL", default_value = "classic", requires = "group", value_parser = parse_group_protocol)]
+    group_protocol: GroupProtocol,
     /// Read only this partition.
     #[arg(long)]
     partition: Option<i32>,
@@ -79,6 +83,7 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         Some(group) => {
             let mut group_config = GroupConsumerConfig::new(config, group.clone());
             group_config.group_instance_id = args.group_instance_id.clone();
+            group_config.group_protocol = args.group_protocol;
             // Commits name exactly what was printed, not what was fetched (see Source).
             group_config.enable_auto_commit = false;
             let mut consumer = GroupConsumer::new(group_config).await?;
@@ -281,4 +286,8 @@ fn format_record(args: &ConsumeArgs, r: &ConsumerRecord) -> Vec<u8> {
     line.extend_from_slice(r.value.as_deref().unwrap_or(b"null"));
     line.push(b'\n');
     line
+}
+
+fn parse_group_protocol(s: &str) -> Result<GroupProtocol, String> {
+    GroupProtocol::parse(s).map_err(|e| e.to_string())
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use runnel_client::kafka::admin::NewTopic;
 use runnel_client::kafka::{
     Admin, ClientConfig, ConsumerConfig, ConsumerRecord, GroupConsumer, GroupConsumerConfig,
-    OffsetReset, Producer, ProducerConfig, ProducerRecord, TopicPartition,
+    GroupProtocol, OffsetReset, Producer, ProducerConfig, ProducerRecord, TopicPartition,
 };
 use support::{unique_topic, Broker, RUNNEL};
 use tokio::time::Instant;
@@ -844,4 +844,97 @@ async fn a_restarted_static_member_gets_its_partitions_back() {
     assert_eq!(b.assignment(), b_partitions);
     let description = admin.describe_group(&group).await.expect("described");
     assert_eq!(description.members.len(), 2, "{description:?}");
+}
+
+/// KIP-848 (`group.protocol=consumer`): the coordinator assigns; two members split a
+/// topic, commit with their member epochs, and a new member resumes from the commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_protocol_members_split_commit_and_resume() {
+    let broker = Broker::start();
+    let admin = Admin::connect(ClientConfig::new(&broker.bootstrap))
+        .await
+        .expect("admin connects");
+    let topic = unique_topic("kip848");
+    let group = unique_topic("kip848-group");
+    admin
+        .create_topic(NewTopic::new(&topic, 4, 1), false)
+        .await
+        .expect("topic created");
+    let member = |auto_commit: bool| {
+        let mut consumer = ConsumerConfig::new(ClientConfig::new(&broker.bootstrap));
+        consumer.auto_offset_reset = OffsetReset::Earliest;
+        consumer.fetch_max_wait_ms = 100;
+        let mut config = GroupConsumerConfig::new(consumer, group.as_str());
+        config.group_protocol = GroupProtocol::Consumer;
+        config.enable_auto_commit = auto_commit;
+        let topic = topic.clone();
+        async move {
+            let mut c = GroupConsumer::new(config).await.expect("consumer connects");
+            c.subscribe(&[&topic]).expect("subscribes");
+            c
+        }
+    };
+    let mut a = member(false).await;
+    let mut b = member(false).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (ra, rb) = tokio::join!(
+            a.poll(Duration::from_millis(200)),
+            b.poll(Duration::from_millis(200))
+        );
+        ra.expect("a polls");
+        rb.expect("b polls");
+        let (pa, pb) = (a.assignment(), b.assignment());
+        let all: BTreeSet<TopicPartition> = pa.iter().chain(&pb).cloned().collect();
+        if pa.len() == 2 && pb.len() == 2 && all.len() == 4 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no split: a={pa:?} (epoch {}), b={pb:?} (epoch {})",
+            a.generation_id(),
+            b.generation_id()
+        );
+    }
+    assert!(a.generation_id() > 0 && b.generation_id() > 0);
+    let description = admin.list_groups(&[]).await.expect("listed");
+    assert!(
+        description.iter().any(|g| g.group_id == group),
+        "{description:?}"
+    );
+
+    produce(&broker, &topic, 4, 5, "first").await;
+    let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got_a.len() + got_b.len() < 20 && Instant::now() < deadline {
+        let (ra, rb) = tokio::join!(
+            a.poll(Duration::from_millis(300)),
+            b.poll(Duration::from_millis(300))
+        );
+        got_a.extend(ra.expect("a polls"));
+        got_b.extend(rb.expect("b polls"));
+    }
+    assert_eq!(got_a.len() + got_b.len(), 20);
+    a.commit().await.expect("a commits with its member epoch");
+    b.commit().await.expect("b commits with its member epoch");
+    a.close().await.expect("a leaves");
+    b.close().await.expect("b leaves");
+
+    produce(&broker, &topic, 4, 2, "second").await;
+    let mut c = member(true).await;
+    let got = poll_until(&mut c, 8, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 8, "{got:?}");
+    assert!(
+        got.iter().all(|r| r.offset >= 5),
+        "resumed at the commits: {got:?}"
+    );
+    c.close().await.expect("c commits and leaves");
+    let committed = admin
+        .list_group_offsets(&group, None)
+        .await
+        .expect("committed offsets");
+    assert!(
+        committed.len() == 4 && committed.values().all(|o| o.offset == 7),
+        "{committed:?}"
+    );
 }

@@ -76,6 +76,8 @@ pub fn client_versions(api: ApiKey) -> Option<(i16, i16)> {
         ApiKey::DescribeGroups => (0, 6),
         ApiKey::ListGroups => (0, 5),
         ApiKey::DeleteGroups => (0, 2),
+        // v0: the coordinator names new members (v1 wants a client-chosen UUID).
+        ApiKey::ConsumerGroupHeartbeat => (0, 0),
         _ => return None,
     };
     let crate_range = api.valid_versions();

@@ -143,6 +143,11 @@ impl ConsumerMember {
         self.state == State::Left
     }
 
+    /// Left, or failed for good: no more heartbeats.
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, State::Left | State::Failed)
+    }
+
     /// Whether the next heartbeat should go now rather than at the interval: to join, to
     /// acknowledge a reconcile, to carry a new subscription, or to leave.
     pub fn wants_heartbeat_now(&self) -> bool {

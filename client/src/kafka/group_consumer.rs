@@ -14,7 +14,7 @@
 //! `fetch_max_bytes` at a time. No OS threads, time only through `tokio::time`, so it runs
 //! under madsim as well.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -27,12 +27,13 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use runnel_protocol::kafka::{validate_topic_name, ResponseError};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
 use super::cluster::{Cluster, TopicPartition};
 use super::conn::{Connection, ConnectionConfig};
 use super::consumer::{Consumer, ConsumerConfig, ConsumerRecord};
+use super::consumer_member::{Action, ConsumerMember, TopicIdPartition};
 use super::coordinator::{
     self, is_retriable_at_coordinator, needs_new_coordinator, str_bytes, Committer,
 };
@@ -64,8 +65,32 @@ pub struct GroupConsumerConfig {
     pub enable_auto_commit: bool,
     /// `auto.commit.interval.ms`
     pub auto_commit_interval_ms: u64,
-    /// `partition.assignment.strategy`, in order of preference.
+    /// `partition.assignment.strategy`, in order of preference (classic groups).
     pub assignors: Vec<Assignor>,
+    /// `group.protocol`: classic (JoinGroup/SyncGroup) or consumer (KIP-848).
+    pub group_protocol: GroupProtocol,
+}
+
+/// Kafka's `group.protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupProtocol {
+    /// JoinGroup, SyncGroup and Heartbeat; the leader member assigns.
+    Classic,
+    /// KIP-848's ConsumerGroupHeartbeat; the coordinator assigns, and partitions move one
+    /// by one (revoked before they are given to another member).
+    Consumer,
+}
+
+impl GroupProtocol {
+    pub fn parse(s: &str) -> Result<GroupProtocol, KafkaError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "classic" => Ok(GroupProtocol::Classic),
+            "consumer" => Ok(GroupProtocol::Consumer),
+            other => Err(KafkaError::Config(format!(
+                "group.protocol {other:?} is not classic or consumer"
+            ))),
+        }
+    }
 }
 
 impl GroupConsumerConfig {
@@ -80,6 +105,7 @@ impl GroupConsumerConfig {
             enable_auto_commit: true,
             auto_commit_interval_ms: 5_000,
             assignors: vec![Assignor::Range, Assignor::RoundRobin],
+            group_protocol: GroupProtocol::Classic,
         }
     }
 
@@ -129,6 +155,12 @@ struct Membership {
     closed: bool,
     /// An error the heartbeat saw that the application must hear (fenced instance id).
     fatal: Option<KafkaError>,
+    /// KIP-848: the member's side of the protocol (`None` in classic groups).
+    member: Option<ConsumerMember>,
+    /// KIP-848: partitions to give up and to take, for the next `poll` to carry out.
+    reconcile: Option<(Vec<TopicIdPartition>, Vec<TopicIdPartition>)>,
+    /// KIP-848: the member was fenced; drop every partition without committing.
+    lose_all: bool,
 }
 
 impl Membership {
@@ -168,6 +200,9 @@ impl Membership {
 
 struct Shared {
     membership: Mutex<Membership>,
+    /// Wakes the KIP-848 heartbeat early (to join, acknowledge or leave). Its own `Arc`,
+    /// so the heartbeat task can wait on it without keeping `Shared` alive.
+    wake: Arc<Notify>,
 }
 
 impl Shared {
@@ -189,6 +224,9 @@ pub struct GroupConsumer {
     coordinator_connection: ConnectionConfig,
     /// The JoinGroup or SyncGroup in flight, if any.
     pending: Option<PendingCall>,
+    /// KIP-848: the id of each topic the consumer was given partitions of, as the
+    /// coordinator named it (metadata caches expire; these must not).
+    topic_ids: BTreeMap<String, u128>,
     /// Partitions whose committed offsets are still to be read before fetching.
     needs_committed: bool,
     next_auto_commit: Instant,
@@ -224,20 +262,40 @@ impl GroupConsumer {
                 last_poll: Instant::now(),
                 closed: false,
                 fatal: None,
+                member: (config.group_protocol == GroupProtocol::Consumer).then(|| {
+                    ConsumerMember::new(
+                        &config.group_id,
+                        config.group_instance_id.clone(),
+                        config.max_poll_interval_ms,
+                    )
+                }),
+                reconcile: None,
+                lose_all: false,
             }),
+            wake: Arc::new(Notify::new()),
         });
-        tokio::spawn(heartbeat_loop(
-            Arc::downgrade(&shared),
-            HeartbeatSettings {
-                group_id: config.group_id.clone(),
-                group_instance_id: config.group_instance_id.clone(),
-                interval: Duration::from_millis(config.heartbeat_interval_ms),
-                request_timeout: Duration::from_millis(
-                    config.consumer.client.connection.request_timeout_ms,
-                ),
-                max_poll_interval: Duration::from_millis(config.max_poll_interval_ms as u64),
-            },
-        ));
+        let settings = HeartbeatSettings {
+            group_id: config.group_id.clone(),
+            retry_backoff: Duration::from_millis(config.consumer.client.retry_backoff_ms.max(1)),
+            group_instance_id: config.group_instance_id.clone(),
+            interval: Duration::from_millis(config.heartbeat_interval_ms),
+            request_timeout: Duration::from_millis(
+                config.consumer.client.connection.request_timeout_ms,
+            ),
+            max_poll_interval: Duration::from_millis(config.max_poll_interval_ms as u64),
+        };
+        match config.group_protocol {
+            GroupProtocol::Classic => {
+                tokio::spawn(heartbeat_loop(Arc::downgrade(&shared), settings));
+            }
+            GroupProtocol::Consumer => {
+                tokio::spawn(consumer_heartbeat_loop(
+                    Arc::downgrade(&shared),
+                    shared.wake.clone(),
+                    settings,
+                ));
+            }
+        }
         Ok(GroupConsumer {
             consumer: Consumer::with_cluster(config.consumer.clone(), cluster),
             next_auto_commit: Instant::now()
@@ -247,6 +305,7 @@ impl GroupConsumer {
             shared,
             coordinator_connection,
             pending: None,
+            topic_ids: BTreeMap::new(),
             needs_committed: false,
             leader_view: None,
         })
@@ -273,6 +332,10 @@ impl GroupConsumer {
             self.subscription = wanted;
             // A join in flight carries the old subscription: start over.
             self.pending = None;
+            if let Some(member) = &mut self.shared.lock().member {
+                member.subscribe(&self.subscription);
+            }
+            self.shared.wake.notify_one();
             self.shared
                 .lock()
                 .request_rejoin("the subscription changed");
@@ -464,6 +527,9 @@ impl GroupConsumer {
             self.auto_commit("close").await;
         }
         self.pending = None;
+        if self.config.group_protocol == GroupProtocol::Consumer {
+            return self.leave_consumer_group().await;
+        }
         let (conn, member_id, generation_id) = {
             let mut m = self.shared.lock();
             m.closed = true;
@@ -503,6 +569,182 @@ impl GroupConsumer {
         Ok(())
     }
 
+    /// KIP-848: finds the coordinator, and carries out what the heartbeats asked for.
+    /// Joining itself is the heartbeat task's.
+    async fn ensure_member(&mut self, deadline: Instant) -> Result<bool, KafkaError> {
+        let backoff = Duration::from_millis(self.config.consumer.client.retry_backoff_ms.max(1));
+        loop {
+            let (has_coordinator, lose_all, reconcile) = {
+                let mut m = self.shared.lock();
+                if let Some(e) = m.fatal.take() {
+                    return Err(e);
+                }
+                let lose_all = std::mem::take(&mut m.lose_all);
+                (m.coordinator.is_some(), lose_all, m.reconcile.take())
+            };
+            if lose_all {
+                // Fenced: the partitions may be another member's already; no commit.
+                self.consumer.assign([]);
+                self.member_reconciled();
+                continue;
+            }
+            let step = if !has_coordinator {
+                let found = self.find_coordinator().await;
+                if found.is_ok() {
+                    self.shared.wake.notify_one();
+                }
+                found
+            } else if let Some((revoke, assign)) = reconcile {
+                self.reconcile(revoke, assign).await
+            } else {
+                return Ok(true);
+            };
+            if let Err(e) = step {
+                if needs_new_coordinator(&e) {
+                    self.shared.lock().coordinator = None;
+                }
+                if !is_retriable_at_coordinator(&e) && !e.is_retriable() {
+                    return Err(e);
+                }
+                if Instant::now() + backoff >= deadline {
+                    return Ok(false);
+                }
+                tokio::time::sleep(backoff).await;
+            }
+        }
+    }
+
+    /// KIP-848: gives up `revoke` (committing them first with auto commit), takes `assign`
+    /// from their committed offsets, and tells the member, whose next heartbeat
+    /// acknowledges.
+    async fn reconcile(
+        &mut self,
+        revoke: Vec<TopicIdPartition>,
+        assign: Vec<TopicIdPartition>,
+    ) -> Result<(), KafkaError> {
+        let names = self.topic_names(revoke.iter().chain(&assign)).await?;
+        let named = |ids: &[TopicIdPartition]| -> Vec<TopicPartition> {
+            ids.iter()
+                .filter_map(|(id, p)| names.get(id).map(|t| TopicPartition::new(t.clone(), *p)))
+                .collect()
+        };
+        let (revoked, added) = (named(&revoke), named(&assign));
+        for (id, _) in &assign {
+            if let Some(name) = names.get(id) {
+                self.topic_ids.insert(name.clone(), *id);
+            }
+        }
+        if !revoked.is_empty() && self.config.enable_auto_commit {
+            let offsets: BTreeMap<TopicPartition, i64> = self
+                .positions()
+                .into_iter()
+                .filter(|(tp, _)| revoked.contains(tp))
+                .collect();
+            if let Err(e) = self.commit_offsets(&offsets).await {
+                tracing::warn!(group = %self.config.group_id, error = %e, "commit before revoking failed");
+            }
+        }
+        let mut now: Vec<TopicPartition> = self
+            .consumer
+            .assignment()
+            .into_iter()
+            .filter(|tp| !revoked.contains(tp))
+            .collect();
+        let kept = now.clone();
+        now.extend(added.iter().cloned());
+        self.consumer.assign(now);
+        if !added.is_empty() {
+            let conn = self.shared.lock().coordinator.clone();
+            if let Some(conn) = conn {
+                match coordinator::fetch_offsets(&conn, &self.config.group_id, Some(&added)).await {
+                    Ok(committed) => {
+                        for (tp, c) in committed {
+                            if added.contains(&tp) {
+                                self.consumer.seek(&tp, c.offset)?;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        // Not taken after all: asked again with the next answer.
+                        self.consumer.assign(kept);
+                        self.member_reconciled();
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        tracing::debug!(group = %self.config.group_id, ?revoked, ?added, "reconciled");
+        self.member_reconciled();
+        Ok(())
+    }
+
+    /// Tells the member what the consumer owns now, and wakes the heartbeat to say so.
+    fn member_reconciled(&mut self) {
+        let owned: BTreeSet<TopicIdPartition> = self
+            .consumer
+            .assignment()
+            .iter()
+            .filter_map(|tp| self.topic_ids.get(&tp.topic).map(|id| (*id, tp.partition)))
+            .collect();
+        let mut m = self.shared.lock();
+        let actions = match &mut m.member {
+            Some(member) => member.reconciled(owned),
+            None => Vec::new(),
+        };
+        apply_member_actions(&mut m, actions);
+        drop(m);
+        self.shared.wake.notify_one();
+    }
+
+    /// Topic names of the ids in `partitions`, from metadata of every topic if needed.
+    async fn topic_names<'a>(
+        &self,
+        partitions: impl Iterator<Item = &'a TopicIdPartition>,
+    ) -> Result<BTreeMap<u128, String>, KafkaError> {
+        let wanted: BTreeSet<u128> = partitions.map(|(id, _)| *id).collect();
+        let mut names = BTreeMap::new();
+        for topic in &self.subscription {
+            if let Some(t) = self.cluster().cached_topic(topic) {
+                names.insert(t.topic_id, t.name.clone());
+            }
+        }
+        if !wanted.iter().all(|id| names.contains_key(id)) {
+            let metadata = self.cluster().metadata(None, false).await?;
+            for t in metadata.topics {
+                names.insert(t.topic_id, t.name);
+            }
+        }
+        Ok(names)
+    }
+
+    /// KIP-848: the leave heartbeat (epoch -1, or -2 for a static member), after a last
+    /// auto commit.
+    async fn leave_consumer_group(&mut self) -> Result<(), KafkaError> {
+        let (conn, request) = {
+            let mut m = self.shared.lock();
+            m.closed = true;
+            let conn = m.coordinator.take();
+            let request = m.member.as_mut().and_then(|member| {
+                (member.member_epoch() > 0).then(|| {
+                    member.leave();
+                    member.request()
+                })
+            });
+            m.generation_id = -1;
+            (conn, request)
+        };
+        self.consumer.assign([]);
+        let (Some(conn), Some(request)) = (conn, request) else {
+            return Ok(());
+        };
+        let response = conn.call(|_| request).await?;
+        check(
+            response.error_code,
+            || format!("leave consumer group {:?}", self.config.group_id),
+            response.error_message.as_ref().map(|m| m.as_str()),
+        )
+    }
+
     fn is_active(&self) -> bool {
         let m = self.shared.lock();
         m.coordinator.is_some() && !m.rejoin && !self.needs_committed
@@ -511,6 +753,9 @@ impl GroupConsumer {
     /// Makes this a member of the current generation with its committed offsets read.
     /// Ok(false) when `deadline` passed first on retriable errors.
     async fn ensure_active(&mut self, deadline: Instant) -> Result<bool, KafkaError> {
+        if self.config.group_protocol == GroupProtocol::Consumer {
+            return self.ensure_member(deadline).await;
+        }
         let backoff = Duration::from_millis(self.config.consumer.client.retry_backoff_ms.max(1));
         loop {
             let (has_coordinator, rejoin) = {
@@ -954,6 +1199,7 @@ async fn leave_group(
 
 struct HeartbeatSettings {
     group_id: String,
+    retry_backoff: Duration,
     group_instance_id: Option<String>,
     interval: Duration,
     request_timeout: Duration,
@@ -1056,6 +1302,111 @@ async fn heartbeat_loop(shared: Weak<Shared>, settings: HeartbeatSettings) {
     }
 }
 
+/// Records what the KIP-848 member asked for, for the next `poll` (or the heartbeat) to do.
+fn apply_member_actions(m: &mut Membership, actions: Vec<Action>) {
+    if let Some(member) = &m.member {
+        m.member_id = member.member_id().to_string();
+        m.generation_id = member.member_epoch();
+    }
+    for action in actions {
+        match action {
+            Action::Reconcile { revoke, assign } => m.reconcile = Some((revoke, assign)),
+            Action::LoseAll => {
+                m.reconcile = None;
+                m.lose_all = true;
+            }
+            Action::Rediscover => m.coordinator = None,
+            Action::Fatal(e) => m.fatal = Some(e),
+        }
+    }
+}
+
+/// KIP-848: the heartbeat is the protocol. Heartbeats every interval the coordinator
+/// gives, at once when the member wants to (join, acknowledge, new subscription), and hands
+/// what answers ask for to the next `poll`. Ends when the consumer is dropped or closed.
+async fn consumer_heartbeat_loop(
+    shared: Weak<Shared>,
+    wake: Arc<Notify>,
+    settings: HeartbeatSettings,
+) {
+    let mut interval = settings.interval;
+    loop {
+        let now = match shared.upgrade() {
+            Some(shared) => shared
+                .lock()
+                .member
+                .as_ref()
+                .is_some_and(|m| m.wants_heartbeat_now()),
+            None => return,
+        };
+        if !now {
+            tokio::select! {
+                biased;
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let next = {
+            let mut guard = shared.lock();
+            let m = &mut *guard;
+            if m.closed {
+                return;
+            }
+            let Some(member) = &mut m.member else {
+                return;
+            };
+            if member.is_done() {
+                return;
+            }
+            m.coordinator.clone().map(|conn| (conn, member.request()))
+        };
+        let Some((conn, request)) = next else {
+            drop(shared);
+            // The next poll finds the coordinator and wakes this task.
+            tokio::select! {
+                biased;
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(interval) => {}
+            }
+            continue;
+        };
+        let outcome = tokio::time::timeout(settings.request_timeout, conn.call(|_| request)).await;
+        let failed = !matches!(&outcome, Ok(Ok(r)) if r.error_code == 0);
+        {
+            let mut m = shared.lock();
+            if m.closed {
+                return;
+            }
+            let Some(member) = &mut m.member else {
+                return;
+            };
+            let actions = match outcome {
+                Ok(Ok(response)) => member.on_response(&response),
+                Ok(Err(e)) => member.on_error(&e),
+                Err(_) => member.on_error(&KafkaError::Timeout {
+                    api: super::error::ApiKey::ConsumerGroupHeartbeat,
+                    addr: conn.addr().to_string(),
+                    timeout_ms: settings.request_timeout.as_millis() as u64,
+                }),
+            };
+            interval = Duration::from_millis(member.heartbeat_interval_ms().max(1) as u64);
+            if !actions.is_empty() {
+                tracing::debug!(group = %settings.group_id, ?actions, "consumer group heartbeat");
+            }
+            apply_member_actions(&mut m, actions);
+        }
+        drop(shared);
+        if failed {
+            // A member that wants to heartbeat at once (joining) must not hammer a
+            // coordinator that keeps failing.
+            tokio::time::sleep(settings.retry_backoff).await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1071,6 +1422,9 @@ mod tests {
             last_poll: Instant::now(),
             closed: false,
             fatal: None,
+            member: None,
+            reconcile: None,
+            lose_all: false,
         }
     }
 

@@ -21,7 +21,7 @@ pub use coordinator::CommittedOffset;
 pub use error::KafkaError;
 pub use group::Assignor;
 pub use group_admin::{GroupDescription, ListedGroup, MemberDescription};
-pub use group_consumer::{GroupConsumer, GroupConsumerConfig};
+pub use group_consumer::{GroupConsumer, GroupConsumerConfig, GroupProtocol};
 pub use producer::{
     Acks, DeliveryFuture, Producer, ProducerConfig, ProducerRecord, RecordMetadata,
 };
