@@ -24,7 +24,8 @@ enum GroupsAction {
     /// List group ids, one per line; with --state, a GROUP and STATE table.
     List {
         /// Only groups in these states (Empty, PreparingRebalance, CompletingRebalance,
-        /// Stable, Dead), comma-separated; without a value, every group with its state.
+        /// Stable, Dead; Assigning and Reconciling for KIP-848 groups), comma-separated;
+        /// without a value, every group with its state.
         #[arg(long, value_name = "STATES", num_args = 0..=1, default_missing_value = "")]
         state: Option<String>,
     },
@@ -170,12 +171,15 @@ async fn list(admin: &Admin, state: Option<String>) -> anyhow::Result<()> {
     Ok(())
 }
 
-const STATES: [&str; 5] = [
+/// Classic groups' states, then those only KIP-848 consumer groups have.
+const STATES: [&str; 7] = [
     "Empty",
     "PreparingRebalance",
     "CompletingRebalance",
     "Stable",
     "Dead",
+    "Assigning",
+    "Reconciling",
 ];
 
 fn canonical_state(s: &str) -> anyhow::Result<String> {

@@ -897,11 +897,21 @@ async fn consumer_protocol_members_split_commit_and_resume() {
         );
     }
     assert!(a.generation_id() > 0 && b.generation_id() > 0);
-    let description = admin.list_groups(&[]).await.expect("listed");
+    let listed = admin.list_groups(&[]).await.expect("listed");
+    assert!(listed.iter().any(|g| g.group_id == group), "{listed:?}");
+    // Described through ConsumerGroupDescribe: members with what they own.
+    let description = admin.describe_group(&group).await.expect("described");
+    assert_eq!(description.members.len(), 2, "{description:?}");
     assert!(
-        description.iter().any(|g| g.group_id == group),
-        "{description:?}"
+        !description.protocol.is_empty(),
+        "the server assignor is named"
     );
+    let owned: BTreeSet<TopicPartition> = description
+        .members
+        .iter()
+        .flat_map(|m| m.assignment.iter().cloned())
+        .collect();
+    assert_eq!(owned.len(), 4, "{description:?}");
 
     produce(&broker, &topic, 4, 5, "first").await;
     let (mut got_a, mut got_b) = (Vec::new(), Vec::new());

@@ -78,6 +78,7 @@ pub fn client_versions(api: ApiKey) -> Option<(i16, i16)> {
         ApiKey::DeleteGroups => (0, 2),
         // v0: the coordinator names new members (v1 wants a client-chosen UUID).
         ApiKey::ConsumerGroupHeartbeat => (0, 0),
+        ApiKey::ConsumerGroupDescribe => (0, 1),
         _ => return None,
     };
     let crate_range = api.valid_versions();

@@ -9,9 +9,10 @@ use kafka_protocol::messages::offset_delete_request::{
     OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
 };
 use kafka_protocol::messages::{
-    DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest, OffsetDeleteRequest,
+    ConsumerGroupDescribeRequest, DeleteGroupsRequest, DescribeGroupsRequest, GroupId,
+    ListGroupsRequest, OffsetDeleteRequest,
 };
-use runnel_protocol::kafka::topic_name;
+use runnel_protocol::kafka::{topic_name, ResponseError};
 use tokio::time::Instant;
 
 use super::admin::Admin;
@@ -141,9 +142,79 @@ impl Admin {
         Ok(groups.into_values().collect())
     }
 
-    /// Describes one group: state, chosen protocol, members and their assignments. A
-    /// group that does not exist is reported by Kafka as state "Dead" with no members.
+    /// Describes one group: state, chosen protocol (the assignor), members and their
+    /// assignments; classic groups through DescribeGroups, KIP-848 consumer groups through
+    /// ConsumerGroupDescribe. A group that does not exist is GROUP_ID_NOT_FOUND (or, from
+    /// brokers before DescribeGroups v6, state "Dead" with no members).
     pub async fn describe_group(&self, group: &str) -> Result<GroupDescription, KafkaError> {
+        match self.describe_classic_group(group).await {
+            Err(e) if e.code() == Some(ResponseError::GroupIdNotFound) => {
+                match self.describe_consumer_group(group).await {
+                    // A broker without KIP-848 groups: the classic answer stands.
+                    Err(
+                        KafkaError::UnsupportedApi { .. } | KafkaError::UnsupportedVersion { .. },
+                    ) => Err(e),
+                    other => other,
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// A KIP-848 consumer group, through ConsumerGroupDescribe.
+    async fn describe_consumer_group(&self, group: &str) -> Result<GroupDescription, KafkaError> {
+        self.at_coordinator(group, |conn| async move {
+            let response = conn
+                .call(|_| {
+                    ConsumerGroupDescribeRequest::default()
+                        .with_group_ids(vec![GroupId(str_bytes(group))])
+                })
+                .await?;
+            let described = response
+                .groups
+                .into_iter()
+                .find(|g| g.group_id.as_str() == group)
+                .ok_or_else(|| KafkaError::Protocol {
+                    addr: conn.addr().to_string(),
+                    reason: format!("ConsumerGroupDescribe did not answer for group {group:?}"),
+                })?;
+            check(
+                described.error_code,
+                || format!("describe group {group:?}"),
+                described.error_message.as_ref().map(|m| m.as_str()),
+            )?;
+            let members = described
+                .members
+                .into_iter()
+                .map(|m| MemberDescription {
+                    member_id: m.member_id.to_string(),
+                    group_instance_id: m.instance_id.map(|s| s.to_string()),
+                    client_id: m.client_id.to_string(),
+                    client_host: m.client_host.to_string(),
+                    assignment: m
+                        .assignment
+                        .topic_partitions
+                        .iter()
+                        .flat_map(|t| {
+                            t.partitions
+                                .iter()
+                                .map(|p| TopicPartition::new(t.topic_name.as_str(), *p))
+                        })
+                        .collect(),
+                })
+                .collect();
+            Ok(GroupDescription {
+                group_id: group.to_string(),
+                state: described.group_state.to_string(),
+                protocol_type: CONSUMER_PROTOCOL_TYPE.to_string(),
+                protocol: described.assignor_name.to_string(),
+                members,
+            })
+        })
+        .await
+    }
+
+    async fn describe_classic_group(&self, group: &str) -> Result<GroupDescription, KafkaError> {
         self.at_coordinator(group, |conn| async move {
             let response = conn
                 .call(|_| {
