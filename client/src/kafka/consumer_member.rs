@@ -10,9 +10,9 @@
 //! application owns what a `Reconcile` asked for. Partitions are named by topic id, as the
 //! protocol does; mapping ids to names is the I/O layer's job (Metadata v10+).
 //!
-//! Not wired into [`super::GroupConsumer`] yet: the broker does not serve
-//! ConsumerGroupHeartbeat yet. It uses version 0, where the coordinator chooses member ids
-//! (version 1 wants a client-chosen UUID, which needs the simulator's seeded randomness).
+//! [`super::GroupConsumer`] runs it with `group_protocol = consumer`. It uses version 0,
+//! where the coordinator chooses member ids (version 1 wants a client-chosen UUID, which
+//! needs the simulator's seeded randomness).
 
 use std::collections::BTreeSet;
 
