@@ -948,3 +948,69 @@ async fn consumer_protocol_members_split_commit_and_resume() {
         "{committed:?}"
     );
 }
+
+/// KIP-848: a member that owns everything gives half up when another joins (revoking
+/// before the other gets them, so no partition is owned twice), and takes it all back
+/// when the other leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_protocol_partitions_move_without_being_owned_twice() {
+    let broker = Broker::start();
+    let admin = Admin::connect(ClientConfig::new(&broker.bootstrap))
+        .await
+        .expect("admin connects");
+    let topic = unique_topic("move");
+    let group = unique_topic("move-group");
+    admin
+        .create_topic(NewTopic::new(&topic, 4, 1), false)
+        .await
+        .expect("topic created");
+    let member = || {
+        let mut consumer = ConsumerConfig::new(ClientConfig::new(&broker.bootstrap));
+        consumer.auto_offset_reset = OffsetReset::Earliest;
+        consumer.fetch_max_wait_ms = 100;
+        let mut config = GroupConsumerConfig::new(consumer, group.as_str());
+        config.group_protocol = GroupProtocol::Consumer;
+        let topic = topic.clone();
+        async move {
+            let mut c = GroupConsumer::new(config).await.expect("consumer connects");
+            c.subscribe(&[&topic]).expect("subscribes");
+            c
+        }
+    };
+    let mut a = member().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while a.assignment().len() < 4 {
+        a.poll(Duration::from_millis(200)).await.expect("a polls");
+        assert!(Instant::now() < deadline, "a never got everything");
+    }
+    let mut b = member().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ra, rb) = tokio::join!(
+            a.poll(Duration::from_millis(200)),
+            b.poll(Duration::from_millis(200))
+        );
+        ra.expect("a polls");
+        rb.expect("b polls");
+        let (pa, pb) = (a.assignment(), b.assignment());
+        assert!(
+            pa.iter().all(|tp| !pb.contains(tp)),
+            "owned twice: a={pa:?} b={pb:?}"
+        );
+        if pa.len() == 2 && pb.len() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no split: a={pa:?} b={pb:?}");
+    }
+    a.close().await.expect("a leaves");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while b.assignment().len() < 4 {
+        b.poll(Duration::from_millis(200)).await.expect("b polls");
+        assert!(
+            Instant::now() < deadline,
+            "b never took over: {:?}",
+            b.assignment()
+        );
+    }
+    b.close().await.expect("b leaves");
+}
