@@ -1014,3 +1014,71 @@ async fn consumer_protocol_partitions_move_without_being_owned_twice() {
     }
     b.close().await.expect("b leaves");
 }
+
+/// KIP-848: a member that stops polling for longer than max.poll.interval.ms leaves, and
+/// rejoins when it polls again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_protocol_member_that_stops_polling_leaves_and_returns() {
+    let broker = Broker::start();
+    let admin = Admin::connect(ClientConfig::new(&broker.bootstrap))
+        .await
+        .expect("admin connects");
+    let topic = unique_topic("pause");
+    let group = unique_topic("pause-group");
+    admin
+        .create_topic(NewTopic::new(&topic, 2, 1), false)
+        .await
+        .expect("topic created");
+    let member = || {
+        let mut consumer = ConsumerConfig::new(ClientConfig::new(&broker.bootstrap));
+        consumer.fetch_max_wait_ms = 100;
+        let mut config = GroupConsumerConfig::new(consumer, group.as_str());
+        config.group_protocol = GroupProtocol::Consumer;
+        config.max_poll_interval_ms = 3_000;
+        let topic = topic.clone();
+        async move {
+            let mut c = GroupConsumer::new(config).await.expect("consumer connects");
+            c.subscribe(&[&topic]).expect("subscribes");
+            c
+        }
+    };
+    let (mut a, mut b) = (member().await, member().await);
+    let split = |a: &GroupConsumer, b: &GroupConsumer| {
+        a.assignment().len() == 1 && b.assignment().len() == 1
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !split(&a, &b) {
+        let (ra, rb) = tokio::join!(
+            a.poll(Duration::from_millis(200)),
+            b.poll(Duration::from_millis(200))
+        );
+        ra.expect("a polls");
+        rb.expect("b polls");
+        assert!(Instant::now() < deadline, "no split");
+    }
+    // a pauses; b alone keeps polling and gets both partitions.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while b.assignment().len() < 2 {
+        b.poll(Duration::from_millis(200)).await.expect("b polls");
+        assert!(
+            Instant::now() < deadline,
+            "a never left: b has {:?}",
+            b.assignment()
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !split(&a, &b) {
+        let (ra, rb) = tokio::join!(
+            a.poll(Duration::from_millis(200)),
+            b.poll(Duration::from_millis(200))
+        );
+        ra.expect("a polls");
+        rb.expect("b polls");
+        assert!(
+            Instant::now() < deadline,
+            "a never came back: a={:?} b={:?}",
+            a.assignment(),
+            b.assignment()
+        );
+    }
+}

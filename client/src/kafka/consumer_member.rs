@@ -122,6 +122,18 @@ impl ConsumerMember {
         }
     }
 
+    /// A member with the same group, instance id, timeout and subscription, that has not
+    /// joined yet (to rejoin after leaving).
+    pub fn restarted(&self) -> ConsumerMember {
+        let mut fresh = ConsumerMember::new(
+            &self.group_id,
+            self.instance_id.clone(),
+            self.rebalance_timeout_ms,
+        );
+        fresh.subscribe(&self.subscription);
+        fresh
+    }
+
     pub fn member_id(&self) -> &str {
         &self.member_id
     }

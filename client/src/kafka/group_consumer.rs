@@ -161,6 +161,9 @@ struct Membership {
     reconcile: Option<(Vec<TopicIdPartition>, Vec<TopicIdPartition>)>,
     /// KIP-848: the member was fenced; drop every partition without committing.
     lose_all: bool,
+    /// KIP-848: the member left because `poll` was not called within max.poll.interval.ms;
+    /// it rejoins at the next `poll`.
+    left_for_poll: bool,
 }
 
 impl Membership {
@@ -271,6 +274,7 @@ impl GroupConsumer {
                 }),
                 reconcile: None,
                 lose_all: false,
+                left_for_poll: false,
             }),
             wake: Arc::new(Notify::new()),
         });
@@ -389,7 +393,14 @@ impl GroupConsumer {
             ));
         }
         let deadline = Instant::now() + timeout;
-        self.shared.lock().last_poll = Instant::now();
+        {
+            let mut m = self.shared.lock();
+            m.last_poll = Instant::now();
+            if std::mem::take(&mut m.left_for_poll) {
+                // Back after too long a pause: the member rejoins now.
+                self.shared.wake.notify_one();
+            }
+        }
         self.maybe_auto_commit().await;
         let chunk_limit = Duration::from_millis(self.config.heartbeat_interval_ms);
         loop {
@@ -1361,7 +1372,22 @@ async fn consumer_heartbeat_loop(
             if member.is_done() {
                 return;
             }
-            m.coordinator.clone().map(|conn| (conn, member.request()))
+            if m.left_for_poll {
+                None
+            } else {
+                if member.member_epoch() > 0 && m.last_poll.elapsed() > settings.max_poll_interval {
+                    // As Kafka's consumer: an application stuck between polls must not
+                    // hold partitions; the member leaves and rejoins at the next poll.
+                    tracing::warn!(
+                        group = %settings.group_id,
+                        max_poll_interval_ms = settings.max_poll_interval.as_millis() as u64,
+                        "no poll within max.poll.interval.ms; leaving the group"
+                    );
+                    member.leave();
+                    m.left_for_poll = true;
+                }
+                m.coordinator.clone().map(|conn| (conn, member.request()))
+            }
         };
         let Some((conn, request)) = next else {
             drop(shared);
@@ -1376,7 +1402,8 @@ async fn consumer_heartbeat_loop(
         let outcome = tokio::time::timeout(settings.request_timeout, conn.call(|_| request)).await;
         let failed = !matches!(&outcome, Ok(Ok(r)) if r.error_code == 0);
         {
-            let mut m = shared.lock();
+            let mut guard = shared.lock();
+            let m = &mut *guard;
             if m.closed {
                 return;
             }
@@ -1393,10 +1420,16 @@ async fn consumer_heartbeat_loop(
                 }),
             };
             interval = Duration::from_millis(member.heartbeat_interval_ms().max(1) as u64);
+            if member.has_left() && m.left_for_poll {
+                // A new member for the rejoin; the partitions are given up unconsumed.
+                *member = member.restarted();
+                m.reconcile = None;
+                m.lose_all = true;
+            }
             if !actions.is_empty() {
                 tracing::debug!(group = %settings.group_id, ?actions, "consumer group heartbeat");
             }
-            apply_member_actions(&mut m, actions);
+            apply_member_actions(m, actions);
         }
         drop(shared);
         if failed {
@@ -1425,6 +1458,7 @@ mod tests {
             member: None,
             reconcile: None,
             lose_all: false,
+            left_for_poll: false,
         }
     }
 
