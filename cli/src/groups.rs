@@ -528,65 +528,24 @@ async fn listed(
 }
 
 /// Milliseconds since the epoch of `YYYY-MM-DDTHH:MM:SS[.fff][Z|±HH:MM]` (UTC when no
-/// zone is given).
+/// zone is given), the format kafka-consumer-groups.sh takes.
 fn parse_datetime(s: &str) -> anyhow::Result<i64> {
-    let bad = || {
-        anyhow::anyhow!("{s:?} is not a date and time like 2026-11-25T10:00:00Z or 2026-11-25T10:00:00.000+01:00")
+    let bad = |reason: String| {
+        anyhow::anyhow!("{s:?} is not a date and time like 2026-11-25T10:00:00Z or 2026-11-25T10:00:00.000+01:00 ({reason})")
     };
-    let (date, rest) = s.split_once('T').ok_or_else(bad)?;
-    let mut d = date.splitn(3, '-');
-    let year: i64 = d.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
-    let month: i64 = d.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
-    let day: i64 = d.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
-    let (time, offset_minutes) = if let Some(t) = rest.strip_suffix('Z') {
-        (t, 0)
-    } else if let Some(i) = rest.rfind(['+', '-']) {
-        let (t, zone) = rest.split_at(i);
-        let sign = if zone.starts_with('-') { -1 } else { 1 };
-        let (h, m) = zone[1..].split_once(':').ok_or_else(bad)?;
-        let h: i64 = h.parse().map_err(|_| bad())?;
-        let m: i64 = m.parse().map_err(|_| bad())?;
-        (t, sign * (h * 60 + m))
-    } else {
-        (rest, 0)
-    };
-    let (hms, millis) = match time.split_once('.') {
-        Some((hms, frac)) => {
-            let digits: String = frac.chars().take(3).collect();
-            let ms: i64 = format!("{digits:0<3}").parse().map_err(|_| bad())?;
-            (hms, ms)
-        }
-        None => (time, 0),
-    };
-    let mut t = hms.splitn(3, ':');
-    let hour: i64 = t.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
-    let minute: i64 = t.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
-    let second: i64 = t
-        .next()
-        .map_or(Some(0), |v| v.parse().ok())
-        .ok_or_else(bad)?;
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return Err(bad());
+    if !s.contains('T') {
+        return Err(bad("a time of day is needed".into()));
     }
-    let days = days_from_civil(year, month, day);
-    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
-    Ok(seconds * 1_000 + millis)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let instant = match s.parse::<jiff::Timestamp>() {
+        Ok(instant) => instant,
+        // No offset: a civil time, read as UTC.
+        Err(_) => s
+            .parse::<jiff::civil::DateTime>()
+            .and_then(|civil| civil.to_zoned(jiff::tz::TimeZone::UTC))
+            .map_err(|e| bad(e.to_string()))?
+            .timestamp(),
+    };
+    Ok(instant.as_millisecond())
 }
 
 fn explain_delete(e: &KafkaError) -> String {
