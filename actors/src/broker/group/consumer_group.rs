@@ -32,6 +32,13 @@
 //! (UNRELEASED_PARTITIONS until they are all free); it takes the target epoch once nothing
 //! is left to revoke. So a partition is never in two members' current assignments.
 //!
+//! A member subscribes by topic names, by a regular expression (KIP-848's server-side
+//! regex, RE2 syntax, matched against whole names, never against internal `__` topics), or
+//! both: its subscription is the union. Each distinct pattern is compiled once and matched
+//! against every new topics image in the same step (Kafka resolves regexes in the
+//! background and at most every few seconds; doing it with the image keeps the state
+//! machine deterministic and the group never stale).
+//!
 //! What the coordinator does itself, as Kafka does outside `ConsumerGroup`: routing by
 //! group id and the NOT_COORDINATOR checks, GROUP_ID_NOT_FOUND for a heartbeat with a
 //! non-zero epoch (leaves included) to a group that does not exist, refusing a group id
@@ -635,9 +642,8 @@ impl ConsumerGroup {
             let subscribed_topic_regex = m.subscribed_topic_regex.filter(|r| !r.is_empty());
             if let Some(pattern) = &subscribed_topic_regex {
                 if !group.regexes.contains_key(pattern) {
-                    let regex = compile_regex(pattern).map_err(|(_, message)| {
-                        format!("member {}: {message}", m.member_id)
-                    })?;
+                    let regex = compile_regex(pattern)
+                        .map_err(|(_, message)| format!("member {}: {message}", m.member_id))?;
                     // Matched against the image below, once it is in place.
                     let resolved = ResolvedRegex::new(regex, &TopicsImage::new());
                     group.regexes.insert(pattern.clone(), resolved);
