@@ -32,6 +32,13 @@
 //! (UNRELEASED_PARTITIONS until they are all free); it takes the target epoch once nothing
 //! is left to revoke. So a partition is never in two members' current assignments.
 //!
+//! A member subscribes by topic names, by a regular expression (KIP-848's server-side
+//! regex, RE2 syntax, matched against whole names, never against internal `__` topics), or
+//! both: its subscription is the union. Each distinct pattern is compiled once and matched
+//! against every new topics image in the same step (Kafka resolves regexes in the
+//! background and at most every few seconds; doing it with the image keeps the state
+//! machine deterministic and the group never stale).
+//!
 //! What the coordinator does itself, as Kafka does outside `ConsumerGroup`: routing by
 //! group id and the NOT_COORDINATOR checks, GROUP_ID_NOT_FOUND for a heartbeat with a
 //! non-zero epoch (leaves included) to a group that does not exist, refusing a group id
@@ -44,6 +51,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
+use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -59,6 +67,12 @@ pub const LEAVE_GROUP_STATIC_MEMBER_EPOCH: i32 = -2;
 /// ListGroups' protocol type and group type of these groups.
 pub const PROTOCOL_TYPE: &str = "consumer";
 pub const GROUP_TYPE: &str = "consumer";
+/// The longest `subscribed_topic_regex` accepted, in bytes: patterns are kept in memory
+/// and in every group record, so they are bounded like everything else.
+pub const MAX_REGEX_LEN: usize = 4096;
+/// The most memory one compiled regex may take (`RegexBuilder::size_limit`): a short
+/// pattern such as `\w{1000}` can otherwise expand to megabytes.
+pub const MAX_REGEX_COMPILED_BYTES: usize = 1 << 20;
 
 /// Broker settings for consumer groups, with Kafka's names and defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +132,8 @@ pub struct ConsumerHeartbeatRequest {
     pub rebalance_timeout_ms: i32,
     /// None when unchanged.
     pub subscribed_topic_names: Option<Vec<String>>,
-    /// Regex subscriptions are not supported: INVALID_REQUEST, as Kafka before 4.0.
+    /// None when unchanged, `Some("")` to drop the regex, else the pattern (RE2 syntax,
+    /// matched against whole topic names).
     pub subscribed_topic_regex: Option<String>,
     pub server_assignor: Option<String>,
     /// The partitions the member owns; None when unchanged.
@@ -237,6 +252,9 @@ pub struct MemberRecord {
     pub client_host: String,
     pub rebalance_timeout_ms: i32,
     pub subscribed_topic_names: Vec<String>,
+    /// Absent in records written before regex subscriptions existed.
+    #[serde(default)]
+    pub subscribed_topic_regex: Option<String>,
     pub server_assignor: Option<String>,
     pub state: MemberState,
     pub member_epoch: i32,
@@ -275,6 +293,7 @@ pub struct MemberDescription {
     pub client_id: String,
     pub client_host: String,
     pub subscribed_topic_names: Vec<String>,
+    pub subscribed_topic_regex: Option<String>,
     /// Topics the current metadata does not know are left out, as Kafka does.
     pub assignment: Vec<DescribedTopicPartitions>,
     pub target_assignment: Vec<DescribedTopicPartitions>,
@@ -299,6 +318,9 @@ struct Member {
     client_host: String,
     rebalance_timeout_ms: i32,
     subscribed_topic_names: BTreeSet<String>,
+    /// Never `Some("")`: an empty pattern means no regex. Its compiled form and matches
+    /// are in the group's `regexes`.
+    subscribed_topic_regex: Option<String>,
     server_assignor: Option<Assignor>,
     state: MemberState,
     member_epoch: i32,
@@ -325,6 +347,7 @@ impl Member {
             client_host: String::new(),
             rebalance_timeout_ms: 0,
             subscribed_topic_names: BTreeSet::new(),
+            subscribed_topic_regex: None,
             server_assignor: None,
             state: MemberState::Stable,
             member_epoch: JOIN_GROUP_MEMBER_EPOCH,
@@ -351,6 +374,10 @@ impl Member {
         if let Some(names) = &request.subscribed_topic_names {
             self.subscribed_topic_names = names.iter().cloned().collect();
         }
+        if let Some(regex) = &request.subscribed_topic_regex {
+            // Validated and compiled before; "" clears it, as in Kafka.
+            self.subscribed_topic_regex = (!regex.is_empty()).then(|| regex.clone());
+        }
         if let Some(name) = &request.server_assignor {
             // Validated before: only configured assignors get here.
             self.server_assignor = Assignor::from_name(name);
@@ -358,6 +385,12 @@ impl Member {
         self.client_id = request.client_id.clone();
         self.client_host = request.client_host.clone();
         self
+    }
+
+    /// What makes the member's part of the group subscription: a change bumps the epoch.
+    fn same_subscription(&self, other: &Member) -> bool {
+        self.subscribed_topic_names == other.subscribed_topic_names
+            && self.subscribed_topic_regex == other.subscribed_topic_regex
     }
 
     fn is_reconciled_to(&self, epoch: i32) -> bool {
@@ -393,6 +426,67 @@ struct Store {
     parked: Vec<Parked>,
 }
 
+/// A subscription regex in use by at least one member: compiled once, and the topics of
+/// the current image it matches, refreshed with every new image.
+#[derive(Debug, Clone)]
+struct ResolvedRegex {
+    regex: Regex,
+    matches: BTreeSet<String>,
+}
+
+impl ResolvedRegex {
+    fn new(regex: Regex, topics: &TopicsImage) -> Self {
+        let mut resolved = ResolvedRegex {
+            regex,
+            matches: BTreeSet::new(),
+        };
+        resolved.rematch(topics);
+        resolved
+    }
+
+    fn rematch(&mut self, topics: &TopicsImage) {
+        // Internal topics (`__consumer_offsets`, `__transaction_state`, ...) are never
+        // subscribed by pattern, as in Kafka.
+        self.matches = topics
+            .keys()
+            .filter(|name| !name.starts_with("__") && self.regex.is_match(name))
+            .cloned()
+            .collect();
+    }
+}
+
+/// Compiles a subscription pattern so that it matches whole topic names only (Kafka uses
+/// RE2/J's `matches()`), within the size bounds.
+fn compile_regex(pattern: &str) -> Result<Regex, Refusal> {
+    let refuse = |why: String| {
+        Err((
+            ResponseError::InvalidRegularExpression,
+            format!("SubscribedTopicRegex is not a valid regular expression: {why}"),
+        ))
+    };
+    if pattern.len() > MAX_REGEX_LEN {
+        return refuse(format!(
+            "it is {} bytes long, more than the {MAX_REGEX_LEN} allowed.",
+            pattern.len()
+        ));
+    }
+    let build = |pattern: &str| {
+        RegexBuilder::new(pattern)
+            .size_limit(MAX_REGEX_COMPILED_BYTES)
+            .build()
+    };
+    // The pattern alone first: wrapped in `^(?:...)$`, an invalid one such as `a)|(b`
+    // could compile into something else. A pattern valid alone means the same wrapped.
+    if let Err(error) = build(pattern) {
+        return refuse(error.to_string());
+    }
+    match build(&format!("^(?:{pattern})$")) {
+        Ok(regex) => Ok(regex),
+        // Only a pattern ending inside an `(?x)` comment gets here.
+        Err(error) => refuse(error.to_string()),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Due {
     Session,
@@ -416,6 +510,10 @@ pub struct ConsumerGroup {
     topics: Arc<TopicsImage>,
     /// The subscribed topics that exist: a change bumps the group epoch.
     subscription_metadata: BTreeMap<String, TopicInfo>,
+    /// Pattern -> compiled regex and matches, for exactly the patterns members have:
+    /// members with the same pattern share one, and a pattern is compiled once, not on
+    /// every heartbeat. At most one entry per member.
+    regexes: BTreeMap<String, ResolvedRegex>,
     /// Ordered by id so that iteration (and so every decision) is deterministic.
     members: BTreeMap<String, Member>,
     /// instance id -> member id.
@@ -458,6 +556,7 @@ impl ConsumerGroup {
             assignment_epoch: 0,
             topics: Arc::new(TopicsImage::new()),
             subscription_metadata: BTreeMap::new(),
+            regexes: BTreeMap::new(),
             members: BTreeMap::new(),
             static_members: BTreeMap::new(),
             target: BTreeMap::new(),
@@ -540,6 +639,16 @@ impl ConsumerGroup {
                     Assignor::from_name(name).ok_or_else(|| format!("unknown assignor {name}"))?,
                 ),
             };
+            let subscribed_topic_regex = m.subscribed_topic_regex.filter(|r| !r.is_empty());
+            if let Some(pattern) = &subscribed_topic_regex {
+                if !group.regexes.contains_key(pattern) {
+                    let regex = compile_regex(pattern)
+                        .map_err(|(_, message)| format!("member {}: {message}", m.member_id))?;
+                    // Matched against the image below, once it is in place.
+                    let resolved = ResolvedRegex::new(regex, &TopicsImage::new());
+                    group.regexes.insert(pattern.clone(), resolved);
+                }
+            }
             group
                 .target
                 .insert(m.member_id.clone(), from_wire(&m.target));
@@ -551,6 +660,7 @@ impl ConsumerGroup {
                 client_host: m.client_host,
                 rebalance_timeout_ms: m.rebalance_timeout_ms,
                 subscribed_topic_names: m.subscribed_topic_names.into_iter().collect(),
+                subscribed_topic_regex,
                 server_assignor,
                 state: m.state,
                 member_epoch: m.member_epoch,
@@ -576,6 +686,7 @@ impl ConsumerGroup {
             }
         }
         group.topics = topics;
+        group.rematch_regexes();
         if group.assignment_epoch < group.group_epoch {
             group.compute_target();
             group.dirty = true;
@@ -598,8 +709,12 @@ impl ConsumerGroup {
             ),
             Input::Heartbeat(request) => self.heartbeat(request),
             Input::MetadataChanged(topics) => {
+                let same_image = Arc::ptr_eq(&self.topics, &topics);
                 self.topics = topics;
                 if !self.dead {
+                    if !same_image {
+                        self.rematch_regexes();
+                    }
                     self.refresh_subscription_metadata();
                 }
             }
@@ -733,6 +848,7 @@ impl ConsumerGroup {
                     client_id: m.client_id.clone(),
                     client_host: m.client_host.clone(),
                     subscribed_topic_names: m.subscribed_topic_names.iter().cloned().collect(),
+                    subscribed_topic_regex: m.subscribed_topic_regex.clone(),
                     assignment: described(&m.assigned),
                     target_assignment: described(self.target.get(&m.member_id).unwrap_or(&empty)),
                 })
@@ -827,6 +943,7 @@ impl ConsumerGroup {
                     client_host: m.client_host.clone(),
                     rebalance_timeout_ms: m.rebalance_timeout_ms,
                     subscribed_topic_names: m.subscribed_topic_names.iter().cloned().collect(),
+                    subscribed_topic_regex: m.subscribed_topic_regex.clone(),
                     server_assignor: m.server_assignor.map(|a| a.name().to_string()),
                     state: m.state,
                     member_epoch: m.member_epoch,
@@ -842,21 +959,29 @@ impl ConsumerGroup {
     // ---- ConsumerGroupHeartbeat ----
 
     fn heartbeat(&mut self, request: ConsumerHeartbeatRequest) {
-        if let Err((error, message)) = self.validate_request(&request) {
-            self.answer_error(request.request_id, error, message);
-            return;
-        }
+        let compiled = match self.validate_request(&request) {
+            Ok(compiled) => compiled,
+            Err((error, message)) => {
+                self.answer_error(request.request_id, error, message);
+                return;
+            }
+        };
         let result = match request.member_epoch {
             LEAVE_GROUP_MEMBER_EPOCH | LEAVE_GROUP_STATIC_MEMBER_EPOCH => self.leave(&request),
-            _ => self.join_or_heartbeat(&request),
+            _ => self.join_or_heartbeat(&request, compiled),
         };
         if let Err((error, message)) = result {
             self.answer_error(request.request_id, error, message);
         }
     }
 
-    /// Kafka's `throwIfConsumerGroupHeartbeatRequestIsInvalid`.
-    fn validate_request(&self, request: &ConsumerHeartbeatRequest) -> Result<(), Refusal> {
+    /// Kafka's `throwIfConsumerGroupHeartbeatRequestIsInvalid`. A regex the group does not
+    /// have compiled yet is compiled here (INVALID_REGULAR_EXPRESSION if it cannot be) and
+    /// returned, so that the heartbeat can take it without compiling it again.
+    fn validate_request(
+        &self,
+        request: &ConsumerHeartbeatRequest,
+    ) -> Result<Option<Regex>, Refusal> {
         let invalid = |message: &str| Err((ResponseError::InvalidRequest, message.to_string()));
         if request.group_id.is_empty() {
             return invalid("GroupId can't be empty.");
@@ -869,15 +994,6 @@ impl ConsumerGroup {
         }
         if request.rack_id.as_deref() == Some("") {
             return invalid("RackId can't be empty.");
-        }
-        // An empty regex is how clients say "no regex" (the Java and librdkafka consumers
-        // send it with a list subscription).
-        if request
-            .subscribed_topic_regex
-            .as_deref()
-            .is_some_and(|regex| !regex.is_empty())
-        {
-            return invalid("SubscribedTopicRegex is not supported.");
         }
         if request.rebalance_timeout_ms < -1 {
             return invalid("RebalanceTimeoutMs can't be negative.");
@@ -899,12 +1015,14 @@ impl ConsumerGroup {
                 {
                     return invalid("TopicPartitions must be empty when (re-)joining.");
                 }
-                if request
-                    .subscribed_topic_names
-                    .as_ref()
-                    .is_none_or(|names| names.is_empty())
+                // An empty list of names or an empty regex joins with no topics (Kafka 4.0).
+                if request.subscribed_topic_names.is_none()
+                    && request.subscribed_topic_regex.is_none()
                 {
-                    return invalid("SubscribedTopicNames must be set in first request.");
+                    return invalid(
+                        "Either SubscribedTopicNames or SubscribedTopicRegex must be non-null \
+                         when (re-)joining.",
+                    );
                 }
             }
             LEAVE_GROUP_STATIC_MEMBER_EPOCH => {
@@ -931,12 +1049,23 @@ impl ConsumerGroup {
                 ));
             }
         }
-        Ok(())
+        // An empty regex is how clients say "no regex" (the Java and librdkafka consumers
+        // send it with a list subscription); it clears one the member had.
+        match request.subscribed_topic_regex.as_deref() {
+            None | Some("") => Ok(None),
+            Some(pattern) if self.regexes.contains_key(pattern) => Ok(None),
+            Some(pattern) => compile_regex(pattern).map(Some),
+        }
     }
 
     /// Kafka's `consumerGroupHeartbeat`: find or create the member, take the request's
     /// changes, bump the group epoch if its subscription changed, reconcile it.
-    fn join_or_heartbeat(&mut self, request: &ConsumerHeartbeatRequest) -> Result<(), Refusal> {
+    /// `compiled` is the request's regex if the group did not have it yet.
+    fn join_or_heartbeat(
+        &mut self,
+        request: &ConsumerHeartbeatRequest,
+        compiled: Option<Regex>,
+    ) -> Result<(), Refusal> {
         let joining = request.member_epoch == JOIN_GROUP_MEMBER_EPOCH;
         let replaces_static = request
             .instance_id
@@ -972,14 +1101,20 @@ impl ConsumerGroup {
             updated.previous_member_epoch = JOIN_GROUP_MEMBER_EPOCH;
         }
         updated.session_deadline_ms = deadline_after(self.now_ms, self.config.session_timeout_ms);
-        let subscription_changed = old
-            .as_ref()
-            .is_none_or(|m| m.subscribed_topic_names != updated.subscribed_topic_names);
+        let subscription_changed = old.as_ref().is_none_or(|m| !m.same_subscription(&updated));
         if old.as_ref().is_none_or(|m| !m.same_record(&updated)) {
             self.dirty = true;
         }
         let assigned_before = old.as_ref().map(|m| m.assigned.clone());
+        if let (Some(pattern), Some(regex)) = (&updated.subscribed_topic_regex, compiled) {
+            let resolved = ResolvedRegex::new(regex, &self.topics);
+            self.regexes.insert(pattern.clone(), resolved);
+        }
+        let regex_before = old.and_then(|m| m.subscribed_topic_regex);
         self.put_member(updated);
+        if let Some(pattern) = regex_before {
+            self.forget_regex_if_unused(&pattern);
+        }
         if subscription_changed {
             self.bump_group_epoch();
         }
@@ -988,7 +1123,8 @@ impl ConsumerGroup {
         let member = &self.members[&member_id];
         let full_request = joining
             || (request.rebalance_timeout_ms != -1
-                && request.subscribed_topic_names.is_some()
+                && (request.subscribed_topic_names.is_some()
+                    || request.subscribed_topic_regex.is_some())
                 && request.topic_partitions.is_some());
         let changed = assigned_before.as_ref() != Some(&member.assigned);
         let response = ConsumerHeartbeatResponse {
@@ -1172,7 +1308,39 @@ impl ConsumerGroup {
             assert_eq!(holder.as_deref(), Some(member_id));
         }
         self.target.remove(member_id);
+        if let Some(pattern) = &member.subscribed_topic_regex {
+            self.forget_regex_if_unused(pattern);
+        }
         self.bump_group_epoch();
+    }
+
+    /// Drops a compiled regex once no member has its pattern any more.
+    fn forget_regex_if_unused(&mut self, pattern: &str) {
+        let used = self
+            .members
+            .values()
+            .any(|m| m.subscribed_topic_regex.as_deref() == Some(pattern));
+        if !used {
+            self.regexes.remove(pattern);
+        }
+    }
+
+    /// Matches every regex against the current image (a new one, or the first one).
+    fn rematch_regexes(&mut self) {
+        for resolved in self.regexes.values_mut() {
+            resolved.rematch(&self.topics);
+        }
+    }
+
+    /// The member's subscription: its names and the topics its regex matches now.
+    fn subscribed_topics<'a>(&'a self, member: &'a Member) -> impl Iterator<Item = &'a String> {
+        let matched = member
+            .subscribed_topic_regex
+            .as_ref()
+            .and_then(|pattern| self.regexes.get(pattern))
+            .into_iter()
+            .flat_map(|resolved| &resolved.matches);
+        member.subscribed_topic_names.iter().chain(matched)
     }
 
     fn bump_group_epoch(&mut self) {
@@ -1197,7 +1365,7 @@ impl ConsumerGroup {
         let names: BTreeSet<&String> = self
             .members
             .values()
-            .flat_map(|m| &m.subscribed_topic_names)
+            .flat_map(|m| self.subscribed_topics(m))
             .collect();
         names
             .into_iter()
@@ -1211,9 +1379,8 @@ impl ConsumerGroup {
             .members
             .values()
             .map(|m| {
-                let topic_ids = m
-                    .subscribed_topic_names
-                    .iter()
+                let topic_ids = self
+                    .subscribed_topics(m)
                     .filter_map(|name| self.subscription_metadata.get(name))
                     .map(|info| info.topic_id)
                     .collect();
@@ -1517,8 +1684,18 @@ impl ConsumerGroup {
                 Some(instance_id)
             );
         }
+        let patterns: BTreeSet<&String> = self
+            .members
+            .values()
+            .filter_map(|m| m.subscribed_topic_regex.as_ref())
+            .collect();
+        assert!(
+            patterns.iter().copied().eq(self.regexes.keys()),
+            "a compiled regex for exactly the patterns members have"
+        );
         let mut held: BTreeSet<(Uuid, i32)> = BTreeSet::new();
         for (member_id, member) in &self.members {
+            assert_ne!(member.subscribed_topic_regex.as_deref(), Some(""));
             assert_eq!(&member.member_id, member_id);
             if let Some(instance_id) = &member.instance_id {
                 assert_eq!(self.static_members.get(instance_id), Some(member_id));

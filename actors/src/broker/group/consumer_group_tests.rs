@@ -707,9 +707,18 @@ fn requests_are_validated() {
         },
         &[("t", 2)],
     );
+    // A join needs names or a regex (either may be empty).
     let mut request = h.join_request("a", &["t"]);
     request.subscribed_topic_names = None;
-    assert_eq!(h.send(request).error, Some(ResponseError::InvalidRequest));
+    let response = h.send(request);
+    assert_eq!(response.error, Some(ResponseError::InvalidRequest));
+    assert_eq!(
+        response.error_message.as_deref(),
+        Some(
+            "Either SubscribedTopicNames or SubscribedTopicRegex must be non-null when \
+             (re-)joining."
+        )
+    );
     let mut request = h.join_request("a", &["t"]);
     request.rebalance_timeout_ms = -1;
     assert_eq!(h.send(request).error, Some(ResponseError::InvalidRequest));
@@ -717,8 +726,11 @@ fn requests_are_validated() {
     request.topic_partitions = Some(tp("t", &[0]));
     assert_eq!(h.send(request).error, Some(ResponseError::InvalidRequest));
     let mut request = h.join_request("a", &["t"]);
-    request.subscribed_topic_regex = Some("t.*".to_string());
-    assert_eq!(h.send(request).error, Some(ResponseError::InvalidRequest));
+    request.subscribed_topic_regex = Some("t(".to_string());
+    assert_eq!(
+        h.send(request).error,
+        Some(ResponseError::InvalidRegularExpression)
+    );
     let request = h.request("", 3);
     assert_eq!(h.send(request).error, Some(ResponseError::InvalidRequest));
     let request = h.request("a", -3);
@@ -923,6 +935,353 @@ fn a_record_restores_the_group() {
     .is_err());
 }
 
+// ---- regex subscriptions ----
+
+fn regex_join_request(h: &mut Harness, member_id: &str, regex: &str) -> ConsumerHeartbeatRequest {
+    let mut request = h.join_request(member_id, &[]);
+    request.subscribed_topic_names = None;
+    request.subscribed_topic_regex = Some(regex.to_string());
+    request
+}
+
+fn topics_of(assignment: &[TopicPartitions]) -> BTreeSet<Uuid> {
+    assignment.iter().map(|t| t.topic_id).collect()
+}
+
+fn ids(names: &[&str]) -> BTreeSet<Uuid> {
+    names.iter().map(|n| topic_id(n)).collect()
+}
+
+#[test]
+fn regex_member_gets_only_matching_topics() {
+    let mut h = Harness::new(&[
+        ("orders-eu", 2),
+        ("orders-us", 3),
+        ("payments", 4),
+        // Kafka matches whole names: "orders-.*" must not take these.
+        ("old-orders-eu", 1),
+        ("xorders-eu", 1),
+    ]);
+    let request = regex_join_request(&mut h, "a", "orders-.*");
+    let a = h.send(request);
+    assert_eq!(a.error, None, "{a:?}");
+    assert_eq!(a.member_epoch, 1);
+    let assignment = a.assignment.expect("a full answer");
+    assert_eq!(topics_of(&assignment), ids(&["orders-eu", "orders-us"]));
+    assert_eq!(partitions_of(&assignment).len(), 5);
+    let d = h.group.describe();
+    assert_eq!(
+        d.members[0].subscribed_topic_regex.as_deref(),
+        Some("orders-.*")
+    );
+    assert!(d.members[0].subscribed_topic_names.is_empty());
+    // A heartbeat repeating the same regex changes nothing.
+    let mut request = h.request("a", 1);
+    request.subscribed_topic_regex = Some("orders-.*".to_string());
+    let a = h.send(request);
+    assert_eq!((a.error, a.member_epoch, a.assignment), (None, 1, None));
+    assert_eq!(h.group.group_epoch(), 1);
+    assert_eq!(h.records.len(), 1);
+}
+
+#[test]
+fn a_matching_topic_created_later_is_assigned() {
+    let mut h = Harness::new(&[("logs-a", 2), ("other", 2)]);
+    let request = regex_join_request(&mut h, "a", "logs-[a-z]+");
+    let a = h.send(request);
+    assert_eq!(
+        partitions_of(&a.assignment.expect("full")),
+        partitions_of(&tp("logs-a", &[0, 1]))
+    );
+    // A topic the regex does not match changes nothing.
+    h.step(Input::MetadataChanged(image(&[
+        ("logs-a", 2),
+        ("other", 2),
+        ("logs-1", 2),
+    ])));
+    assert_eq!(h.group.group_epoch(), 1);
+    h.step(Input::MetadataChanged(image(&[
+        ("logs-a", 2),
+        ("other", 2),
+        ("logs-1", 2),
+        ("logs-b", 3),
+    ])));
+    assert_eq!(
+        h.group.group_epoch(),
+        2,
+        "a new matching topic bumps the epoch"
+    );
+    let a = h.beat("a", 1, &tp("logs-a", &[0, 1]));
+    assert_eq!(a.member_epoch, 2);
+    let assignment = a.assignment.expect("grew");
+    assert_eq!(topics_of(&assignment), ids(&["logs-a", "logs-b"]));
+    assert_eq!(partitions_of(&assignment).len(), 5);
+    // The topic is deleted: it is taken back.
+    h.step(Input::MetadataChanged(image(&[
+        ("logs-a", 2),
+        ("other", 2),
+    ])));
+    assert_eq!(h.group.group_epoch(), 3);
+    let mut owned = tp("logs-a", &[0, 1]);
+    owned.extend(tp("logs-b", &[0, 1, 2]));
+    let a = h.beat("a", 2, &owned);
+    assert_eq!(a.assignment, Some(tp("logs-a", &[0, 1])));
+    let a = h.beat("a", 2, &tp("logs-a", &[0, 1]));
+    assert_eq!(a.member_epoch, 3);
+}
+
+#[test]
+fn an_empty_regex_clears_it() {
+    let mut h = Harness::new(&[("t1", 2), ("t2", 2), ("u", 1)]);
+    let mut request = regex_join_request(&mut h, "a", "t[0-9]");
+    request.subscribed_topic_names = Some(vec!["u".to_string()]);
+    let a = h.send(request);
+    assert_eq!(
+        topics_of(&a.assignment.expect("full")),
+        ids(&["t1", "t2", "u"])
+    );
+    // None leaves the regex as it is.
+    let mut owned = tp("t1", &[0, 1]);
+    owned.extend(tp("t2", &[0, 1]));
+    owned.extend(tp("u", &[0]));
+    let a = h.beat("a", 1, &owned);
+    assert_eq!((a.member_epoch, a.assignment), (1, None));
+    // "" drops it, as in Kafka: the names stay.
+    let mut request = h.request("a", 1);
+    request.subscribed_topic_regex = Some(String::new());
+    request.topic_partitions = Some(owned);
+    let a = h.send(request);
+    assert_eq!(h.group.group_epoch(), 2);
+    assert_eq!(a.assignment, Some(tp("u", &[0])), "revoking t1 and t2");
+    assert_eq!(a.member_epoch, 1);
+    let a = h.beat("a", 1, &tp("u", &[0]));
+    assert_eq!(a.member_epoch, 2);
+    let d = h.group.describe();
+    assert_eq!(d.members[0].subscribed_topic_regex, None);
+    assert_eq!(d.members[0].subscribed_topic_names, vec!["u".to_string()]);
+    assert_eq!(h.group.record().members[0].subscribed_topic_regex, None);
+}
+
+#[test]
+fn changing_the_regex_reassigns() {
+    let mut h = Harness::new(&[("a1", 1), ("b1", 1)]);
+    let request = regex_join_request(&mut h, "m", "a.");
+    let m = h.send(request);
+    assert_eq!(m.assignment, Some(tp("a1", &[0])));
+    let mut request = h.request("m", 1);
+    request.subscribed_topic_regex = Some("b.".to_string());
+    request.topic_partitions = Some(tp("a1", &[0]));
+    let m = h.send(request);
+    assert_eq!(h.group.group_epoch(), 2);
+    assert_eq!(m.assignment, Some(Vec::new()), "a1 is revoked first");
+    let m = h.beat("m", 1, &[]);
+    assert_eq!((m.member_epoch, m.assignment), (2, Some(tp("b1", &[0]))));
+}
+
+#[test]
+fn an_invalid_regex_is_refused_and_changes_nothing() {
+    let mut h = Harness::new(&[("t", 2)]);
+    let request = regex_join_request(&mut h, "a", "t.*");
+    h.send(request);
+    let before = h.group.record();
+    let records = h.records.len();
+    let too_long = "a".repeat(MAX_REGEX_LEN + 1);
+    // `\w` is every Unicode word character: a thousand of them do not fit in 1 MiB.
+    let too_big = r"\w{1000}{1000}".to_string();
+    for pattern in [
+        "t(",
+        "[z-a]",
+        "a)|(b",
+        "(?x)t#",
+        too_long.as_str(),
+        too_big.as_str(),
+    ] {
+        let mut request = h.request("a", 1);
+        request.subscribed_topic_regex = Some(pattern.to_string());
+        let response = h.send(request);
+        assert_eq!(
+            response.error,
+            Some(ResponseError::InvalidRegularExpression),
+            "{pattern:?}"
+        );
+        let message = response.error_message.expect("a message");
+        assert!(
+            message.contains("not a valid regular expression"),
+            "{message}"
+        );
+        // A join too: no member is created.
+        let request = regex_join_request(&mut h, "b", pattern);
+        let response = h.send(request);
+        assert_eq!(
+            response.error,
+            Some(ResponseError::InvalidRegularExpression)
+        );
+    }
+    assert_eq!(h.group.record(), before);
+    assert_eq!(h.records.len(), records);
+    assert_eq!(h.group.member_count(), 1);
+    // The longest pattern allowed is accepted.
+    let mut request = h.request("a", 1);
+    request.subscribed_topic_regex = Some("a".repeat(MAX_REGEX_LEN));
+    assert_eq!(h.send(request).error, None);
+}
+
+#[test]
+fn internal_topics_never_match() {
+    let mut h = Harness::new(&[
+        ("__consumer_offsets", 50),
+        ("__transaction_state", 3),
+        ("t", 1),
+    ]);
+    let request = regex_join_request(&mut h, "a", ".*");
+    let a = h.send(request);
+    assert_eq!(a.assignment, Some(tp("t", &[0])));
+    let request = regex_join_request(&mut h, "b", "__.*");
+    let b = h.send(request);
+    assert_eq!(b.assignment, Some(Vec::new()));
+    h.step(Input::MetadataChanged(image(&[
+        ("__consumer_offsets", 50),
+        ("__transaction_state", 3),
+        ("__other", 2),
+        ("t", 1),
+    ])));
+    assert_eq!(
+        h.group.group_epoch(),
+        2,
+        "b joined; __other changes nothing"
+    );
+}
+
+#[test]
+fn members_with_one_regex_share_it_and_split_the_topics() {
+    let mut h = Harness::new(&[("t1", 2), ("t2", 2)]);
+    let request = regex_join_request(&mut h, "a", "t.");
+    h.send(request);
+    let request = regex_join_request(&mut h, "b", "t.");
+    let b = h.send(request);
+    assert_eq!(b.error, None);
+    let targets: BTreeSet<(Uuid, i32)> = ["a", "b"]
+        .iter()
+        .flat_map(|m| flat(h.group.target_assignment(m).expect("a target")))
+        .collect();
+    assert_eq!(targets.len(), 4);
+    assert_eq!(flat(h.group.target_assignment("b").expect("b")).len(), 2);
+    // One leaves: the other keeps the regex (its compiled form is shared).
+    let leave = h_request_leave(&mut h, "a", -1, None);
+    h.send(leave);
+    h.step(Input::MetadataChanged(image(&[
+        ("t1", 2),
+        ("t2", 2),
+        ("t3", 2),
+    ])));
+    assert_eq!(flat(h.group.target_assignment("b").expect("b")).len(), 6);
+}
+
+#[test]
+fn names_and_regex_combine() {
+    let mut h = Harness::new(&[("a1", 1), ("a2", 1), ("b", 1), ("c", 1)]);
+    let mut request = regex_join_request(&mut h, "m", "a[0-9]");
+    // "a1" both by name and by regex: subscribed once.
+    request.subscribed_topic_names = Some(vec!["b".to_string(), "a1".to_string()]);
+    let m = h.send(request);
+    assert_eq!(
+        topics_of(&m.assignment.expect("full")),
+        ids(&["a1", "a2", "b"])
+    );
+    assert_eq!(h.group.record().subscription_metadata.len(), 3);
+}
+
+#[test]
+fn a_join_with_only_a_regex_or_empty_names_is_accepted() {
+    let mut h = Harness::new(&[("t", 1)]);
+    // Kafka 4.0: empty names join with no topics.
+    let a = h.join("a", &[]);
+    assert_eq!(a.assignment, Some(Vec::new()));
+    let request = regex_join_request(&mut h, "b", "");
+    let b = h.send(request);
+    assert_eq!((b.error, b.assignment), (None, Some(Vec::new())));
+}
+
+#[test]
+fn the_regex_survives_a_record() {
+    let mut h = Harness::new(&[("r1", 2), ("r2", 2), ("s", 1)]);
+    let mut request = regex_join_request(&mut h, "a", "r.");
+    request.subscribed_topic_names = Some(vec!["s".to_string()]);
+    h.send(request);
+    let request = regex_join_request(&mut h, "b", "r.");
+    h.send(request);
+    let record = h.records.last().expect("written").clone();
+    assert!(record
+        .members
+        .iter()
+        .all(|m| m.subscribed_topic_regex.as_deref() == Some("r.")));
+    let json = serde_json::to_string(&record).expect("serializes");
+    let back: ConsumerGroupRecord = serde_json::from_str(&json).expect("deserializes");
+    assert_eq!(back, record);
+    let (mut restored, outputs) = ConsumerGroup::from_record(
+        "g",
+        ConsumerGroupConfig::default(),
+        8,
+        0,
+        image(&[("r1", 2), ("r2", 2), ("s", 1)]),
+        back,
+    )
+    .expect("a consistent record");
+    assert!(outputs.is_empty(), "same topics: no bump");
+    assert_eq!(restored.record(), record);
+    assert_eq!(
+        restored.describe().members[1]
+            .subscribed_topic_regex
+            .as_deref(),
+        Some("r.")
+    );
+    // The restored group still resolves the regex: a new matching topic is a new epoch.
+    let outputs = restored.step(
+        0,
+        Input::MetadataChanged(image(&[("r1", 2), ("r2", 2), ("r3", 2), ("s", 1)])),
+    );
+    assert_eq!(restored.group_epoch(), record.group_epoch + 1);
+    assert!(matches!(outputs.as_slice(), [Output::Persist { .. }]));
+    // A matching topic created while the group was not loaded: a new epoch at once.
+    let (restored, outputs) = ConsumerGroup::from_record(
+        "g",
+        ConsumerGroupConfig::default(),
+        8,
+        0,
+        image(&[("r1", 2), ("r2", 2), ("r9", 1), ("s", 1)]),
+        record.clone(),
+    )
+    .expect("a consistent record");
+    assert_eq!(restored.group_epoch(), record.group_epoch + 1);
+    assert!(matches!(outputs.as_slice(), [Output::Persist { .. }]));
+
+    // Records from before regex subscriptions (no field) still load.
+    let mut old = serde_json::to_value(&record).expect("a value");
+    for member in old["members"].as_array_mut().expect("members") {
+        member
+            .as_object_mut()
+            .expect("an object")
+            .remove("subscribed_topic_regex");
+    }
+    let old: ConsumerGroupRecord = serde_json::from_value(old).expect("an old record loads");
+    assert!(old
+        .members
+        .iter()
+        .all(|m| m.subscribed_topic_regex.is_none()));
+    // A record with a pattern that does not compile is refused, not trusted.
+    let mut bad = record.clone();
+    bad.members[0].subscribed_topic_regex = Some("r(".to_string());
+    assert!(ConsumerGroup::from_record(
+        "g",
+        ConsumerGroupConfig::default(),
+        8,
+        0,
+        image(&[("r1", 2)]),
+        bad
+    )
+    .is_err());
+}
+
 // ---- random runs ----
 
 /// A client as the group sees it through its answers.
@@ -937,6 +1296,8 @@ struct Client {
     /// Taken away by the group but still being consumed until the client reports.
     revoking: BTreeSet<(Uuid, i32)>,
     topics: Vec<String>,
+    /// "" for none.
+    regex: String,
     restarts: u32,
 }
 
@@ -951,9 +1312,11 @@ enum Action {
         client: usize,
         temporary: bool,
     },
+    /// Names by bit mask, and one of `REGEXES`.
     Subscribe {
         client: usize,
         topics: u8,
+        regex: usize,
     },
     Advance {
         ms: i64,
@@ -979,7 +1342,9 @@ fn action() -> impl Strategy<Value = Action> {
             client,
             temporary
         }),
-        1 => (0usize..5, 1u8..8).prop_map(|(client, topics)| Action::Subscribe { client, topics }),
+        1 => (0usize..5, 0u8..8, 0..REGEXES.len()).prop_map(|(client, topics, regex)| {
+            Action::Subscribe { client, topics, regex }
+        }),
         2 => (1i64..40_000).prop_map(|ms| Action::Advance { ms }),
         1 => proptest::array::uniform3(0i32..5).prop_map(|counts| Action::Topics { counts }),
         2 => any::<bool>().prop_map(|reversed| Action::CompleteWrites { reversed }),
@@ -988,6 +1353,10 @@ fn action() -> impl Strategy<Value = Action> {
 }
 
 const TOPICS: [&str; 3] = ["x", "y", "z"];
+/// An internal topic is in every image: no regex may take it.
+const INTERNAL: &str = "__consumer_offsets";
+/// "" is no regex; ".*" would match the internal topic if it were allowed to.
+const REGEXES: [&str; 4] = ["", ".*", "[yz]", "x|z"];
 
 struct Run {
     h: Harness,
@@ -998,7 +1367,7 @@ struct Run {
 
 impl Run {
     fn new() -> Self {
-        let mut h = Harness::new(&[("x", 4), ("y", 2)]);
+        let mut h = Harness::new(&[("x", 4), ("y", 2), (INTERNAL, 3)]);
         h.hold_writes = true;
         let clients = (0..5)
             .map(|i| Client {
@@ -1093,6 +1462,8 @@ impl Run {
                 };
                 request.instance_id = client.instance_id.clone();
                 request.subscribed_topic_names = Some(client.topics.clone());
+                // Sent with every heartbeat, as librdkafka does ("" with names only).
+                request.subscribed_topic_regex = Some(client.regex.clone());
                 self.send(n, request);
             }
             Action::Leave {
@@ -1118,7 +1489,12 @@ impl Run {
                     client.joined = false;
                 }
             }
-            Action::Subscribe { client: n, topics } => {
+            Action::Subscribe {
+                client: n,
+                topics,
+                regex,
+            } => {
+                self.clients[n].regex = REGEXES[regex].to_string();
                 self.clients[n].topics = (0..3)
                     .filter(|i| topics & (1 << i) != 0)
                     .map(|i| TOPICS[i].to_string())
@@ -1134,6 +1510,7 @@ impl Run {
                     .zip(counts)
                     .filter(|(_, n)| *n > 0)
                     .map(|(t, n)| (*t, n))
+                    .chain([(INTERNAL, 3)])
                     .collect();
                 let answers = self.h.step(Input::MetadataChanged(image(&topics)));
                 self.deliver(answers);
@@ -1223,9 +1600,34 @@ impl Run {
         assert_eq!(g.state(), ConsumerGroupState::Stable, "{:?}", g.describe());
         // Settled: current = target for everyone, and the target covers every subscribed
         // partition that exists.
+        let mut targeted = BTreeSet::new();
         for id in g.member_ids() {
             assert_eq!(g.assigned(id), g.target_assignment(id));
+            targeted.extend(flat(g.target_assignment(id).expect("member")));
         }
+        // Every client is a member again, with its latest subscription: the targets
+        // cover exactly the partitions of what they subscribe to by name or by regex.
+        let mut subscribed: BTreeSet<&str> = BTreeSet::new();
+        for client in &self.clients {
+            subscribed.extend(client.topics.iter().map(String::as_str));
+            // What each of `REGEXES` matches, spelled out (never the internal topic).
+            let matched: &[&str] = match client.regex.as_str() {
+                "" => &[],
+                ".*" => &TOPICS,
+                "[yz]" => &["y", "z"],
+                "x|z" => &["x", "z"],
+                other => unreachable!("regex {other} is not one of REGEXES"),
+            };
+            subscribed.extend(matched);
+        }
+        let expected: BTreeSet<(Uuid, i32)> = self
+            .h
+            .topics
+            .iter()
+            .filter(|(name, _)| subscribed.contains(name.as_str()))
+            .flat_map(|(_, info)| (0..info.partition_count).map(|p| (info.topic_id, p)))
+            .collect();
+        assert_eq!(targeted, expected);
     }
 }
 
