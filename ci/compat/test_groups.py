@@ -353,3 +353,41 @@ def test_consumer_protocol_kip848_end_to_end(broker):
     finally:
         for m in members:
             m.close()
+
+
+def test_consumer_protocol_regex_subscription_follows_new_topics(broker):
+    """group.protocol=consumer with subscribe(["^prefix.*"]): the broker matches the pattern
+    (KIP-848 server-side regex) against whole topic names, so records of a matching topic
+    created after the subscription arrive, and those of a topic that does not match never do."""
+    prefix = unique("re")
+    group = unique("g")
+    first, later, other = f"{prefix}-a", f"{prefix}-b", unique("elsewhere")
+    create_topic(broker, first, 2)
+    create_topic(broker, other, 1)
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "group.protocol": "consumer",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False, "enable.partition.eof": False,
+                  "topic.metadata.refresh.interval.ms": 1000})
+    try:
+        c.subscribe([f"^{prefix}-.*"])
+        create_topic(broker, later, 1)
+        produce_all(producer(broker), [dict(topic=t, value=t.encode() + b"-%d" % i)
+                                       for t in (first, later, other) for i in range(5)])
+        got = set()
+
+        def step():
+            m = c.poll(0.2)
+            if m is not None and not m.error():
+                got.add((m.topic(), m.value()))
+            return {t for t, _ in got} == {first, later} and len(got) == 10
+
+        wait_until(step, OP_TIMEOUT, "the records of both matching topics", interval=0)
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            step()
+        assert all(t != other for t, _ in got), "a topic the pattern does not match was consumed"
+        admin = admin_client(broker)  # kept alive: its futures die with it
+        described = admin.describe_consumer_groups([group])[group].result(timeout=OP_TIMEOUT)
+        owned = {(tp.topic, tp.partition) for m in described.members for tp in m.assignment.topic_partitions}
+        assert owned == {(first, 0), (first, 1), (later, 0)}
+    finally:
+        c.close()

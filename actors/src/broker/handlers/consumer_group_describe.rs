@@ -67,6 +67,9 @@ pub async fn handle(
                                         .map(|n| TopicName(StrBytes::from_string(n)))
                                         .collect(),
                                 )
+                                .with_subscribed_topic_regex(
+                                    m.subscribed_topic_regex.map(StrBytes::from_string),
+                                )
                                 .with_assignment(assignment(m.assignment))
                                 .with_target_assignment(assignment(m.target_assignment));
                             if version >= 1 {
