@@ -1327,9 +1327,18 @@ fn join(member_id: &str) -> RequestKind {
 }
 
 fn commit(member_id: &str, generation: i32, offsets: &[(i32, i64, &str)]) -> RequestKind {
+    commit_to("g", member_id, generation, offsets)
+}
+
+fn commit_to(
+    group: &'static str,
+    member_id: &str,
+    generation: i32,
+    offsets: &[(i32, i64, &str)],
+) -> RequestKind {
     RequestKind::OffsetCommit(
         OffsetCommitRequest::default()
-            .with_group_id(group_id("g"))
+            .with_group_id(group_id(group))
             .with_member_id(StrBytes::from_string(member_id.to_string()))
             .with_generation_id_or_member_epoch(generation)
             .with_topics(vec![
@@ -1764,25 +1773,21 @@ async fn consumer_protocol_groups_survive_a_restart_and_fence_stale_epochs() {
         assert_eq!(assignment.topic_partitions[0].partitions, vec![0, 1, 2]);
         let ok = commit_errors(
             client
-                .call(ApiKey::OffsetCommit, 9, {
-                    let RequestKind::OffsetCommit(r) = commit(&member_id, epoch, &[(1, 4, "")])
-                    else {
-                        unreachable!()
-                    };
-                    RequestKind::OffsetCommit(r.with_group_id(group_id("g848")))
-                })
+                .call(
+                    ApiKey::OffsetCommit,
+                    9,
+                    commit_to("g848", &member_id, epoch, &[(1, 4, "")]),
+                )
                 .await,
         );
         assert_eq!(ok, vec![0]);
         let stale = commit_errors(
             client
-                .call(ApiKey::OffsetCommit, 9, {
-                    let RequestKind::OffsetCommit(r) = commit(&member_id, epoch - 1, &[(1, 9, "")])
-                    else {
-                        unreachable!()
-                    };
-                    RequestKind::OffsetCommit(r.with_group_id(group_id("g848")))
-                })
+                .call(
+                    ApiKey::OffsetCommit,
+                    9,
+                    commit_to("g848", &member_id, epoch - 1, &[(1, 9, "")]),
+                )
                 .await,
         );
         assert_eq!(stale, vec![ResponseError::StaleMemberEpoch.code()]);
@@ -1834,12 +1839,7 @@ async fn consumer_protocol_groups_survive_a_restart_and_fence_stale_epochs() {
     assert_eq!(group.members[0].member_id.as_str(), member_id);
     let fetched = committed_offsets(
         client
-            .call(ApiKey::OffsetFetch, 7, {
-                let RequestKind::OffsetFetch(r) = fetch_committed("g") else {
-                    unreachable!()
-                };
-                RequestKind::OffsetFetch(r.with_group_id(group_id("g848")))
-            })
+            .call(ApiKey::OffsetFetch, 7, fetch_committed("g848"))
             .await,
     );
     assert_eq!(fetched, vec![(1, 4)]);
