@@ -1,8 +1,9 @@
 //! The group workload's checker.
 //!
 //! The history holds, besides the producer's `send`s and the final reads of the Kafka
-//! workload: `assigned` infos (`{"member", "generation", "partitions"}`, whenever a member
-//! sees a new generation or assignment), `poll` completions (`{"member", "generation",
+//! workload: `assigned` infos (`{"member", "generation", "partitions"}`, whenever a
+//! classic member sees a new generation or assignment; KIP-848 members note theirs as
+//! `owned`, which is not judged: a member epoch is not a group-wide snapshot), `poll` completions (`{"member", "generation",
 //! "records": {"P": [[offset, value], ...]}}`: the records processed), `commit` invocations
 //! and completions (`{"offsets": {"P": next offset}}`), and one `final-committed`
 //! (`{"offsets"}`) read from the broker after everything settled.

@@ -114,6 +114,16 @@ fn broker_properties(opts: &SimOptions) -> BTreeMap<String, String> {
             format!("PLAINTEXT://{}", broker_addr()),
         ),
         ("auto.create.topics.enable".to_string(), "false".to_string()),
+        // KIP-848 members that crash hold their partitions until their session expires;
+        // Kafka's 45 s would outlast the group workload's catch-up.
+        (
+            "group.consumer.session.timeout.ms".to_string(),
+            "6000".to_string(),
+        ),
+        (
+            "group.consumer.heartbeat.interval.ms".to_string(),
+            "1000".to_string(),
+        ),
     ]);
     match opts.policy {
         // Every append is fsynced before it is acknowledged or visible.

@@ -13,7 +13,8 @@ use support::{sim, sweep_count};
 fn without_faults_the_group_hands_partitions_over_and_catches_up() {
     let dir = tempfile::tempdir().expect("tempdir");
     let history_path = dir.path().join("h.jsonl");
-    for seed in 0..3u64 {
+    let mut protocols = std::collections::BTreeSet::new();
+    for seed in 0..6u64 {
         let (code, out) = sim(&[
             "run",
             "--seed",
@@ -32,14 +33,19 @@ fn without_faults_the_group_hands_partitions_over_and_catches_up() {
             .map(|l| serde_json::from_str(l).expect("json line"))
             .collect();
         let count = |f: &str| ops.iter().filter(|op| op["f"] == f).count();
+        protocols.extend(
+            ops.iter()
+                .filter(|op| op["f"] == "group-protocol")
+                .filter_map(|op| op["value"]["consumer"].as_bool()),
+        );
         assert!(
             count("crash") + count("leave") >= 2,
             "seed {seed}: members come and go"
         );
-        // Each member's (generation, member id) it saw: several generations happened.
+        // Generations (member epochs under KIP-848) the members saw: several happened.
         let generations: std::collections::BTreeSet<i64> = ops
             .iter()
-            .filter(|op| op["f"] == "assigned")
+            .filter(|op| op["f"] == "assigned" || op["f"] == "owned")
             .filter_map(|op| op["value"]["generation"].as_i64())
             .collect();
         assert!(
@@ -74,6 +80,7 @@ fn without_faults_the_group_hands_partitions_over_and_catches_up() {
             );
         }
     }
+    assert_eq!(protocols.len(), 2, "both protocols ran: {protocols:?}");
 }
 
 #[test]
