@@ -726,7 +726,8 @@ impl GroupCoordinator {
 
     /// Steps a classic group with a request and waits for its answer, which may come from
     /// a later step. `create` makes the group if it does not exist; otherwise a missing
-    /// group is answered with `missing`.
+    /// group is UNKNOWN_MEMBER_ID, as in Kafka. A consumer-protocol group refuses classic
+    /// requests with INCONSISTENT_GROUP_PROTOCOL.
     async fn ask_classic(
         &self,
         broker: &Broker,
