@@ -1,18 +1,14 @@
-//! Runnel's actor runtime and the actors a node runs.
+//! Runnel's actor runtime, and only that: the broker (`runnel-broker`) and the simulator's
+//! workloads (`runnel-sim`) are built on it.
 //!
 //! Start from [`Node`]: it spawns actors ([`Actor`], [`Handler`]) behind bounded mailboxes,
 //! hands back an [`Addr`] to `tell` or `ask` them, restarts them when they fail
 //! ([`RestartPolicy`]) and shuts everything down with one reason. [`transport::Transport`]
 //! carries typed messages between nodes over TCP. Everything runs on tokio tasks and no OS
 //! threads, so the same code runs under madsim's simulator (`--cfg madsim`).
-//!
-//! Server actors live in their own modules: [`counter`] is the first, a durable counter
-//! that proves the simulator before the broker exists.
 
 mod actor;
 pub mod bench;
-pub mod broker;
-pub mod counter;
 mod node;
 pub mod transport;
 

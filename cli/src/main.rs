@@ -1,26 +1,19 @@
 //! `runnel`: the server and the client tools.
 //!
-//! Today `runnel server` starts a node: the actor runtime, the node transport and the
-//! durable counter service on the real disk. The Kafka listener joins it with the broker.
+//! `runnel server` runs a broker (`runnel-broker`) on the real disk; the other commands
+//! are Kafka clients built on `runnel-client`, so they work against any Kafka broker.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod consume;
-mod counter;
 mod groups;
 mod kafka_args;
 mod perf;
 mod produce;
 mod server;
 mod topics;
-
-/// Where node-to-node traffic listens by default; 9092 stays free for the Kafka listener.
-pub(crate) const DEFAULT_NODE_LISTEN: &str = "127.0.0.1:9093";
-/// The server's own node id when talking to it from the CLI.
-pub(crate) const SERVER_NODE_ID: u64 = 1;
-pub(crate) const CLI_NODE_ID: u64 = 0;
 
 #[derive(Parser)]
 #[command(
@@ -36,7 +29,6 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Server(server::ServerArgs),
-    Counter(counter::CounterArgs),
     Topics(topics::TopicsArgs),
     Groups(groups::GroupsArgs),
     Produce(produce::ProduceArgs),
@@ -72,7 +64,6 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => server::run(args).await,
-        Command::Counter(args) => counter::run(args).await,
         Command::Topics(args) => topics::run(args).await,
         Command::Groups(args) => groups::run(args).await,
         Command::Produce(args) => produce::run(args).await,

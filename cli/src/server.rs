@@ -4,17 +4,12 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use runnel_actors::broker::config::{parse_properties, BrokerConfig};
-use runnel_actors::broker::Broker;
-use runnel_actors::counter::{CounterService, IncrementRequest, ReadRequest, SyncPolicy};
-use runnel_actors::transport::{Transport, TransportConfig};
-use runnel_actors::{Node, RestartPolicy, ShutdownReason};
+use runnel_actors::{Node, ShutdownReason};
+use runnel_broker::config::{parse_properties, BrokerConfig};
+use runnel_broker::Broker;
 use runnel_storage::disk::RealDisk;
-
-use crate::SERVER_NODE_ID;
 
 /// Start a Runnel broker and run it until Ctrl-C.
 ///
@@ -32,13 +27,6 @@ pub struct ServerArgs {
     /// picks a free port, printed at start.
     #[arg(long, value_name = "HOST:PORT")]
     listen: Option<SocketAddr>,
-    /// Also serve the durable counter on this node-transport address (used by
-    /// `runnel counter` and the simulator's first workload).
-    #[arg(long, value_name = "HOST:PORT")]
-    node_listen: Option<SocketAddr>,
-    /// Acknowledge counter increments before they are fsynced (can lose them in a crash).
-    #[arg(long, requires = "node_listen")]
-    ack_before_fsync: bool,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -72,9 +60,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tokio::spawn(broker.clone().housekeeping());
 
     let node = Node::new("runnel");
-    if let Some(node_listen) = args.node_listen {
-        start_counter(&node, node_listen, args.ack_before_fsync, &args.data_dir).await?;
-    }
     eprintln!(
         "runnel: broker {node_id} listening on {bound} (cluster {}), data in {data}; Ctrl-C stops it",
         broker.image().cluster_id
@@ -98,43 +83,4 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
         reason => bail!("stopped: {reason}"),
     }
-}
-
-async fn start_counter(
-    node: &Node,
-    node_listen: SocketAddr,
-    ack_before_fsync: bool,
-    data_dir: &Option<PathBuf>,
-) -> anyhow::Result<()> {
-    let transport = Transport::start(node, TransportConfig::new(SERVER_NODE_ID, node_listen))
-        .await
-        .with_context(|| {
-            format!("cannot listen on {node_listen}; is another runnel server running there? Choose another address with --node-listen")
-        })?;
-    let policy = if ack_before_fsync {
-        SyncPolicy::AckBeforeFsync {
-            flush_interval: Duration::from_secs(1),
-        }
-    } else {
-        SyncPolicy::FsyncBeforeAck
-    };
-    let counter_dir = data_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("./runnel-data"))
-        .join("counter");
-    let counter = node.spawn("counter", 1024, RestartPolicy::default(), move || {
-        CounterService::new(Arc::new(RealDisk::new()), counter_dir.clone(), policy)
-    });
-    transport.serve::<_, IncrementRequest>(counter.clone(), Duration::from_secs(5));
-    transport.serve::<_, ReadRequest>(counter, Duration::from_secs(5));
-    // The counter recovers its log in `started`; a read proves it is ready to serve.
-    transport
-        .ask(SERVER_NODE_ID, &ReadRequest {}, Duration::from_secs(60))
-        .await
-        .context("the counter service did not start")?;
-    eprintln!(
-        "runnel: counter service on node transport {}",
-        transport.local_addr()
-    );
-    Ok(())
 }

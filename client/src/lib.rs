@@ -6,9 +6,6 @@
 //! [`kafka::Consumer`] (assigned partitions, seek, poll), [`kafka::GroupConsumer`] (a
 //! consumer-group member: subscribe, poll, commit) and [`kafka::Admin`] (topics, partitions,
 //! configs, offsets, consumer groups); all take a [`kafka::ClientConfig`] with the
-//! bootstrap servers. [`CounterClient`] talks to the counter service over the node transport.
+//! bootstrap servers.
 
-mod counter;
 pub mod kafka;
-
-pub use counter::{CounterClient, Outcome};

@@ -5,8 +5,9 @@
 //! and the body. Responses carry a header with the correlation id; ApiVersions responses
 //! always use header version 0 so that a client can read them before it knows our versions.
 //!
-//! [`supported_versions`] is the broker's table of what it serves: the range the crate can
-//! decode, narrowed to what the broker implements. Both the broker and our client use it.
+//! [`decode_request`] takes the table of what a server serves (the broker keeps its own);
+//! [`read_frame`] is the one frame reader, used by the broker, the client and the
+//! simulator's wire client.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 pub use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
@@ -14,57 +15,13 @@ use kafka_protocol::messages::{ResponseHeader, TopicName};
 pub use kafka_protocol::protocol::VersionRange;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 pub use kafka_protocol::ResponseError;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// `socket.request.max.bytes`'s default: the largest request a broker reads.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 100 * 1024 * 1024;
 pub const SIZE_PREFIX_BYTES: usize = 4;
 /// Api key, api version and correlation id: the part of a header every version shares.
 pub const HEADER_PREFIX_BYTES: usize = 8;
-
-/// The versions of each API the broker serves, or `None` for an API it does not serve.
-///
-/// The low ends are the crate's (Kafka 4's, which dropped the oldest versions, KIP-896);
-/// the high ends stop where a version needs something we do not implement yet, such as
-/// topic ids in Produce v13.
-pub fn supported_versions(api_key: ApiKey) -> Option<VersionRange> {
-    let ours = match api_key {
-        ApiKey::Produce => (0, 12),
-        ApiKey::Fetch => (0, 16),
-        ApiKey::ListOffsets => (0, 9),
-        ApiKey::Metadata => (0, 12),
-        ApiKey::OffsetForLeaderEpoch => (0, 4),
-        ApiKey::ApiVersions => (0, 4),
-        ApiKey::CreateTopics => (0, 7),
-        ApiKey::DeleteTopics => (0, 6),
-        ApiKey::CreatePartitions => (0, 3),
-        ApiKey::DeleteRecords => (0, 2),
-        ApiKey::InitProducerId => (0, 5),
-        ApiKey::DescribeConfigs => (0, 4),
-        ApiKey::AlterConfigs => (0, 2),
-        ApiKey::IncrementalAlterConfigs => (0, 1),
-        ApiKey::DescribeCluster => (0, 1),
-        ApiKey::FindCoordinator => (0, 6),
-        ApiKey::JoinGroup => (0, 9),
-        ApiKey::SyncGroup => (0, 5),
-        ApiKey::Heartbeat => (0, 4),
-        ApiKey::LeaveGroup => (0, 5),
-        // v10 names topics by id.
-        ApiKey::OffsetCommit => (0, 9),
-        ApiKey::OffsetFetch => (0, 9),
-        ApiKey::OffsetDelete => (0, 0),
-        ApiKey::DescribeGroups => (0, 6),
-        ApiKey::ListGroups => (0, 5),
-        ApiKey::DeleteGroups => (0, 2),
-        ApiKey::ConsumerGroupHeartbeat => (0, 1),
-        ApiKey::ConsumerGroupDescribe => (0, 1),
-        _ => return None,
-    };
-    let range = api_key.valid_versions().intersect(&VersionRange {
-        min: ours.0,
-        max: ours.1,
-    });
-    (!range.is_empty()).then_some(range)
-}
 
 /// A decoded request.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,8 +91,57 @@ pub fn check_frame_size(prefix: [u8; 4], max_bytes: usize) -> Result<usize, Fram
     Ok(size_bytes)
 }
 
-/// Decodes one request frame (without its size prefix). Never panics on any input.
-pub fn decode_request(mut frame: Bytes) -> Result<Request, RequestError> {
+/// Why [`read_frame`] could not read a frame.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadFrameError {
+    #[error(transparent)]
+    Size(#[from] FrameError),
+    #[error("the connection closed after {read_bytes} of a {size_bytes}-byte frame")]
+    Truncated {
+        read_bytes: usize,
+        size_bytes: usize,
+    },
+    #[error("read failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Frames up to this size are read into a buffer allocated once; larger ones grow with
+/// the bytes that arrive, so a size prefix alone cannot make the reader allocate much.
+const INITIAL_FRAME_CAPACITY_BYTES: usize = 1 << 20;
+
+/// Reads one size-prefixed frame and returns it without its prefix; `Ok(None)` when the
+/// stream ends cleanly before a frame starts.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max_bytes: usize,
+) -> Result<Option<Bytes>, ReadFrameError> {
+    let mut prefix = [0u8; SIZE_PREFIX_BYTES];
+    match reader.read_exact(&mut prefix).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let size_bytes = check_frame_size(prefix, max_bytes)?;
+    let mut frame = Vec::with_capacity(size_bytes.min(INITIAL_FRAME_CAPACITY_BYTES));
+    let read_bytes = (&mut *reader)
+        .take(size_bytes as u64)
+        .read_to_end(&mut frame)
+        .await?;
+    if read_bytes < size_bytes {
+        return Err(ReadFrameError::Truncated {
+            read_bytes,
+            size_bytes,
+        });
+    }
+    Ok(Some(Bytes::from(frame)))
+}
+
+/// Decodes one request frame (without its size prefix), admitting only the versions
+/// `supported` gives (`None`: an API not served). Never panics on any input.
+pub fn decode_request(
+    mut frame: Bytes,
+    supported: impl Fn(ApiKey) -> Option<VersionRange>,
+) -> Result<Request, RequestError> {
     if frame.len() < HEADER_PREFIX_BYTES {
         return Err(RequestError::TooShort {
             size_bytes: frame.len(),
@@ -148,7 +154,7 @@ pub fn decode_request(mut frame: Bytes) -> Result<Request, RequestError> {
         api_key: raw_key,
         correlation_id,
     })?;
-    let supported = supported_versions(api_key).ok_or(RequestError::UnknownApiKey {
+    let supported = supported(api_key).ok_or(RequestError::UnknownApiKey {
         api_key: raw_key,
         correlation_id,
     })?;
@@ -292,6 +298,14 @@ mod tests {
 
     use super::*;
 
+    /// A server that serves everything the crate can decode but EndTxn.
+    fn decode(frame: Bytes) -> Result<Request, RequestError> {
+        decode_request(frame, |key| match key {
+            ApiKey::EndTxn => None,
+            key => Some(key.valid_versions()),
+        })
+    }
+
     fn metadata_frame(version: i16) -> Bytes {
         let header = RequestHeader::default()
             .with_request_api_key(ApiKey::Metadata as i16)
@@ -305,7 +319,7 @@ mod tests {
 
     #[test]
     fn requests_round_trip_and_trailing_bytes_are_ignored_as_kafka_does() {
-        let request = decode_request(metadata_frame(12)).expect("decodes");
+        let request = decode(metadata_frame(12)).expect("decodes");
         assert_eq!(
             (request.api_key, request.version, request.correlation_id()),
             (ApiKey::Metadata, 12, 42)
@@ -313,14 +327,14 @@ mod tests {
         // What librdkafka 2.16 sends for "all topics": bytes after the null topic array.
         let mut padded = metadata_frame(12).to_vec();
         padded.extend_from_slice(&[0, 0, 0]);
-        let again = decode_request(Bytes::from(padded)).expect("trailing bytes are ignored");
+        let again = decode(Bytes::from(padded)).expect("trailing bytes are ignored");
         assert_eq!(again, request);
     }
 
     #[test]
     fn bad_frames_get_precise_errors() {
         assert_eq!(
-            decode_request(Bytes::from_static(&[0, 3, 0])),
+            decode(Bytes::from_static(&[0, 3, 0])),
             Err(RequestError::TooShort { size_bytes: 3 })
         );
         let unknown = [
@@ -330,7 +344,7 @@ mod tests {
         ]
         .concat();
         assert!(matches!(
-            decode_request(Bytes::from(unknown)),
+            decode(Bytes::from(unknown)),
             Err(RequestError::UnknownApiKey {
                 api_key: 999,
                 correlation_id: 7
@@ -339,12 +353,12 @@ mod tests {
         let mut future = metadata_frame(12).to_vec();
         future[2..4].copy_from_slice(&99i16.to_be_bytes());
         assert!(matches!(
-            decode_request(Bytes::from(future)),
+            decode(Bytes::from(future)),
             Err(RequestError::UnsupportedVersion { version: 99, .. })
         ));
         let truncated = metadata_frame(12).slice(..10);
         assert!(matches!(
-            decode_request(truncated),
+            decode(truncated),
             Err(RequestError::Malformed { .. })
         ));
         assert_eq!(
@@ -373,8 +387,57 @@ mod tests {
         ]
         .concat();
         assert!(matches!(
-            decode_request(Bytes::from(bomb)),
+            decode(Bytes::from(bomb)),
             Err(RequestError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn a_table_without_an_api_refuses_it() {
+        let header = RequestHeader::default()
+            .with_request_api_key(ApiKey::EndTxn as i16)
+            .with_request_api_version(3)
+            .with_correlation_id(9);
+        let body = RequestKind::EndTxn(Default::default());
+        let frame = encode_request(&header, &body).expect("encodes");
+        assert!(matches!(
+            decode(frame.slice(SIZE_PREFIX_BYTES..)),
+            Err(RequestError::UnknownApiKey {
+                correlation_id: 9,
+                ..
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn frames_are_read_whole_or_refused() {
+        let mut two = Vec::new();
+        for body in [&b"abc"[..], b""] {
+            two.extend_from_slice(&(body.len() as i32).to_be_bytes());
+            two.extend_from_slice(body);
+        }
+        let mut reader = &two[..];
+        let first = read_frame(&mut reader, 100).await.expect("reads");
+        assert_eq!(first.as_deref(), Some(&b"abc"[..]));
+        let second = read_frame(&mut reader, 100).await.expect("reads");
+        assert_eq!(second.as_deref(), Some(&b""[..]));
+        assert!(read_frame(&mut reader, 100)
+            .await
+            .expect("clean end")
+            .is_none());
+
+        let mut short = &[0u8, 0, 0, 5, b'x', b'y'][..];
+        assert!(matches!(
+            read_frame(&mut short, 100).await,
+            Err(ReadFrameError::Truncated {
+                read_bytes: 2,
+                size_bytes: 5
+            })
+        ));
+        let mut large = &[0u8, 0, 1, 0][..];
+        assert!(matches!(
+            read_frame(&mut large, 100).await,
+            Err(ReadFrameError::Size(FrameError::TooLarge { .. }))
         ));
     }
 
@@ -384,19 +447,5 @@ mod tests {
         for bad in ["", ".", "..", "a b", "ümlaut", &"x".repeat(250)] {
             assert!(validate_topic_name(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn every_served_api_is_within_what_the_codec_knows() {
-        for key in ApiKey::iter() {
-            if let Some(range) = supported_versions(key) {
-                let known = key.valid_versions();
-                assert!(range.min >= known.min && range.max <= known.max, "{key:?}");
-            }
-        }
-        assert!(
-            supported_versions(ApiKey::EndTxn).is_none(),
-            "transactions come later"
-        );
     }
 }

@@ -1,8 +1,11 @@
-//! Runnel's wire formats.
+//! Runnel's wire formats: what the broker, the client and the simulator share.
 //!
-//! Today this crate holds the internal node-to-node envelope ([`node::Frame`]) that the
-//! node transport in `runnel-actors` carries over TCP. The Kafka frame codec and the
-//! record-batch view join it with the broker.
+//! - [`kafka`]: Kafka's request and response codec (over the `kafka-protocol` crate) and
+//!   [`kafka::read_frame`], the one async frame reader.
+//! - [`batch`]: record batches v2: a zero-copy view that validates header and CRC-32C,
+//!   the header's byte offsets, and the builder.
+//! - [`records`]: the records inside a batch, with every compression codec.
+//! - [`node`]: the envelope of node-to-node messages carried by the node transport.
 
 pub mod batch;
 pub mod kafka;

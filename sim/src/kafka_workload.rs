@@ -16,8 +16,8 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::{Handle, NodeHandle};
-use runnel_actors::broker::config::BrokerConfig;
-use runnel_actors::broker::Broker;
+use runnel_broker::config::BrokerConfig;
+use runnel_broker::Broker;
 use runnel_protocol::batch::{build, RecordBatch};
 use runnel_protocol::kafka::{self, topic_name, RequestKind, ResponseKind};
 use runnel_storage::disk::{Disk, SimDisks};
@@ -218,21 +218,11 @@ impl Wire {
         let frame = kafka::encode_request(&header, &body).map_err(|e| e.to_string())?;
         stream.write_all(&frame).await.map_err(|e| e.to_string())?;
         stream.flush().await.map_err(|e| e.to_string())?;
-        let mut prefix = [0u8; 4];
-        stream
-            .read_exact(&mut prefix)
+        let bytes = kafka::read_frame(stream, MAX_RESPONSE_BYTES)
             .await
-            .map_err(|e| e.to_string())?;
-        let size = i32::from_be_bytes(prefix);
-        if size < 0 || size as usize > MAX_RESPONSE_BYTES {
-            return Err(format!("response size {size}"));
-        }
-        let mut bytes = vec![0u8; size as usize];
-        stream
-            .read_exact(&mut bytes)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (got, response) = kafka::decode_response(key, version, Bytes::from(bytes))?;
+            .map_err(|e| e.to_string())?
+            .ok_or("the broker closed the connection")?;
+        let (got, response) = kafka::decode_response(key, version, bytes)?;
         if got != id {
             return Err(format!("correlation id {got}, expected {id}"));
         }

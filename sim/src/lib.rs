@@ -2,13 +2,14 @@
 //!
 //! One seed fixes everything: [`SimOptions`] describe a cluster of simulated server and
 //! client nodes, a workload and a nemesis; `run_seed` (built with `--cfg madsim`) runs the
-//! very actor code of `runnel-actors` on madsim's simulated clock, network and our
+//! very actor code of `runnel-broker` and `runnel-actors` on madsim's simulated clock, network and our
 //! simulated disk, records a [`history::History`], checks it ([`checker`]) and returns a
 //! [`RunReport`] whose summary line is `seed=S ops=N anomalies=K history=SHA256`.
 //!
 //! The history, checker and options compile everywhere; the runner needs madsim.
 
 pub mod checker;
+pub mod counter;
 pub mod group_checker;
 #[cfg(madsim)]
 mod group_workload;

@@ -8,14 +8,14 @@ use madsim::net::NetSim;
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::{Handle, NodeHandle, Runtime};
 use madsim::task::NodeId;
-use runnel_actors::counter::{CounterService, IncrementRequest, ReadRequest, SyncPolicy};
 use runnel_actors::transport::{Transport, TransportConfig};
 use runnel_actors::{Node, RestartPolicy};
-use runnel_client::{CounterClient, Outcome};
 use runnel_storage::disk::{Disk, DiskFaults, SimDisks};
 use serde_json::json;
 use tokio::time::Instant;
 
+use crate::counter::service::{CounterService, IncrementRequest, ReadRequest, SyncPolicy};
+use crate::counter::{CounterClient, Outcome};
 use crate::history::{sha256_hex, to_json_lines, History, OpType};
 use crate::{checker, Fault, Policy, RunReport, SimOptions, Workload};
 

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
-use runnel_actors::counter::{CounterService, IncrementRequest, ReadRequest, SyncPolicy};
 use runnel_actors::transport::{PeerEvent, Transport, TransportConfig, TransportError};
 use runnel_actors::{Node, RestartPolicy};
+use runnel_sim::counter::service::{CounterService, IncrementRequest, ReadRequest, SyncPolicy};
 use runnel_storage::disk::{Disk, SimDisks};
 use tokio::sync::broadcast;
 

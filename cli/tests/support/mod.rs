@@ -14,6 +14,8 @@ pub struct Broker {
     pub bootstrap: String,
     child: Option<Child>,
     _data: Option<tempfile::TempDir>,
+    /// What the server printed on stderr so far.
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Broker {
@@ -24,6 +26,7 @@ impl Broker {
                 bootstrap,
                 child: None,
                 _data: None,
+                stderr: Default::default(),
             };
         }
         let data = tempfile::tempdir().expect("tempdir");
@@ -44,10 +47,15 @@ impl Broker {
             .expect("runnel server starts");
         let stderr = child.stderr.take().expect("piped stderr");
         let (found, addr) = std::sync::mpsc::channel();
+        let lines: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+        let kept = lines.clone();
         // Reads the server's stderr to its end so the server never blocks on a full pipe.
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                kept.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(line.clone());
                 if !sent {
                     if let Some(rest) = line.split("listening on ").nth(1) {
                         let addr = rest.split_whitespace().next().unwrap_or_default();
@@ -64,26 +72,43 @@ impl Broker {
             bootstrap,
             child: Some(child),
             _data: None,
+            stderr: lines,
+        }
+    }
+
+    /// The server's stderr so far, one string.
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .join("\n")
+    }
+
+    /// Sends `signal` (as `kill -SIGNAL` names it) and waits up to 30 s for the exit.
+    pub fn stop_with(&mut self, signal: &str) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                // The reader thread sees the pipe close once the process is gone.
+                std::thread::sleep(Duration::from_millis(100));
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     /// Stops the server with Ctrl-C (SIGINT) and waits for it to exit.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while child.try_wait().ok().flatten().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.wait();
+        self.stop_with("INT");
     }
 
     /// Runs `runnel ARGS --bootstrap-server ADDR` with `stdin` as input.

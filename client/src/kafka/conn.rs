@@ -14,8 +14,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use runnel_protocol::kafka::{check_frame_size, ApiKey, RequestHeader, SIZE_PREFIX_BYTES};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use runnel_protocol::kafka::{self, ApiKey, ReadFrameError, RequestHeader, SIZE_PREFIX_BYTES};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
@@ -491,23 +491,17 @@ async fn read_loop<R: AsyncRead + Unpin>(
     }
 }
 
+/// One response frame, with the reason the connection ends when there is none.
 async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     max_bytes: usize,
 ) -> Result<Bytes, String> {
-    let mut prefix = [0u8; SIZE_PREFIX_BYTES];
-    reader
-        .read_exact(&mut prefix)
-        .await
-        .map_err(|e| format!("read failed: {}", io_reason(&e)))?;
-    let size =
-        check_frame_size(prefix, max_bytes).map_err(|e| format!("bad response frame: {e}"))?;
-    let mut body = vec![0u8; size];
-    reader
-        .read_exact(&mut body)
-        .await
-        .map_err(|e| format!("read failed: {}", io_reason(&e)))?;
-    Ok(Bytes::from(body))
+    match kafka::read_frame(reader, max_bytes).await {
+        Ok(Some(frame)) => Ok(frame),
+        Ok(None) => Err("the broker closed the connection".into()),
+        Err(ReadFrameError::Io(e)) => Err(format!("read failed: {}", io_reason(&e))),
+        Err(e) => Err(format!("bad response frame: {e}")),
+    }
 }
 
 #[cfg(test)]
@@ -522,7 +516,7 @@ mod tests {
 
     async fn read_request<R: AsyncRead + Unpin>(reader: &mut R) -> runnel_protocol::kafka::Request {
         let frame = read_frame(reader, 1 << 20).await.expect("a request frame");
-        decode_request(frame).expect("a valid request")
+        decode_request(frame, |key| Some(key.valid_versions())).expect("a valid request")
     }
 
     /// Answers ApiVersions, then two Metadata requests in the reverse order they came in.

@@ -1,0 +1,68 @@
+//! DeleteRecords: move a partition's log start offset forward (offset -1: the high
+//! watermark). Durable when answered.
+
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+use kafka_protocol::ResponseError;
+
+use crate::{ApiError, Broker};
+
+pub async fn handle(
+    broker: &Broker,
+    request: DeleteRecordsRequest,
+    _version: i16,
+) -> DeleteRecordsResponse {
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for p in topic.partitions {
+            let result = delete(broker, &topic.name.0, p.partition_index, p.offset).await;
+            let response =
+                DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
+            partitions.push(match result {
+                Ok(low_watermark) => response.with_low_watermark(low_watermark),
+                Err(e) => response
+                    .with_error_code(e.code.code())
+                    .with_low_watermark(-1),
+            });
+        }
+        topics.push(
+            DeleteRecordsTopicResult::default()
+                .with_name(topic.name)
+                .with_partitions(partitions),
+        );
+    }
+    DeleteRecordsResponse::default().with_topics(topics)
+}
+
+async fn delete(broker: &Broker, topic: &str, index: i32, offset: i64) -> Result<i64, ApiError> {
+    let partition = broker.partition(topic, index).ok_or_else(|| {
+        ApiError::new(ResponseError::UnknownTopicOrPartition, "unknown partition")
+    })?;
+    let mut state = partition.state.write().await;
+    if partition.is_offline() {
+        return Err(ApiError::new(
+            ResponseError::KafkaStorageError,
+            "the partition is offline after a storage error; restart the broker",
+        ));
+    }
+    let high_watermark = state.log.log_end_offset();
+    let target = if offset == -1 { high_watermark } else { offset };
+    if target < 0 || target > high_watermark {
+        return Err(ApiError::new(
+            ResponseError::OffsetOutOfRange,
+            format!("offset {offset} is beyond the high watermark {high_watermark}"),
+        ));
+    }
+    let low_watermark = match state.log.delete_records_before(target).await {
+        Ok(low_watermark) => low_watermark,
+        Err(e) => {
+            partition.take_offline_on(&e);
+            return Err(e.into());
+        }
+    };
+    partition.publish(&state);
+    Ok(low_watermark)
+}

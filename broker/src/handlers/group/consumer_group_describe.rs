@@ -1,0 +1,91 @@
+//! ConsumerGroupDescribe (KIP-848): members, epochs and assignments of consumer-protocol
+//! groups. Classic groups answer GROUP_ID_NOT_FOUND, so clients fall back to
+//! DescribeGroups for them, as they do with Kafka.
+
+use kafka_protocol::messages::consumer_group_describe_response::{
+    Assignment, DescribedGroup, Member, TopicPartitions,
+};
+use kafka_protocol::messages::{
+    ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::group::consumer_group::DescribedTopicPartitions;
+use crate::Broker;
+
+/// `member_type` of members that speak the consumer protocol (KIP-1099).
+const CONSUMER_MEMBER: i8 = 1;
+
+fn assignment(partitions: Vec<DescribedTopicPartitions>) -> Assignment {
+    Assignment::default().with_topic_partitions(
+        partitions
+            .into_iter()
+            .map(|tp| {
+                TopicPartitions::default()
+                    .with_topic_id(tp.topic_id)
+                    .with_topic_name(TopicName(StrBytes::from_string(tp.topic_name)))
+                    .with_partitions(tp.partitions)
+            })
+            .collect(),
+    )
+}
+
+pub async fn handle(
+    broker: &Broker,
+    request: ConsumerGroupDescribeRequest,
+    version: i16,
+) -> ConsumerGroupDescribeResponse {
+    let mut groups = Vec::with_capacity(request.group_ids.len());
+    for group_id in request.group_ids {
+        let described = match broker.groups.describe_consumer(&group_id).await {
+            Err(error) => DescribedGroup::default()
+                .with_error_code(error.code())
+                .with_error_message(Some(StrBytes::from_string(format!(
+                    "group {} is not a consumer-protocol group on this broker",
+                    &*group_id
+                )))),
+            Ok(group) => DescribedGroup::default()
+                .with_group_state(StrBytes::from_static_str(group.state.name()))
+                .with_group_epoch(group.group_epoch)
+                .with_assignment_epoch(group.assignment_epoch)
+                .with_assignor_name(StrBytes::from_string(group.assignor_name))
+                .with_members(
+                    group
+                        .members
+                        .into_iter()
+                        .map(|m| {
+                            let member = Member::default()
+                                .with_member_id(StrBytes::from_string(m.member_id))
+                                .with_instance_id(m.instance_id.map(StrBytes::from_string))
+                                .with_rack_id(m.rack_id.map(StrBytes::from_string))
+                                .with_member_epoch(m.member_epoch)
+                                .with_client_id(StrBytes::from_string(m.client_id))
+                                .with_client_host(StrBytes::from_string(m.client_host))
+                                .with_subscribed_topic_names(
+                                    m.subscribed_topic_names
+                                        .into_iter()
+                                        .map(|n| TopicName(StrBytes::from_string(n)))
+                                        .collect(),
+                                )
+                                .with_subscribed_topic_regex(
+                                    m.subscribed_topic_regex.map(StrBytes::from_string),
+                                )
+                                .with_assignment(assignment(m.assignment))
+                                .with_target_assignment(assignment(m.target_assignment));
+                            if version >= 1 {
+                                member.with_member_type(CONSUMER_MEMBER)
+                            } else {
+                                member
+                            }
+                        })
+                        .collect(),
+                ),
+        };
+        groups.push(
+            described
+                .with_group_id(group_id)
+                .with_authorized_operations(i32::MIN),
+        );
+    }
+    ConsumerGroupDescribeResponse::default().with_groups(groups)
+}

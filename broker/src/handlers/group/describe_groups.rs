@@ -1,0 +1,64 @@
+//! DescribeGroups: state, protocol and members of each group. A group that does not exist
+//! is reported Dead (v0-v5) or GROUP_ID_NOT_FOUND (v6+), as Kafka does.
+
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use crate::Broker;
+
+pub async fn handle(
+    broker: &Broker,
+    request: DescribeGroupsRequest,
+    version: i16,
+) -> DescribeGroupsResponse {
+    let mut groups = Vec::with_capacity(request.groups.len());
+    for group_id in request.groups {
+        let described = match broker.groups.describe(&group_id).await {
+            None => {
+                let response = DescribedGroup::default()
+                    .with_group_state(StrBytes::from_static_str("Dead"))
+                    .with_authorized_operations(i32::MIN);
+                if version >= 6 {
+                    response
+                        .with_error_code(ResponseError::GroupIdNotFound.code())
+                        .with_error_message(Some(StrBytes::from_string(format!(
+                            "group {} not found",
+                            &*group_id
+                        ))))
+                } else {
+                    response
+                }
+            }
+            Some(summary) => DescribedGroup::default()
+                .with_group_state(StrBytes::from_string(summary.state))
+                .with_protocol_type(StrBytes::from_string(summary.protocol_type))
+                .with_protocol_data(StrBytes::from_string(summary.protocol_name))
+                .with_authorized_operations(i32::MIN)
+                .with_members(
+                    summary
+                        .members
+                        .into_iter()
+                        .map(|m| {
+                            let member = DescribedGroupMember::default()
+                                .with_member_id(StrBytes::from_string(m.member_id))
+                                .with_client_id(StrBytes::from_string(m.client_id))
+                                .with_client_host(StrBytes::from_string(m.client_host))
+                                .with_member_metadata(m.subscription)
+                                .with_member_assignment(m.assignment);
+                            if version >= 4 {
+                                member.with_group_instance_id(
+                                    m.group_instance_id.map(StrBytes::from_string),
+                                )
+                            } else {
+                                member
+                            }
+                        })
+                        .collect(),
+                ),
+        };
+        groups.push(described.with_group_id(group_id));
+    }
+    DescribeGroupsResponse::default().with_groups(groups)
+}

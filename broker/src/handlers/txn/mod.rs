@@ -1,0 +1,3 @@
+//! Producer ids; the transaction coordinator's APIs join them here.
+
+pub mod init_producer_id;

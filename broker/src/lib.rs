@@ -1,0 +1,646 @@
+//! Runnel's Kafka broker: a single node that is broker and controller at once, like
+//! Kafka's combined KRaft mode.
+//!
+//! Where a request goes: [`Broker::serve`] accepts a client; its connection task
+//! ([`connection`]) reads frames, decodes them against [`versions`] (the one table of what
+//! is served) and hands each to [`handlers::handle`], which dispatches to one file per API,
+//! grouped by family (`handlers/data`, `admin`, `group`, `txn`). Handlers read the
+//! metadata image ([`metadata`]) and the partitions ([`partition`]); topic changes go
+//! through the controller, which writes them to the metadata log before the broker applies
+//! them. Consumer groups live in [`group`]: the coordinator's shards and the pure state
+//! machines of both group protocols.
+//!
+//! Start from [`Broker::open`], [`Broker::serve`] and [`handlers::handle`].
+
+pub mod config;
+mod connection;
+pub mod fetch_session;
+pub mod group;
+pub mod handlers;
+pub mod metadata;
+pub mod partition;
+pub mod producer_state;
+pub mod versions;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::ResponseError;
+use runnel_storage::disk::Disk;
+use runnel_storage::log::{delete_dir, LogError};
+use runnel_storage::manager::TopicPartition;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Mutex, Semaphore};
+
+use config::{BrokerConfig, TopicConfig};
+use group::coordinator::{GroupCoordinator, OFFSETS_TOPIC};
+use metadata::{
+    new_cluster_id, new_topic_id, MetadataImage, MetadataLog, MetadataRecord, TopicImage,
+    METADATA_LOG_DIR, PRODUCER_ID_BLOCK_SIZE,
+};
+use partition::Partition;
+
+/// Connections served at once; more wait in the listen backlog.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// Log housekeeping (flush.ms checks) runs this often.
+const HOUSEKEEPING_INTERVAL_MS: u64 = 1000;
+/// Group timers (sessions, rebalance deadlines) are checked this often.
+const GROUP_TICK_INTERVAL_MS: u64 = 100;
+
+/// Milliseconds since the Unix epoch (simulated time under madsim).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("cannot listen on {addr}: {source}. Is another broker running there? Choose another address with --listen")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{dir} holds partition directories but no metadata log ({METADATA_LOG_DIR}); it is not a Runnel data directory, or its metadata was lost. Point log.dirs elsewhere")]
+    NoMetadata { dir: PathBuf },
+    #[error("the metadata log is corrupt: {0}")]
+    CorruptMetadata(String),
+}
+
+/// A Kafka error code with a sentence for people.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub code: ResponseError,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ResponseError, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<LogError> for ApiError {
+    fn from(e: LogError) -> Self {
+        let code = match &e {
+            LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+            LogError::CorruptBatch(_) => ResponseError::CorruptMessage,
+            LogError::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
+            _ => ResponseError::KafkaStorageError,
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
+/// `__consumer_offsets` belongs to the group coordinator, whose shards follow its
+/// partitions: deleting it or adding partitions would lose or move groups.
+fn refuse_internal(name: &str) -> Result<(), ApiError> {
+    if name == OFFSETS_TOPIC {
+        return Err(ApiError::new(
+            ResponseError::InvalidRequest,
+            format!("{OFFSETS_TOPIC} is internal to the group coordinator and cannot be changed this way"),
+        ));
+    }
+    Ok(())
+}
+
+struct Controller {
+    log: MetadataLog,
+    /// Producer ids in `next_producer_id..producer_id_block_end` are allocated and free.
+    next_producer_id: i64,
+    producer_id_block_end: i64,
+    /// Counts metadata changes, so topic ids differ even for a re-created name.
+    changes: i64,
+}
+
+pub struct Broker {
+    pub config: BrokerConfig,
+    disk: Arc<dyn Disk>,
+    /// Where clients are told to connect.
+    advertised: (String, u16),
+    image: std::sync::RwLock<Arc<MetadataImage>>,
+    controller: Mutex<Controller>,
+    partitions: std::sync::RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    appended: watch::Sender<u64>,
+    pub fetch_sessions: std::sync::Mutex<fetch_session::FetchSessionCache>,
+    pub groups: GroupCoordinator,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Broker(node {})", self.config.node_id)
+    }
+}
+
+impl Broker {
+    /// Replays the metadata log and opens every partition it names.
+    pub async fn open(
+        config: BrokerConfig,
+        disk: Arc<dyn Disk>,
+        advertised: (String, u16),
+    ) -> Result<Arc<Broker>, BrokerError> {
+        let started_ms = now_ms();
+        for dir in &config.log_dirs {
+            disk.create_dir_all(dir).await.map_err(LogError::from)?;
+        }
+        let metadata_dir = config.log_dirs[0].join(METADATA_LOG_DIR);
+        let (mut log, records) = MetadataLog::open(disk.clone(), &metadata_dir, started_ms).await?;
+        let mut image = MetadataImage::default();
+        for record in &records {
+            image.apply(record).map_err(BrokerError::CorruptMetadata)?;
+        }
+        let mut found = Vec::new();
+        for dir in &config.log_dirs {
+            for name in disk.list_dir(dir).await.map_err(LogError::from)? {
+                if name == METADATA_LOG_DIR {
+                    continue;
+                }
+                if let Some(tp) = TopicPartition::parse_dir_name(&name) {
+                    found.push((tp, dir.join(name)));
+                }
+            }
+        }
+        if log.is_empty() {
+            if let Some((_, path)) = found.first() {
+                return Err(BrokerError::NoMetadata {
+                    dir: path.parent().map(PathBuf::from).unwrap_or_default(),
+                });
+            }
+            let cluster = MetadataRecord::Cluster {
+                cluster_id: new_cluster_id(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos()),
+                ),
+            };
+            log.append(std::slice::from_ref(&cluster), started_ms)
+                .await?;
+            image
+                .apply(&cluster)
+                .map_err(BrokerError::CorruptMetadata)?;
+        }
+        let controller = Controller {
+            log,
+            next_producer_id: image.next_producer_id,
+            producer_id_block_end: image.next_producer_id,
+            changes: records.len() as i64,
+        };
+        // The coordinator follows the topic as it exists: changing
+        // offsets.topic.num.partitions later must not move groups to other partitions.
+        let offsets_partitions = image
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map_or(config.offsets_topic_num_partitions, |t| t.partitions);
+        let broker = Arc::new(Broker {
+            groups: GroupCoordinator::new(offsets_partitions, started_ms),
+            config,
+            disk,
+            advertised,
+            image: std::sync::RwLock::new(Arc::new(image.clone())),
+            controller: Mutex::new(controller),
+            partitions: std::sync::RwLock::new(HashMap::new()),
+            appended: watch::Sender::new(0),
+            fetch_sessions: std::sync::Mutex::new(fetch_session::FetchSessionCache::default()),
+        });
+        for (tp, path) in found {
+            let owned = image
+                .topics
+                .get(&tp.topic)
+                .is_some_and(|t| tp.partition < t.partitions);
+            if owned && broker.partition(&tp.topic, tp.partition).is_none() {
+                let config = broker.topic_config(&image.topics[&tp.topic]).log_config();
+                let partition =
+                    Partition::open(broker.disk.clone(), tp.clone(), &path, config, started_ms)
+                        .await?;
+                broker.insert_partition(partition);
+            } else {
+                // Likely a topic deleted before its files were (a crash in between). It is
+                // left alone rather than deleted on the word of the metadata log alone;
+                // creating a topic of that name removes it.
+                tracing::warn!(dir = %path.display(), "ignoring a partition directory no topic owns");
+            }
+        }
+        for topic in image.topics.values() {
+            broker.open_partitions(topic, 0).await?;
+        }
+        broker.groups.load(&broker).await?;
+        tracing::info!(
+            topics = image.topics.len(),
+            partitions = broker.partition_count(),
+            elapsed_ms = now_ms() - started_ms,
+            cluster_id = %image.cluster_id,
+            "broker opened"
+        );
+        Ok(broker)
+    }
+
+    /// Accepts clients until the listener fails; each runs as its own task.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        loop {
+            let permit = slots
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let broker = self.clone();
+            tokio::spawn(async move {
+                connection::run(broker, stream, peer).await;
+                drop(permit);
+            });
+        }
+    }
+
+    /// Binds `config.listen` and returns the listener and the address it got.
+    pub async fn bind(config: &BrokerConfig) -> Result<(TcpListener, SocketAddr), BrokerError> {
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| BrokerError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| BrokerError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        Ok((listener, bound))
+    }
+
+    pub fn advertised(&self) -> (&str, u16) {
+        (&self.advertised.0, self.advertised.1)
+    }
+
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.image.read().expect("image lock").clone()
+    }
+
+    pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        let key = TopicPartition::new(topic, index);
+        self.partitions
+            .read()
+            .expect("partitions lock")
+            .get(&key)
+            .cloned()
+    }
+
+    pub fn partition_count(&self) -> usize {
+        self.partitions.read().expect("partitions lock").len()
+    }
+
+    fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        self.partitions
+            .read()
+            .expect("partitions lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn insert_partition(&self, partition: Partition) {
+        let previous = self
+            .partitions
+            .write()
+            .expect("partitions lock")
+            .insert(partition.tp.clone(), Arc::new(partition));
+        assert!(previous.is_none(), "a partition is opened once");
+    }
+
+    /// A topic's effective settings. Overrides were validated when written; if the
+    /// broker's own settings changed since and no longer fit, the defaults apply.
+    pub fn topic_config(&self, topic: &TopicImage) -> TopicConfig {
+        self.config
+            .topic_config(&topic.configs)
+            .unwrap_or_else(|e| {
+                tracing::warn!(topic = %topic.name, error = %e, "ignoring the topic's overrides");
+                self.config
+                    .topic_config(&BTreeMap::new())
+                    .expect("broker defaults were validated at start")
+            })
+    }
+
+    /// Tells waiting fetches that data arrived.
+    pub fn notify_appended(&self) {
+        self.appended.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub fn subscribe_appends(&self) -> watch::Receiver<u64> {
+        self.appended.subscribe()
+    }
+
+    fn partition_dir(&self, tp: &TopicPartition) -> PathBuf {
+        let dirs = &self.config.log_dirs;
+        let spread = tp.topic.bytes().fold(tp.partition as usize, |h, b| {
+            h.wrapping_mul(31).wrapping_add(b as usize)
+        });
+        dirs[spread % dirs.len()].join(tp.dir_name())
+    }
+
+    async fn open_partitions(&self, topic: &TopicImage, from: i32) -> Result<(), LogError> {
+        let config = self.topic_config(topic).log_config();
+        for index in from..topic.partitions {
+            if self.partition(&topic.name, index).is_some() {
+                continue;
+            }
+            let tp = TopicPartition::new(topic.name.clone(), index);
+            let dir = self.partition_dir(&tp);
+            if self.disk.exists(&dir).await? {
+                tracing::warn!(dir = %dir.display(), "removing the files of an earlier topic of this name");
+                delete_dir(self.disk.as_ref(), &dir).await?;
+            }
+            let partition =
+                Partition::open(self.disk.clone(), tp, &dir, config.clone(), now_ms()).await?;
+            if let Some(parent) = dir.parent() {
+                self.disk.sync_dir(parent).await?;
+            }
+            self.insert_partition(partition);
+        }
+        Ok(())
+    }
+
+    /// Writes records to the metadata log, then applies them to the image and the
+    /// partitions. The controller lock keeps changes in log order.
+    async fn commit(
+        &self,
+        controller: &mut Controller,
+        records: Vec<MetadataRecord>,
+    ) -> Result<(), ApiError> {
+        let mut image = (*self.image()).clone();
+        for record in &records {
+            image
+                .apply(record)
+                .map_err(|e| ApiError::new(ResponseError::InvalidRequest, e))?;
+        }
+        controller.log.append(&records, now_ms()).await?;
+        controller.changes += records.len() as i64;
+        *self.image.write().expect("image lock") = Arc::new(image.clone());
+        for record in &records {
+            match record {
+                MetadataRecord::TopicCreated { name, .. }
+                | MetadataRecord::PartitionsCreated { name, .. } => {
+                    self.open_partitions(&image.topics[name], 0).await?;
+                }
+                MetadataRecord::TopicConfigsChanged { name, .. } => {
+                    let config = self.topic_config(&image.topics[name]).log_config();
+                    for index in 0..image.topics[name].partitions {
+                        if let Some(partition) = self.partition(name, index) {
+                            partition.state.write().await.log.set_config(config.clone());
+                        }
+                    }
+                }
+                MetadataRecord::TopicDeleted { name } => {
+                    let removed: Vec<Arc<Partition>> = {
+                        let mut partitions = self.partitions.write().expect("partitions lock");
+                        let keys: Vec<TopicPartition> = partitions
+                            .keys()
+                            .filter(|tp| &tp.topic == name)
+                            .cloned()
+                            .collect();
+                        keys.iter().filter_map(|k| partitions.remove(k)).collect()
+                    };
+                    for partition in removed {
+                        let dir = partition.state.read().await.log.dir().to_path_buf();
+                        delete_dir(self.disk.as_ref(), &dir).await?;
+                    }
+                }
+                MetadataRecord::Cluster { .. } | MetadataRecord::ProducerIdsAllocated { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// CreateTopics for one topic, after the handler checked the request's shape.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<TopicImage, ApiError> {
+        runnel_protocol::kafka::validate_topic_name(name)
+            .map_err(|e| ApiError::new(ResponseError::InvalidTopicException, e))?;
+        if partitions < 1 {
+            return Err(ApiError::new(
+                ResponseError::InvalidPartitions,
+                format!("a topic needs at least one partition, not {partitions}"),
+            ));
+        }
+        self.config
+            .topic_config(&configs)
+            .map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
+        let mut controller = self.controller.lock().await;
+        let image = self.image();
+        if image.topics.contains_key(name) {
+            return Err(ApiError::new(
+                ResponseError::TopicAlreadyExists,
+                format!("topic '{name}' already exists"),
+            ));
+        }
+        let topic = TopicImage {
+            name: name.to_string(),
+            id: new_topic_id(&image.cluster_id, name, controller.changes),
+            partitions,
+            configs,
+        };
+        if validate_only {
+            return Ok(topic);
+        }
+        let record = MetadataRecord::TopicCreated {
+            name: topic.name.clone(),
+            topic_id: topic.id,
+            partitions,
+            configs: topic.configs.clone(),
+        };
+        self.commit(&mut controller, vec![record]).await?;
+        Ok(topic)
+    }
+
+    fn existing_topic(&self, name: &str) -> Result<TopicImage, ApiError> {
+        self.image().topics.get(name).cloned().ok_or_else(|| {
+            ApiError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("topic '{name}' does not exist"),
+            )
+        })
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<TopicImage, ApiError> {
+        refuse_internal(name)?;
+        let mut controller = self.controller.lock().await;
+        let topic = self.existing_topic(name)?;
+        let record = MetadataRecord::TopicDeleted {
+            name: name.to_string(),
+        };
+        self.commit(&mut controller, vec![record]).await?;
+        Ok(topic)
+    }
+
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        refuse_internal(name)?;
+        let mut controller = self.controller.lock().await;
+        let topic = self.existing_topic(name)?;
+        if count <= topic.partitions {
+            return Err(ApiError::new(
+                ResponseError::InvalidPartitions,
+                format!(
+                    "topic '{name}' has {} partitions; the new count must be larger, and {count} is not",
+                    topic.partitions
+                ),
+            ));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let record = MetadataRecord::PartitionsCreated {
+            name: name.to_string(),
+            partitions: count,
+        };
+        self.commit(&mut controller, vec![record]).await
+    }
+
+    /// Replaces a topic's overrides with `change(current overrides)`.
+    pub async fn alter_topic_configs(
+        &self,
+        name: &str,
+        validate_only: bool,
+        change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), ApiError>,
+    ) -> Result<(), ApiError> {
+        let mut controller = self.controller.lock().await;
+        let topic = self.existing_topic(name)?;
+        let mut configs = topic.configs.clone();
+        change(&mut configs)?;
+        self.config
+            .topic_config(&configs)
+            .map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
+        if validate_only || configs == topic.configs {
+            return Ok(());
+        }
+        let record = MetadataRecord::TopicConfigsChanged {
+            name: name.to_string(),
+            configs,
+        };
+        self.commit(&mut controller, vec![record]).await
+    }
+
+    /// A fresh producer id; blocks of ids are made durable before any is handed out.
+    pub async fn allocate_producer_id(&self) -> Result<i64, ApiError> {
+        let mut controller = self.controller.lock().await;
+        if controller.next_producer_id == controller.producer_id_block_end {
+            let next = controller.producer_id_block_end + PRODUCER_ID_BLOCK_SIZE;
+            self.commit(
+                &mut controller,
+                vec![MetadataRecord::ProducerIdsAllocated { next }],
+            )
+            .await?;
+            controller.producer_id_block_end = next;
+        }
+        let id = controller.next_producer_id;
+        controller.next_producer_id += 1;
+        Ok(id)
+    }
+
+    /// Group timers; flush by `flush.ms`, retention and compaction; offset expiry; forever.
+    pub async fn housekeeping(self: Arc<Self>) {
+        let mut since_retention_ms = 0;
+        let mut since_cleaning_ms = 0;
+        let mut since_logs_ms = 0;
+        let mut since_offsets_expiry_ms: i64 = 0;
+        loop {
+            tokio::time::sleep(Duration::from_millis(GROUP_TICK_INTERVAL_MS)).await;
+            since_offsets_expiry_ms += GROUP_TICK_INTERVAL_MS as i64;
+            let expire = since_offsets_expiry_ms >= self.config.offsets_retention_check_interval_ms;
+            if expire {
+                since_offsets_expiry_ms = 0;
+            }
+            self.groups.tick(&self, now_ms(), expire).await;
+            since_logs_ms += GROUP_TICK_INTERVAL_MS;
+            if since_logs_ms < HOUSEKEEPING_INTERVAL_MS {
+                continue;
+            }
+            since_logs_ms = 0;
+            since_retention_ms += HOUSEKEEPING_INTERVAL_MS;
+            since_cleaning_ms += HOUSEKEEPING_INTERVAL_MS;
+            let retention = since_retention_ms >= self.config.log_retention_check_interval_ms;
+            let cleaning = since_cleaning_ms >= self.config.log_cleaner_backoff_ms;
+            if retention {
+                since_retention_ms = 0;
+            }
+            if cleaning {
+                since_cleaning_ms = 0;
+            }
+            for partition in self.all_partitions() {
+                if partition.is_offline() {
+                    continue;
+                }
+                if let Err(e) = self.maintain(&partition, retention, cleaning).await {
+                    tracing::warn!(partition = %partition.tp, error = %e, "log housekeeping failed");
+                    partition.take_offline_on(&e);
+                }
+            }
+        }
+    }
+
+    async fn maintain(
+        &self,
+        partition: &Partition,
+        retention: bool,
+        cleaning: bool,
+    ) -> Result<(), LogError> {
+        let now = now_ms();
+        let input = {
+            let mut state = partition.state.write().await;
+            state.log.maybe_flush(now).await?;
+            if retention {
+                state.log.apply_retention(now).await?;
+                partition.publish(&state);
+            }
+            if cleaning && state.log.config().cleanup_policy.compact {
+                state.log.compaction_input()
+            } else {
+                None
+            }
+        };
+        // Cleaning reads closed segments without the lock, so appends and fetches go on.
+        if let Some(input) = input {
+            let plan = input.clean(now).await?;
+            let mut state = partition.state.write().await;
+            state.log.apply_compaction(plan, now).await?;
+            partition.publish(&state);
+        }
+        Ok(())
+    }
+
+    /// Makes everything appended durable (a clean shutdown).
+    pub async fn flush_all(&self) -> Result<(), LogError> {
+        for partition in self.all_partitions() {
+            // An offline partition's unflushed tail is exactly what must not be trusted.
+            if !partition.is_offline() {
+                partition.state.write().await.log.flush().await?;
+            }
+        }
+        Ok(())
+    }
+}

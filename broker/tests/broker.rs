@@ -1,0 +1,1863 @@
+//! The broker over real TCP on loopback, spoken to in raw Kafka frames: every API at every
+//! version it advertises, hostile input, produce/fetch semantics and a restart.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use runnel_broker::config::BrokerConfig;
+use runnel_broker::versions::supported_versions;
+use runnel_broker::Broker;
+use runnel_protocol::batch::{build, RecordBatch};
+use runnel_protocol::kafka::{self, topic_name, RequestKind, ResponseKind};
+use runnel_storage::disk::{Disk, RealDisk};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+struct TestBroker {
+    addr: std::net::SocketAddr,
+    broker: Arc<Broker>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+async fn start(dir: &std::path::Path, extra: &[(&str, &str)]) -> TestBroker {
+    let mut properties = BTreeMap::from([
+        ("log.dirs".to_string(), dir.display().to_string()),
+        (
+            "listeners".to_string(),
+            "PLAINTEXT://127.0.0.1:0".to_string(),
+        ),
+    ]);
+    for (k, v) in extra {
+        properties.insert(k.to_string(), v.to_string());
+    }
+    let config = BrokerConfig::from_properties(properties).expect("valid config");
+    let (listener, addr) = Broker::bind(&config).await.expect("bind");
+    let disk: Arc<dyn Disk> = Arc::new(RealDisk::new());
+    let broker = Broker::open(config.clone(), disk, config.advertised_host_port(addr))
+        .await
+        .expect("broker opens");
+    let tasks = vec![tokio::spawn(broker.clone().serve(listener))];
+    TestBroker {
+        addr,
+        broker,
+        tasks,
+    }
+}
+
+struct Client {
+    stream: TcpStream,
+    next_id: i32,
+}
+
+impl Client {
+    async fn connect(addr: std::net::SocketAddr) -> Client {
+        Client {
+            stream: TcpStream::connect(addr).await.expect("connect"),
+            next_id: 1,
+        }
+    }
+
+    async fn send(&mut self, key: ApiKey, version: i16, body: &RequestKind) -> i32 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(id)
+            .with_client_id(Some(StrBytes::from_static_str("runnel-test")));
+        let frame = kafka::encode_request(&header, body).expect("encodes");
+        self.stream.write_all(&frame).await.expect("write");
+        id
+    }
+
+    /// The next response frame, or `None` if the broker closed the connection.
+    async fn receive(&mut self, key: ApiKey, version: i16) -> Option<(i32, ResponseKind)> {
+        let read = kafka::read_frame(&mut self.stream, usize::MAX);
+        let body = tokio::time::timeout(Duration::from_secs(20), read)
+            .await
+            .expect("a response or a close within 20 s")
+            .ok()??;
+        Some(kafka::decode_response(key, version, body).expect("decodes"))
+    }
+
+    async fn call(&mut self, key: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
+        let id = self.send(key, version, &body).await;
+        let (got, response) = self
+            .receive(key, version)
+            .await
+            .expect("the broker answers");
+        assert_eq!(got, id, "responses come in request order");
+        response
+    }
+}
+
+fn create_topics(name: &str, partitions: i32, configs: &[(&str, &str)]) -> RequestKind {
+    let configs = configs
+        .iter()
+        .map(|(k, v)| {
+            create_topics_request::CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string(k.to_string()))
+                .with_value(Some(StrBytes::from_string(v.to_string())))
+        })
+        .collect();
+    RequestKind::CreateTopics(
+        CreateTopicsRequest::default()
+            .with_timeout_ms(5000)
+            .with_topics(vec![create_topics_request::CreatableTopic::default()
+                .with_name(topic_name(name))
+                .with_num_partitions(partitions)
+                .with_replication_factor(1)
+                .with_configs(configs)]),
+    )
+}
+
+fn produce(topic: &str, partition: i32, records: Bytes, acks: i16) -> RequestKind {
+    RequestKind::Produce(
+        ProduceRequest::default()
+            .with_acks(acks)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![produce_request::TopicProduceData::default()
+                .with_name(topic_name(topic))
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(records)),
+                ])]),
+    )
+}
+
+fn fetch(topic: &str, partition: i32, offset: i64, max_wait_ms: i32) -> RequestKind {
+    RequestKind::Fetch(
+        FetchRequest::default()
+            .with_max_wait_ms(max_wait_ms)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![fetch_request::FetchTopic::default()
+                .with_topic(topic_name(topic))
+                .with_partitions(vec![fetch_request::FetchPartition::default()
+                    .with_partition(partition)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(1 << 20)])]),
+    )
+}
+
+fn batch(values: &[&str]) -> RecordBatch {
+    let records: Vec<build::Record<'_>> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| build::Record {
+            key: None,
+            value: Some(v.as_bytes()),
+            timestamp_delta: i as i64,
+        })
+        .collect();
+    build::batch(1_700_000_000_000, &records)
+}
+
+/// A copy of `batch` marked as from an idempotent producer (header fields under the CRC).
+fn idempotent(batch: &RecordBatch, producer_id: i64, epoch: i16, sequence: i32) -> Bytes {
+    let mut bytes = batch.as_bytes().to_vec();
+    bytes[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    bytes[51..53].copy_from_slice(&epoch.to_be_bytes());
+    bytes[53..57].copy_from_slice(&sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&bytes[21..]);
+    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(bytes)
+}
+
+/// Api key, version, correlation id 7 and an empty client id: a header v1 with no body.
+fn raw_header(api_key: i16, version: i16) -> Vec<u8> {
+    [
+        &api_key.to_be_bytes()[..],
+        &version.to_be_bytes(),
+        &7i32.to_be_bytes(),
+        &[0, 0],
+    ]
+    .concat()
+}
+
+fn framed(body: &[u8]) -> Vec<u8> {
+    [&(body.len() as i32).to_be_bytes()[..], body].concat()
+}
+
+fn produce_result(response: ResponseKind) -> (i16, i64) {
+    let ResponseKind::Produce(r) = response else {
+        panic!("not a produce response")
+    };
+    let p = &r.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+fn fetched_values(response: &ResponseKind) -> (i16, Vec<(i64, String)>) {
+    let ResponseKind::Fetch(r) = response else {
+        panic!("not a fetch response")
+    };
+    let p = &r.responses[0].partitions[0];
+    let mut values = Vec::new();
+    if let Some(records) = &p.records {
+        for batch in RecordBatch::parse_all(records.clone()).expect("valid batches") {
+            for record in batch.records().expect("records decode") {
+                let value = record
+                    .value
+                    .map(|v| String::from_utf8_lossy(&v).into_owned());
+                values.push((
+                    batch.base_offset() + i64::from(record.offset_delta),
+                    value.unwrap_or_default(),
+                ));
+            }
+        }
+    }
+    (p.error_code, values)
+}
+
+/// A request of each API the broker serves, filled enough to exercise its response.
+fn sample(key: ApiKey) -> RequestKind {
+    match key {
+        ApiKey::ApiVersions => RequestKind::ApiVersions(
+            ApiVersionsRequest::default()
+                .with_client_software_name(StrBytes::from_static_str("test"))
+                .with_client_software_version(StrBytes::from_static_str("1")),
+        ),
+        ApiKey::Metadata => RequestKind::Metadata(MetadataRequest::default().with_topics(None)),
+        ApiKey::Produce => produce("sample", 0, batch(&["x"]).as_bytes().clone(), 1),
+        ApiKey::Fetch => fetch("sample", 0, 0, 0),
+        ApiKey::ListOffsets => {
+            RequestKind::ListOffsets(ListOffsetsRequest::default().with_topics(vec![
+                list_offsets_request::ListOffsetsTopic::default()
+                    .with_name(topic_name("sample"))
+                    .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default()
+                        .with_timestamp(-2)]),
+            ]))
+        }
+        ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(
+            OffsetForLeaderEpochRequest::default().with_topics(vec![
+                offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                    .with_topic(topic_name("sample"))
+                    .with_partitions(vec![
+                        offset_for_leader_epoch_request::OffsetForLeaderPartition::default(),
+                    ]),
+            ]),
+        ),
+        ApiKey::CreateTopics => create_topics("sample-created", 1, &[("retention.ms", "1000")]),
+        ApiKey::DeleteTopics => RequestKind::DeleteTopics(
+            DeleteTopicsRequest::default()
+                .with_topic_names(vec![topic_name("no-such-topic")])
+                .with_topics(vec![delete_topics_request::DeleteTopicState::default()
+                    .with_name(Some(topic_name("no-such-topic")))]),
+        ),
+        ApiKey::CreatePartitions => {
+            RequestKind::CreatePartitions(CreatePartitionsRequest::default().with_topics(vec![
+                create_partitions_request::CreatePartitionsTopic::default()
+                    .with_name(topic_name("sample"))
+                    .with_count(1),
+            ]))
+        }
+        ApiKey::DeleteRecords => {
+            RequestKind::DeleteRecords(DeleteRecordsRequest::default().with_topics(vec![
+                delete_records_request::DeleteRecordsTopic::default()
+                    .with_name(topic_name("sample"))
+                    .with_partitions(vec![
+                        delete_records_request::DeleteRecordsPartition::default().with_offset(0),
+                    ]),
+            ]))
+        }
+        ApiKey::InitProducerId => RequestKind::InitProducerId(
+            InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        ),
+        ApiKey::DescribeConfigs => {
+            RequestKind::DescribeConfigs(DescribeConfigsRequest::default().with_resources(vec![
+                describe_configs_request::DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_static_str("sample"))
+                    .with_configuration_keys(None),
+                describe_configs_request::DescribeConfigsResource::default()
+                    .with_resource_type(4)
+                    .with_resource_name(StrBytes::from_static_str("1"))
+                    .with_configuration_keys(None),
+            ]))
+        }
+        ApiKey::AlterConfigs => {
+            RequestKind::AlterConfigs(AlterConfigsRequest::default().with_resources(vec![
+                alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_static_str("sample"))
+                    .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                        .with_name(StrBytes::from_static_str("retention.ms"))
+                        .with_value(Some(StrBytes::from_static_str("-1")))]),
+            ]))
+        }
+        ApiKey::IncrementalAlterConfigs => RequestKind::IncrementalAlterConfigs(
+            IncrementalAlterConfigsRequest::default().with_resources(vec![
+                incremental_alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_static_str("sample"))
+                    .with_configs(vec![
+                        incremental_alter_configs_request::AlterableConfig::default()
+                            .with_name(StrBytes::from_static_str("cleanup.policy"))
+                            .with_config_operation(2)
+                            .with_value(Some(StrBytes::from_static_str("compact"))),
+                    ]),
+            ]),
+        ),
+        ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
+        ApiKey::FindCoordinator => RequestKind::FindCoordinator(
+            FindCoordinatorRequest::default()
+                .with_key(StrBytes::from_static_str("group"))
+                .with_coordinator_keys(vec![StrBytes::from_static_str("group")]),
+        ),
+        ApiKey::JoinGroup => RequestKind::JoinGroup(
+            JoinGroupRequest::default()
+                .with_group_id(group_id("sample-group"))
+                .with_member_id(StrBytes::from_static_str("nobody"))
+                .with_session_timeout_ms(10_000)
+                .with_rebalance_timeout_ms(10_000)
+                .with_protocol_type(StrBytes::from_static_str("consumer"))
+                .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+                )
+                .with_name(StrBytes::from_static_str("range"))]),
+        ),
+        ApiKey::SyncGroup => RequestKind::SyncGroup(
+            SyncGroupRequest::default()
+                .with_group_id(group_id("sample-group"))
+                .with_member_id(StrBytes::from_static_str("nobody")),
+        ),
+        ApiKey::Heartbeat => RequestKind::Heartbeat(
+            HeartbeatRequest::default()
+                .with_group_id(group_id("sample-group"))
+                .with_member_id(StrBytes::from_static_str("nobody")),
+        ),
+        ApiKey::LeaveGroup => RequestKind::LeaveGroup(
+            LeaveGroupRequest::default()
+                .with_group_id(group_id("sample-group"))
+                .with_member_id(StrBytes::from_static_str("nobody"))
+                .with_members(vec![leave_group_request::MemberIdentity::default()
+                    .with_member_id(StrBytes::from_static_str("nobody"))]),
+        ),
+        ApiKey::OffsetCommit => RequestKind::OffsetCommit(
+            OffsetCommitRequest::default()
+                .with_group_id(group_id("sample-group"))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![
+                    offset_commit_request::OffsetCommitRequestTopic::default()
+                        .with_name(topic_name("sample"))
+                        .with_partitions(vec![
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_committed_offset(1)
+                                .with_committed_metadata(Some(StrBytes::from_static_str("m"))),
+                        ]),
+                ]),
+        ),
+        ApiKey::OffsetFetch => RequestKind::OffsetFetch(
+            OffsetFetchRequest::default()
+                .with_group_id(group_id("sample-group"))
+                .with_topics(Some(vec![
+                    offset_fetch_request::OffsetFetchRequestTopic::default()
+                        .with_name(topic_name("sample"))
+                        .with_partition_indexes(vec![0]),
+                ]))
+                .with_groups(vec![
+                    offset_fetch_request::OffsetFetchRequestGroup::default()
+                        .with_group_id(group_id("sample-group"))
+                        .with_topics(Some(vec![
+                            offset_fetch_request::OffsetFetchRequestTopics::default()
+                                .with_name(topic_name("sample"))
+                                .with_partition_indexes(vec![0]),
+                        ])),
+                ]),
+        ),
+        ApiKey::OffsetDelete => RequestKind::OffsetDelete(
+            OffsetDeleteRequest::default()
+                .with_group_id(group_id("no-such-group"))
+                .with_topics(vec![
+                    offset_delete_request::OffsetDeleteRequestTopic::default()
+                        .with_name(topic_name("sample"))
+                        .with_partitions(vec![
+                            offset_delete_request::OffsetDeleteRequestPartition::default(),
+                        ]),
+                ]),
+        ),
+        ApiKey::DescribeGroups => RequestKind::DescribeGroups(
+            DescribeGroupsRequest::default().with_groups(vec![group_id("sample-group")]),
+        ),
+        ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::default()),
+        ApiKey::DeleteGroups => RequestKind::DeleteGroups(
+            DeleteGroupsRequest::default().with_groups_names(vec![group_id("no-such-group")]),
+        ),
+        ApiKey::ConsumerGroupHeartbeat => RequestKind::ConsumerGroupHeartbeat(
+            ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(group_id("sample-848"))
+                .with_member_epoch(0)
+                .with_rebalance_timeout_ms(10_000)
+                .with_subscribed_topic_names(Some(vec![topic_name("sample")]))
+                .with_topic_partitions(Some(Vec::new())),
+        ),
+        ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(
+            ConsumerGroupDescribeRequest::default().with_group_ids(vec![group_id("sample-group")]),
+        ),
+        other => panic!("no sample for {other:?}"),
+    }
+}
+
+fn group_id(name: &'static str) -> GroupId {
+    GroupId(StrBytes::from_static_str(name))
+}
+
+#[tokio::test]
+async fn every_api_answers_at_every_advertised_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path(), &[]).await;
+    let mut client = Client::connect(broker.addr).await;
+    let ResponseKind::CreateTopics(created) = client
+        .call(ApiKey::CreateTopics, 7, create_topics("sample", 1, &[]))
+        .await
+    else {
+        panic!("not CreateTopics")
+    };
+    assert_eq!(created.topics[0].error_code, 0);
+    let mut served = 0;
+    let mut skipped = Vec::new();
+    for key in ApiKey::iter() {
+        let Some(range) = supported_versions(key) else {
+            continue;
+        };
+        for version in range.min..=range.max {
+            let mut body = sample(key);
+            if let RequestKind::FindCoordinator(r) = &mut body {
+                // One key before v4, a list of keys from v4.
+                if version >= 4 {
+                    r.key = StrBytes::default();
+                } else {
+                    r.coordinator_keys.clear();
+                }
+            }
+            if let RequestKind::CreateTopics(r) = &mut body {
+                r.topics[0].name = topic_name(&format!("sample-created-{version}"));
+            }
+            if let RequestKind::LeaveGroup(r) = &mut body {
+                // One member id before v3, a list of members from v3.
+                if version >= 3 {
+                    r.member_id = StrBytes::default();
+                } else {
+                    r.members.clear();
+                }
+            }
+            if let RequestKind::OffsetFetch(r) = &mut body {
+                // One group before v8, a list of groups from v8.
+                if version >= 8 {
+                    r.group_id = GroupId::default();
+                    r.topics = Some(Vec::new());
+                } else {
+                    r.groups.clear();
+                }
+            }
+            if key == ApiKey::Fetch && version >= 13 {
+                let id = broker.broker.image().topics["sample"].id;
+                if let RequestKind::Fetch(r) = &mut body {
+                    r.topics[0].topic_id = id;
+                }
+            }
+            // Requests for fields a version lacks fail to encode; those are the client's
+            // problem, not the broker's, so such combinations are skipped.
+            let header = RequestHeader::default()
+                .with_request_api_key(key as i16)
+                .with_request_api_version(version)
+                .with_correlation_id(1);
+            if let Err(e) = kafka::encode_request(&header, &body) {
+                skipped.push(format!("{key:?} v{version}: {e}"));
+                continue;
+            }
+            let response = client.call(key, version, body).await;
+            served += 1;
+            match response {
+                ResponseKind::ApiVersions(r) => {
+                    assert_eq!(r.error_code, 0);
+                    assert!(r.api_keys.iter().any(|k| k.api_key == ApiKey::Fetch as i16));
+                }
+                ResponseKind::Metadata(r) => assert!(r
+                    .topics
+                    .iter()
+                    .any(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "sample"))),
+                ResponseKind::Produce(r) => {
+                    assert_eq!(r.responses[0].partition_responses[0].error_code, 0)
+                }
+                ResponseKind::Fetch(r) => {
+                    assert_eq!(
+                        r.responses[0].partitions[0].error_code, 0,
+                        "fetch v{version}"
+                    )
+                }
+                ResponseKind::CreateTopics(r) => assert_eq!(r.topics[0].error_code, 0),
+                ResponseKind::DeleteTopics(r) => assert_eq!(
+                    r.responses[0].error_code,
+                    ResponseError::UnknownTopicOrPartition.code()
+                ),
+                ResponseKind::CreatePartitions(r) => assert_eq!(
+                    r.results[0].error_code,
+                    ResponseError::InvalidPartitions.code()
+                ),
+                ResponseKind::DescribeConfigs(r) => {
+                    assert_eq!(r.results.len(), 2);
+                    assert!(r
+                        .results
+                        .iter()
+                        .all(|x| x.error_code == 0 && !x.configs.is_empty()));
+                }
+                ResponseKind::InitProducerId(r) => {
+                    assert_eq!(r.error_code, 0);
+                    assert!(r.producer_id.0 >= 0);
+                }
+                ResponseKind::ListOffsets(r) => {
+                    assert_eq!(r.topics[0].partitions[0].error_code, 0)
+                }
+                ResponseKind::DeleteRecords(r) => {
+                    assert_eq!(r.topics[0].partitions[0].error_code, 0)
+                }
+                ResponseKind::AlterConfigs(r) => assert_eq!(r.responses[0].error_code, 0),
+                ResponseKind::IncrementalAlterConfigs(r) => {
+                    assert_eq!(r.responses[0].error_code, 0)
+                }
+                ResponseKind::OffsetForLeaderEpoch(r) => {
+                    assert_eq!(r.topics[0].partitions[0].error_code, 0)
+                }
+                ResponseKind::DescribeCluster(r) => assert_eq!(r.brokers.len(), 1),
+                ResponseKind::FindCoordinator(r) => {
+                    let (code, port) = r
+                        .coordinators
+                        .first()
+                        .map_or((r.error_code, r.port), |c| (c.error_code, c.port));
+                    assert_eq!((code, port), (0, i32::from(broker.addr.port())));
+                }
+                ResponseKind::JoinGroup(r) => {
+                    assert_eq!(r.error_code, ResponseError::UnknownMemberId.code())
+                }
+                ResponseKind::SyncGroup(r) => {
+                    assert_eq!(r.error_code, ResponseError::UnknownMemberId.code())
+                }
+                ResponseKind::Heartbeat(r) => {
+                    assert_eq!(r.error_code, ResponseError::UnknownMemberId.code())
+                }
+                ResponseKind::LeaveGroup(r) => {
+                    let code = r.members.first().map_or(r.error_code, |m| m.error_code);
+                    assert_eq!(
+                        code,
+                        ResponseError::UnknownMemberId.code(),
+                        "leave v{version}"
+                    )
+                }
+                ResponseKind::OffsetCommit(r) => {
+                    assert_eq!(r.topics[0].partitions[0].error_code, 0)
+                }
+                ResponseKind::OffsetFetch(r) => {
+                    let (error, partition) = match r.groups.first() {
+                        Some(g) => (g.error_code, g.topics[0].partitions[0].committed_offset),
+                        None => (r.error_code, r.topics[0].partitions[0].committed_offset),
+                    };
+                    assert_eq!((error, partition), (0, 1), "offset fetch v{version}");
+                }
+                ResponseKind::OffsetDelete(r) => {
+                    assert_eq!(r.error_code, ResponseError::GroupIdNotFound.code())
+                }
+                ResponseKind::DescribeGroups(r) => {
+                    assert_eq!(r.groups[0].group_state.as_str(), "Empty")
+                }
+                ResponseKind::ListGroups(r) => assert!(r
+                    .groups
+                    .iter()
+                    .any(|g| g.group_id.as_str() == "sample-group")),
+                ResponseKind::ConsumerGroupHeartbeat(r) => {
+                    assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+                    assert!(r.member_epoch > 0);
+                    let assigned: usize = r
+                        .assignment
+                        .iter()
+                        .flat_map(|a| a.topic_partitions.iter())
+                        .map(|tp| tp.partitions.len())
+                        .sum();
+                    assert!(assigned <= 1, "sample has one partition");
+                }
+                ResponseKind::ConsumerGroupDescribe(r) => assert_eq!(
+                    r.groups[0].error_code,
+                    ResponseError::GroupIdNotFound.code(),
+                    "a classic group is not described here"
+                ),
+                ResponseKind::DeleteGroups(r) => assert_eq!(
+                    r.results[0].error_code,
+                    ResponseError::GroupIdNotFound.code()
+                ),
+                other => panic!("unexpected response {other:?}"),
+            }
+        }
+    }
+    assert!(
+        skipped.len() < 10,
+        "{served} API versions exercised, skipped: {skipped:#?}"
+    );
+    assert!(served >= 130, "only {served} API versions exercised");
+}
+
+#[tokio::test]
+async fn produce_and_fetch_keep_batches_byte_for_byte_and_offsets_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path(), &[]).await;
+    let mut client = Client::connect(broker.addr).await;
+    client
+        .call(ApiKey::CreateTopics, 7, create_topics("t", 2, &[]))
+        .await;
+    let first = batch(&["a", "b", "c"]);
+    let (code, offset) = produce_result(
+        client
+            .call(
+                ApiKey::Produce,
+                9,
+                produce("t", 1, first.as_bytes().clone(), -1),
+            )
+            .await,
+    );
+    assert_eq!((code, offset), (0, 0));
+    let (code, offset) = produce_result(
+        client
+            .call(
+                ApiKey::Produce,
+                3,
+                produce("t", 1, batch(&["d"]).as_bytes().clone(), 1),
+            )
+            .await,
+    );
+    assert_eq!((code, offset), (0, 3));
+    let response = client.call(ApiKey::Fetch, 12, fetch("t", 1, 0, 0)).await;
+    let (code, values) = fetched_values(&response);
+    assert_eq!(code, 0);
+    let expected: Vec<(i64, String)> = ["a", "b", "c", "d"]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i as i64, v.to_string()))
+        .collect();
+    assert_eq!(values, expected);
+    // The stored batch is the producer's, with only base offset and epoch stamped.
+    let ResponseKind::Fetch(r) = response else {
+        unreachable!()
+    };
+    let stored = r.responses[0].partitions[0]
+        .records
+        .clone()
+        .expect("records");
+    assert_eq!(
+        &stored[..first.size_bytes()],
+        &first.stamped(0, 0).as_bytes()[..]
+    );
+    // Fetching past the end is OFFSET_OUT_OF_RANGE; at the end, empty.
+    let (code, _) = fetched_values(&client.call(ApiKey::Fetch, 12, fetch("t", 1, 9, 0)).await);
+    assert_eq!(code, ResponseError::OffsetOutOfRange.code());
+    let (code, values) = fetched_values(&client.call(ApiKey::Fetch, 12, fetch("t", 1, 4, 0)).await);
+    assert_eq!((code, values.len()), (0, 0));
+    // Unknown topics and partitions are per-partition errors.
+    let (code, _) = produce_result(
+        client
+            .call(
+                ApiKey::Produce,
+                9,
+                produce("t", 7, batch(&["x"]).as_bytes().clone(), 1),
+            )
+            .await,
+    );
+    assert_eq!(code, ResponseError::UnknownTopicOrPartition.code());
+}
+
+#[tokio::test]
+async fn corrupt_and_oversized_batches_are_refused_and_change_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path(), &[]).await;
+    let mut client = Client::connect(broker.addr).await;
+    client
+        .call(
+            ApiKey::CreateTopics,
+            7,
+            create_topics("t", 1, &[("max.message.bytes", "200")]),
+        )
+        .await;
+    client
+        .call(
+            ApiKey::Produce,
+            9,
+            produce("t", 0, batch(&["kept"]).as_bytes().clone(), 1),
+        )
+        .await;
+    let mut bad = batch(&["evil"]).as_bytes().to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 0x01;
+    let (code, _) = produce_result(
+        client
+            .call(ApiKey::Produce, 9, produce("t", 0, Bytes::from(bad), 1))
+            .await,
+    );
+    assert_eq!(code, ResponseError::CorruptMessage.code());
+    let (code, _) = produce_result(
+        client
+            .call(
+                ApiKey::Produce,
+                9,
+                produce("t", 0, Bytes::from_static(b"short"), 1),
+            )
+            .await,
+    );
+    assert_eq!(code, ResponseError::CorruptMessage.code());
+    let big = "x".repeat(300);
+    let (code, _) = produce_result(
+        client
+            .call(
+                ApiKey::Produce,
+                9,
+                produce("t", 0, batch(&[&big]).as_bytes().clone(), 1),
+            )
+            .await,
+    );
+    assert_eq!(code, ResponseError::MessageTooLarge.code());
+    // A valid CRC over a last offset delta that does not match the record count.
+    let mut stretched = batch(&["one"]).as_bytes().to_vec();
+    stretched[23..27].copy_from_slice(&i32::MAX.to_be_bytes());
+    let crc = crc32c::crc32c(&stretched[21..]);
+    stretched[17..21].copy_from_slice(&crc.to_be_bytes());
+    let (code, _) = produce_result(
+        client
+            .call(
+                ApiKey::Produce,
+                9,
+                produce("t", 0, Bytes::from(stretched), 1),
+            )
+            .await,
+    );
+    assert_eq!(code, ResponseError::InvalidRecord.code());
+    let (_, values) = fetched_values(&client.call(ApiKey::Fetch, 12, fetch("t", 0, 0, 0)).await);
+    assert_eq!(values, vec![(0, "kept".to_string())]);
+}
+
+#[tokio::test]
+async fn hostile_frames_close_only_their_own_connection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path(), &[("socket.request.max.bytes", "1048576")]).await;
+    let mut good = Client::connect(broker.addr).await;
+    good.call(ApiKey::CreateTopics, 7, create_topics("t", 1, &[]))
+        .await;
+    good.call(
+        ApiKey::Produce,
+        9,
+        produce("t", 0, batch(&["safe"]).as_bytes().clone(), 1),
+    )
+    .await;
+    let hostile: Vec<Vec<u8>> = vec![
+        // A size prefix over socket.request.max.bytes.
+        (2_000_000i32).to_be_bytes().to_vec(),
+        // A negative size.
+        (-5i32).to_be_bytes().to_vec(),
+        // Unknown API key 999.
+        framed(&raw_header(999, 0)),
+        // Produce v99: unsupported.
+        framed(&raw_header(0, 99)),
+        // Metadata v0 claiming 54 million topics in five bytes (an allocation bomb).
+        framed(
+            &[
+                raw_header(3, 0),
+                0x033c0c00i32.to_be_bytes().to_vec(),
+                vec![0],
+            ]
+            .concat(),
+        ),
+        // Random bytes under a plausible size.
+        framed(
+            &(0..64u32)
+                .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+                .collect::<Vec<u8>>(),
+        ),
+        // Random bytes.
+        (0..64u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect(),
+        // A header shorter than its fixed part.
+        [&3i32.to_be_bytes()[..], &[0, 18, 0]].concat(),
+    ];
+    for bytes in hostile {
+        let mut stream = TcpStream::connect(broker.addr).await.expect("connect");
+        stream.write_all(&bytes).await.expect("write");
+        let mut buf = [0u8; 64];
+        let closed = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut buf))
+            .await
+            .expect("the broker reacts within 20 s");
+        assert!(
+            matches!(closed, Ok(0) | Err(_)),
+            "connection closed for {bytes:?}"
+        );
+    }
+    // A truncated frame then a close.
+    let mut stream = TcpStream::connect(broker.addr).await.expect("connect");
+    stream
+        .write_all(&100i32.to_be_bytes())
+        .await
+        .expect("write");
+    stream.write_all(&[0, 3, 0, 1]).await.expect("write");
+    drop(stream);
+    // ApiVersions from the future gets the KIP-511 answer, not a close.
+    let mut future = Client::connect(broker.addr).await;
+    let id = future
+        .send(ApiKey::ApiVersions, 3, &sample(ApiKey::ApiVersions))
+        .await;
+    let mut raw = future.stream;
+    let mut frame = [
+        &0i32.to_be_bytes()[..],
+        &18i16.to_be_bytes(),
+        &99i16.to_be_bytes(),
+        &(id + 1).to_be_bytes(),
+        &[0, 0],
+    ]
+    .concat();
+    let size = (frame.len() - 4) as i32;
+    frame[..4].copy_from_slice(&size.to_be_bytes());
+    raw.write_all(&frame).await.expect("write");
+    let mut client = Client {
+        stream: raw,
+        next_id: id + 2,
+    };
+    let (_, first) = client
+        .receive(ApiKey::ApiVersions, 3)
+        .await
+        .expect("v3 answer");
+    let ResponseKind::ApiVersions(first) = first else {
+        panic!()
+    };
+    assert_eq!(first.error_code, 0);
+    let (got, fallback) = client
+        .receive(ApiKey::ApiVersions, 0)
+        .await
+        .expect("v0 answer");
+    assert_eq!(got, id + 1);
+    let ResponseKind::ApiVersions(fallback) = fallback else {
+        panic!()
+    };
+    assert_eq!(
+        fallback.error_code,
+        ResponseError::UnsupportedVersion.code()
+    );
+    assert_eq!(fallback.api_keys[0].api_key, ApiKey::ApiVersions as i16);
+    // The well-behaved client is still served and the data is unchanged.
+    let (code, values) = fetched_values(&good.call(ApiKey::Fetch, 12, fetch("t", 0, 0, 0)).await);
+    assert_eq!((code, values), (0, vec![(0, "safe".to_string())]));
+}
+
+#[tokio::test]
+async fn idempotent_retries_are_deduplicated_even_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = batch(&["once"]);
+    {
+        let broker = start(dir.path(), &[]).await;
+        let mut client = Client::connect(broker.addr).await;
+        client
+            .call(ApiKey::CreateTopics, 7, create_topics("t", 1, &[]))
+            .await;
+        let ResponseKind::InitProducerId(init) = client
+            .call(ApiKey::InitProducerId, 4, sample(ApiKey::InitProducerId))
+            .await
+        else {
+            panic!()
+        };
+        let pid = init.producer_id.0;
+        let first = produce_result(
+            client
+                .call(
+                    ApiKey::Produce,
+                    9,
+                    produce("t", 0, idempotent(&b, pid, 0, 0), -1),
+                )
+                .await,
+        );
+        let retry = produce_result(
+            client
+                .call(
+                    ApiKey::Produce,
+                    9,
+                    produce("t", 0, idempotent(&b, pid, 0, 0), -1),
+                )
+                .await,
+        );
+        assert_eq!(first, (0, 0));
+        assert_eq!(retry, (0, 0), "a retried batch gets its original offset");
+        let gap = produce_result(
+            client
+                .call(
+                    ApiKey::Produce,
+                    9,
+                    produce("t", 0, idempotent(&b, pid, 0, 5), -1),
+                )
+                .await,
+        );
+        assert_eq!(gap.0, ResponseError::OutOfOrderSequenceNumber.code());
+        broker.broker.flush_all().await.expect("flush");
+        std::fs::write(dir.path().join("pid"), pid.to_string()).expect("write pid");
+    }
+    let pid: i64 = std::fs::read_to_string(dir.path().join("pid"))
+        .expect("pid")
+        .parse()
+        .expect("number");
+    let broker = start(dir.path(), &[]).await;
+    let mut client = Client::connect(broker.addr).await;
+    let retry = produce_result(
+        client
+            .call(
+                ApiKey::Produce,
+                9,
+                produce("t", 0, idempotent(&b, pid, 0, 0), -1),
+            )
+            .await,
+    );
+    assert_eq!(retry, (0, 0), "producer state is rebuilt from the log");
+    let next = produce_result(
+        client
+            .call(
+                ApiKey::Produce,
+                9,
+                produce("t", 0, idempotent(&b, pid, 0, 1), -1),
+            )
+            .await,
+    );
+    assert_eq!(next, (0, 1));
+    let (_, values) = fetched_values(&client.call(ApiKey::Fetch, 12, fetch("t", 0, 0, 0)).await);
+    assert_eq!(values.len(), 2, "one copy of each batch: {values:?}");
+    // Producer ids handed out before the restart are never handed out again.
+    let ResponseKind::InitProducerId(init) = client
+        .call(ApiKey::InitProducerId, 4, sample(ApiKey::InitProducerId))
+        .await
+    else {
+        panic!()
+    };
+    assert!(init.producer_id.0 > pid);
+}
+
+#[tokio::test]
+async fn a_long_poll_returns_when_data_arrives() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path(), &[]).await;
+    let mut producer = Client::connect(broker.addr).await;
+    producer
+        .call(ApiKey::CreateTopics, 7, create_topics("t", 1, &[]))
+        .await;
+    let mut consumer = Client::connect(broker.addr).await;
+    let started = tokio::time::Instant::now();
+    let id = consumer
+        .send(ApiKey::Fetch, 12, &fetch("t", 0, 0, 30_000))
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    producer
+        .call(
+            ApiKey::Produce,
+            9,
+            produce("t", 0, batch(&["wake"]).as_bytes().clone(), 1),
+        )
+        .await;
+    let (got, response) = consumer.receive(ApiKey::Fetch, 12).await.expect("answer");
+    assert_eq!(got, id);
+    assert_eq!(fetched_values(&response).1, vec![(0, "wake".to_string())]);
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "returned on data, not at max_wait_ms"
+    );
+}
+
+#[tokio::test]
+async fn topics_and_configs_survive_a_restart_and_deleted_topics_stay_deleted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let broker = start(dir.path(), &[]).await;
+        let mut client = Client::connect(broker.addr).await;
+        client
+            .call(
+                ApiKey::CreateTopics,
+                7,
+                create_topics("keep", 3, &[("retention.ms", "12345")]),
+            )
+            .await;
+        client
+            .call(ApiKey::CreateTopics, 7, create_topics("gone", 1, &[]))
+            .await;
+        client
+            .call(
+                ApiKey::Produce,
+                9,
+                produce("keep", 2, batch(&["v"]).as_bytes().clone(), 1),
+            )
+            .await;
+        let ResponseKind::DeleteTopics(deleted) = client
+            .call(
+                ApiKey::DeleteTopics,
+                5,
+                RequestKind::DeleteTopics(
+                    DeleteTopicsRequest::default().with_topic_names(vec![topic_name("gone")]),
+                ),
+            )
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(deleted.responses[0].error_code, 0);
+        let ResponseKind::CreateTopics(again) = client
+            .call(ApiKey::CreateTopics, 7, create_topics("keep", 1, &[]))
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(
+            again.topics[0].error_code,
+            ResponseError::TopicAlreadyExists.code()
+        );
+        let ResponseKind::CreateTopics(bad) = client
+            .call(ApiKey::CreateTopics, 7, create_topics("bad name!", 1, &[]))
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(
+            bad.topics[0].error_code,
+            ResponseError::InvalidTopicException.code()
+        );
+        let ResponseKind::CreateTopics(bad) = client
+            .call(
+                ApiKey::CreateTopics,
+                7,
+                create_topics("x", 1, &[("segment.bytes", "ten")]),
+            )
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(
+            bad.topics[0].error_code,
+            ResponseError::InvalidConfig.code()
+        );
+        broker.broker.flush_all().await.expect("flush");
+    }
+    assert!(
+        !dir.path().join("gone-0").exists(),
+        "a deleted topic's files are removed"
+    );
+    let broker = start(dir.path(), &[]).await;
+    let image = broker.broker.image();
+    assert_eq!(image.topics.keys().collect::<Vec<_>>(), vec!["keep"]);
+    assert_eq!(image.topics["keep"].partitions, 3);
+    let config = broker.broker.topic_config(&image.topics["keep"]);
+    assert_eq!(config.get("retention.ms"), "12345");
+    let mut client = Client::connect(broker.addr).await;
+    let (_, values) = fetched_values(&client.call(ApiKey::Fetch, 12, fetch("keep", 2, 0, 0)).await);
+    assert_eq!(values, vec![(0, "v".to_string())]);
+}
+
+#[tokio::test]
+async fn a_directory_no_topic_owns_is_kept_until_a_topic_of_its_name_is_created() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    drop(start(dir.path(), &[]).await);
+    let stray = dir.path().join("ghost-0");
+    std::fs::create_dir_all(&stray).expect("mkdir");
+    std::fs::write(stray.join("00000000000000000000.log"), b"old bytes").expect("write");
+    let broker = start(dir.path(), &[]).await;
+    assert!(
+        stray.join("00000000000000000000.log").exists(),
+        "not deleted at start"
+    );
+    assert!(broker.broker.image().topics.is_empty());
+    let mut client = Client::connect(broker.addr).await;
+    client
+        .call(ApiKey::CreateTopics, 7, create_topics("ghost", 1, &[]))
+        .await;
+    let (code, values) = fetched_values(
+        &client
+            .call(ApiKey::Fetch, 12, fetch("ghost", 0, 0, 0))
+            .await,
+    );
+    assert_eq!((code, values.len()), (0, 0), "the new topic starts empty");
+}
+
+#[tokio::test]
+async fn log_append_time_topics_stamp_batches_and_list_offsets_finds_times() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path(), &[]).await;
+    let mut client = Client::connect(broker.addr).await;
+    client
+        .call(
+            ApiKey::CreateTopics,
+            7,
+            create_topics("lat", 1, &[("message.timestamp.type", "LogAppendTime")]),
+        )
+        .await;
+    let ResponseKind::Produce(r) = client
+        .call(
+            ApiKey::Produce,
+            9,
+            produce("lat", 0, batch(&["a", "b"]).as_bytes().clone(), 1),
+        )
+        .await
+    else {
+        panic!("not a produce response")
+    };
+    let append_time = r.responses[0].partition_responses[0].log_append_time_ms;
+    assert!(
+        append_time > 1_700_000_000_000,
+        "a broker timestamp, not -1: {append_time}"
+    );
+    let ResponseKind::Fetch(f) = client.call(ApiKey::Fetch, 12, fetch("lat", 0, 0, 0)).await else {
+        panic!("not a fetch response")
+    };
+    let records = f.responses[0].partitions[0]
+        .records
+        .clone()
+        .expect("records");
+    let stored = RecordBatch::parse_all(records).expect("the rewritten CRC is valid");
+    assert!(stored[0].is_log_append_time());
+    assert_eq!(stored[0].max_timestamp(), append_time);
+
+    // ListOffsets on a CreateTime topic: by timestamp (record level) and max timestamp.
+    client
+        .call(ApiKey::CreateTopics, 7, create_topics("ct", 1, &[]))
+        .await;
+    client
+        .call(
+            ApiKey::Produce,
+            9,
+            produce("ct", 0, batch(&["t0", "t1", "t2"]).as_bytes().clone(), 1),
+        )
+        .await;
+    let list = |timestamp: i64| {
+        RequestKind::ListOffsets(ListOffsetsRequest::default().with_topics(vec![
+            list_offsets_request::ListOffsetsTopic::default()
+                .with_name(topic_name("ct"))
+                .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default()
+                    .with_timestamp(timestamp)]),
+        ]))
+    };
+    let mut answers = Vec::new();
+    for timestamp in [1_700_000_000_001, -3, -1, -2, 1_800_000_000_000] {
+        let ResponseKind::ListOffsets(r) =
+            client.call(ApiKey::ListOffsets, 8, list(timestamp)).await
+        else {
+            panic!("not a list offsets response")
+        };
+        let p = &r.topics[0].partitions[0];
+        answers.push((p.error_code, p.offset, p.timestamp));
+    }
+    assert_eq!(
+        answers,
+        vec![
+            (0, 1, 1_700_000_000_001),
+            (0, 2, 1_700_000_000_002),
+            (0, 3, -1),
+            (0, 0, -1),
+            (0, -1, -1),
+        ]
+    );
+}
+
+fn session_fetch(session_id: i32, epoch: i32, partitions: &[(i32, i64)]) -> RequestKind {
+    let topics = if partitions.is_empty() {
+        Vec::new()
+    } else {
+        vec![fetch_request::FetchTopic::default()
+            .with_topic(topic_name("s"))
+            .with_partitions(
+                partitions
+                    .iter()
+                    .map(|&(p, offset)| {
+                        fetch_request::FetchPartition::default()
+                            .with_partition(p)
+                            .with_fetch_offset(offset)
+                            .with_partition_max_bytes(1 << 20)
+                    })
+                    .collect(),
+            )]
+    };
+    RequestKind::Fetch(
+        FetchRequest::default()
+            .with_max_wait_ms(10)
+            .with_min_bytes(0)
+            .with_max_bytes(1 << 20)
+            .with_session_id(session_id)
+            .with_session_epoch(epoch)
+            .with_topics(topics),
+    )
+}
+
+/// (top-level error, session id, partitions in the response with their record bytes).
+fn session_answer(response: ResponseKind) -> (i16, i32, Vec<(i32, usize)>) {
+    let ResponseKind::Fetch(r) = response else {
+        panic!("not a fetch response")
+    };
+    let partitions = r
+        .responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| (p.partition_index, p.records.as_ref().map_or(0, |b| b.len())))
+        .collect();
+    (r.error_code, r.session_id, partitions)
+}
+
+#[tokio::test]
+async fn incremental_fetch_sessions_send_only_what_changed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path(), &[]).await;
+    let mut client = Client::connect(broker.addr).await;
+    client
+        .call(ApiKey::CreateTopics, 7, create_topics("s", 2, &[]))
+        .await;
+    client
+        .call(
+            ApiKey::Produce,
+            9,
+            produce("s", 0, batch(&["x"]).as_bytes().clone(), 1),
+        )
+        .await;
+
+    // A full fetch opens the session and answers every partition.
+    let (error, session, parts) = session_answer(
+        client
+            .call(ApiKey::Fetch, 12, session_fetch(0, 0, &[(0, 0), (1, 0)]))
+            .await,
+    );
+    assert_eq!(error, 0);
+    assert!(session > 0, "a session was opened");
+    assert_eq!(parts.iter().map(|p| p.0).collect::<Vec<_>>(), vec![0, 1]);
+    assert!(parts[0].1 > 0 && parts[1].1 == 0);
+
+    // The client moved past the record on partition 0; nothing else changed.
+    let (error, same, parts) = session_answer(
+        client
+            .call(ApiKey::Fetch, 12, session_fetch(session, 1, &[(0, 1)]))
+            .await,
+    );
+    assert_eq!((error, same), (0, session));
+    assert!(parts.is_empty(), "nothing new: {parts:?}");
+
+    // New data on partition 1 only: the request names no partition, the answer names 1.
+    client
+        .call(
+            ApiKey::Produce,
+            9,
+            produce("s", 1, batch(&["y"]).as_bytes().clone(), 1),
+        )
+        .await;
+    let (_, _, parts) = session_answer(
+        client
+            .call(ApiKey::Fetch, 12, session_fetch(session, 2, &[]))
+            .await,
+    );
+    assert_eq!(parts.len(), 1);
+    assert_eq!(parts[0].0, 1);
+    assert!(parts[0].1 > 0);
+
+    // A stale epoch and an unknown session are refused at the top level.
+    let (error, ..) = session_answer(
+        client
+            .call(ApiKey::Fetch, 12, session_fetch(session, 2, &[]))
+            .await,
+    );
+    assert_eq!(error, ResponseError::InvalidFetchSessionEpoch.code());
+    let (error, ..) = session_answer(
+        client
+            .call(ApiKey::Fetch, 12, session_fetch(session + 1000, 1, &[]))
+            .await,
+    );
+    assert_eq!(error, ResponseError::FetchSessionIdNotFound.code());
+    // Epoch -1 closes the session and fetches without one.
+    let (error, closed, parts) = session_answer(
+        client
+            .call(ApiKey::Fetch, 12, session_fetch(session, -1, &[(0, 0)]))
+            .await,
+    );
+    assert_eq!((error, closed, parts.len()), (0, 0, 1));
+    let (error, ..) = session_answer(
+        client
+            .call(ApiKey::Fetch, 12, session_fetch(session, 3, &[]))
+            .await,
+    );
+    assert_eq!(error, ResponseError::FetchSessionIdNotFound.code());
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_after_connections_max_idle_ms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path(), &[("connections.max.idle.ms", "300")]).await;
+    let mut client = Client::connect(broker.addr).await;
+    client
+        .call(ApiKey::ApiVersions, 3, sample(ApiKey::ApiVersions))
+        .await;
+    let mut buf = [0u8; 8];
+    let closed = tokio::time::timeout(Duration::from_secs(20), client.stream.read(&mut buf))
+        .await
+        .expect("closed well before 20 s");
+    assert!(
+        matches!(closed, Ok(0) | Err(_)),
+        "the broker closed the idle connection"
+    );
+}
+
+fn join(member_id: &str) -> RequestKind {
+    RequestKind::JoinGroup(
+        JoinGroupRequest::default()
+            .with_group_id(group_id("g"))
+            .with_member_id(StrBytes::from_string(member_id.to_string()))
+            .with_session_timeout_ms(30_000)
+            .with_rebalance_timeout_ms(30_000)
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+            )
+            .with_name(StrBytes::from_static_str("range"))
+            .with_metadata(Bytes::from_static(b"subscription"))]),
+    )
+}
+
+fn commit(member_id: &str, generation: i32, offsets: &[(i32, i64, &str)]) -> RequestKind {
+    commit_to("g", member_id, generation, offsets)
+}
+
+fn commit_to(
+    group: &'static str,
+    member_id: &str,
+    generation: i32,
+    offsets: &[(i32, i64, &str)],
+) -> RequestKind {
+    RequestKind::OffsetCommit(
+        OffsetCommitRequest::default()
+            .with_group_id(group_id(group))
+            .with_member_id(StrBytes::from_string(member_id.to_string()))
+            .with_generation_id_or_member_epoch(generation)
+            .with_topics(vec![
+                offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(topic_name("t"))
+                    .with_partitions(
+                        offsets
+                            .iter()
+                            .map(|(p, o, m)| {
+                                offset_commit_request::OffsetCommitRequestPartition::default()
+                                    .with_partition_index(*p)
+                                    .with_committed_offset(*o)
+                                    .with_committed_metadata(Some(StrBytes::from_string(
+                                        m.to_string(),
+                                    )))
+                            })
+                            .collect(),
+                    ),
+            ]),
+    )
+}
+
+fn commit_errors(response: ResponseKind) -> Vec<i16> {
+    let ResponseKind::OffsetCommit(r) = response else {
+        panic!("not an OffsetCommit response")
+    };
+    r.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.error_code)
+        .collect()
+}
+
+#[tokio::test]
+async fn groups_and_committed_offsets_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = [("group.initial.rebalance.delay.ms", "0")];
+    let member_id;
+    {
+        let mut broker = start(dir.path(), &config).await;
+        broker
+            .tasks
+            .push(tokio::spawn(broker.broker.clone().housekeeping()));
+        let mut client = Client::connect(broker.addr).await;
+        client
+            .call(ApiKey::CreateTopics, 7, create_topics("t", 2, &[]))
+            .await;
+        let ResponseKind::JoinGroup(first) = client.call(ApiKey::JoinGroup, 9, join("")).await
+        else {
+            panic!()
+        };
+        assert_eq!(first.error_code, ResponseError::MemberIdRequired.code());
+        member_id = first.member_id.to_string();
+        assert!(member_id.starts_with("runnel-test-"), "{member_id}");
+        let ResponseKind::JoinGroup(joined) =
+            client.call(ApiKey::JoinGroup, 9, join(&member_id)).await
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                joined.error_code,
+                joined.generation_id,
+                joined.leader.as_str()
+            ),
+            (0, 1, member_id.as_str())
+        );
+        assert_eq!(joined.members.len(), 1);
+        let sync = SyncGroupRequest::default()
+            .with_group_id(group_id("g"))
+            .with_member_id(StrBytes::from_string(member_id.clone()))
+            .with_generation_id(1)
+            .with_assignments(vec![
+                sync_group_request::SyncGroupRequestAssignment::default()
+                    .with_member_id(StrBytes::from_string(member_id.clone()))
+                    .with_assignment(Bytes::from_static(b"both partitions")),
+            ]);
+        let ResponseKind::SyncGroup(synced) = client
+            .call(ApiKey::SyncGroup, 5, RequestKind::SyncGroup(sync))
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(synced.error_code, 0);
+        assert_eq!(&synced.assignment[..], b"both partitions");
+
+        let ok = commit_errors(
+            client
+                .call(
+                    ApiKey::OffsetCommit,
+                    9,
+                    commit(&member_id, 1, &[(0, 5, "five"), (1, 9, "")]),
+                )
+                .await,
+        );
+        assert_eq!(ok, vec![0, 0]);
+        let stale = commit_errors(
+            client
+                .call(
+                    ApiKey::OffsetCommit,
+                    9,
+                    commit(&member_id, 0, &[(0, 100, "")]),
+                )
+                .await,
+        );
+        assert_eq!(stale, vec![ResponseError::IllegalGeneration.code()]);
+        let bad = commit_errors(
+            client
+                .call(
+                    ApiKey::OffsetCommit,
+                    9,
+                    commit(&member_id, 1, &[(7, 1, ""), (0, 6, &"x".repeat(5000))]),
+                )
+                .await,
+        );
+        assert_eq!(
+            bad,
+            vec![
+                ResponseError::UnknownTopicOrPartition.code(),
+                ResponseError::OffsetMetadataTooLarge.code()
+            ]
+        );
+
+        // The coordinator's topic is its own.
+        let ResponseKind::CreateTopics(created) = client
+            .call(
+                ApiKey::CreateTopics,
+                7,
+                create_topics("__consumer_offsets", 3, &[]),
+            )
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(
+            created.topics[0].error_code,
+            ResponseError::InvalidRequest.code()
+        );
+        let ResponseKind::DeleteTopics(deleted) = client
+            .call(
+                ApiKey::DeleteTopics,
+                5,
+                RequestKind::DeleteTopics(
+                    DeleteTopicsRequest::default()
+                        .with_topic_names(vec![topic_name("__consumer_offsets")]),
+                ),
+            )
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(
+            deleted.responses[0].error_code,
+            ResponseError::InvalidRequest.code()
+        );
+        assert_eq!(
+            broker.broker.image().topics["__consumer_offsets"].partitions,
+            50
+        );
+        broker.broker.flush_all().await.expect("flush");
+    }
+
+    let mut broker = start(dir.path(), &config).await;
+    broker
+        .tasks
+        .push(tokio::spawn(broker.broker.clone().housekeeping()));
+    let mut client = Client::connect(broker.addr).await;
+    let fetch = OffsetFetchRequest::default()
+        .with_group_id(group_id("g"))
+        .with_topics(None);
+    let ResponseKind::OffsetFetch(fetched) = client
+        .call(ApiKey::OffsetFetch, 7, RequestKind::OffsetFetch(fetch))
+        .await
+    else {
+        panic!()
+    };
+    let offsets: Vec<(i32, i64, String)> = fetched.topics[0]
+        .partitions
+        .iter()
+        .map(|p| {
+            let metadata = p.metadata.as_deref().unwrap_or_default().to_string();
+            (p.partition_index, p.committed_offset, metadata)
+        })
+        .collect();
+    assert_eq!(
+        offsets,
+        vec![(0, 5, "five".to_string()), (1, 9, String::new())]
+    );
+
+    let describe = DescribeGroupsRequest::default().with_groups(vec![group_id("g")]);
+    let ResponseKind::DescribeGroups(described) = client
+        .call(
+            ApiKey::DescribeGroups,
+            5,
+            RequestKind::DescribeGroups(describe),
+        )
+        .await
+    else {
+        panic!()
+    };
+    let group = &described.groups[0];
+    assert_eq!(
+        (group.group_state.as_str(), group.protocol_data.as_str()),
+        ("Stable", "range")
+    );
+    assert_eq!(group.members[0].member_id.as_str(), member_id);
+    assert_eq!(&group.members[0].member_assignment[..], b"both partitions");
+    assert_eq!(&group.members[0].member_metadata[..], b"subscription");
+    let heartbeat = HeartbeatRequest::default()
+        .with_group_id(group_id("g"))
+        .with_member_id(StrBytes::from_string(member_id.clone()))
+        .with_generation_id(1);
+    let ResponseKind::Heartbeat(beat) = client
+        .call(ApiKey::Heartbeat, 4, RequestKind::Heartbeat(heartbeat))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(beat.error_code, 0, "the member is still in its generation");
+
+    // An empty group cannot be deleted while its member is in; after it leaves, it can,
+    // and its offsets go with it.
+    let leave = LeaveGroupRequest::default()
+        .with_group_id(group_id("g"))
+        .with_members(vec![leave_group_request::MemberIdentity::default()
+            .with_member_id(StrBytes::from_string(member_id.clone()))]);
+    let ResponseKind::LeaveGroup(left) = client
+        .call(ApiKey::LeaveGroup, 5, RequestKind::LeaveGroup(leave))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!((left.error_code, left.members[0].error_code), (0, 0));
+    let delete = DeleteGroupsRequest::default().with_groups_names(vec![group_id("g")]);
+    let ResponseKind::DeleteGroups(deleted) = client
+        .call(ApiKey::DeleteGroups, 2, RequestKind::DeleteGroups(delete))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(deleted.results[0].error_code, 0);
+    broker.broker.flush_all().await.expect("flush");
+    drop(broker);
+    let broker = start(dir.path(), &config).await;
+    let mut client = Client::connect(broker.addr).await;
+    let fetch = OffsetFetchRequest::default()
+        .with_group_id(group_id("g"))
+        .with_topics(None);
+    let ResponseKind::OffsetFetch(fetched) = client
+        .call(ApiKey::OffsetFetch, 7, RequestKind::OffsetFetch(fetch))
+        .await
+    else {
+        panic!()
+    };
+    assert!(fetched.topics.is_empty(), "a deleted group stays deleted");
+    let ResponseKind::ListGroups(listed) = client
+        .call(
+            ApiKey::ListGroups,
+            5,
+            RequestKind::ListGroups(ListGroupsRequest::default()),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert!(listed.groups.is_empty());
+}
+
+fn fetch_committed(group: &'static str) -> RequestKind {
+    RequestKind::OffsetFetch(
+        OffsetFetchRequest::default()
+            .with_group_id(group_id(group))
+            .with_topics(None),
+    )
+}
+
+fn committed_offsets(response: ResponseKind) -> Vec<(i32, i64)> {
+    let ResponseKind::OffsetFetch(r) = response else {
+        panic!("not an OffsetFetch response")
+    };
+    r.topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| (p.partition_index, p.committed_offset))
+        .collect()
+}
+
+#[tokio::test]
+async fn offsets_expire_after_retention_and_unreadable_records_are_skipped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = [("offsets.retention.minutes", "60")];
+    {
+        let broker = start(dir.path(), &config).await;
+        let mut client = Client::connect(broker.addr).await;
+        client
+            .call(ApiKey::CreateTopics, 7, create_topics("t", 2, &[]))
+            .await;
+        // An admin-style commit (no member, no generation) makes an offsets-only group.
+        let ok = commit_errors(
+            client
+                .call(ApiKey::OffsetCommit, 9, commit("", -1, &[(0, 3, "")]))
+                .await,
+        );
+        assert_eq!(ok, vec![0]);
+        // Clients cannot write the coordinator's topic...
+        let partition = broker.broker.groups.partition_for("g");
+        let (code, _) = produce_result(
+            client
+                .call(
+                    ApiKey::Produce,
+                    9,
+                    produce(
+                        "__consumer_offsets",
+                        partition,
+                        batch(&["junk"]).as_bytes().clone(),
+                        1,
+                    ),
+                )
+                .await,
+        );
+        assert_eq!(code, ResponseError::InvalidTopicException.code());
+        // ...but a damaged record there (written behind the API) must not stop a start.
+        let offsets = broker
+            .broker
+            .partition("__consumer_offsets", partition)
+            .expect("created with the first commit");
+        let junk = build::batch(
+            0,
+            &[
+                build::Record {
+                    key: Some(b"\x00\x01garbage"),
+                    value: Some(b"x"),
+                    timestamp_delta: 0,
+                },
+                build::Record {
+                    key: None,
+                    value: Some(b"no key"),
+                    timestamp_delta: 0,
+                },
+            ],
+        );
+        offsets.append(&[junk], 0, 0).await.expect("append");
+        broker.broker.flush_all().await.expect("flush");
+    }
+    let broker = start(dir.path(), &config).await;
+    let mut client = Client::connect(broker.addr).await;
+    assert_eq!(
+        committed_offsets(
+            client
+                .call(ApiKey::OffsetFetch, 7, fetch_committed("g"))
+                .await
+        ),
+        vec![(0, 3)]
+    );
+    let now = runnel_broker::now_ms();
+    broker
+        .broker
+        .groups
+        .tick(&broker.broker, now + 59 * 60_000, true)
+        .await;
+    assert_eq!(
+        committed_offsets(
+            client
+                .call(ApiKey::OffsetFetch, 7, fetch_committed("g"))
+                .await
+        ),
+        vec![(0, 3)],
+        "not yet expired"
+    );
+    broker
+        .broker
+        .groups
+        .tick(&broker.broker, now + 61 * 60_000, true)
+        .await;
+    assert!(committed_offsets(
+        client
+            .call(ApiKey::OffsetFetch, 7, fetch_committed("g"))
+            .await
+    )
+    .is_empty());
+    broker.broker.flush_all().await.expect("flush");
+    drop(broker);
+    let broker = start(dir.path(), &config).await;
+    let mut client = Client::connect(broker.addr).await;
+    assert!(
+        committed_offsets(
+            client
+                .call(ApiKey::OffsetFetch, 7, fetch_committed("g"))
+                .await
+        )
+        .is_empty(),
+        "expired offsets stay expired after a restart"
+    );
+}
+
+fn consumer_heartbeat(member_id: &str, epoch: i32) -> RequestKind {
+    let mut request = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(group_id("g848"))
+        .with_member_id(StrBytes::from_string(member_id.to_string()))
+        .with_member_epoch(epoch)
+        .with_rebalance_timeout_ms(if epoch == 0 { 30_000 } else { -1 });
+    if epoch == 0 {
+        request = request
+            .with_subscribed_topic_names(Some(vec![topic_name("t")]))
+            .with_topic_partitions(Some(Vec::new()));
+    }
+    RequestKind::ConsumerGroupHeartbeat(request)
+}
+
+#[tokio::test]
+async fn consumer_protocol_groups_survive_a_restart_and_fence_stale_epochs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (member_id, epoch, topic_id);
+    {
+        let broker = start(dir.path(), &[]).await;
+        let mut client = Client::connect(broker.addr).await;
+        client
+            .call(ApiKey::CreateTopics, 7, create_topics("t", 3, &[]))
+            .await;
+        topic_id = broker.broker.image().topics["t"].id;
+        let ResponseKind::ConsumerGroupHeartbeat(joined) = client
+            .call(ApiKey::ConsumerGroupHeartbeat, 0, consumer_heartbeat("", 0))
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(joined.error_code, 0, "{:?}", joined.error_message);
+        member_id = joined.member_id.expect("an id for a v0 join").to_string();
+        epoch = joined.member_epoch;
+        let assignment = joined.assignment.expect("a join gets its assignment");
+        assert_eq!(assignment.topic_partitions[0].topic_id, topic_id);
+        assert_eq!(assignment.topic_partitions[0].partitions, vec![0, 1, 2]);
+        let ok = commit_errors(
+            client
+                .call(
+                    ApiKey::OffsetCommit,
+                    9,
+                    commit_to("g848", &member_id, epoch, &[(1, 4, "")]),
+                )
+                .await,
+        );
+        assert_eq!(ok, vec![0]);
+        let stale = commit_errors(
+            client
+                .call(
+                    ApiKey::OffsetCommit,
+                    9,
+                    commit_to("g848", &member_id, epoch - 1, &[(1, 9, "")]),
+                )
+                .await,
+        );
+        assert_eq!(stale, vec![ResponseError::StaleMemberEpoch.code()]);
+        broker.broker.flush_all().await.expect("flush");
+    }
+    let broker = start(dir.path(), &[]).await;
+    let mut client = Client::connect(broker.addr).await;
+    let owned = consumer_heartbeat(&member_id, epoch);
+    let RequestKind::ConsumerGroupHeartbeat(owned) = owned else {
+        unreachable!()
+    };
+    let owned = owned.with_topic_partitions(Some(vec![
+        consumer_group_heartbeat_request::TopicPartitions::default()
+            .with_topic_id(topic_id)
+            .with_partitions(vec![0, 1, 2]),
+    ]));
+    let ResponseKind::ConsumerGroupHeartbeat(beat) = client
+        .call(
+            ApiKey::ConsumerGroupHeartbeat,
+            0,
+            RequestKind::ConsumerGroupHeartbeat(owned),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (beat.error_code, beat.member_epoch),
+        (0, epoch),
+        "the member and its epoch came back: {:?}",
+        beat.error_message
+    );
+    let describe = ConsumerGroupDescribeRequest::default().with_group_ids(vec![group_id("g848")]);
+    let ResponseKind::ConsumerGroupDescribe(described) = client
+        .call(
+            ApiKey::ConsumerGroupDescribe,
+            1,
+            RequestKind::ConsumerGroupDescribe(describe),
+        )
+        .await
+    else {
+        panic!()
+    };
+    let group = &described.groups[0];
+    assert_eq!(
+        (group.error_code, group.group_state.as_str()),
+        (0, "Stable")
+    );
+    assert_eq!(group.members[0].member_id.as_str(), member_id);
+    let fetched = committed_offsets(
+        client
+            .call(ApiKey::OffsetFetch, 7, fetch_committed("g848"))
+            .await,
+    );
+    assert_eq!(fetched, vec![(1, 4)]);
+    // Classic members cannot join it.
+    let RequestKind::JoinGroup(classic) = join("") else {
+        unreachable!()
+    };
+    let ResponseKind::JoinGroup(refused) = client
+        .call(
+            ApiKey::JoinGroup,
+            9,
+            RequestKind::JoinGroup(classic.with_group_id(group_id("g848"))),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(
+        refused.error_code,
+        ResponseError::InconsistentGroupProtocol.code()
+    );
+}
