@@ -141,12 +141,52 @@ impl Node {
         let supervisor = Supervisor {
             name: name.clone(),
             node: self.clone(),
-            policy,
             factory,
-            failures: VecDeque::new(),
+            failures: Failures::new(policy),
         };
         self.track(tokio::spawn(supervisor.run(rx, weak)));
         Addr::new(tx, name)
+    }
+
+    /// Runs a long-lived task under supervision, as an actor without a mailbox (a listener's
+    /// accept loop): a panic restarts it from `factory` with the policy's backoff, failing
+    /// past the policy shuts the node down, and the node's shutdown drops it. A task that
+    /// returns is done and not restarted.
+    pub fn spawn_supervised<F, Fut>(
+        &self,
+        name: impl Into<String>,
+        policy: RestartPolicy,
+        mut factory: F,
+    ) where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let name: String = name.into();
+        let node = self.clone();
+        let mut shutdown = self.shutdown_signal();
+        self.track(tokio::spawn(async move {
+            let mut failures = Failures::new(policy);
+            loop {
+                let life = AssertUnwindSafe(factory()).catch_unwind();
+                let panic = tokio::select! {
+                    biased;
+                    _ = shutdown.wait_for(Option::is_some) => return,
+                    ended = life => match ended {
+                        Ok(()) => return,
+                        Err(panic) => panic_message(&*panic),
+                    },
+                };
+                match failures.record() {
+                    Err(count) => return give_up(&node, &name, count, panic),
+                    Ok(delay) => {
+                        let count = failures.times.len();
+                        if !backoff(&mut shutdown, &name, count, &panic, delay).await {
+                            return;
+                        }
+                    }
+                }
+            }
+        }));
     }
 
     /// Runs a background task that is dropped when the node shuts down.
@@ -239,10 +279,73 @@ enum Exit {
 struct Supervisor<F> {
     name: Arc<str>,
     node: Node,
-    policy: RestartPolicy,
     factory: F,
+    failures: Failures,
+}
+
+/// One supervisor's recent failures and what its policy says about the next one.
+struct Failures {
+    policy: RestartPolicy,
     /// When recent failures happened, oldest first; only those within the window count.
-    failures: VecDeque<Instant>,
+    times: VecDeque<Instant>,
+}
+
+impl Failures {
+    fn new(policy: RestartPolicy) -> Self {
+        Failures {
+            policy,
+            times: VecDeque::new(),
+        }
+    }
+
+    /// Counts a failure now: `Ok(backoff)` to restart after, or `Err(failures)` when the
+    /// policy's limit is passed and the node must shut down.
+    fn record(&mut self) -> Result<Duration, u32> {
+        let now = Instant::now();
+        while self
+            .times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.policy.window)
+        {
+            self.times.pop_front();
+        }
+        self.times.push_back(now);
+        let failures = self.times.len() as u32;
+        if failures > self.policy.max_restarts {
+            return Err(failures);
+        }
+        Ok(self
+            .policy
+            .initial_backoff
+            .saturating_mul(1 << (failures - 1).min(16))
+            .min(self.policy.max_backoff))
+    }
+}
+
+/// Says why the supervised `name` gave up and shuts the node down with that reason.
+fn give_up(node: &Node, name: &str, failures: u32, error: String) {
+    tracing::error!(actor = %name, failures, %error, "failed past its restart limit");
+    node.shutdown(ShutdownReason::ActorFailed {
+        actor: name.to_string(),
+        failures,
+        error,
+    });
+}
+
+/// Waits out a restart backoff; false if the node shut down meanwhile.
+async fn backoff(
+    shutdown: &mut watch::Receiver<Option<ShutdownReason>>,
+    name: &str,
+    failures: usize,
+    error: &str,
+    backoff: Duration,
+) -> bool {
+    tracing::warn!(actor = %name, failures, %error, backoff_ms = backoff.as_millis() as u64, "failed; restarting");
+    tokio::select! {
+        biased;
+        _ = shutdown.wait_for(Option::is_some) => false,
+        _ = tokio::time::sleep(backoff) => true,
+    }
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -274,35 +377,17 @@ impl<F> Supervisor<F> {
                 tracing::warn!(actor = %self.name, error = panic_message(&*panic), "stopped hook failed");
             }
             let Exit::Failed(error) = exit else { break };
-            let now = Instant::now();
-            while self
-                .failures
-                .front()
-                .is_some_and(|t| now.duration_since(*t) > self.policy.window)
-            {
-                self.failures.pop_front();
-            }
-            self.failures.push_back(now);
-            let failures = self.failures.len() as u32;
-            if failures > self.policy.max_restarts {
-                tracing::error!(actor = %self.name, failures, %error, "actor failed past its restart limit");
-                self.node.shutdown(ShutdownReason::ActorFailed {
-                    actor: self.name.to_string(),
-                    failures,
-                    error,
-                });
-                break;
-            }
-            let backoff = self
-                .policy
-                .initial_backoff
-                .saturating_mul(1 << (failures - 1).min(16))
-                .min(self.policy.max_backoff);
-            tracing::warn!(actor = %self.name, failures, %error, backoff_ms = backoff.as_millis() as u64, "actor failed; restarting");
-            tokio::select! {
-                biased;
-                _ = shutdown.wait_for(Option::is_some) => break,
-                _ = tokio::time::sleep(backoff) => {}
+            match self.failures.record() {
+                Err(failures) => {
+                    give_up(&self.node, &self.name, failures, error);
+                    break;
+                }
+                Ok(delay) => {
+                    let failures = self.failures.times.len();
+                    if !backoff(&mut shutdown, &self.name, failures, &error, delay).await {
+                        break;
+                    }
+                }
             }
         }
         // Refuse new messages; queued asks see their reply sender dropped.

@@ -13,14 +13,21 @@ use bytes::Bytes;
 use runnel_protocol::kafka::{self, ApiKey, RequestError, ResponseKind};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::{handlers, versions, Broker};
 
 /// Frames read ahead of the one being handled.
 pub const MAX_QUEUED_REQUESTS: usize = 16;
 
-pub async fn run(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
+/// Serves one client until it closes, errs, idles out, or `draining` turns true: then
+/// the request being handled is answered and the connection closes.
+pub async fn run(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut draining: watch::Receiver<bool>,
+) {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = tokio::io::split(stream);
     let (frames_tx, mut frames_rx) = mpsc::channel::<Bytes>(MAX_QUEUED_REQUESTS);
@@ -43,7 +50,15 @@ pub async fn run(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
     });
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
     loop {
-        let frame = match tokio::time::timeout(idle, frames_rx.recv()).await {
+        let next = tokio::select! {
+            biased;
+            _ = draining.wait_for(|d| *d) => {
+                tracing::debug!(%peer, "closing the connection: the broker is shutting down");
+                break;
+            }
+            next = tokio::time::timeout(idle, frames_rx.recv()) => next,
+        };
+        let frame = match next {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(_) => {

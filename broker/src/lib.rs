@@ -1,7 +1,7 @@
 //! Runnel's Kafka broker: a single node that is broker and controller at once, like
 //! Kafka's combined KRaft mode.
 //!
-//! Where a request goes: [`Broker::serve`] accepts a client; its connection task
+//! Where a request goes: [`BrokerServer`]'s listener accepts a client; its connection task
 //! ([`connection`]) reads frames, decodes them against [`versions`] (the one table of what
 //! is served) and hands each to [`handlers::handle`], which dispatches to one file per API,
 //! grouped by family (`handlers/data`, `admin`, `group`, `txn`). Handlers read the
@@ -10,30 +10,34 @@
 //! them. Consumer groups live in [`group`]: the coordinator's shards and the pure state
 //! machines of both group protocols.
 //!
-//! Start from [`Broker::open`], [`Broker::serve`] and [`handlers::handle`].
+//! Start from [`Broker::open`], [`BrokerServer`] (what runs on a node, and the ordered
+//! shutdown) and [`handlers::handle`].
 
 pub mod config;
 mod connection;
 pub mod fetch_session;
 pub mod group;
 pub mod handlers;
+pub mod housekeeping;
 pub mod metadata;
 pub mod partition;
 pub mod producer_state;
+pub mod server;
 pub mod versions;
+
+pub use server::BrokerServer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 use runnel_storage::disk::Disk;
 use runnel_storage::log::{delete_dir, LogError};
 use runnel_storage::manager::TopicPartition;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Mutex, Semaphore};
+use tokio::sync::{watch, Mutex};
 
 use config::{BrokerConfig, TopicConfig};
 use group::coordinator::{GroupCoordinator, OFFSETS_TOPIC};
@@ -45,10 +49,6 @@ use partition::Partition;
 
 /// Connections served at once; more wait in the listen backlog.
 pub const MAX_CONNECTIONS: usize = 4096;
-/// Log housekeeping (flush.ms checks) runs this often.
-const HOUSEKEEPING_INTERVAL_MS: u64 = 1000;
-/// Group timers (sessions, rebalance deadlines) are checked this often.
-const GROUP_TICK_INTERVAL_MS: u64 = 100;
 
 /// Milliseconds since the Unix epoch (simulated time under madsim).
 pub fn now_ms() -> i64 {
@@ -61,10 +61,11 @@ pub fn now_ms() -> i64 {
 pub enum BrokerError {
     #[error(transparent)]
     Log(#[from] LogError),
-    #[error("cannot listen on {addr}: {source}. Is another broker running there? Choose another address with --listen")]
+    // The OS error is in the sentence and not a `source`, so it is said once.
+    #[error("cannot listen on {addr}: {error}. Is another broker running there? Choose another address with --listen")]
     Listen {
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{dir} holds partition directories but no metadata log ({METADATA_LOG_DIR}); it is not a Runnel data directory, or its metadata was lost. Point log.dirs elsewhere")]
     NoMetadata { dir: PathBuf },
@@ -242,46 +243,19 @@ impl Broker {
         Ok(broker)
     }
 
-    /// Accepts clients until the listener fails; each runs as its own task.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
-        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        loop {
-            let permit = slots
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("the semaphore is never closed");
-            let (stream, peer) = match listener.accept().await {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let broker = self.clone();
-            tokio::spawn(async move {
-                connection::run(broker, stream, peer).await;
-                drop(permit);
-            });
-        }
-    }
-
     /// Binds `config.listen` and returns the listener and the address it got.
     pub async fn bind(config: &BrokerConfig) -> Result<(TcpListener, SocketAddr), BrokerError> {
         let listener =
             TcpListener::bind(config.listen)
                 .await
-                .map_err(|source| BrokerError::Listen {
+                .map_err(|error| BrokerError::Listen {
                     addr: config.listen,
-                    source,
+                    error,
                 })?;
-        let bound = listener
-            .local_addr()
-            .map_err(|source| BrokerError::Listen {
-                addr: config.listen,
-                source,
-            })?;
+        let bound = listener.local_addr().map_err(|error| BrokerError::Listen {
+            addr: config.listen,
+            error,
+        })?;
         Ok((listener, bound))
     }
 
@@ -306,7 +280,7 @@ impl Broker {
         self.partitions.read().expect("partitions lock").len()
     }
 
-    fn all_partitions(&self) -> Vec<Arc<Partition>> {
+    pub(crate) fn all_partitions(&self) -> Vec<Arc<Partition>> {
         self.partitions
             .read()
             .expect("partitions lock")
@@ -562,85 +536,17 @@ impl Broker {
         Ok(id)
     }
 
-    /// Group timers; flush by `flush.ms`, retention and compaction; offset expiry; forever.
-    pub async fn housekeeping(self: Arc<Self>) {
-        let mut since_retention_ms = 0;
-        let mut since_cleaning_ms = 0;
-        let mut since_logs_ms = 0;
-        let mut since_offsets_expiry_ms: i64 = 0;
-        loop {
-            tokio::time::sleep(Duration::from_millis(GROUP_TICK_INTERVAL_MS)).await;
-            since_offsets_expiry_ms += GROUP_TICK_INTERVAL_MS as i64;
-            let expire = since_offsets_expiry_ms >= self.config.offsets_retention_check_interval_ms;
-            if expire {
-                since_offsets_expiry_ms = 0;
-            }
-            self.groups.tick(&self, now_ms(), expire).await;
-            since_logs_ms += GROUP_TICK_INTERVAL_MS;
-            if since_logs_ms < HOUSEKEEPING_INTERVAL_MS {
-                continue;
-            }
-            since_logs_ms = 0;
-            since_retention_ms += HOUSEKEEPING_INTERVAL_MS;
-            since_cleaning_ms += HOUSEKEEPING_INTERVAL_MS;
-            let retention = since_retention_ms >= self.config.log_retention_check_interval_ms;
-            let cleaning = since_cleaning_ms >= self.config.log_cleaner_backoff_ms;
-            if retention {
-                since_retention_ms = 0;
-            }
-            if cleaning {
-                since_cleaning_ms = 0;
-            }
-            for partition in self.all_partitions() {
-                if partition.is_offline() {
-                    continue;
-                }
-                if let Err(e) = self.maintain(&partition, retention, cleaning).await {
-                    tracing::warn!(partition = %partition.tp, error = %e, "log housekeeping failed");
-                    partition.take_offline_on(&e);
-                }
-            }
-        }
-    }
-
-    async fn maintain(
-        &self,
-        partition: &Partition,
-        retention: bool,
-        cleaning: bool,
-    ) -> Result<(), LogError> {
-        let now = now_ms();
-        let input = {
-            let mut state = partition.state.write().await;
-            state.log.maybe_flush(now).await?;
-            if retention {
-                state.log.apply_retention(now).await?;
-                partition.publish(&state);
-            }
-            if cleaning && state.log.config().cleanup_policy.compact {
-                state.log.compaction_input()
-            } else {
-                None
-            }
-        };
-        // Cleaning reads closed segments without the lock, so appends and fetches go on.
-        if let Some(input) = input {
-            let plan = input.clean(now).await?;
-            let mut state = partition.state.write().await;
-            state.log.apply_compaction(plan, now).await?;
-            partition.publish(&state);
-        }
-        Ok(())
-    }
-
-    /// Makes everything appended durable (a clean shutdown).
-    pub async fn flush_all(&self) -> Result<(), LogError> {
+    /// Makes everything appended durable (a clean shutdown); returns how many partitions
+    /// were flushed.
+    pub async fn flush_all(&self) -> Result<usize, LogError> {
+        let mut flushed = 0;
         for partition in self.all_partitions() {
             // An offline partition's unflushed tail is exactly what must not be trusted.
             if !partition.is_offline() {
                 partition.state.write().await.log.flush().await?;
+                flushed += 1;
             }
         }
-        Ok(())
+        Ok(flushed)
     }
 }

@@ -9,26 +9,40 @@ use bytes::Bytes;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
+use runnel_actors::{Node, ShutdownReason};
 use runnel_broker::config::BrokerConfig;
 use runnel_broker::versions::supported_versions;
-use runnel_broker::Broker;
+use runnel_broker::{Broker, BrokerServer};
 use runnel_protocol::batch::{build, RecordBatch};
 use runnel_protocol::kafka::{self, topic_name, RequestKind, ResponseKind};
 use runnel_storage::disk::{Disk, RealDisk};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// A broker as `runnel server` runs it (listener, connections and housekeeping on a node).
 struct TestBroker {
     addr: std::net::SocketAddr,
     broker: Arc<Broker>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    node: Node,
+    server: Option<BrokerServer>,
+}
+
+impl TestBroker {
+    /// The ordered shutdown `runnel server` runs on Ctrl-C.
+    async fn stop(mut self) -> runnel_broker::server::Stopped {
+        let server = self.server.take().expect("running");
+        let stopped = server
+            .shutdown(Duration::from_secs(5))
+            .await
+            .expect("flushes");
+        self.node.stopped().await;
+        stopped
+    }
 }
 
 impl Drop for TestBroker {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
+        self.node.shutdown(ShutdownReason::Requested);
     }
 }
 
@@ -49,11 +63,13 @@ async fn start(dir: &std::path::Path, extra: &[(&str, &str)]) -> TestBroker {
     let broker = Broker::open(config.clone(), disk, config.advertised_host_port(addr))
         .await
         .expect("broker opens");
-    let tasks = vec![tokio::spawn(broker.clone().serve(listener))];
+    let node = Node::new("test-broker");
+    let server = BrokerServer::start(&node, broker.clone(), listener);
     TestBroker {
         addr,
         broker,
-        tasks,
+        node,
+        server: Some(server),
     }
 }
 
@@ -1377,10 +1393,7 @@ async fn groups_and_committed_offsets_survive_a_restart() {
     let config = [("group.initial.rebalance.delay.ms", "0")];
     let member_id;
     {
-        let mut broker = start(dir.path(), &config).await;
-        broker
-            .tasks
-            .push(tokio::spawn(broker.broker.clone().housekeeping()));
+        let broker = start(dir.path(), &config).await;
         let mut client = Client::connect(broker.addr).await;
         client
             .call(ApiKey::CreateTopics, 7, create_topics("t", 2, &[]))
@@ -1500,10 +1513,7 @@ async fn groups_and_committed_offsets_survive_a_restart() {
         broker.broker.flush_all().await.expect("flush");
     }
 
-    let mut broker = start(dir.path(), &config).await;
-    broker
-        .tasks
-        .push(tokio::spawn(broker.broker.clone().housekeeping()));
+    let broker = start(dir.path(), &config).await;
     let mut client = Client::connect(broker.addr).await;
     let fetch = OffsetFetchRequest::default()
         .with_group_id(group_id("g"))
@@ -1860,4 +1870,56 @@ async fn consumer_protocol_groups_survive_a_restart_and_fence_stale_epochs() {
         refused.error_code,
         ResponseError::InconsistentGroupProtocol.code()
     );
+}
+
+#[tokio::test]
+async fn the_ordered_shutdown_answers_what_it_handles_closes_connections_and_flushes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path(), &[]).await;
+    let mut client = Client::connect(broker.addr).await;
+    client
+        .call(ApiKey::CreateTopics, 7, create_topics("t", 1, &[]))
+        .await;
+    let produced = client
+        .call(
+            ApiKey::Produce,
+            9,
+            produce("t", 0, batch(&["a", "b"]).as_bytes().clone(), 1),
+        )
+        .await;
+    let ResponseKind::Produce(produced) = produced else {
+        panic!("{produced:?}")
+    };
+    assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+    // A long poll is in flight when the shutdown starts: it is answered, then closed.
+    let parked = client
+        .send(ApiKey::Fetch, 12, &fetch("t", 0, 2, 1_000))
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let addr = broker.addr;
+    let stopped = broker.stop().await;
+    assert_eq!(stopped.connections_cut, 0, "{stopped:?}");
+    assert_eq!(stopped.partitions_flushed, 1, "t-0: {stopped:?}");
+    let (got, answer) = client
+        .receive(ApiKey::Fetch, 12)
+        .await
+        .expect("the parked fetch is answered");
+    assert_eq!(got, parked);
+    assert!(matches!(answer, ResponseKind::Fetch(_)));
+    assert!(
+        client.receive(ApiKey::Fetch, 12).await.is_none(),
+        "then the connection closes"
+    );
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "the listener is closed"
+    );
+
+    let broker = start(dir.path(), &[]).await;
+    let mut client = Client::connect(broker.addr).await;
+    let fetched = client.call(ApiKey::Fetch, 12, fetch("t", 0, 0, 0)).await;
+    let ResponseKind::Fetch(fetched) = fetched else {
+        panic!("{fetched:?}")
+    };
+    assert_eq!(fetched.responses[0].partitions[0].high_watermark, 2);
 }

@@ -4,11 +4,13 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use runnel_actors::{Node, ShutdownReason};
 use runnel_broker::config::{parse_properties, BrokerConfig};
-use runnel_broker::Broker;
+use runnel_broker::server::DEFAULT_SHUTDOWN_GRACE_MS;
+use runnel_broker::{Broker, BrokerServer};
 use runnel_storage::disk::RealDisk;
 
 /// Start a Runnel broker and run it until Ctrl-C.
@@ -56,31 +58,73 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .join(",");
     let node_id = config.node_id;
     let broker = Broker::open(config, Arc::new(RealDisk::new()), advertised).await?;
-    tokio::spawn(broker.clone().serve(listener));
-    tokio::spawn(broker.clone().housekeeping());
-
     let node = Node::new("runnel");
+    let server = BrokerServer::start(&node, broker.clone(), listener);
+    let mut stop = StopSignals::register()?;
     eprintln!(
         "runnel: broker {node_id} listening on {bound} (cluster {}), data in {data}; Ctrl-C stops it",
         broker.image().cluster_id
     );
 
-    let stopper = node.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            stopper.shutdown(ShutdownReason::Requested);
+    let mut node_down = node.shutdown_signal();
+    let failed = tokio::select! {
+        biased;
+        signal = stop.next() => {
+            eprintln!("runnel: {signal}: stopping (no new connections; requests in flight finish, then the logs are flushed)");
+            None
         }
-    });
+        reason = node_down.wait_for(Option::is_some) => reason.ok().and_then(|r| r.clone()),
+    };
+    let grace = Duration::from_millis(DEFAULT_SHUTDOWN_GRACE_MS);
+    let stopped = server.shutdown(grace).await;
     let reason = node.stopped().await;
-    broker
-        .flush_all()
-        .await
-        .context("could not flush the logs on the way out")?;
-    match reason {
+    let stopped = stopped.context(
+        "could not flush the logs on the way out; recovery at the next start checks them",
+    )?;
+    match failed.unwrap_or(reason) {
         ShutdownReason::Requested => {
-            eprintln!("runnel: stopped cleanly");
+            let cut = match stopped.connections_cut {
+                0 => String::new(),
+                n => format!(", {n} busy connections cut after {} ms", grace.as_millis()),
+            };
+            eprintln!(
+                "runnel: stopped cleanly in {} ms ({} partitions flushed{cut})",
+                stopped.elapsed_ms, stopped.partitions_flushed
+            );
             Ok(())
         }
-        reason => bail!("stopped: {reason}"),
+        reason => bail!("stopped: {reason}; the logs were flushed, so restarting is safe"),
+    }
+}
+
+/// Ctrl-C and SIGTERM, the two ways people and service managers ask a server to stop.
+struct StopSignals {
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn register() -> anyhow::Result<Self> {
+        Ok(StopSignals {
+            #[cfg(unix)]
+            terminate: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .context("cannot listen for SIGTERM")?,
+        })
+    }
+
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                biased;
+                _ = tokio::signal::ctrl_c() => "Ctrl-C",
+                _ = self.terminate.recv() => "SIGTERM",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
     }
 }

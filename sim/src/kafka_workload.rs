@@ -16,8 +16,9 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::{Handle, NodeHandle};
+use runnel_actors::Node;
 use runnel_broker::config::BrokerConfig;
-use runnel_broker::Broker;
+use runnel_broker::{Broker, BrokerServer};
 use runnel_protocol::batch::{build, RecordBatch};
 use runnel_protocol::kafka::{self, topic_name, RequestKind, ResponseKind};
 use runnel_storage::disk::{Disk, SimDisks};
@@ -151,8 +152,9 @@ async fn run_broker(properties: BTreeMap<String, String>) {
     let advertised = config.advertised_host_port(bound);
     match Broker::open(config, disk, advertised).await {
         Ok(broker) => {
-            tokio::spawn(broker.clone().housekeeping());
-            broker.serve(listener).await;
+            // Kept to the end: it holds the housekeeping actors' addresses.
+            let _server = BrokerServer::start(&Node::new("broker"), broker, listener);
+            std::future::pending::<()>().await;
         }
         Err(e) => tracing::warn!(error = %e, "the broker cannot start"),
     }
