@@ -356,3 +356,63 @@ async fn an_actor_stops_when_its_last_address_is_dropped() {
     .await;
     assert_eq!(probes.starts.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn a_supervised_task_restarts_after_a_panic_and_gives_up_past_its_policy() {
+    let node = Node::new("test");
+    let lives = Arc::new(AtomicU32::new(0));
+    let counted = lives.clone();
+    let policy = RestartPolicy {
+        max_restarts: 3,
+        window: Duration::from_secs(60),
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(4),
+    };
+    // Every life panics: three restarts, then the fourth failure shuts the node down.
+    node.spawn_supervised("listener", policy, move || {
+        let counted = counted.clone();
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            panic!("accept loop told to panic");
+        }
+    });
+    let reason = tokio::time::timeout(PATIENCE, node.stopped())
+        .await
+        .expect("node stops");
+    match reason {
+        ShutdownReason::ActorFailed {
+            actor,
+            failures,
+            error,
+        } => {
+            assert_eq!((actor.as_str(), failures), ("listener", 4));
+            assert!(error.contains("accept loop told to panic"), "{error}");
+        }
+        other => panic!("unexpected reason {other:?}"),
+    }
+    assert_eq!(lives.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn a_supervised_task_lives_on_after_one_panic_and_ends_with_the_node() {
+    let node = Node::new("test");
+    let lives = Arc::new(AtomicU32::new(0));
+    let counted = lives.clone();
+    node.spawn_supervised("listener", RestartPolicy::default(), move || {
+        let life = counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if life == 0 {
+                panic!("first life panics");
+            }
+            std::future::pending::<()>().await;
+        }
+    });
+    eventually("the second life", || lives.load(Ordering::SeqCst) == 2).await;
+    assert!(!node.is_shutting_down());
+    node.shutdown(ShutdownReason::Requested);
+    let reason = tokio::time::timeout(PATIENCE, node.stopped())
+        .await
+        .expect("the pending task is dropped at shutdown");
+    assert_eq!(reason, ShutdownReason::Requested);
+    assert_eq!(lives.load(Ordering::SeqCst), 2);
+}

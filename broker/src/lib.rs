@@ -37,7 +37,7 @@ use runnel_storage::disk::Disk;
 use runnel_storage::log::{delete_dir, LogError};
 use runnel_storage::manager::TopicPartition;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Mutex};
+use tokio::sync::Mutex;
 
 use config::{BrokerConfig, TopicConfig};
 use group::coordinator::{GroupCoordinator, OFFSETS_TOPIC};
@@ -130,7 +130,6 @@ pub struct Broker {
     image: std::sync::RwLock<Arc<MetadataImage>>,
     controller: Mutex<Controller>,
     partitions: std::sync::RwLock<HashMap<TopicPartition, Arc<Partition>>>,
-    appended: watch::Sender<u64>,
     pub fetch_sessions: std::sync::Mutex<fetch_session::FetchSessionCache>,
     pub groups: GroupCoordinator,
 }
@@ -208,7 +207,6 @@ impl Broker {
             image: std::sync::RwLock::new(Arc::new(image.clone())),
             controller: Mutex::new(controller),
             partitions: std::sync::RwLock::new(HashMap::new()),
-            appended: watch::Sender::new(0),
             fetch_sessions: std::sync::Mutex::new(fetch_session::FetchSessionCache::default()),
         });
         for (tp, path) in found {
@@ -309,15 +307,6 @@ impl Broker {
                     .topic_config(&BTreeMap::new())
                     .expect("broker defaults were validated at start")
             })
-    }
-
-    /// Tells waiting fetches that data arrived.
-    pub fn notify_appended(&self) {
-        self.appended.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    pub fn subscribe_appends(&self) -> watch::Receiver<u64> {
-        self.appended.subscribe()
     }
 
     fn partition_dir(&self, tp: &TopicPartition) -> PathBuf {

@@ -2,9 +2,11 @@
 //! clients see.
 //!
 //! Appends take the write lock, so batches land in the order their requests were handled;
-//! fetches share the read lock. On a single node the high watermark is the log end offset.
+//! fetches share the read lock. On a single node the high watermark is the log end offset;
+//! its moves are published on a watch, so a parked fetch wakes only for the partitions it
+//! reads.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -12,7 +14,7 @@ use runnel_protocol::batch::RecordBatch;
 use runnel_storage::disk::Disk;
 use runnel_storage::log::{LogConfig, LogError, PartitionLog};
 use runnel_storage::manager::TopicPartition;
-use tokio::sync::RwLock;
+use tokio::sync::{watch, RwLock};
 
 use super::producer_state::{last_sequence, BatchMeta, ProducerStateTable, SequenceCheck};
 
@@ -29,8 +31,14 @@ pub struct Partition {
     pub tp: TopicPartition,
     pub state: RwLock<PartitionState>,
     high_watermark: AtomicI64,
+    /// The high watermark again, for whoever waits for it to move: long-poll fetches
+    /// parked on this partition (and acks=all, with replication).
+    high_watermark_moved: watch::Sender<i64>,
     log_start_offset: AtomicI64,
     offline: AtomicBool,
+    /// How often fetches have looked at this partition (a metric; the long-poll test
+    /// counts it to show that an append wakes only this partition's fetches).
+    fetch_polls: AtomicU64,
 }
 
 /// The result of appending one produce request's batches to a partition.
@@ -60,6 +68,8 @@ impl Partition {
         let partition = Partition {
             tp,
             high_watermark: AtomicI64::new(state.log.log_end_offset()),
+            high_watermark_moved: watch::Sender::new(state.log.log_end_offset()),
+            fetch_polls: AtomicU64::new(0),
             log_start_offset: AtomicI64::new(state.log.log_start_offset()),
             offline: AtomicBool::new(false),
             state: RwLock::new(state),
@@ -101,10 +111,29 @@ impl Partition {
 
     /// Publishes the log's offsets after a change; call with the write lock held.
     pub fn publish(&self, state: &PartitionState) {
+        let high_watermark = state.log.log_end_offset();
         self.log_start_offset
             .store(state.log.log_start_offset(), Ordering::Release);
-        self.high_watermark
-            .store(state.log.log_end_offset(), Ordering::Release);
+        self.high_watermark.store(high_watermark, Ordering::Release);
+        self.high_watermark_moved.send_if_modified(|published| {
+            let moved = *published != high_watermark;
+            *published = high_watermark;
+            moved
+        });
+    }
+
+    /// Sees every move of the high watermark after this call.
+    pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
+        self.high_watermark_moved.subscribe()
+    }
+
+    /// Counts one look by a fetch (see `fetch_polls`).
+    pub fn note_fetch_poll(&self) {
+        self.fetch_polls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn fetch_polls(&self) -> u64 {
+        self.fetch_polls.load(Ordering::Relaxed)
     }
 
     /// Checks idempotent sequences and appends validated batches of one produce request.

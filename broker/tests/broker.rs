@@ -1923,3 +1923,78 @@ async fn the_ordered_shutdown_answers_what_it_handles_closes_connections_and_flu
     };
     assert_eq!(fetched.responses[0].partitions[0].high_watermark, 2);
 }
+
+#[tokio::test]
+async fn an_append_wakes_only_the_fetches_parked_on_its_partition() {
+    const PARTITIONS: i32 = 1_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path(), &[]).await;
+    let mut admin = Client::connect(broker.addr).await;
+    admin
+        .call(
+            ApiKey::CreateTopics,
+            7,
+            create_topics("wide", PARTITIONS, &[]),
+        )
+        .await;
+    let mut parked = Vec::new();
+    for index in 0..PARTITIONS {
+        let mut client = Client::connect(broker.addr).await;
+        let id = client
+            .send(ApiKey::Fetch, 12, &fetch("wide", index, 0, 30_000))
+            .await;
+        parked.push((client, id));
+    }
+    let partitions: Vec<_> = (0..PARTITIONS)
+        .map(|i| broker.broker.partition("wide", i).expect("created"))
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while partitions.iter().any(|p| p.fetch_polls() == 0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "every fetch reads once"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before: Vec<u64> = partitions.iter().map(|p| p.fetch_polls()).collect();
+
+    let produced = admin
+        .call(
+            ApiKey::Produce,
+            9,
+            produce("wide", 7, batch(&["only here"]).as_bytes().clone(), 1),
+        )
+        .await;
+    let ResponseKind::Produce(produced) = produced else {
+        panic!("{produced:?}")
+    };
+    assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+    let (client, id) = &mut parked[7];
+    let (got, answer) = client
+        .receive(ApiKey::Fetch, 12)
+        .await
+        .expect("the fetch on partition 7 is answered");
+    assert_eq!(got, *id);
+    let ResponseKind::Fetch(answer) = answer else {
+        panic!("{answer:?}")
+    };
+    let records = answer.responses[0].partitions[0].records.clone();
+    assert!(
+        records.is_some_and(|r| !r.is_empty()),
+        "it carries the record"
+    );
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after: Vec<u64> = partitions.iter().map(|p| p.fetch_polls()).collect();
+    let woke: Vec<usize> = (0..before.len())
+        .filter(|&i| after[i] != before[i])
+        .collect();
+    assert!(
+        woke == [7],
+        "only partition 7's fetch should wake and read; {} did, from {:?}",
+        woke.len(),
+        &woke[..woke.len().min(10)]
+    );
+    assert_eq!(after[7], before[7] + 1);
+}

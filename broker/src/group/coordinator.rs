@@ -472,7 +472,6 @@ impl GroupCoordinator {
             AppendOutcome::Appended { .. } => {}
             other => unreachable!("a batch without a producer id is always appended: {other:?}"),
         }
-        broker.notify_appended();
         Ok(())
     }
 

@@ -14,6 +14,7 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
 use runnel_protocol::kafka::topic_name;
+use tokio::sync::watch;
 
 use crate::fetch_session::{SessionKey, SessionPartition, SessionRequest};
 use crate::{now_ms, ApiError, Broker};
@@ -136,9 +137,16 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
 
     let max_wait_ms = i64::from(request.max_wait_ms).clamp(0, MAX_WAIT_CAP_MS);
     let deadline_ms = now_ms() + max_wait_ms;
-    let mut appends = broker.subscribe_appends();
+    // Watches taken before the first read, so no append between read and wait is missed.
+    let mut watches: Vec<watch::Receiver<i64>> = wanted
+        .iter()
+        .filter_map(|w| broker.partition(&w.key.0, w.key.1))
+        .map(|p| p.watch_high_watermark())
+        .collect();
     let answers = loop {
-        appends.borrow_and_update();
+        for watch in &mut watches {
+            watch.borrow_and_update();
+        }
         let answers = read_all(broker, &wanted, request.max_bytes).await;
         let bytes: usize = answers.iter().map(|a| a.records.len()).sum();
         let errors = answers.iter().any(|a| a.error != 0);
@@ -146,9 +154,12 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
         if bytes >= request.min_bytes.max(0) as usize || errors || remaining_ms <= 0 {
             break answers;
         }
-        // Wake on any append; a spurious wake-up only costs one more read.
+        // Wake when a partition this fetch reads moves its high watermark.
         let wait = Duration::from_millis(remaining_ms as u64);
-        if tokio::time::timeout(wait, appends.changed()).await.is_err() {
+        if tokio::time::timeout(wait, any_moved(&mut watches))
+            .await
+            .is_err()
+        {
             break read_all(broker, &wanted, request.max_bytes).await;
         }
     };
@@ -233,6 +244,20 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
         .with_responses(responses)
 }
 
+/// Returns once one of `watches` sees a change; never, if none can (no partition, or
+/// all deleted), so the deadline ends the wait.
+async fn any_moved(watches: &mut [watch::Receiver<i64>]) {
+    if watches.is_empty() {
+        return std::future::pending().await;
+    }
+    let changes = watches.iter_mut().map(|w| Box::pin(w.changed()));
+    let (changed, _, _) = futures::future::select_all(changes).await;
+    if changed.is_err() {
+        // That partition was deleted; its answer changes, so read again.
+        tracing::debug!("a partition of a parked fetch went away");
+    }
+}
+
 fn session_partition(w: &Wanted) -> SessionPartition {
     SessionPartition {
         fetch_offset: w.fetch_offset,
@@ -290,6 +315,7 @@ async fn read_one(
             "epoch from the future",
         ));
     }
+    partition.note_fetch_poll();
     let high_watermark = partition.high_watermark();
     let log_start_offset = partition.log_start_offset();
     let mut answer = Answer {

@@ -35,7 +35,6 @@ pub async fn handle(
     } else {
         None
     };
-    let mut appended_any = false;
     let mut responses = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
@@ -47,13 +46,10 @@ pub async fn handle(
             };
             let response = PartitionProduceResponse::default().with_index(data.index);
             partitions.push(match result {
-                Ok(done) => {
-                    appended_any |= done.appended;
-                    response
-                        .with_base_offset(done.base_offset)
-                        .with_log_append_time_ms(done.log_append_time_ms)
-                        .with_log_start_offset(done.log_start_offset)
-                }
+                Ok(done) => response
+                    .with_base_offset(done.base_offset)
+                    .with_log_append_time_ms(done.log_append_time_ms)
+                    .with_log_start_offset(done.log_start_offset),
                 Err(error) => response
                     .with_error_code(error.code.code())
                     .with_base_offset(-1)
@@ -68,14 +64,10 @@ pub async fn handle(
                 .with_partition_responses(partitions),
         );
     }
-    if appended_any {
-        broker.notify_appended();
-    }
     (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
 }
 
 struct Appended {
-    appended: bool,
     base_offset: i64,
     log_append_time_ms: i64,
     log_start_offset: i64,
@@ -166,9 +158,10 @@ async fn append(
         -1
     };
     let outcome = partition.append(&batches, 0, now).await?;
-    let (appended, base_offset) = match outcome {
-        AppendOutcome::Appended { base_offset } => (true, base_offset),
-        AppendOutcome::Duplicate { base_offset } => (false, base_offset),
+    let base_offset = match outcome {
+        AppendOutcome::Appended { base_offset } | AppendOutcome::Duplicate { base_offset } => {
+            base_offset
+        }
         AppendOutcome::Rejected(error) => {
             let (code, message) = match error {
                 SequenceError::InvalidEpoch => (
@@ -188,7 +181,6 @@ async fn append(
         }
     };
     Ok(Appended {
-        appended,
         base_offset,
         log_append_time_ms,
         log_start_offset: partition.log_start_offset(),
