@@ -81,8 +81,11 @@ impl Partition {
     /// unknown (it may be in the page cache and not on disk), so the partition stops
     /// serving until the broker restarts and recovery settles it, as Kafka takes a log
     /// directory offline.
+    /// Running out of descriptors is not such an error: it fails before anything is written,
+    /// so only the request that needed one fails.
     pub fn take_offline_on(&self, error: &LogError) {
-        if matches!(error, LogError::Disk(_)) && !self.offline.swap(true, Ordering::AcqRel) {
+        let unknown_state = matches!(error, LogError::Disk(e) if !e.is_resource_shortage());
+        if unknown_state && !self.offline.swap(true, Ordering::AcqRel) {
             tracing::error!(partition = %self.tp, %error, "partition offline after a storage error; restart the broker to recover it");
         }
     }
@@ -93,10 +96,9 @@ impl Partition {
 
     fn check_online(&self) -> Result<(), LogError> {
         if self.is_offline() {
-            return Err(LogError::Corrupt(format!(
-                "partition {} is offline after a storage error; restart the broker",
-                self.tp
-            )));
+            return Err(LogError::Offline {
+                partition: self.tp.to_string(),
+            });
         }
         Ok(())
     }

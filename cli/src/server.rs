@@ -10,8 +10,9 @@ use anyhow::{bail, Context as _};
 use runnel_actors::{Node, ShutdownReason};
 use runnel_broker::config::{parse_properties, BrokerConfig};
 use runnel_broker::server::DEFAULT_SHUTDOWN_GRACE_MS;
+use runnel_broker::MAX_CONNECTIONS;
 use runnel_broker::{Broker, BrokerServer};
-use runnel_storage::disk::RealDisk;
+use runnel_storage::disk::{HandleCache, RealDisk};
 
 /// Start a Runnel broker and run it until Ctrl-C.
 ///
@@ -57,7 +58,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .collect::<Vec<_>>()
         .join(",");
     let node_id = config.node_id;
-    let broker = Broker::open(config, Arc::new(RealDisk::new()), advertised).await?;
+    let disk = Arc::new(HandleCache::new(RealDisk::new(), descriptor_budget()));
+    let broker = Broker::open(config, disk, advertised).await?;
     let node = Node::new("runnel");
     let server = BrokerServer::start(&node, broker.clone(), listener);
     let mut stop = StopSignals::register()?;
@@ -95,6 +97,45 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
         reason => bail!("stopped: {reason}; the logs were flushed, so restarting is safe"),
     }
+}
+
+/// Descriptors kept for connections and everything that is not a log file.
+const RESERVED_DESCRIPTORS: u64 = MAX_CONNECTIONS as u64 + 256;
+/// Fewer log files open than this and the cache reopens files on almost every read.
+const MIN_OPEN_LOG_FILES: u64 = 64;
+
+/// How many log files may be open at once: the process's descriptor limit (raised to its
+/// hard limit first, as Kafka's docs ask operators to) less what connections need. Past
+/// it the handle cache closes the least recently used files and reopens them on demand,
+/// so any number of partitions fits.
+fn descriptor_budget() -> usize {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if let (Some(current), Some(maximum)) = (limit.current, limit.maximum) {
+        if current >= maximum {
+            return budget_under(current);
+        }
+        let raised = rustix::process::Rlimit {
+            current: Some(maximum),
+            maximum: Some(maximum),
+        };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            limit = getrlimit(Resource::Nofile);
+        }
+    }
+    // None means unlimited; a million files is more than any broker here opens.
+    budget_under(limit.current.unwrap_or(1 << 20))
+}
+
+fn budget_under(soft: u64) -> usize {
+    let reserved = RESERVED_DESCRIPTORS.min(soft / 2);
+    let files = soft.saturating_sub(reserved).max(MIN_OPEN_LOG_FILES);
+    tracing::info!(
+        descriptor_limit = soft,
+        open_log_files = files,
+        "descriptor budget"
+    );
+    usize::try_from(files).unwrap_or(usize::MAX)
 }
 
 /// Ctrl-C and SIGTERM, the two ways people and service managers ask a server to stop.

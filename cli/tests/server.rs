@@ -5,6 +5,13 @@ mod support;
 
 use std::process::Command;
 
+use std::time::Duration;
+
+use runnel_client::kafka::admin::NewTopic;
+use runnel_client::kafka::{
+    Acks, Admin, ClientConfig, Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig,
+    ProducerRecord, TopicPartition,
+};
 use support::{free_port, unique_topic, Broker, RUNNEL};
 
 fn produce(broker: &Broker, topic: &str, lines: &str) {
@@ -73,4 +80,70 @@ fn a_busy_port_is_one_clear_error() {
         1,
         "the cause is said once: {err}"
     );
+}
+
+/// Three log files per partition, several times more than the process may open: every
+/// partition stays online, and the broker starts again on that data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_past_the_descriptor_limit_stay_online_and_the_broker_restarts() {
+    const DESCRIPTORS: u32 = 256;
+    const PARTITIONS: i32 = 300;
+    let data = tempfile::tempdir().expect("tempdir");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let topic = unique_topic("wide");
+
+    let mut broker = Broker::start_with_descriptor_limit(&listen, data.path(), DESCRIPTORS);
+    let admin = Admin::connect(ClientConfig::new(&broker.bootstrap))
+        .await
+        .expect("admin connects");
+    admin
+        .create_topic(NewTopic::new(&topic, PARTITIONS, 1), false)
+        .await
+        .expect("the topic is created although its files outnumber the descriptors");
+    let mut config = ProducerConfig::new(ClientConfig::new(&broker.bootstrap));
+    config.acks = Acks::All;
+    let producer = Producer::new(config).await.expect("producer connects");
+    let mut deliveries = Vec::new();
+    for partition in 0..PARTITIONS {
+        let record = ProducerRecord::new(&topic, format!("p{partition}")).with_partition(partition);
+        deliveries.push(producer.send(record).await.expect("queued"));
+    }
+    for delivery in deliveries {
+        delivery.await.expect("every partition takes its record");
+    }
+    producer.close().await;
+    let exit = broker.stop_with("TERM").expect("stops");
+    assert!(exit.success(), "{exit:?}: {}", broker.stderr());
+    assert!(
+        !broker.stderr().contains("offline"),
+        "no partition went offline: {}",
+        broker.stderr()
+    );
+
+    let broker = Broker::start_with_descriptor_limit(&listen, data.path(), DESCRIPTORS);
+    let mut config = ConsumerConfig::new(ClientConfig::new(&broker.bootstrap));
+    config.auto_offset_reset = OffsetReset::Earliest;
+    let mut consumer = Consumer::new(config).await.expect("consumer connects");
+    consumer.assign((0..PARTITIONS).map(|p| TopicPartition::new(&topic, p)));
+    let mut seen = std::collections::BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while seen.len() < PARTITIONS as usize && tokio::time::Instant::now() < deadline {
+        for record in consumer
+            .poll(Duration::from_millis(500))
+            .await
+            .expect("poll")
+        {
+            let value = record.value.clone().unwrap_or_default();
+            seen.insert(
+                record.partition,
+                String::from_utf8_lossy(&value).into_owned(),
+            );
+        }
+    }
+    assert_eq!(
+        seen.len(),
+        PARTITIONS as usize,
+        "every partition reads back after the restart"
+    );
+    assert!(seen.iter().all(|(p, v)| *v == format!("p{p}")));
 }

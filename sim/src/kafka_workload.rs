@@ -23,7 +23,7 @@ use runnel_protocol::batch::{build, RecordBatch};
 use runnel_protocol::kafka::{self, topic_name, RequestKind, ResponseKind};
 use runnel_storage::disk::{Disk, SimDisks};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 

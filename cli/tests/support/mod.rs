@@ -37,7 +37,25 @@ impl Broker {
 
     /// Starts `runnel server` on `listen` with its data in `data_dir` (kept by the caller).
     pub fn start_at(listen: &str, data_dir: &std::path::Path) -> Broker {
-        let mut child = Command::new(RUNNEL)
+        Broker::spawn(Command::new(RUNNEL), listen, data_dir)
+    }
+
+    /// `start_at` in a process allowed at most `descriptors` open files (`ulimit -n`).
+    pub fn start_with_descriptor_limit(
+        listen: &str,
+        data_dir: &std::path::Path,
+        descriptors: u32,
+    ) -> Broker {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {descriptors} && exec \"$0\" \"$@\""))
+            .arg(RUNNEL);
+        Broker::spawn(command, listen, data_dir)
+    }
+
+    fn spawn(mut command: Command, listen: &str, data_dir: &std::path::Path) -> Broker {
+        let mut child = command
             .args(["server", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .env("RUST_LOG", "warn")

@@ -33,6 +33,9 @@ pub enum DiskError {
     AlreadyExists { path: PathBuf },
     #[error("{path}: no space left on the device")]
     NoSpace { path: PathBuf },
+    /// Only calls that make a descriptor fail this way, so nothing was written.
+    #[error("{path}: {op} failed: the process is out of file descriptors; raise its limit (ulimit -n) or serve fewer partitions")]
+    OutOfDescriptors { path: PathBuf, op: &'static str },
     #[error("{path}: {op} failed (fault injected by the simulator)")]
     Injected { path: PathBuf, op: &'static str },
     #[error("{path}: the file handle predates a crash of its node and is no longer valid")]
@@ -44,6 +47,14 @@ pub enum DiskError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl DiskError {
+    /// A shortage that passes (descriptors), not a sign that data on disk is unknown: the
+    /// operation failed before it changed anything.
+    pub fn is_resource_shortage(&self) -> bool {
+        matches!(self, DiskError::OutOfDescriptors { .. })
+    }
 }
 
 /// How [`Disk::open`] treats an existing or missing file.

@@ -25,7 +25,19 @@ impl RealDisk {
     }
 }
 
+/// EMFILE and ENFILE on Linux: the process's or the system's descriptor table is full.
+const OUT_OF_DESCRIPTORS: [i32; 2] = [24, 23];
+
 fn io_error(path: &Path, op: &'static str, source: std::io::Error) -> DiskError {
+    if source
+        .raw_os_error()
+        .is_some_and(|code| OUT_OF_DESCRIPTORS.contains(&code))
+    {
+        return DiskError::OutOfDescriptors {
+            path: path.to_path_buf(),
+            op,
+        };
+    }
     match source.kind() {
         std::io::ErrorKind::NotFound => DiskError::NotFound {
             path: path.to_path_buf(),

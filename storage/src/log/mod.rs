@@ -126,6 +126,11 @@ pub enum LogError {
     },
     #[error("the log is corrupt: {0}")]
     Corrupt(String),
+    /// Its owner stopped serving it after a write or fsync failed (its tail is unknown).
+    #[error(
+        "partition {partition} is offline after a storage error; restart the broker to recover it"
+    )]
+    Offline { partition: String },
 }
 
 /// What an append assigned.
