@@ -60,8 +60,8 @@ pub struct BrokerConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    #[error("line {line}: expected `key=value`, found {text:?}")]
-    Syntax { line: usize, text: String },
+    #[error("line {line}: {reason}")]
+    Syntax { line: usize, reason: String },
     #[error("{key}={value} is invalid: {reason}")]
     Invalid {
         key: String,
@@ -78,27 +78,19 @@ fn invalid(key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Parses Java properties text: `key=value` or `key: value`, `#` and `!` comments.
+/// Parses `server.properties` text in Java's properties format (`key=value`, `key: value`
+/// and `key value`, `#` and `!` comments, `\` line continuations and escapes), read as
+/// UTF-8. The last value of a repeated key wins, as in Java.
 pub fn parse_properties(text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
     let mut properties = BTreeMap::new();
-    for (index, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
-            continue;
-        }
-        let split = line.find(['=', ':']).ok_or_else(|| ConfigError::Syntax {
-            line: index + 1,
-            text: raw.to_string(),
+    java_properties::PropertiesIter::new_with_encoding(text.as_bytes(), encoding_rs::UTF_8)
+        .read_into(|key, value| {
+            properties.insert(key, value);
+        })
+        .map_err(|e| ConfigError::Syntax {
+            line: e.line_number().unwrap_or(0),
+            reason: e.to_string(),
         })?;
-        let key = line[..split].trim();
-        if key.is_empty() {
-            return Err(ConfigError::Syntax {
-                line: index + 1,
-                text: raw.to_string(),
-            });
-        }
-        properties.insert(key.to_string(), line[split + 1..].trim().to_string());
-    }
     Ok(properties)
 }
 
@@ -362,7 +354,7 @@ pub struct TopicConfigDef {
     pub name: &'static str,
     pub broker_keys: &'static [&'static str],
     pub default: &'static str,
-    pub validate: fn(&str) -> Result<(), String>,
+    pub(crate) validate: fn(&str) -> Result<(), String>,
     /// Kafka's ConfigType code for DescribeConfigs v3+.
     pub config_type: i8,
 }
@@ -595,8 +587,24 @@ mod tests {
         assert!(err.to_string().contains("segment.bytes=ten"), "{err}");
         let unknown = BTreeMap::from([("no.such".to_string(), "1".to_string())]);
         assert!(BrokerConfig::default().topic_config(&unknown).is_err());
-        assert!(parse_properties("just words").is_err());
         let props = BTreeMap::from([("listeners".to_string(), "PLAINTEXT://x:y".to_string())]);
         assert!(BrokerConfig::from_properties(props).is_err());
+    }
+
+    #[test]
+    fn properties_follow_javas_format() {
+        let props = parse_properties(
+            "just words\nlog.dirs = /a,\\\n    /b\nkey\\ with\\ spaces:tab\\tvalue\nnum.partitions=3\nnum.partitions=4\n",
+        )
+        .expect("parses");
+        assert_eq!(props["just"], "words", "a space separates too");
+        assert_eq!(
+            props["log.dirs"], "/a,/b",
+            "continued lines join without their indent"
+        );
+        assert_eq!(props["key with spaces"], "tab\tvalue");
+        assert_eq!(props["num.partitions"], "4", "the last value wins");
+        let err = parse_properties("ok=1\nbad=\\uZZZZ\n").expect_err("a bad escape");
+        assert!(matches!(err, ConfigError::Syntax { line: 2, .. }), "{err}");
     }
 }

@@ -32,10 +32,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use futures::StreamExt;
 use kafka_protocol::ResponseError;
 use runnel_storage::disk::Disk;
 use runnel_storage::log::{delete_dir, LogError};
-use runnel_storage::manager::TopicPartition;
+use runnel_storage::TopicPartition;
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
@@ -49,6 +50,8 @@ use partition::Partition;
 
 /// Connections served at once; more wait in the listen backlog.
 pub const MAX_CONNECTIONS: usize = 4096;
+/// Partitions opened (recovered) at the same time when the broker starts.
+const OPEN_CONCURRENCY: usize = 8;
 
 /// Milliseconds since the Unix epoch (simulated time under madsim).
 pub fn now_ms() -> i64 {
@@ -70,7 +73,7 @@ pub enum BrokerError {
     #[error("{dir} holds partition directories but no metadata log ({METADATA_LOG_DIR}); it is not a Runnel data directory, or its metadata was lost. Point log.dirs elsewhere")]
     NoMetadata { dir: PathBuf },
     #[error("the metadata log is corrupt: {0}")]
-    CorruptMetadata(String),
+    CorruptMetadata(#[from] metadata::MetadataError),
 }
 
 /// A Kafka error code with a sentence for people.
@@ -155,7 +158,7 @@ impl Broker {
         let (mut log, records) = MetadataLog::open(disk.clone(), &metadata_dir, started_ms).await?;
         let mut image = MetadataImage::default();
         for record in &records {
-            image.apply(record).map_err(BrokerError::CorruptMetadata)?;
+            image.apply(record)?;
         }
         let mut found = Vec::new();
         for dir in &config.log_dirs {
@@ -183,9 +186,7 @@ impl Broker {
             };
             log.append(std::slice::from_ref(&cluster), started_ms)
                 .await?;
-            image
-                .apply(&cluster)
-                .map_err(BrokerError::CorruptMetadata)?;
+            image.apply(&cluster)?;
         }
         let controller = Controller {
             log,
@@ -209,22 +210,32 @@ impl Broker {
             partitions: std::sync::RwLock::new(HashMap::new()),
             fetch_sessions: std::sync::Mutex::new(fetch_session::FetchSessionCache::default()),
         });
+        let mut owned = BTreeMap::new();
         for (tp, path) in found {
-            let owned = image
+            let is_owned = image
                 .topics
                 .get(&tp.topic)
                 .is_some_and(|t| tp.partition < t.partitions);
-            if owned && broker.partition(&tp.topic, tp.partition).is_none() {
-                let config = broker.topic_config(&image.topics[&tp.topic]).log_config();
-                let partition =
-                    Partition::open(broker.disk.clone(), tp.clone(), &path, config, started_ms)
-                        .await?;
-                broker.insert_partition(partition);
+            if is_owned && !owned.contains_key(&tp) {
+                owned.insert(tp, path);
             } else {
                 // Likely a topic deleted before its files were (a crash in between). It is
                 // left alone rather than deleted on the word of the metadata log alone;
                 // creating a topic of that name removes it.
                 tracing::warn!(dir = %path.display(), "ignoring a partition directory no topic owns");
+            }
+        }
+        // Recovery reads each log; several at once keep the disk busy on a restart.
+        {
+            let mut opened = futures::stream::iter(owned)
+                .map(|(tp, path)| {
+                    let config = broker.topic_config(&image.topics[&tp.topic]).log_config();
+                    let disk = broker.disk.clone();
+                    async move { Partition::open(disk, tp, &path, config, started_ms).await }
+                })
+                .buffer_unordered(OPEN_CONCURRENCY);
+            while let Some(partition) = opened.next().await {
+                broker.insert_partition(partition?);
             }
         }
         for topic in image.topics.values() {
@@ -350,7 +361,7 @@ impl Broker {
         for record in &records {
             image
                 .apply(record)
-                .map_err(|e| ApiError::new(ResponseError::InvalidRequest, e))?;
+                .map_err(|e| ApiError::new(ResponseError::InvalidRequest, e.to_string()))?;
         }
         controller.log.append(&records, now_ms()).await?;
         controller.changes += records.len() as i64;
@@ -399,7 +410,7 @@ impl Broker {
         validate_only: bool,
     ) -> Result<TopicImage, ApiError> {
         runnel_protocol::kafka::validate_topic_name(name)
-            .map_err(|e| ApiError::new(ResponseError::InvalidTopicException, e))?;
+            .map_err(|e| ApiError::new(ResponseError::InvalidTopicException, e.to_string()))?;
         if partitions < 1 {
             return Err(ApiError::new(
                 ResponseError::InvalidPartitions,

@@ -72,10 +72,23 @@ pub struct MetadataImage {
     pub next_producer_id: i64,
 }
 
+/// A record that does not fit the image it is applied to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetadataError {
+    #[error("topic {name} cannot be created: it exists already or has no partitions")]
+    BadTopicCreation { name: String },
+    #[error("topic {name} cannot shrink to {partitions} partitions")]
+    PartitionsShrink { name: String, partitions: i32 },
+    #[error("no topic {name}")]
+    NoSuchTopic { name: String },
+    #[error("producer ids cannot go back to {next}")]
+    ProducerIdsBackwards { next: i64 },
+}
+
 impl MetadataImage {
     /// Applies one record. Records were validated before they were written, so a record
     /// that does not fit the image means the log is corrupt.
-    pub fn apply(&mut self, record: &MetadataRecord) -> Result<(), String> {
+    pub fn apply(&mut self, record: &MetadataRecord) -> Result<(), MetadataError> {
         match record {
             MetadataRecord::Cluster { cluster_id } => self.cluster_id = cluster_id.clone(),
             MetadataRecord::TopicCreated {
@@ -85,7 +98,7 @@ impl MetadataImage {
                 configs,
             } => {
                 if self.topics.contains_key(name) || *partitions < 1 {
-                    return Err(format!("cannot create topic {name} twice or empty"));
+                    return Err(MetadataError::BadTopicCreation { name: name.clone() });
                 }
                 self.topic_names.insert(*topic_id, name.clone());
                 self.topics.insert(
@@ -101,7 +114,10 @@ impl MetadataImage {
             MetadataRecord::PartitionsCreated { name, partitions } => {
                 let topic = self.topic_mut(name)?;
                 if *partitions <= topic.partitions {
-                    return Err(format!("topic {name} cannot shrink to {partitions}"));
+                    return Err(MetadataError::PartitionsShrink {
+                        name: name.clone(),
+                        partitions: *partitions,
+                    });
                 }
                 topic.partitions = *partitions;
             }
@@ -112,12 +128,12 @@ impl MetadataImage {
                 let topic = self
                     .topics
                     .remove(name)
-                    .ok_or_else(|| format!("no topic {name} to delete"))?;
+                    .ok_or_else(|| MetadataError::NoSuchTopic { name: name.clone() })?;
                 self.topic_names.remove(&topic.id);
             }
             MetadataRecord::ProducerIdsAllocated { next } => {
                 if *next <= self.next_producer_id {
-                    return Err(format!("producer ids cannot go back to {next}"));
+                    return Err(MetadataError::ProducerIdsBackwards { next: *next });
                 }
                 self.next_producer_id = *next;
             }
@@ -125,10 +141,12 @@ impl MetadataImage {
         Ok(())
     }
 
-    fn topic_mut(&mut self, name: &str) -> Result<&mut TopicImage, String> {
+    fn topic_mut(&mut self, name: &str) -> Result<&mut TopicImage, MetadataError> {
         self.topics
             .get_mut(name)
-            .ok_or_else(|| format!("no topic {name}"))
+            .ok_or_else(|| MetadataError::NoSuchTopic {
+                name: name.to_string(),
+            })
     }
 }
 

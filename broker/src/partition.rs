@@ -13,7 +13,7 @@ use bytes::Bytes;
 use runnel_protocol::batch::RecordBatch;
 use runnel_storage::disk::Disk;
 use runnel_storage::log::{LogConfig, LogError, PartitionLog};
-use runnel_storage::manager::TopicPartition;
+use runnel_storage::TopicPartition;
 use tokio::sync::{watch, RwLock};
 
 use super::producer_state::{last_sequence, BatchMeta, ProducerStateTable, SequenceCheck};

@@ -254,12 +254,32 @@ pub fn decode_response(
     api_key: ApiKey,
     version: i16,
     mut frame: Bytes,
-) -> Result<(i32, ResponseKind), String> {
+) -> Result<(i32, ResponseKind), ResponseDecodeError> {
+    let malformed = |reason: String| ResponseDecodeError {
+        api_key,
+        version,
+        reason,
+    };
     let header = ResponseHeader::decode(&mut frame, api_key.response_header_version(version))
-        .map_err(|e| format!("response header: {e}"))?;
-    let body = ResponseKind::decode(api_key, &mut frame, version).map_err(|e| format!("{e:#}"))?;
+        .map_err(|e| malformed(format!("header: {e}")))?;
+    let body = ResponseKind::decode(api_key, &mut frame, version)
+        .map_err(|e| malformed(format!("{e:#}")))?;
     Ok((header.correlation_id, body))
 }
+
+/// A response frame that does not decode as the answer to the request it matched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed {api_key:?} v{version} response: {reason}")]
+pub struct ResponseDecodeError {
+    pub api_key: ApiKey,
+    pub version: i16,
+    pub reason: String,
+}
+
+/// Why a name is not a valid Kafka topic name; the message says what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidTopicName(String);
 
 /// A topic name as the crate spells it.
 pub fn topic_name(name: &str) -> TopicName {
@@ -268,26 +288,28 @@ pub fn topic_name(name: &str) -> TopicName {
 
 /// Kafka's topic name rules: 1 to 249 characters of ASCII letters, digits, '.', '_' and
 /// '-', and neither "." nor "..".
-pub fn validate_topic_name(name: &str) -> Result<(), String> {
+pub fn validate_topic_name(name: &str) -> Result<(), InvalidTopicName> {
     if name.is_empty() {
-        return Err("a topic name cannot be empty".into());
+        return Err(InvalidTopicName("a topic name cannot be empty".into()));
     }
     if name == "." || name == ".." {
-        return Err(format!("a topic name cannot be \"{name}\""));
+        return Err(InvalidTopicName(format!(
+            "a topic name cannot be \"{name}\""
+        )));
     }
     if name.len() > 249 {
-        return Err(format!(
+        return Err(InvalidTopicName(format!(
             "a topic name can be at most 249 characters, and this one has {}",
             name.len()
-        ));
+        )));
     }
     if let Some(bad) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
     {
-        return Err(format!(
+        return Err(InvalidTopicName(format!(
             "topic name {name:?} contains {bad:?}; use ASCII letters, digits, '.', '_' and '-'"
-        ));
+        )));
     }
     Ok(())
 }

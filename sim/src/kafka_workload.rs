@@ -224,7 +224,8 @@ impl Wire {
             .await
             .map_err(|e| e.to_string())?
             .ok_or("the broker closed the connection")?;
-        let (got, response) = kafka::decode_response(key, version, bytes)?;
+        let (got, response) =
+            kafka::decode_response(key, version, bytes).map_err(|e| e.to_string())?;
         if got != id {
             return Err(format!("correlation id {got}, expected {id}"));
         }

@@ -6,9 +6,12 @@
 //! [`disk::SimDisks`] plugs one `MemDisk` per simulated node into the simulator, and a
 //! killed node loses exactly what it never made durable.
 //!
-//! The partition log (segments, indexes, recovery) builds on this trait.
+//! The partition log ([`log::PartitionLog`]: segments, indexes, recovery, retention,
+//! compaction) builds on this trait; the broker owns one per partition.
 
 pub mod disk;
 pub mod fuzzing;
 pub mod log;
-pub mod manager;
+mod topic_partition;
+
+pub use topic_partition::TopicPartition;

@@ -118,17 +118,25 @@ pub enum PeerEvent {
 /// oldest events and is told so by `RecvError::Lagged`.
 pub const PEER_EVENT_CAPACITY: usize = 1024;
 
+/// Why a service could not answer; its message travels back to the asker, who sees it
+/// as [`TransportError::Remote`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ServiceError(pub String);
+
+type ServiceResult = Result<Bytes, ServiceError>;
+
 /// Handles requests for one named service: payload in, reply payload or reason out.
 pub trait Service: Send + Sync + 'static {
-    fn call(&self, from_node: NodeId, payload: Bytes) -> BoxFuture<'static, Result<Bytes, String>>;
+    fn call(&self, from_node: NodeId, payload: Bytes) -> BoxFuture<'static, ServiceResult>;
 }
 
 impl<F, Fut> Service for F
 where
     F: Fn(NodeId, Bytes) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Bytes, String>> + Send + 'static,
+    Fut: Future<Output = ServiceResult> + Send + 'static,
 {
-    fn call(&self, from_node: NodeId, payload: Bytes) -> BoxFuture<'static, Result<Bytes, String>> {
+    fn call(&self, from_node: NodeId, payload: Bytes) -> BoxFuture<'static, ServiceResult> {
         Box::pin(self(from_node, payload))
     }
 }
@@ -261,11 +269,11 @@ impl Transport {
             let addr = addr.clone();
             async move {
                 let msg = M::decode(payload)
-                    .map_err(|e| format!("malformed {} request: {e}", M::SERVICE))?;
+                    .map_err(|e| ServiceError(format!("malformed {} request: {e}", M::SERVICE)))?;
                 let reply = addr
                     .ask(FromPeer { from_node, msg }, ask_timeout)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| ServiceError(e.to_string()))?;
                 Ok(Bytes::from(reply.encode_to_vec()))
             }
         });
@@ -318,7 +326,7 @@ impl Transport {
             let call = self.service(service)?.call(peer, payload);
             return match tokio::time::timeout(timeout, call).await {
                 Ok(Ok(reply)) => Ok(reply),
-                Ok(Err(message)) => Err(TransportError::Remote { peer, message }),
+                Ok(Err(ServiceError(message))) => Err(TransportError::Remote { peer, message }),
                 Err(_) => Err(timeout_error()),
             };
         }
@@ -581,7 +589,7 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, node: Node, inn
                 node.spawn_task(async move {
                     let result = match service {
                         Ok(service) => service.call(from_node, frame.payload).await,
-                        Err(e) => Err(e.to_string()),
+                        Err(e) => Err(ServiceError(e.to_string())),
                     };
                     drop(permit);
                     if one_way {
@@ -594,7 +602,7 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, node: Node, inn
                             reply.payload = payload;
                             reply
                         }
-                        Err(message) => {
+                        Err(ServiceError(message)) => {
                             let mut reply =
                                 Frame::new(FrameKind::Error, frame.correlation_id, local_node);
                             reply.payload = Bytes::from(message.into_bytes());

@@ -167,7 +167,7 @@ impl Admin {
         validate_only: bool,
     ) -> Result<Vec<(String, Result<(), KafkaError>)>, KafkaError> {
         for t in &topics {
-            validate_topic_name(&t.name).map_err(KafkaError::Config)?;
+            validate_topic_name(&t.name).map_err(|e| KafkaError::Config(e.to_string()))?;
         }
         let conn = self.cluster.controller_connection().await?;
         let timeout_ms = self.timeout_ms();

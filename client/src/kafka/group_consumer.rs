@@ -328,7 +328,7 @@ impl GroupConsumer {
     pub fn subscribe<S: AsRef<str>>(&mut self, topics: &[S]) -> Result<(), KafkaError> {
         let mut wanted: Vec<String> = topics.iter().map(|t| t.as_ref().to_string()).collect();
         for t in &wanted {
-            validate_topic_name(t).map_err(KafkaError::Config)?;
+            validate_topic_name(t).map_err(|e| KafkaError::Config(e.to_string()))?;
         }
         wanted.sort();
         wanted.dedup();
