@@ -172,8 +172,12 @@ impl std::fmt::Debug for PartitionLog {
 const READ_ATTEMPTS: usize = 8;
 
 /// Checks that the batches read for `offset` hold it (the first) and follow each other
-/// without overlap (and without gaps unless `gaps_allowed`), all ending below `end`.
-fn check_offsets(bytes: &Bytes, offset: i64, end: i64, gaps_allowed: bool) -> Result<(), String> {
+/// without gaps or overlap, all ending below `end`.
+///
+/// A compacted log's true gaps fail this too: a header misread with a smaller last offset
+/// makes the segment walk step over a batch, and that looks exactly like a gap, so a gap
+/// is served only once two reads agree on it.
+fn check_offsets(bytes: &Bytes, offset: i64, end: i64) -> Result<(), String> {
     use runnel_protocol::batch::{peek_batch_size, BATCH_HEADER_BYTES};
     let mut position = 0usize;
     let mut previous_last: Option<i64> = None;
@@ -187,10 +191,7 @@ fn check_offsets(bytes: &Bytes, offset: i64, end: i64, gaps_allowed: bool) -> Re
         let delta = i32::from_be_bytes(rest[23..27].try_into().expect("a header holds 4 bytes"));
         let last = base.saturating_add(i64::from(delta));
         let follows = match previous_last {
-            // Compaction may have removed `offset` itself; then a later batch comes first.
-            None if gaps_allowed => last >= offset,
             None => base <= offset && offset <= last,
-            Some(prev) if gaps_allowed => base > prev,
             Some(prev) => base == prev + 1,
         };
         if !follows || delta < 0 || last >= end {
@@ -202,6 +203,26 @@ fn check_offsets(bytes: &Bytes, offset: i64, end: i64, gaps_allowed: bool) -> Re
         position += size;
     }
     Ok(())
+}
+
+/// The (base offset, last offset delta, length) of each batch in `bytes`, or None if a
+/// length is impossible: what two reads must agree on before a gap is believed. A bit
+/// flipped inside records is left to the CRC, so it does not keep two reads from agreeing.
+fn batch_headers(bytes: &Bytes) -> Option<Vec<(i64, i32, usize)>> {
+    use runnel_protocol::batch::{peek_batch_size, BATCH_HEADER_BYTES};
+    let mut headers = Vec::new();
+    let mut position = 0usize;
+    while position < bytes.len() {
+        let rest = &bytes[position..];
+        let size = peek_batch_size(rest)
+            .filter(|&s| s >= BATCH_HEADER_BYTES as i64 && s as u64 <= rest.len() as u64)?
+            as usize;
+        let base = i64::from_be_bytes(rest[0..8].try_into().expect("a header holds 8 bytes"));
+        let delta = i32::from_be_bytes(rest[23..27].try_into().expect("a header holds 4 bytes"));
+        headers.push((base, delta, size));
+        position += size;
+    }
+    Some(headers)
 }
 
 /// Removes a partition directory and everything in it, then syncs its parent. Used for
@@ -528,7 +549,7 @@ impl PartitionLog {
     /// Base offsets lie outside the batch CRC, so a reader could not tell a misread one from
     /// a true one. What is returned has passed an offset check (each batch follows the one
     /// before, the first holds `offset`, all end below the log end), or two reads in a row
-    /// returned the same bytes: a log compacted under an earlier `cleanup.policy` has gaps.
+    /// returned the same bytes, as the gaps of a compacted log must.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, LogError> {
         let end = self.log_end_offset();
         if offset < self.log_start_offset || offset > end {
@@ -538,19 +559,20 @@ impl PartitionLog {
                 log_end_offset: end,
             });
         }
-        let gaps_allowed = self.config.cleanup_policy.compact;
         let mut previous = self.read_unchecked(offset, max_bytes).await?;
-        if check_offsets(&previous, offset, end, gaps_allowed).is_ok() {
+        if check_offsets(&previous, offset, end).is_ok() {
             return Ok(previous);
         }
         for _ in 1..READ_ATTEMPTS {
             let again = self.read_unchecked(offset, max_bytes).await?;
-            if again == previous || check_offsets(&again, offset, end, gaps_allowed).is_ok() {
+            let agreed = again == previous
+                || batch_headers(&again).is_some_and(|h| Some(h) == batch_headers(&previous));
+            if agreed || check_offsets(&again, offset, end).is_ok() {
                 return Ok(again);
             }
             previous = again;
         }
-        let problem = check_offsets(&previous, offset, end, gaps_allowed)
+        let problem = check_offsets(&previous, offset, end)
             .err()
             .unwrap_or_default();
         Err(LogError::Corrupt(format!(

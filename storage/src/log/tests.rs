@@ -907,3 +907,44 @@ async fn recovery_rereads_a_batch_before_cutting_it() {
     assert!(cut);
     assert_eq!(segment.next_offset, 4);
 }
+
+#[tokio::test]
+async fn a_compacted_log_never_serves_a_read_past_a_misread_first_batch() {
+    // The group workload's seed 77238: a restarted broker replayed `__consumer_offsets`
+    // (compacted) from offset 0, the header of the batch there read back with its base
+    // offset's sign bit flipped, the segment walk stepped over it, and the read, starting at
+    // offset 1, passed as a compaction gap. The group's record was in that batch, so the
+    // coordinator forgot the group and gave out its generation 1 a second time.
+    let memory = MemDisk::new(23);
+    let alike = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let disk = AlikeFlips {
+        inner: memory,
+        bit: 7,
+        alike: alike.clone(),
+    };
+    let config = LogConfig {
+        cleanup_policy: CleanupPolicy::COMPACT,
+        ..LogConfig::default()
+    };
+    let mut log = PartitionLog::open(Arc::new(disk), Path::new("/data/t-0"), config, 0)
+        .await
+        .expect("open");
+    for value in ["group", "offset-1", "offset-2"] {
+        log.append(&[keyed(&[(value, Some(value))], 0)], 0, 0)
+            .await
+            .expect("append");
+    }
+    alike.store(1, std::sync::atomic::Ordering::SeqCst);
+    let served = batches_of(log.read(0, 1 << 20).await.expect("read"));
+    assert_eq!(
+        alike.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the first batch's header was misread"
+    );
+    assert_eq!(
+        served[0].base_offset(),
+        0,
+        "the batch at offset 0 was skipped"
+    );
+    assert_eq!(served.len(), 3);
+}
