@@ -134,6 +134,45 @@ impl Node {
         A: Actor,
         F: FnMut() -> A + Send + 'static,
     {
+        self.spawn_with_give_up(name, mailbox_capacity, policy, factory, None)
+    }
+
+    /// [`Node::spawn`] for an actor whose failure is its own: past its policy it stops for
+    /// good and `give_up` hears its last error, while the node goes on (a partition that
+    /// keeps failing goes offline alone).
+    pub fn spawn_or_give_up<A, F>(
+        &self,
+        name: impl Into<String>,
+        mailbox_capacity: usize,
+        policy: RestartPolicy,
+        factory: F,
+        give_up: impl FnOnce(String) + Send + 'static,
+    ) -> Addr<A>
+    where
+        A: Actor,
+        F: FnMut() -> A + Send + 'static,
+    {
+        self.spawn_with_give_up(
+            name,
+            mailbox_capacity,
+            policy,
+            factory,
+            Some(Box::new(give_up)),
+        )
+    }
+
+    fn spawn_with_give_up<A, F>(
+        &self,
+        name: impl Into<String>,
+        mailbox_capacity: usize,
+        policy: RestartPolicy,
+        factory: F,
+        give_up: Option<GiveUp>,
+    ) -> Addr<A>
+    where
+        A: Actor,
+        F: FnMut() -> A + Send + 'static,
+    {
         assert!(mailbox_capacity > 0, "a mailbox needs room for one message");
         let name: Arc<str> = Arc::from(name.into());
         let (tx, rx) = mpsc::channel(mailbox_capacity);
@@ -143,6 +182,7 @@ impl Node {
             node: self.clone(),
             factory,
             failures: Failures::new(policy),
+            give_up,
         };
         self.track(tokio::spawn(supervisor.run(rx, weak)));
         Addr::new(tx, name)
@@ -177,7 +217,7 @@ impl Node {
                     },
                 };
                 match failures.record() {
-                    Err(count) => return give_up(&node, &name, count, panic),
+                    Err(count) => return escalate(&node, &name, count, panic),
                     Ok(delay) => {
                         let count = failures.times.len();
                         if !backoff(&mut shutdown, &name, count, &panic, delay).await {
@@ -276,11 +316,16 @@ enum Exit {
     Failed(String),
 }
 
+/// What an actor that is allowed to fail alone does when it gives up.
+type GiveUp = Box<dyn FnOnce(String) + Send>;
+
 struct Supervisor<F> {
     name: Arc<str>,
     node: Node,
     factory: F,
     failures: Failures,
+    /// `None`: giving up shuts the node down.
+    give_up: Option<GiveUp>,
 }
 
 /// One supervisor's recent failures and what its policy says about the next one.
@@ -323,7 +368,7 @@ impl Failures {
 }
 
 /// Says why the supervised `name` gave up and shuts the node down with that reason.
-fn give_up(node: &Node, name: &str, failures: u32, error: String) {
+fn escalate(node: &Node, name: &str, failures: u32, error: String) {
     tracing::error!(actor = %name, failures, %error, "failed past its restart limit");
     node.shutdown(ShutdownReason::ActorFailed {
         actor: name.to_string(),
@@ -379,7 +424,13 @@ impl<F> Supervisor<F> {
             let Exit::Failed(error) = exit else { break };
             match self.failures.record() {
                 Err(failures) => {
-                    give_up(&self.node, &self.name, failures, error);
+                    match self.give_up.take() {
+                        Some(give_up) => {
+                            tracing::error!(actor = %self.name, failures, %error, "failed past its restart limit; stopped for good");
+                            give_up(error);
+                        }
+                        None => escalate(&self.node, &self.name, failures, error),
+                    }
                     break;
                 }
                 Ok(delay) => {

@@ -416,3 +416,45 @@ async fn a_supervised_task_lives_on_after_one_panic_and_ends_with_the_node() {
     assert_eq!(reason, ShutdownReason::Requested);
     assert_eq!(lives.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn an_actor_that_may_fail_alone_gives_up_without_stopping_the_node() {
+    let node = Node::new("test");
+    let probes = Probes::default();
+    let policy = RestartPolicy {
+        max_restarts: 1,
+        window: Duration::from_secs(60),
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(4),
+    };
+    let (told, heard) = tokio::sync::oneshot::channel();
+    let p = probes.clone();
+    let addr = node.spawn_or_give_up(
+        "alone",
+        16,
+        policy,
+        move || Probe {
+            count: 0,
+            starts: p.starts.clone(),
+            stops: p.stops.clone(),
+            ticks: p.ticks.clone(),
+            gate: p.gate.clone(),
+        },
+        move |error| {
+            let _ = told.send(error);
+        },
+    );
+    let _ = addr.ask(Panic, PATIENCE).await;
+    let _ = addr.ask(Panic, PATIENCE).await;
+    let error = tokio::time::timeout(PATIENCE, heard)
+        .await
+        .expect("gives up in time")
+        .expect("hears the last error");
+    assert!(error.contains("probe told to panic"), "{error}");
+    assert!(!node.is_shutting_down(), "the node goes on");
+    assert!(matches!(
+        addr.ask(Add(1), PATIENCE).await,
+        Err(AskError::Closed { .. })
+    ));
+    assert_eq!(probes.starts.load(Ordering::SeqCst), 2);
+}

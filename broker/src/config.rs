@@ -54,6 +54,10 @@ pub struct BrokerConfig {
     pub group_consumer_heartbeat_interval_ms: i32,
     /// `group.consumer.max.size`.
     pub group_consumer_max_size: usize,
+    /// `runnel.fault.actor.crash.probability` (Runnel's own, for fault injection; 0 off):
+    /// the chance that a partition actor panics in the middle of an append, to see that
+    /// the supervisor's restart and recovery lose no acknowledged record.
+    pub fault_actor_crash_probability: f64,
     /// Every property as written, for DescribeConfigs and the topic defaults.
     pub properties: BTreeMap<String, String>,
 }
@@ -161,6 +165,10 @@ impl BrokerConfig {
             log_retention_check_interval_ms: parse_num(
                 get("log.retention.check.interval.ms").unwrap_or("300000"),
                 "log.retention.check.interval.ms",
+            )?,
+            fault_actor_crash_probability: parse_probability(
+                get(FAULT_ACTOR_CRASH_PROBABILITY).unwrap_or("0"),
+                FAULT_ACTOR_CRASH_PROBABILITY,
             )?,
             log_cleaner_backoff_ms: parse_num(
                 get("log.cleaner.backoff.ms").unwrap_or("15000"),
@@ -330,6 +338,16 @@ fn parse_num<T: std::str::FromStr>(value: &str, key: &str) -> Result<T, ConfigEr
         .trim()
         .parse()
         .map_err(|_| invalid(key, value, "not a number in range"))
+}
+
+/// Runnel's fault-injection knob (see [`BrokerConfig::fault_actor_crash_probability`]).
+pub const FAULT_ACTOR_CRASH_PROBABILITY: &str = "runnel.fault.actor.crash.probability";
+
+fn parse_probability(value: &str, key: &str) -> Result<f64, ConfigError> {
+    match value.trim().parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(invalid(key, value, "expected a probability from 0 to 1")),
+    }
 }
 
 fn parse_bool(value: &str, key: &str) -> Result<bool, ConfigError> {

@@ -13,9 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use runnel_actors::{Actor, ActorError, Context, Handler, Message};
-use runnel_storage::log::LogError;
 
-use crate::partition::Partition;
+use crate::partition::{Partition, PartitionError};
 use crate::{now_ms, Broker};
 
 /// Group timers are checked this often.
@@ -125,7 +124,6 @@ impl Handler<Tick> for LogHousekeeper {
             }
             if let Err(e) = maintain(&partition, retention, cleaning).await {
                 tracing::warn!(partition = %partition.tp, error = %e, "log housekeeping failed");
-                partition.take_offline_on(&e);
             }
         }
     }
@@ -137,28 +135,30 @@ impl Handler<Stop> for LogHousekeeper {
     }
 }
 
-/// One partition's flush, retention and compaction.
-async fn maintain(partition: &Partition, retention: bool, cleaning: bool) -> Result<(), LogError> {
+/// One partition's flush, retention and compaction, each a change through its actor.
+async fn maintain(
+    partition: &Partition,
+    retention: bool,
+    cleaning: bool,
+) -> Result<(), PartitionError> {
     let now = now_ms();
+    partition.flush(false, now).await?;
+    if retention {
+        partition.apply_retention(now).await?;
+    }
     let input = {
-        let mut state = partition.state.write().await;
-        state.log.maybe_flush(now).await?;
-        if retention {
-            state.log.apply_retention(now).await?;
-            partition.publish(&state);
-        }
-        if cleaning && state.log.config().cleanup_policy.compact {
-            state.log.compaction_input()
+        let view = partition.view().await;
+        if cleaning && view.log.config().cleanup_policy.compact {
+            view.log.compaction_input()
         } else {
             None
         }
     };
-    // Cleaning reads closed segments without the lock, so appends and fetches go on.
+    // Cleaning reads closed segments off the actor, so appends and fetches go on; only
+    // the swap at the end is a change.
     if let Some(input) = input {
-        let plan = input.clean(now).await?;
-        let mut state = partition.state.write().await;
-        state.log.apply_compaction(plan, now).await?;
-        partition.publish(&state);
+        let plan = input.clean(now).await.map_err(PartitionError::Log)?;
+        partition.apply_compaction(plan, now).await?;
     }
     Ok(())
 }

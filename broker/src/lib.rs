@@ -34,6 +34,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use kafka_protocol::ResponseError;
+use runnel_actors::Node;
 use runnel_storage::disk::Disk;
 use runnel_storage::log::{delete_dir, LogError};
 use runnel_storage::TopicPartition;
@@ -46,7 +47,7 @@ use metadata::{
     new_cluster_id, new_topic_id, MetadataImage, MetadataLog, MetadataRecord, TopicImage,
     METADATA_LOG_DIR, PRODUCER_ID_BLOCK_SIZE,
 };
-use partition::Partition;
+use partition::{Partition, PartitionError};
 
 /// Connections served at once; more wait in the listen backlog.
 pub const MAX_CONNECTIONS: usize = 4096;
@@ -127,6 +128,8 @@ struct Controller {
 
 pub struct Broker {
     pub config: BrokerConfig,
+    /// The node the broker's actors run on.
+    node: Node,
     disk: Arc<dyn Disk>,
     /// Where clients are told to connect.
     advertised: (String, u16),
@@ -145,7 +148,9 @@ impl std::fmt::Debug for Broker {
 
 impl Broker {
     /// Replays the metadata log and opens every partition it names.
+    /// Partitions run as actors on `node`.
     pub async fn open(
+        node: &Node,
         config: BrokerConfig,
         disk: Arc<dyn Disk>,
         advertised: (String, u16),
@@ -202,6 +207,7 @@ impl Broker {
             .map_or(config.offsets_topic_num_partitions, |t| t.partitions);
         let broker = Arc::new(Broker {
             groups: GroupCoordinator::new(offsets_partitions, started_ms),
+            node: node.clone(),
             config,
             disk,
             advertised,
@@ -231,7 +237,10 @@ impl Broker {
                 .map(|(tp, path)| {
                     let config = broker.topic_config(&image.topics[&tp.topic]).log_config();
                     let disk = broker.disk.clone();
-                    async move { Partition::open(disk, tp, &path, config, started_ms).await }
+                    let (node, crash) = (node.clone(), broker.config.fault_actor_crash_probability);
+                    async move {
+                        Partition::open(&node, disk, tp, &path, config, started_ms, crash).await
+                    }
                 })
                 .buffer_unordered(OPEN_CONCURRENCY);
             while let Some(partition) = opened.next().await {
@@ -340,8 +349,16 @@ impl Broker {
                 tracing::warn!(dir = %dir.display(), "removing the files of an earlier topic of this name");
                 delete_dir(self.disk.as_ref(), &dir).await?;
             }
-            let partition =
-                Partition::open(self.disk.clone(), tp, &dir, config.clone(), now_ms()).await?;
+            let partition = Partition::open(
+                &self.node,
+                self.disk.clone(),
+                tp,
+                &dir,
+                config.clone(),
+                now_ms(),
+                self.config.fault_actor_crash_probability,
+            )
+            .await?;
             if let Some(parent) = dir.parent() {
                 self.disk.sync_dir(parent).await?;
             }
@@ -376,7 +393,10 @@ impl Broker {
                     let config = self.topic_config(&image.topics[name]).log_config();
                     for index in 0..image.topics[name].partitions {
                         if let Some(partition) = self.partition(name, index) {
-                            partition.state.write().await.log.set_config(config.clone());
+                            // An offline partition takes the new config when it is reopened.
+                            if let Err(e) = partition.set_config(config.clone()).await {
+                                tracing::warn!(partition = %partition.tp, error = %e, "config not applied");
+                            }
                         }
                     }
                 }
@@ -391,8 +411,7 @@ impl Broker {
                         keys.iter().filter_map(|k| partitions.remove(k)).collect()
                     };
                     for partition in removed {
-                        let dir = partition.state.read().await.log.dir().to_path_buf();
-                        delete_dir(self.disk.as_ref(), &dir).await?;
+                        delete_dir(self.disk.as_ref(), partition.dir()).await?;
                     }
                 }
                 MetadataRecord::Cluster { .. } | MetadataRecord::ProducerIdsAllocated { .. } => {}
@@ -538,12 +557,12 @@ impl Broker {
 
     /// Makes everything appended durable (a clean shutdown); returns how many partitions
     /// were flushed.
-    pub async fn flush_all(&self) -> Result<usize, LogError> {
+    pub async fn flush_all(&self) -> Result<usize, PartitionError> {
         let mut flushed = 0;
         for partition in self.all_partitions() {
             // An offline partition's unflushed tail is exactly what must not be trusted.
             if !partition.is_offline() {
-                partition.state.write().await.log.flush().await?;
+                partition.flush(true, now_ms()).await?;
                 flushed += 1;
             }
         }

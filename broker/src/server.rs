@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use runnel_actors::{Addr, Node, RestartPolicy, ShutdownReason};
-use runnel_storage::log::LogError;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use crate::housekeeping::{self, GroupTimers, LogHousekeeper};
+use crate::partition::PartitionError;
 use crate::{connection, Broker, MAX_CONNECTIONS};
 
 /// How long the shutdown waits for connections to finish the request they are handling
@@ -98,7 +98,7 @@ impl BrokerServer {
 
     /// The ordered shutdown; the node is shut down with `Requested` at its end, also
     /// when flushing fails.
-    pub async fn shutdown(self, grace: Duration) -> Result<Stopped, LogError> {
+    pub async fn shutdown(self, grace: Duration) -> Result<Stopped, PartitionError> {
         let started = Instant::now();
         let _ = self.draining.send(true);
         let all = u32::try_from(MAX_CONNECTIONS).expect("MAX_CONNECTIONS fits a u32");

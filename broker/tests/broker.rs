@@ -60,10 +60,15 @@ async fn start(dir: &std::path::Path, extra: &[(&str, &str)]) -> TestBroker {
     let config = BrokerConfig::from_properties(properties).expect("valid config");
     let (listener, addr) = Broker::bind(&config).await.expect("bind");
     let disk: Arc<dyn Disk> = Arc::new(RealDisk::new());
-    let broker = Broker::open(config.clone(), disk, config.advertised_host_port(addr))
-        .await
-        .expect("broker opens");
     let node = Node::new("test-broker");
+    let broker = Broker::open(
+        &node,
+        config.clone(),
+        disk,
+        config.advertised_host_port(addr),
+    )
+    .await
+    .expect("broker opens");
     let server = BrokerServer::start(&node, broker.clone(), listener);
     TestBroker {
         addr,
@@ -1689,7 +1694,7 @@ async fn offsets_expire_after_retention_and_unreadable_records_are_skipped() {
                 },
             ],
         );
-        offsets.append(&[junk], 0, 0).await.expect("append");
+        offsets.append(vec![junk], 0, 0).await.expect("append");
         broker.broker.flush_all().await.expect("flush");
     }
     let broker = start(dir.path(), &config).await;
@@ -1997,4 +2002,155 @@ async fn an_append_wakes_only_the_fetches_parked_on_its_partition() {
         &woke[..woke.len().min(10)]
     );
     assert_eq!(after[7], before[7] + 1);
+}
+
+/// Produces one record to `partition` and answers its error code and base offset.
+async fn produce_one(client: &mut Client, topic: &str, partition: i32, value: &str) -> (i16, i64) {
+    let response = client
+        .call(
+            ApiKey::Produce,
+            9,
+            produce(topic, partition, batch(&[value]).as_bytes().clone(), 1),
+        )
+        .await;
+    let ResponseKind::Produce(response) = response else {
+        panic!("{response:?}")
+    };
+    let answer = &response.responses[0].partition_responses[0];
+    (answer.error_code, answer.base_offset)
+}
+
+/// Every value in `partition` from offset 0, in order.
+async fn read_values(client: &mut Client, topic: &str, partition: i32) -> Vec<String> {
+    let mut values = Vec::new();
+    let mut offset = 0;
+    loop {
+        let fetched = client
+            .call(ApiKey::Fetch, 12, fetch(topic, partition, offset, 0))
+            .await;
+        let ResponseKind::Fetch(fetched) = fetched else {
+            panic!("{fetched:?}")
+        };
+        let answer = &fetched.responses[0].partitions[0];
+        assert_eq!(answer.error_code, 0, "fetch of {topic}-{partition}");
+        let records = answer.records.clone().unwrap_or_default();
+        if records.is_empty() {
+            return values;
+        }
+        let batches = RecordBatch::parse_all(records).expect("valid batches");
+        for batch in batches {
+            for record in batch.records().expect("records decode") {
+                let value = record.value.expect("values are set");
+                values.push(String::from_utf8(value.to_vec()).expect("utf-8"));
+            }
+            offset = batch.last_offset() + 1;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_partition_restarts_with_every_acknowledged_record_while_others_serve() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path(), &[]).await;
+    let mut client = Client::connect(broker.addr).await;
+    client
+        .call(ApiKey::CreateTopics, 7, create_topics("s", 4, &[]))
+        .await;
+    let crashing = broker.broker.partition("s", 1).expect("created");
+    let mut acked: Vec<Vec<String>> = vec![Vec::new(); 4];
+    let mut refused_elsewhere = 0;
+    for i in 0..400 {
+        let partition = i % 4;
+        if i == 201 {
+            assert!(
+                crashing.inject_crash().await.is_err(),
+                "the crash drops the change it was in"
+            );
+        }
+        let value = format!("v{i}");
+        let (error, _) = produce_one(&mut client, "s", partition, &value).await;
+        match (error, partition) {
+            (0, _) => acked[partition as usize].push(value),
+            (_, 1) => {} // the crashed partition may refuse while it recovers
+            _ => refused_elsewhere += 1,
+        }
+    }
+    assert_eq!(refused_elsewhere, 0, "other partitions never saw an error");
+    assert!(
+        !crashing.is_offline(),
+        "one crash is a restart, not offline"
+    );
+    // It came back: it takes records again, and holds every acknowledged one.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if produce_one(&mut client, "s", 1, "after").await.0 == 0 {
+            acked[1].push("after".into());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the partition comes back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for partition in 0..4 {
+        let values = read_values(&mut client, "s", partition).await;
+        assert_eq!(values, acked[partition as usize], "partition {partition}");
+    }
+    assert!(
+        acked[1].len() > 90,
+        "most of the stream went to partition 1"
+    );
+}
+
+#[tokio::test]
+async fn a_partition_that_keeps_failing_goes_offline_alone_and_metadata_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path(), &[]).await;
+    let mut client = Client::connect(broker.addr).await;
+    client
+        .call(ApiKey::CreateTopics, 7, create_topics("f", 2, &[]))
+        .await;
+    let failing = broker.broker.partition("f", 0).expect("created");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !failing.is_offline() {
+        assert!(std::time::Instant::now() < deadline, "it goes offline");
+        let _ = failing.inject_crash().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let reason = failing.offline_reason().expect("a reason");
+    assert!(
+        reason.contains("kept failing") && reason.contains("fault injection"),
+        "{reason}"
+    );
+    assert_eq!(
+        produce_one(&mut client, "f", 1, "fine").await.0,
+        0,
+        "the other partition serves"
+    );
+    let (error, _) = produce_one(&mut client, "f", 0, "refused").await;
+    assert_eq!(error, ResponseError::KafkaStorageError.code());
+    let metadata = client
+        .call(
+            ApiKey::Metadata,
+            12,
+            RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![
+                metadata_request::MetadataRequestTopic::default().with_name(Some(topic_name("f"))),
+            ]))),
+        )
+        .await;
+    let ResponseKind::Metadata(metadata) = metadata else {
+        panic!("{metadata:?}")
+    };
+    let partitions = &metadata.topics[0].partitions;
+    let codes: Vec<(i32, i16, usize)> = partitions
+        .iter()
+        .map(|p| (p.partition_index, p.error_code, p.offline_replicas.len()))
+        .collect();
+    assert!(
+        codes.contains(&(0, ResponseError::KafkaStorageError.code(), 1)),
+        "{codes:?}"
+    );
+    assert!(codes.contains(&(1, 0, 0)), "{codes:?}");
+    assert!(!broker.node.is_shutting_down(), "the broker goes on");
 }

@@ -59,8 +59,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .join(",");
     let node_id = config.node_id;
     let disk = Arc::new(HandleCache::new(RealDisk::new(), descriptor_budget()));
-    let broker = Broker::open(config, disk, advertised).await?;
     let node = Node::new("runnel");
+    let broker = Broker::open(&node, config, disk, advertised).await?;
     let server = BrokerServer::start(&node, broker.clone(), listener);
     let mut stop = StopSignals::register()?;
     eprintln!(

@@ -150,10 +150,11 @@ async fn run_broker(properties: BTreeMap<String, String>) {
         .expect("the simulated address is free after a kill");
     let disk: Arc<dyn Disk> = Arc::new(SimDisks::current());
     let advertised = config.advertised_host_port(bound);
-    match Broker::open(config, disk, advertised).await {
+    let node = Node::new("broker");
+    match Broker::open(&node, config, disk, advertised).await {
         Ok(broker) => {
             // Kept to the end: it holds the housekeeping actors' addresses.
-            let _server = BrokerServer::start(&Node::new("broker"), broker, listener);
+            let _server = BrokerServer::start(&node, broker, listener);
             std::future::pending::<()>().await;
         }
         Err(e) => tracing::warn!(error = %e, "the broker cannot start"),

@@ -34,7 +34,7 @@ use super::records::{
     CommittedOffset, OffsetsKey,
 };
 use crate::metadata::MetadataImage;
-use crate::partition::AppendOutcome;
+use crate::partition::{AppendOutcome, PartitionError};
 use crate::{now_ms, ApiError, Broker, MAX_CONNECTIONS};
 
 /// The internal topic that holds groups and committed offsets.
@@ -200,11 +200,13 @@ fn last_wins(records: &mut BTreeMap<String, Bytes>, group_id: String, value: Opt
     };
 }
 
-fn storage_error(e: &LogError, for_offsets: bool) -> ResponseError {
+fn storage_error(e: &PartitionError, for_offsets: bool) -> ResponseError {
     // Kafka's mapping of append errors in GroupMetadataManager.storeGroup/storeOffsets.
     match e {
-        LogError::BatchTooLarge { .. } if for_offsets => ResponseError::InvalidCommitOffsetSize,
-        LogError::BatchTooLarge { .. } => ResponseError::UnknownServerError,
+        PartitionError::Log(LogError::BatchTooLarge { .. }) if for_offsets => {
+            ResponseError::InvalidCommitOffsetSize
+        }
+        PartitionError::Log(LogError::BatchTooLarge { .. }) => ResponseError::UnknownServerError,
         _ => ResponseError::NotCoordinator,
     }
 }
@@ -319,7 +321,7 @@ impl GroupCoordinator {
         };
         let mut replayed = Replayed::default();
         {
-            let state = partition.state.read().await;
+            let state = partition.view().await;
             let mut offset = state.log.log_start_offset();
             while offset < state.log.log_end_offset() {
                 let batches = state.log.read_batches(offset, LOAD_READ_BYTES).await?;
@@ -451,12 +453,15 @@ impl GroupCoordinator {
         broker: &Broker,
         shard: &Shard,
         records: &[(Bytes, Option<Bytes>)],
-    ) -> Result<(), LogError> {
+    ) -> Result<(), PartitionError> {
         assert!(!records.is_empty());
         let partition = broker
             .partition(OFFSETS_TOPIC, shard.index)
             .ok_or_else(|| {
-                LogError::Corrupt(format!("{OFFSETS_TOPIC}-{} does not exist", shard.index))
+                PartitionError::Log(LogError::Corrupt(format!(
+                    "{OFFSETS_TOPIC}-{} does not exist",
+                    shard.index
+                )))
             })?;
         let now = now_ms();
         let built: Vec<build::Record<'_>> = records
@@ -468,7 +473,7 @@ impl GroupCoordinator {
             })
             .collect();
         let batch: RecordBatch = build::batch(now, &built);
-        match partition.append(&[batch], 0, now).await? {
+        match partition.append(vec![batch], 0, now).await? {
             AppendOutcome::Appended { .. } => {}
             other => unreachable!("a batch without a producer id is always appended: {other:?}"),
         }

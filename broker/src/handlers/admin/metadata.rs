@@ -110,10 +110,12 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
 fn describe(broker: &Broker, topic: &TopicImage, node: BrokerId) -> MetadataResponseTopic {
     let partitions = (0..topic.partitions)
         .map(|index| {
-            let error = if broker.partition(&topic.name, index).is_some() {
-                0
-            } else {
-                ResponseError::LeaderNotAvailable.code()
+            // An offline replica is Kafka's KAFKA_STORAGE_ERROR, listed as offline; the
+            // broker's log says why.
+            let (error, offline) = match broker.partition(&topic.name, index) {
+                Some(p) if p.is_offline() => (ResponseError::KafkaStorageError.code(), vec![node]),
+                Some(_) => (0, Vec::new()),
+                None => (ResponseError::LeaderNotAvailable.code(), Vec::new()),
             };
             MetadataResponsePartition::default()
                 .with_error_code(error)
@@ -122,6 +124,7 @@ fn describe(broker: &Broker, topic: &TopicImage, node: BrokerId) -> MetadataResp
                 .with_leader_epoch(0)
                 .with_replica_nodes(vec![node])
                 .with_isr_nodes(vec![node])
+                .with_offline_replicas(offline)
         })
         .collect();
     MetadataResponseTopic::default()

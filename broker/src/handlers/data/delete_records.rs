@@ -41,28 +41,5 @@ async fn delete(broker: &Broker, topic: &str, index: i32, offset: i64) -> Result
     let partition = broker.partition(topic, index).ok_or_else(|| {
         ApiError::new(ResponseError::UnknownTopicOrPartition, "unknown partition")
     })?;
-    let mut state = partition.state.write().await;
-    if partition.is_offline() {
-        return Err(ApiError::new(
-            ResponseError::KafkaStorageError,
-            "the partition is offline after a storage error; restart the broker",
-        ));
-    }
-    let high_watermark = state.log.log_end_offset();
-    let target = if offset == -1 { high_watermark } else { offset };
-    if target < 0 || target > high_watermark {
-        return Err(ApiError::new(
-            ResponseError::OffsetOutOfRange,
-            format!("offset {offset} is beyond the high watermark {high_watermark}"),
-        ));
-    }
-    let low_watermark = match state.log.delete_records_before(target).await {
-        Ok(low_watermark) => low_watermark,
-        Err(e) => {
-            partition.take_offline_on(&e);
-            return Err(e.into());
-        }
-    };
-    partition.publish(&state);
-    Ok(low_watermark)
+    Ok(partition.delete_records(offset).await?)
 }

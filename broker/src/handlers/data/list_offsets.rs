@@ -66,7 +66,7 @@ async fn lookup(partition: &Partition, timestamp: i64) -> Result<(i64, i64), Api
         EARLIEST | EARLIEST_LOCAL => Ok((partition.log_start_offset(), -1)),
         LATEST_TIERED => Ok((-1, -1)),
         MAX_TIMESTAMP => {
-            let state = partition.state.read().await;
+            let state = partition.view().await;
             let Some((max, base_offset)) = state.max_timestamp else {
                 return Ok((-1, -1));
             };
@@ -95,7 +95,7 @@ async fn lookup(partition: &Partition, timestamp: i64) -> Result<(i64, i64), Api
             format!("unknown special timestamp {t}"),
         )),
         t => {
-            let state = partition.state.read().await;
+            let state = partition.view().await;
             Ok(state.log.offset_for_timestamp(t).await?.unwrap_or((-1, -1)))
         }
     }

@@ -37,7 +37,7 @@ pub async fn handle(
                 );
                 continue;
             }
-            let state = partition.state.read().await;
+            let state = partition.view().await;
             let found = state
                 .log
                 .leader_epochs()

@@ -1,4 +1,6 @@
-//! Produce: validate each partition's record batches and append them as sent.
+//! Produce: each partition's record batches go to its leader's append
+//! ([`crate::partition::Partition::append_as_leader`]), which checks them and stores them
+//! as sent.
 //!
 //! The broker checks batch headers and CRCs but never decodes records, so compressed
 //! batches are stored exactly as the producer compressed them. Errors are per partition;
@@ -9,11 +11,9 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use runnel_protocol::batch::{BatchError, RecordBatch};
 
 use crate::group::coordinator::OFFSETS_TOPIC;
-use crate::partition::AppendOutcome;
-use crate::producer_state::SequenceError;
+use crate::partition::Appended;
 use crate::{now_ms, ApiError, Broker};
 
 pub async fn handle(
@@ -67,12 +67,6 @@ pub async fn handle(
     (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
 }
 
-struct Appended {
-    base_offset: i64,
-    log_append_time_ms: i64,
-    log_start_offset: i64,
-}
-
 async fn append(
     broker: &Broker,
     topic: &str,
@@ -95,94 +89,8 @@ async fn append(
         ));
     }
     let partition = broker.partition(topic, index).ok_or_else(unknown)?;
-    let config = broker.topic_config(topic_image);
-    let records = records.unwrap_or_default();
-    let mut batches = RecordBatch::parse_all(records).map_err(|e| {
-        let code = match e {
-            BatchError::UnsupportedMagic { .. } => ResponseError::UnsupportedForMessageFormat,
-            _ => ResponseError::CorruptMessage,
-        };
-        ApiError::new(code, format!("partition {topic}-{index}: {e}"))
-    })?;
-    if batches.is_empty() {
-        return Err(ApiError::new(
-            ResponseError::InvalidRecord,
-            "the request holds no record batch for this partition",
-        ));
-    }
-    let max_bytes = config.log_config().max_message_bytes;
-    for batch in &batches {
-        if batch.size_bytes() > max_bytes {
-            return Err(ApiError::new(
-                ResponseError::MessageTooLarge,
-                format!(
-                    "a batch of {} bytes exceeds max.message.bytes ({max_bytes}) of topic {topic}",
-                    batch.size_bytes()
-                ),
-            ));
-        }
-        // Compaction may leave gaps inside a batch, but a producer's batch has none.
-        if batch.record_count() < 1
-            || i64::from(batch.last_offset_delta()) != i64::from(batch.record_count()) - 1
-        {
-            return Err(ApiError::new(
-                ResponseError::InvalidRecord,
-                format!(
-                    "a batch with {} records claims a last offset delta of {}",
-                    batch.record_count(),
-                    batch.last_offset_delta()
-                ),
-            ));
-        }
-        if batch.is_control() || batch.is_transactional() {
-            return Err(ApiError::new(
-                ResponseError::InvalidRecord,
-                "transactional and control batches are not supported yet",
-            ));
-        }
-        if batch.producer_id() >= 0 && batches.len() > 1 {
-            return Err(ApiError::new(
-                ResponseError::InvalidRecord,
-                "an idempotent producer sends exactly one batch per partition per request",
-            ));
-        }
-    }
-    let now = now_ms();
-    let log_append_time_ms = if config.log_append_time() {
-        batches = batches
-            .iter()
-            .map(|b| b.with_log_append_time(now))
-            .collect();
-        now
-    } else {
-        -1
-    };
-    let outcome = partition.append(&batches, 0, now).await?;
-    let base_offset = match outcome {
-        AppendOutcome::Appended { base_offset } | AppendOutcome::Duplicate { base_offset } => {
-            base_offset
-        }
-        AppendOutcome::Rejected(error) => {
-            let (code, message) = match error {
-                SequenceError::InvalidEpoch => (
-                    ResponseError::InvalidProducerEpoch,
-                    "the producer's epoch is older than the current one: another instance took over",
-                ),
-                SequenceError::OutOfOrder => (
-                    ResponseError::OutOfOrderSequenceNumber,
-                    "the batch's sequence number does not follow the last one written",
-                ),
-                SequenceError::UnknownProducer => (
-                    ResponseError::UnknownProducerId,
-                    "this partition has no state for the producer id",
-                ),
-            };
-            return Err(ApiError::new(code, message));
-        }
-    };
-    Ok(Appended {
-        base_offset,
-        log_append_time_ms,
-        log_start_offset: partition.log_start_offset(),
-    })
+    let log_append_time = broker.topic_config(topic_image).log_append_time();
+    partition
+        .append_as_leader(records.unwrap_or_default(), log_append_time, now_ms())
+        .await
 }
