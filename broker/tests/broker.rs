@@ -13,7 +13,10 @@ use runnel_actors::{Node, ShutdownReason};
 use runnel_broker::config::BrokerConfig;
 use runnel_broker::versions::supported_versions;
 use runnel_broker::{Broker, BrokerServer};
-use runnel_protocol::batch::{build, RecordBatch};
+use runnel_protocol::batch::{
+    build, RecordBatch, BASE_SEQUENCE_AT, CRC_AT, CRC_FROM, LAST_OFFSET_DELTA_AT,
+    PRODUCER_EPOCH_AT, PRODUCER_ID_AT,
+};
 use runnel_protocol::kafka::{self, topic_name, RequestKind, ResponseKind};
 use runnel_storage::disk::{Disk, RealDisk};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -192,11 +195,11 @@ fn batch(values: &[&str]) -> RecordBatch {
 /// A copy of `batch` marked as from an idempotent producer (header fields under the CRC).
 fn idempotent(batch: &RecordBatch, producer_id: i64, epoch: i16, sequence: i32) -> Bytes {
     let mut bytes = batch.as_bytes().to_vec();
-    bytes[43..51].copy_from_slice(&producer_id.to_be_bytes());
-    bytes[51..53].copy_from_slice(&epoch.to_be_bytes());
-    bytes[53..57].copy_from_slice(&sequence.to_be_bytes());
-    let crc = crc32c::crc32c(&bytes[21..]);
-    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    bytes[PRODUCER_ID_AT..PRODUCER_ID_AT + 8].copy_from_slice(&producer_id.to_be_bytes());
+    bytes[PRODUCER_EPOCH_AT..PRODUCER_EPOCH_AT + 2].copy_from_slice(&epoch.to_be_bytes());
+    bytes[BASE_SEQUENCE_AT..BASE_SEQUENCE_AT + 4].copy_from_slice(&sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&bytes[CRC_FROM..]);
+    bytes[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
     Bytes::from(bytes)
 }
 
@@ -752,9 +755,10 @@ async fn corrupt_and_oversized_batches_are_refused_and_change_nothing() {
     assert_eq!(code, ResponseError::MessageTooLarge.code());
     // A valid CRC over a last offset delta that does not match the record count.
     let mut stretched = batch(&["one"]).as_bytes().to_vec();
-    stretched[23..27].copy_from_slice(&i32::MAX.to_be_bytes());
-    let crc = crc32c::crc32c(&stretched[21..]);
-    stretched[17..21].copy_from_slice(&crc.to_be_bytes());
+    stretched[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4]
+        .copy_from_slice(&i32::MAX.to_be_bytes());
+    let crc = crc32c::crc32c(&stretched[CRC_FROM..]);
+    stretched[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
     let (code, _) = produce_result(
         client
             .call(

@@ -30,12 +30,23 @@ pub const BATCH_HEADER_BYTES: usize = 61;
 pub const LOG_OVERHEAD_BYTES: usize = 12;
 /// The bytes that stamping touches: base offset, length and partition leader epoch.
 pub const STAMPED_PREFIX_BYTES: usize = 16;
-const BASE_OFFSET_AT: usize = 0;
-const LENGTH_AT: usize = 8;
-const LEADER_EPOCH_AT: usize = 12;
-const MAGIC_AT: usize = 16;
-const CRC_AT: usize = 17;
-const CRC_FROM: usize = 21;
+// Where each header field starts (the table above); every reader and writer of batch
+// headers in the workspace uses these.
+pub const BASE_OFFSET_AT: usize = 0;
+pub const LENGTH_AT: usize = 8;
+pub const LEADER_EPOCH_AT: usize = 12;
+pub const MAGIC_AT: usize = 16;
+pub const CRC_AT: usize = 17;
+/// The CRC-32C covers everything from here (the attributes) to the end of the batch.
+pub const CRC_FROM: usize = 21;
+pub const ATTRIBUTES_AT: usize = 21;
+pub const LAST_OFFSET_DELTA_AT: usize = 23;
+pub const BASE_TIMESTAMP_AT: usize = 27;
+pub const MAX_TIMESTAMP_AT: usize = 35;
+pub const PRODUCER_ID_AT: usize = 43;
+pub const PRODUCER_EPOCH_AT: usize = 51;
+pub const BASE_SEQUENCE_AT: usize = 53;
+pub const RECORD_COUNT_AT: usize = 57;
 /// Attributes bit 3: timestamps are the broker's append time, not the producer's.
 const LOG_APPEND_TIME_BIT: i16 = 0x08;
 
@@ -47,6 +58,19 @@ pub enum Compression {
     Snappy,
     Lz4,
     Zstd,
+}
+
+impl Compression {
+    /// The codec's bits in a batch's attributes.
+    pub fn attribute_bits(self) -> i16 {
+        match self {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+        }
+    }
 }
 
 /// Why bytes are not a valid v2 record batch.
@@ -199,7 +223,7 @@ impl RecordBatch {
     }
 
     pub fn attributes(&self) -> i16 {
-        i16_at(&self.bytes, 21)
+        i16_at(&self.bytes, ATTRIBUTES_AT)
     }
 
     pub fn compression(&self) -> Compression {
@@ -227,31 +251,31 @@ impl RecordBatch {
     }
 
     pub fn last_offset_delta(&self) -> i32 {
-        i32_at(&self.bytes, 23)
+        i32_at(&self.bytes, LAST_OFFSET_DELTA_AT)
     }
 
     pub fn base_timestamp(&self) -> i64 {
-        i64_at(&self.bytes, 27)
+        i64_at(&self.bytes, BASE_TIMESTAMP_AT)
     }
 
     pub fn max_timestamp(&self) -> i64 {
-        i64_at(&self.bytes, 35)
+        i64_at(&self.bytes, MAX_TIMESTAMP_AT)
     }
 
     pub fn producer_id(&self) -> i64 {
-        i64_at(&self.bytes, 43)
+        i64_at(&self.bytes, PRODUCER_ID_AT)
     }
 
     pub fn producer_epoch(&self) -> i16 {
-        i16_at(&self.bytes, 51)
+        i16_at(&self.bytes, PRODUCER_EPOCH_AT)
     }
 
     pub fn base_sequence(&self) -> i32 {
-        i32_at(&self.bytes, 53)
+        i32_at(&self.bytes, BASE_SEQUENCE_AT)
     }
 
     pub fn record_count(&self) -> i32 {
-        i32_at(&self.bytes, 57)
+        i32_at(&self.bytes, RECORD_COUNT_AT)
     }
 
     /// The first 16 bytes of the batch with `base_offset` and `leader_epoch` stamped in:
@@ -283,10 +307,9 @@ impl RecordBatch {
     /// A copy marked as log-append-time with `now_ms` as its max timestamp, CRC updated:
     /// what a broker stores for a topic with `message.timestamp.type=LogAppendTime`.
     pub fn with_log_append_time(&self, now_ms: i64) -> RecordBatch {
-        const MAX_TIMESTAMP_AT: usize = 35;
         let mut bytes = BytesMut::from(&self.bytes[..]);
         let attributes = self.attributes() | LOG_APPEND_TIME_BIT;
-        bytes[CRC_FROM..CRC_FROM + 2].copy_from_slice(&attributes.to_be_bytes());
+        bytes[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
         bytes[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&now_ms.to_be_bytes());
         let crc = crc32c::crc32c(&bytes[CRC_FROM..]);
         bytes[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
@@ -296,17 +319,70 @@ impl RecordBatch {
     }
 }
 
-/// Builds v2 batches of uncompressed records, for tests, the simulator and our client.
+/// The one writer of v2 batches: our client's producer, the group coordinator, the
+/// simulator and the tests all build batches here.
 pub mod build {
-    use bytes::{BufMut, BytesMut};
+    use bytes::{BufMut, Bytes, BytesMut};
 
     use super::*;
+    use crate::records::{compress, RecordsError};
 
-    /// One record: key, value and timestamp delta from the batch's base timestamp.
-    pub struct Record<'a> {
-        pub key: Option<&'a [u8]>,
-        pub value: Option<&'a [u8]>,
-        pub timestamp_delta: i64,
+    /// One record for [`encode`]: key, value, headers and its timestamp.
+    #[derive(Debug, Clone, PartialEq, Eq, Default)]
+    pub struct NewRecord {
+        pub key: Option<Bytes>,
+        pub value: Option<Bytes>,
+        pub headers: Vec<(String, Option<Bytes>)>,
+        pub timestamp_ms: i64,
+    }
+
+    impl NewRecord {
+        /// Bytes this record takes in an uncompressed batch, near enough for batch sizing.
+        pub fn estimated_size_bytes(&self) -> usize {
+            let field = |b: &Option<Bytes>| b.as_ref().map_or(0, |b| b.len()) + 5;
+            21 + field(&self.key)
+                + field(&self.value)
+                + self
+                    .headers
+                    .iter()
+                    .map(|(k, v)| k.len() + 5 + field(v))
+                    .sum::<usize>()
+        }
+    }
+
+    /// The batch-level fields a producer sets.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct BatchOptions {
+        /// -1 without idempotence.
+        pub producer_id: i64,
+        pub producer_epoch: i16,
+        /// The sequence number of the first record, -1 without idempotence.
+        pub base_sequence: i32,
+        pub compression: Compression,
+    }
+
+    impl Default for BatchOptions {
+        fn default() -> Self {
+            BatchOptions {
+                producer_id: -1,
+                producer_epoch: -1,
+                base_sequence: -1,
+                compression: Compression::None,
+            }
+        }
+    }
+
+    /// Why a batch could not be built.
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    pub enum BuildError {
+        #[error("a batch holds at least one record")]
+        Empty,
+        #[error("a batch of {count} records is too many for one batch")]
+        TooManyRecords { count: usize },
+        #[error("a batch of {size_bytes} bytes is over the format's 2 GiB")]
+        TooLarge { size_bytes: usize },
+        #[error(transparent)]
+        Compress(#[from] RecordsError),
     }
 
     /// A zigzag varint, as record fields are written.
@@ -330,40 +406,85 @@ pub mod build {
         }
     }
 
-    /// An uncompressed batch with base offset 0, leader epoch -1 and no producer.
-    pub fn batch(base_timestamp: i64, records: &[Record<'_>]) -> RecordBatch {
-        assert!(!records.is_empty(), "a batch holds at least one record");
-        let mut body = BytesMut::new();
-        for (i, record) in records.iter().enumerate() {
-            let mut r = BytesMut::new();
-            r.put_i8(0);
-            put_varint(&mut r, record.timestamp_delta);
-            put_varint(&mut r, i as i64);
-            put_bytes(&mut r, record.key);
-            put_bytes(&mut r, record.value);
-            put_varint(&mut r, 0);
-            put_varint(&mut body, r.len() as i64);
-            body.put_slice(&r);
+    /// Encodes `records` as one v2 batch with base offset 0 and leader epoch -1 (the
+    /// broker stamps both). The base timestamp is the first record's, as the Java client
+    /// does.
+    pub fn encode(options: BatchOptions, records: &[NewRecord]) -> Result<Bytes, BuildError> {
+        let first = records.first().ok_or(BuildError::Empty)?;
+        let count = i32::try_from(records.len()).map_err(|_| BuildError::TooManyRecords {
+            count: records.len(),
+        })?;
+        let base_timestamp = first.timestamp_ms;
+        let max_timestamp = records
+            .iter()
+            .map(|r| r.timestamp_ms)
+            .max()
+            .unwrap_or(base_timestamp);
+        let mut section =
+            BytesMut::with_capacity(records.iter().map(NewRecord::estimated_size_bytes).sum());
+        let mut record = BytesMut::new();
+        for (i, r) in records.iter().enumerate() {
+            record.clear();
+            record.put_i8(0);
+            put_varint(&mut record, r.timestamp_ms - base_timestamp);
+            put_varint(&mut record, i as i64);
+            put_bytes(&mut record, r.key.as_deref());
+            put_bytes(&mut record, r.value.as_deref());
+            put_varint(&mut record, r.headers.len() as i64);
+            for (k, v) in &r.headers {
+                put_bytes(&mut record, Some(k.as_bytes()));
+                put_bytes(&mut record, v.as_deref());
+            }
+            put_varint(&mut section, record.len() as i64);
+            section.put_slice(&record);
         }
-        let max_ts = base_timestamp + records.iter().map(|r| r.timestamp_delta).max().unwrap_or(0);
-        let mut buf = BytesMut::with_capacity(BATCH_HEADER_BYTES + body.len());
+        let packed = compress(options.compression, &section)?;
+        let size_bytes = BATCH_HEADER_BYTES + packed.len();
+        let length = i32::try_from(size_bytes - LOG_OVERHEAD_BYTES)
+            .map_err(|_| BuildError::TooLarge { size_bytes })?;
+        let mut buf = BytesMut::with_capacity(size_bytes);
         buf.put_i64(0);
-        buf.put_i32((BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES + body.len()) as i32);
+        buf.put_i32(length);
         buf.put_i32(-1);
         buf.put_i8(2);
         buf.put_u32(0);
-        buf.put_i16(0);
-        buf.put_i32(records.len() as i32 - 1);
+        buf.put_i16(options.compression.attribute_bits());
+        buf.put_i32(count - 1);
         buf.put_i64(base_timestamp);
-        buf.put_i64(max_ts);
-        buf.put_i64(-1);
-        buf.put_i16(-1);
-        buf.put_i32(-1);
-        buf.put_i32(records.len() as i32);
-        buf.put_slice(&body);
+        buf.put_i64(max_timestamp);
+        buf.put_i64(options.producer_id);
+        buf.put_i16(options.producer_epoch);
+        buf.put_i32(options.base_sequence);
+        buf.put_i32(count);
+        debug_assert_eq!(buf.len(), BATCH_HEADER_BYTES);
+        buf.put_slice(&packed);
         let crc = crc32c::crc32c(&buf[CRC_FROM..]);
         buf[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
-        RecordBatch::parse(buf.freeze())
+        Ok(buf.freeze())
+    }
+
+    /// One record for [`batch`]: key, value and timestamp delta from the base timestamp.
+    pub struct Record<'a> {
+        pub key: Option<&'a [u8]>,
+        pub value: Option<&'a [u8]>,
+        pub timestamp_delta: i64,
+    }
+
+    /// An uncompressed batch without producer or headers: what the group coordinator
+    /// writes, and what tests and the simulator send.
+    pub fn batch(base_timestamp: i64, records: &[Record<'_>]) -> RecordBatch {
+        let records: Vec<NewRecord> = records
+            .iter()
+            .map(|r| NewRecord {
+                key: r.key.map(Bytes::copy_from_slice),
+                value: r.value.map(Bytes::copy_from_slice),
+                headers: Vec::new(),
+                timestamp_ms: base_timestamp + r.timestamp_delta,
+            })
+            .collect();
+        let bytes = encode(BatchOptions::default(), &records)
+            .expect("a batch of in-memory records without compression builds");
+        RecordBatch::parse(bytes)
             .expect("a freshly built batch is valid")
             .0
     }

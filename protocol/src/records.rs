@@ -10,7 +10,9 @@ use std::io::Read;
 
 use bytes::{Buf, Bytes};
 
-use crate::batch::{Compression, RecordBatch, BATCH_HEADER_BYTES};
+use crate::batch::{
+    Compression, RecordBatch, BATCH_HEADER_BYTES, CRC_AT, CRC_FROM, LENGTH_AT, RECORD_COUNT_AT,
+};
 
 /// Largest decompressed records section accepted, so a small hostile batch cannot make the
 /// broker allocate without bound.
@@ -38,6 +40,60 @@ pub enum RecordsError {
     TooLarge,
     #[error("batch says {expected} records but holds {found}")]
     CountMismatch { expected: i32, found: usize },
+    #[error("cannot compress records with {codec:?}: {reason}")]
+    Compress { codec: Compression, reason: String },
+}
+
+/// snappy-java's stream header: magic, version 1, minimum compatible version 1.
+const XERIAL_STREAM_HEADER: &[u8] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
+/// snappy-java compresses in blocks of this many bytes.
+const XERIAL_BLOCK_BYTES: usize = 32 * 1024;
+
+/// Compresses a records section the way Kafka's clients do, so that librdkafka, the Java
+/// client and Kafka's broker all read it.
+pub fn compress(codec: Compression, data: &[u8]) -> Result<Vec<u8>, RecordsError> {
+    use std::io::Write;
+    let fail = |reason: String| RecordsError::Compress { codec, reason };
+    Ok(match codec {
+        Compression::None => data.to_vec(),
+        Compression::Gzip => {
+            let mut e = flate2::write::GzEncoder::new(
+                Vec::with_capacity(data.len() / 2),
+                flate2::Compression::default(),
+            );
+            e.write_all(data).map_err(|e| fail(e.to_string()))?;
+            e.finish().map_err(|e| fail(e.to_string()))?
+        }
+        Compression::Snappy => {
+            // xerial framing as the Java client writes it.
+            let mut out = Vec::with_capacity(XERIAL_STREAM_HEADER.len() + data.len());
+            out.extend_from_slice(XERIAL_STREAM_HEADER);
+            let mut encoder = snap::raw::Encoder::new();
+            for block in data.chunks(XERIAL_BLOCK_BYTES) {
+                let packed = encoder
+                    .compress_vec(block)
+                    .map_err(|e| fail(e.to_string()))?;
+                out.extend_from_slice(&(packed.len() as u32).to_be_bytes());
+                out.extend_from_slice(&packed);
+            }
+            out
+        }
+        Compression::Lz4 => {
+            // Kafka reads LZ4 frames with independent 64 KiB blocks and no content size.
+            let info = lz4_flex::frame::FrameInfo::new()
+                .block_size(lz4_flex::frame::BlockSize::Max64KB)
+                .block_mode(lz4_flex::frame::BlockMode::Independent);
+            let mut e = lz4_flex::frame::FrameEncoder::with_frame_info(
+                info,
+                Vec::with_capacity(data.len() / 2),
+            );
+            e.write_all(data).map_err(|e| fail(e.to_string()))?;
+            e.finish().map_err(|e| fail(e.to_string()))?
+        }
+        Compression::Zstd => {
+            ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest)
+        }
+    })
 }
 
 fn varlong(buf: &mut Bytes) -> Result<i64, RecordsError> {
@@ -227,10 +283,11 @@ impl RecordBatch {
             buf.extend_from_slice(&record.encoded);
         }
         let length = (buf.len() - crate::batch::LOG_OVERHEAD_BYTES) as i32;
-        buf[8..12].copy_from_slice(&length.to_be_bytes());
-        buf[57..61].copy_from_slice(&(records.len() as i32).to_be_bytes());
-        let crc = crc32c::crc32c(&buf[21..]);
-        buf[17..21].copy_from_slice(&crc.to_be_bytes());
+        buf[LENGTH_AT..LENGTH_AT + 4].copy_from_slice(&length.to_be_bytes());
+        buf[RECORD_COUNT_AT..RECORD_COUNT_AT + 4]
+            .copy_from_slice(&(records.len() as i32).to_be_bytes());
+        let crc = crc32c::crc32c(&buf[CRC_FROM..]);
+        buf[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
         RecordBatch::parse(buf.freeze())
             .expect("a batch rebuilt from valid records is valid")
             .0
@@ -285,12 +342,13 @@ mod tests {
             Compression::Zstd => 4,
         };
         let mut buf = BytesMut::from(&plain.as_bytes()[..BATCH_HEADER_BYTES]);
-        buf[8..12]
+        buf[LENGTH_AT..LENGTH_AT + 4]
             .copy_from_slice(&((BATCH_HEADER_BYTES - 12 + packed.len()) as i32).to_be_bytes());
-        buf[21..23].copy_from_slice(&codec_bits.to_be_bytes());
+        buf[crate::batch::ATTRIBUTES_AT..crate::batch::ATTRIBUTES_AT + 2]
+            .copy_from_slice(&codec_bits.to_be_bytes());
         buf.put_slice(&packed);
-        let crc = crc32c::crc32c(&buf[21..]);
-        buf[17..21].copy_from_slice(&crc.to_be_bytes());
+        let crc = crc32c::crc32c(&buf[CRC_FROM..]);
+        buf[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
         RecordBatch::parse(buf.freeze())
             .expect("valid compressed batch")
             .0
@@ -371,9 +429,9 @@ mod tests {
             bytes.len() - 3,
         ] {
             let mut buf = BytesMut::from(&bytes[..cut]);
-            buf[8..12].copy_from_slice(&((cut - 12) as i32).to_be_bytes());
-            let crc = crc32c::crc32c(&buf[21..]);
-            buf[17..21].copy_from_slice(&crc.to_be_bytes());
+            buf[LENGTH_AT..LENGTH_AT + 4].copy_from_slice(&((cut - 12) as i32).to_be_bytes());
+            let crc = crc32c::crc32c(&buf[CRC_FROM..]);
+            buf[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
             let cut_batch = RecordBatch::parse(buf.freeze())
                 .expect("header still valid")
                 .0;
@@ -382,8 +440,8 @@ mod tests {
         let mut gz = BytesMut::from(&compressed(&plain, Compression::Gzip).as_bytes()[..]);
         let last = gz.len() - 10;
         gz[last] ^= 0xff;
-        let crc = crc32c::crc32c(&gz[21..]);
-        gz[17..21].copy_from_slice(&crc.to_be_bytes());
+        let crc = crc32c::crc32c(&gz[CRC_FROM..]);
+        gz[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
         let bad = RecordBatch::parse(gz.freeze()).expect("crc fixed").0;
         assert!(matches!(
             bad.records(),

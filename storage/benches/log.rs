@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use runnel_protocol::batch::build::{batch, Record};
-use runnel_protocol::batch::{peek_batch_size, RecordBatch};
+use runnel_protocol::batch::{peek_batch_size, RecordBatch, LAST_OFFSET_DELTA_AT};
 use runnel_storage::disk::RealDisk;
 use runnel_storage::log::{LogConfig, PartitionLog, RECOVERY_POINT_CHECKPOINT};
 
@@ -90,7 +90,11 @@ async fn log_read(log: &PartitionLog) -> Duration {
         }
         let last = &bytes[last.expect("a read returns whole batches")..];
         let base = i64::from_be_bytes(last[0..8].try_into().expect("8 bytes"));
-        let delta = i32::from_be_bytes(last[23..27].try_into().expect("4 bytes"));
+        let delta = i32::from_be_bytes(
+            last[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4]
+                .try_into()
+                .expect("4 bytes"),
+        );
         next = base + i64::from(delta) + 1;
     }
     start.elapsed()

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use runnel_protocol::batch::RecordBatch;
+use runnel_protocol::batch::{RecordBatch, CRC_AT, CRC_FROM, LENGTH_AT};
 
 use crate::disk::{Disk, MemDisk, OpenMode};
 use crate::log::{LogConfig, PartitionLog};
@@ -68,10 +68,10 @@ pub fn check_record_decoding(data: &[u8]) {
         return;
     }
     let mut fixed = data.to_vec();
-    fixed[8..12].copy_from_slice(&((data.len() - 12) as i32).to_be_bytes());
+    fixed[LENGTH_AT..LENGTH_AT + 4].copy_from_slice(&((data.len() - 12) as i32).to_be_bytes());
     fixed[16] = 2;
-    let crc = crc32c::crc32c(&fixed[21..]);
-    fixed[17..21].copy_from_slice(&crc.to_be_bytes());
+    let crc = crc32c::crc32c(&fixed[CRC_FROM..]);
+    fixed[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
     check_batch_parsing(&fixed);
 }
 

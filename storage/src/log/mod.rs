@@ -178,7 +178,7 @@ const READ_ATTEMPTS: usize = 8;
 /// makes the segment walk step over a batch, and that looks exactly like a gap, so a gap
 /// is served only once two reads agree on it.
 fn check_offsets(bytes: &Bytes, offset: i64, end: i64) -> Result<(), String> {
-    use runnel_protocol::batch::{peek_batch_size, BATCH_HEADER_BYTES};
+    use runnel_protocol::batch::{peek_batch_size, BATCH_HEADER_BYTES, LAST_OFFSET_DELTA_AT};
     let mut position = 0usize;
     let mut previous_last: Option<i64> = None;
     while position < bytes.len() {
@@ -188,7 +188,11 @@ fn check_offsets(bytes: &Bytes, offset: i64, end: i64) -> Result<(), String> {
             .ok_or_else(|| format!("a bad batch length at byte {position}"))?
             as usize;
         let base = i64::from_be_bytes(rest[0..8].try_into().expect("a header holds 8 bytes"));
-        let delta = i32::from_be_bytes(rest[23..27].try_into().expect("a header holds 4 bytes"));
+        let delta = i32::from_be_bytes(
+            rest[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4]
+                .try_into()
+                .expect("a header holds 4 bytes"),
+        );
         let last = base.saturating_add(i64::from(delta));
         let follows = match previous_last {
             None => base <= offset && offset <= last,
@@ -209,7 +213,7 @@ fn check_offsets(bytes: &Bytes, offset: i64, end: i64) -> Result<(), String> {
 /// length is impossible: what two reads must agree on before a gap is believed. A bit
 /// flipped inside records is left to the CRC, so it does not keep two reads from agreeing.
 fn batch_headers(bytes: &Bytes) -> Option<Vec<(i64, i32, usize)>> {
-    use runnel_protocol::batch::{peek_batch_size, BATCH_HEADER_BYTES};
+    use runnel_protocol::batch::{peek_batch_size, BATCH_HEADER_BYTES, LAST_OFFSET_DELTA_AT};
     let mut headers = Vec::new();
     let mut position = 0usize;
     while position < bytes.len() {
@@ -218,7 +222,11 @@ fn batch_headers(bytes: &Bytes) -> Option<Vec<(i64, i32, usize)>> {
             .filter(|&s| s >= BATCH_HEADER_BYTES as i64 && s as u64 <= rest.len() as u64)?
             as usize;
         let base = i64::from_be_bytes(rest[0..8].try_into().expect("a header holds 8 bytes"));
-        let delta = i32::from_be_bytes(rest[23..27].try_into().expect("a header holds 4 bytes"));
+        let delta = i32::from_be_bytes(
+            rest[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4]
+                .try_into()
+                .expect("a header holds 4 bytes"),
+        );
         headers.push((base, delta, size));
         position += size;
     }

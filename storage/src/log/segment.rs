@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use runnel_protocol::batch::{
-    peek_batch_size, RecordBatch, BATCH_HEADER_BYTES, STAMPED_PREFIX_BYTES,
+    peek_batch_size, RecordBatch, BATCH_HEADER_BYTES, LAST_OFFSET_DELTA_AT, MAX_TIMESTAMP_AT,
+    STAMPED_PREFIX_BYTES,
 };
 
 use crate::disk::{read_agreed, Disk, DiskFile, OpenMode};
@@ -98,8 +99,8 @@ struct BatchPosition {
 fn header_fields(header: &[u8], position: u64) -> BatchPosition {
     let base_offset = (&header[0..8]).get_i64();
     let size_bytes = peek_batch_size(header).expect("a full header was read") as u64;
-    let last_delta = (&header[23..27]).get_i32();
-    let max_timestamp = (&header[35..43]).get_i64();
+    let last_delta = (&header[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4]).get_i32();
+    let max_timestamp = (&header[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8]).get_i64();
     BatchPosition {
         position,
         size_bytes,
