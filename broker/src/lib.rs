@@ -15,6 +15,7 @@
 
 pub mod config;
 mod connection;
+pub mod coordinator;
 pub mod fetch_session;
 pub mod group;
 pub mod handlers;
@@ -75,6 +76,8 @@ pub enum BrokerError {
     NoMetadata { dir: PathBuf },
     #[error("the metadata log is corrupt: {0}")]
     CorruptMetadata(#[from] metadata::MetadataError),
+    #[error("the group coordinator could not load __consumer_offsets: {0}")]
+    GroupsNotLoaded(#[from] coordinator::ShardUnavailable),
 }
 
 /// A Kafka error code with a sentence for people.
@@ -250,7 +253,8 @@ impl Broker {
         for topic in image.topics.values() {
             broker.open_partitions(topic, 0).await?;
         }
-        broker.groups.load(&broker).await?;
+        broker.groups.start(node, &broker);
+        broker.groups.loaded().await?;
         tracing::info!(
             topics = image.topics.len(),
             partitions = broker.partition_count(),

@@ -2158,3 +2158,80 @@ async fn a_partition_that_keeps_failing_goes_offline_alone_and_metadata_says_so(
     assert!(codes.contains(&(1, 0, 0)), "{codes:?}");
     assert!(!broker.node.is_shutting_down(), "the broker goes on");
 }
+
+#[tokio::test]
+async fn a_crashed_coordinator_shard_reloads_its_groups_and_commits_while_others_serve() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path(), &[("group.initial.rebalance.delay.ms", "0")]).await;
+    let mut client = Client::connect(broker.addr).await;
+    client
+        .call(ApiKey::CreateTopics, 7, create_topics("t", 2, &[]))
+        .await;
+    // Two offsets-only groups on different shards.
+    let groups = ["g", "other"];
+    let shard_of = |g: &str| broker.broker.groups.partition_for(g);
+    assert_ne!(
+        shard_of("g"),
+        shard_of("other"),
+        "the test needs two shards"
+    );
+    for (i, group) in groups.iter().enumerate() {
+        let errors = commit_errors(
+            client
+                .call(
+                    ApiKey::OffsetCommit,
+                    9,
+                    commit_to(group, "", -1, &[(0, 10 + i as i64, "")]),
+                )
+                .await,
+        );
+        assert_eq!(errors, vec![0]);
+    }
+    broker.broker.groups.inject_crash("g").await;
+    // The other shard never noticed.
+    let other = committed_offsets(
+        client
+            .call(ApiKey::OffsetFetch, 5, fetch_committed("other"))
+            .await,
+    );
+    assert_eq!(other, vec![(0, 11)]);
+    // The crashed one comes back with its acknowledged commit, and takes new ones.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = client
+            .call(ApiKey::OffsetFetch, 5, fetch_committed("g"))
+            .await;
+        let ResponseKind::OffsetFetch(r) = &response else {
+            panic!("{response:?}")
+        };
+        if r.error_code == 0 {
+            assert_eq!(committed_offsets(response), vec![(0, 10)]);
+            break;
+        }
+        assert_eq!(r.error_code, ResponseError::NotCoordinator.code());
+        assert!(std::time::Instant::now() < deadline, "the shard comes back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let errors = commit_errors(
+        client
+            .call(
+                ApiKey::OffsetCommit,
+                9,
+                commit_to("g", "", -1, &[(1, 20, "")]),
+            )
+            .await,
+    );
+    assert_eq!(errors, vec![0]);
+    let mut g = committed_offsets(
+        client
+            .call(ApiKey::OffsetFetch, 5, fetch_committed("g"))
+            .await,
+    );
+    g.sort();
+    assert_eq!(g, vec![(0, 10), (1, 20)]);
+    // A member can still join the reloaded group's shard.
+    let ResponseKind::JoinGroup(first) = client.call(ApiKey::JoinGroup, 9, join("")).await else {
+        panic!()
+    };
+    assert_eq!(first.error_code, ResponseError::MemberIdRequired.code());
+}

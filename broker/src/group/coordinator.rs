@@ -2,23 +2,24 @@
 //! groups that hash to its partition, their committed offsets, and the state machines that
 //! run their membership ([`super::membership::Group`]).
 //!
-//! A shard is an actor whose mailbox is its lock: every input to a shard's groups is
-//! handled under that lock, in arrival order, and every change is appended to the shard's
-//! partition before it is acknowledged. A request the membership protocol parks (JoinGroup,
-//! SyncGroup) leaves a oneshot waiter behind and releases the lock; a later input answers
-//! it. When the broker starts, each shard replays its partition, so a restart loses no group
-//! and no committed offset.
+//! Each shard is an actor of the shared shard runtime ([`crate::coordinator`]): every input
+//! to a shard's groups runs as a job on it, in mailbox order, and every change is appended
+//! to the shard's partition before it is acknowledged. A request the membership protocol
+//! parks (JoinGroup, SyncGroup) leaves a oneshot waiter behind and ends its job; a later
+//! input answers it. A shard replays its partition when it starts (and restarts), so
+//! neither a broker restart nor a crashed shard loses a group or a committed offset.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
+use runnel_actors::Node;
 use runnel_protocol::batch::build;
 use runnel_protocol::batch::RecordBatch;
 use runnel_storage::log::LogError;
-use tokio::sync::{oneshot, Mutex};
+use tokio::sync::oneshot;
 
 use super::consumer_group::{
     self, ConsumerGroup, ConsumerGroupConfig, ConsumerGroupDescription, ConsumerGroupRecord,
@@ -33,6 +34,7 @@ use super::records::{
     decode_group, decode_key, decode_offset, encode_group, encode_key, encode_offset,
     CommittedOffset, OffsetsKey,
 };
+use crate::coordinator::{BoxFuture, ShardRuntime, ShardState, ShardUnavailable};
 use crate::metadata::MetadataImage;
 use crate::partition::{AppendOutcome, PartitionError};
 use crate::{now_ms, ApiError, Broker, MAX_CONNECTIONS};
@@ -118,6 +120,7 @@ pub struct GroupSummary {
     pub members: Vec<MemberRecord>,
 }
 
+/// One shard's groups: the state its actor owns (see [`crate::coordinator`]).
 struct Shard {
     index: i32,
     groups: BTreeMap<String, GroupEntry>,
@@ -125,8 +128,28 @@ struct Shard {
     waiters: HashMap<RequestId, oneshot::Sender<Answer>>,
 }
 
+impl ShardState for Shard {
+    type Context = Broker;
+
+    async fn load(broker: &Broker, index: i32) -> Result<Shard, String> {
+        let mut shard = Shard {
+            index,
+            groups: BTreeMap::new(),
+            waiters: HashMap::new(),
+        };
+        broker
+            .groups
+            .load_shard(broker, &mut shard)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(shard)
+    }
+}
+
 pub struct GroupCoordinator {
-    shards: Vec<Mutex<Shard>>,
+    partitions: i32,
+    /// The shard actors, started once the broker exists (they hold it weakly).
+    shards: OnceLock<ShardRuntime<Shard>>,
     /// The topics KIP-848 groups assign, rebuilt when the metadata image changes.
     topics: std::sync::Mutex<Option<(Arc<MetadataImage>, Arc<TopicsImage>)>>,
     next_request_id: AtomicU64,
@@ -136,7 +159,7 @@ pub struct GroupCoordinator {
 
 impl std::fmt::Debug for GroupCoordinator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "GroupCoordinator({} shards)", self.shards.len())
+        write!(f, "GroupCoordinator({} shards)", self.partitions)
     }
 }
 
@@ -212,21 +235,13 @@ fn storage_error(e: &PartitionError, for_offsets: bool) -> ResponseError {
 }
 
 impl GroupCoordinator {
-    /// Shards for `partitions` partitions of `__consumer_offsets`, empty until [`load`].
-    ///
-    /// [`load`]: GroupCoordinator::load
+    /// A coordinator for `partitions` partitions of `__consumer_offsets`; its shards run
+    /// once [`GroupCoordinator::start`] is called.
     pub fn new(partitions: i32, started_ms: i64) -> Self {
         assert!(partitions > 0);
         GroupCoordinator {
-            shards: (0..partitions)
-                .map(|index| {
-                    Mutex::new(Shard {
-                        index,
-                        groups: BTreeMap::new(),
-                        waiters: HashMap::new(),
-                    })
-                })
-                .collect(),
+            partitions,
+            shards: OnceLock::new(),
             topics: std::sync::Mutex::new(None),
             next_request_id: AtomicU64::new(0),
             next_member_id_epoch: AtomicU64::new(started_ms.max(0) as u64 * 1000),
@@ -234,15 +249,70 @@ impl GroupCoordinator {
     }
 
     pub fn partitions(&self) -> i32 {
-        self.shards.len() as i32
+        self.partitions
+    }
+
+    /// Starts one shard actor per partition on `node`; each replays its partition before
+    /// its first input. Call once, after the broker is built.
+    pub fn start(&self, node: &Node, broker: &Arc<Broker>) {
+        let runtime = ShardRuntime::start(
+            node,
+            "group-coordinator",
+            self.partitions,
+            Arc::downgrade(broker),
+            broker.config.fault_actor_crash_probability,
+        );
+        assert!(
+            self.shards.set(runtime).is_ok(),
+            "the group coordinator starts once"
+        );
+    }
+
+    /// Waits until every shard has replayed its partition (a broker start).
+    pub async fn loaded(&self) -> Result<(), ShardUnavailable> {
+        for index in 0..self.partitions {
+            self.runtime().run(index, |_, _| Box::pin(async {})).await?;
+        }
+        Ok(())
+    }
+
+    /// Fault injection: the shard that owns `group_id` panics, as a bug would make it; its
+    /// supervisor restarts it and it reloads its groups from its partition.
+    pub async fn inject_crash(&self, group_id: &str) {
+        let crashed = self
+            .on_shard(group_id, |_, shard| {
+                Box::pin(async move {
+                    panic!(
+                        "coordinator shard {} crashed by fault injection",
+                        shard.index
+                    )
+                })
+            })
+            .await;
+        debug_assert!(crashed.is_err(), "the job panicked");
+    }
+
+    fn runtime(&self) -> &ShardRuntime<Shard> {
+        self.shards
+            .get()
+            .expect("the broker starts the coordinator before it serves")
+    }
+
+    /// Runs `job` on the shard that owns `group_id`, in order with every other input to
+    /// it; NOT_COORDINATOR if the shard failed meanwhile, so the client retries.
+    async fn on_shard<R, F>(&self, group_id: &str, job: F) -> Result<R, ResponseError>
+    where
+        R: Send + 'static,
+        F: for<'a> FnOnce(&'a Broker, &'a mut Shard) -> BoxFuture<'a, R> + Send + 'static,
+    {
+        self.runtime()
+            .run(self.partition_for(group_id), job)
+            .await
+            .map_err(|_| ResponseError::NotCoordinator)
     }
 
     pub fn partition_for(&self, group_id: &str) -> i32 {
         partition_for(group_id, self.partitions())
-    }
-
-    fn shard(&self, group_id: &str) -> &Mutex<Shard> {
-        &self.shards[self.partition_for(group_id) as usize]
     }
 
     fn member_id_epoch(&self) -> u64 {
@@ -304,15 +374,6 @@ impl GroupCoordinator {
             Err(e) if e.code == ResponseError::TopicAlreadyExists => Ok(()),
             Err(e) => Err(e),
         }
-    }
-
-    /// Replays every shard's partition (a broker start).
-    pub async fn load(&self, broker: &Broker) -> Result<(), LogError> {
-        for shard in &self.shards {
-            let mut shard = shard.lock().await;
-            self.load_shard(broker, &mut shard).await?;
-        }
-        Ok(())
     }
 
     async fn load_shard(&self, broker: &Broker, shard: &mut Shard) -> Result<(), LogError> {
@@ -624,32 +685,75 @@ impl GroupCoordinator {
         let group_id = request.group_id.clone();
         let topics = self.topics(broker);
         let (tx, rx) = oneshot::channel();
+        let parked = self
+            .on_shard(&group_id.clone(), move |broker, shard| {
+                Box::pin(async move {
+                    broker
+                        .groups
+                        .park_consumer_heartbeat(broker, shard, group_id, topics, request, tx)
+                        .await
+                })
+            })
+            .await;
+        match parked {
+            Ok(Ok(())) => {}
+            Ok(Err(refused)) => return refused,
+            Err(error) => return refuse(error, "the coordinator shard failed".to_string()),
+        }
+        match rx.await {
+            Ok(Answer::Consumer(response)) => response,
+            Ok(other) => unreachable!("a consumer heartbeat is answered by one: {other:?}"),
+            Err(_) => refuse(
+                ResponseError::NotCoordinator,
+                "the group was unloaded".to_string(),
+            ),
+        }
+    }
+
+    /// The part of a consumer heartbeat that runs on its shard: steps the group and
+    /// leaves `tx` to be answered when the group's new state is durable.
+    async fn park_consumer_heartbeat(
+        &self,
+        broker: &Broker,
+        shard: &mut Shard,
+        group_id: String,
+        topics: Arc<TopicsImage>,
+        request: ConsumerHeartbeatRequest,
+        tx: oneshot::Sender<Answer>,
+    ) -> Result<(), ConsumerHeartbeatResponse> {
+        let refuse = |error: ResponseError, message: String| ConsumerHeartbeatResponse {
+            error: Some(error),
+            error_message: Some(message),
+            member_id: None,
+            member_epoch: 0,
+            heartbeat_interval_ms: 0,
+            assignment: None,
+        };
         {
-            let mut shard = self.shard(&group_id).lock().await;
             let entry = shard.groups.get(&group_id);
             if let Some(classic) = entry.and_then(|e| e.classic.as_ref()) {
                 if classic.state() != GroupState::Empty {
-                    return refuse(
+                    return Err(refuse(
                         ResponseError::GroupIdNotFound,
                         format!("group {group_id} is a classic group with members; it cannot use the consumer protocol until it is empty"),
-                    );
+                    ));
                 }
             }
             if entry.and_then(|e| e.consumer.as_ref()).is_none() {
                 if request.member_epoch != consumer_group::JOIN_GROUP_MEMBER_EPOCH {
-                    return refuse(
+                    return Err(refuse(
                         ResponseError::GroupIdNotFound,
                         format!("group {group_id} does not exist"),
-                    );
+                    ));
                 }
                 if entry.is_some_and(|e| e.classic.is_some()) {
                     // An empty classic group becomes a consumer group; its offsets stay.
                     let key = encode_key(&OffsetsKey::ClassicGroup {
                         group_id: group_id.clone(),
                     });
-                    if let Err(e) = Self::write(broker, &shard, &[(key, None)]).await {
+                    if let Err(e) = Self::write(broker, shard, &[(key, None)]).await {
                         let error = storage_error(&e, false);
-                        return refuse(error, e.to_string());
+                        return Err(refuse(error, e.to_string()));
                     }
                 }
                 let group = ConsumerGroup::new(
@@ -663,14 +767,13 @@ impl GroupCoordinator {
                 entry.consumer = Some(group);
                 entry.seen_topics = None;
             }
-            self.refresh_topics(broker, &mut shard, &group_id, &topics)
-                .await;
+            self.refresh_topics(broker, shard, &group_id, &topics).await;
             shard.waiters.retain(|_, waiter| !waiter.is_closed());
             if shard.waiters.len() >= MAX_PARKED_PER_SHARD {
-                return refuse(
+                return Err(refuse(
                     ResponseError::CoordinatorNotAvailable,
                     "too many requests are waiting on this coordinator".to_string(),
-                );
+                ));
             }
             let request_id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
             shard.waiters.insert(request_id, tx);
@@ -686,17 +789,10 @@ impl GroupCoordinator {
                     ..request
                 }),
             );
-            self.carry_out_consumer(broker, &mut shard, &group_id, outputs)
+            self.carry_out_consumer(broker, shard, &group_id, outputs)
                 .await;
         }
-        match rx.await {
-            Ok(Answer::Consumer(response)) => response,
-            Ok(other) => unreachable!("a consumer heartbeat is answered by one: {other:?}"),
-            Err(_) => refuse(
-                ResponseError::NotCoordinator,
-                "the group was unloaded".to_string(),
-            ),
-        }
+        Ok(())
     }
 
     /// ConsumerGroupDescribe: a KIP-848 group, or GROUP_ID_NOT_FOUND (also for classic
@@ -705,13 +801,18 @@ impl GroupCoordinator {
         &self,
         group_id: &str,
     ) -> Result<ConsumerGroupDescription, ResponseError> {
-        let shard = self.shard(group_id).lock().await;
-        shard
-            .groups
-            .get(group_id)
-            .and_then(|e| e.consumer.as_ref())
-            .map(ConsumerGroup::describe)
-            .ok_or(ResponseError::GroupIdNotFound)
+        let id = group_id.to_string();
+        self.on_shard(group_id, move |_, shard| {
+            Box::pin(async move {
+                shard
+                    .groups
+                    .get(&id)
+                    .and_then(|e| e.consumer.as_ref())
+                    .map(ConsumerGroup::describe)
+                    .ok_or(ResponseError::GroupIdNotFound)
+            })
+        })
+        .await?
     }
 
     /// OffsetFetch v9+ names the member asking; members of KIP-848 groups are checked.
@@ -721,11 +822,16 @@ impl GroupCoordinator {
         member_id: Option<&str>,
         member_epoch: i32,
     ) -> Result<(), ResponseError> {
-        let shard = self.shard(group_id).lock().await;
-        match shard.groups.get(group_id).and_then(|e| e.consumer.as_ref()) {
-            Some(group) => group.validate_offset_fetch(member_id, member_epoch),
-            None => Ok(()),
-        }
+        let (id, member_id) = (group_id.to_string(), member_id.map(str::to_string));
+        self.on_shard(group_id, move |_, shard| {
+            Box::pin(async move {
+                match shard.groups.get(&id).and_then(|e| e.consumer.as_ref()) {
+                    Some(group) => group.validate_offset_fetch(member_id.as_deref(), member_epoch),
+                    None => Ok(()),
+                }
+            })
+        })
+        .await?
     }
 
     /// Steps a classic group with a request and waits for its answer, which may come from
@@ -734,14 +840,43 @@ impl GroupCoordinator {
     /// requests with INCONSISTENT_GROUP_PROTOCOL.
     async fn ask_classic(
         &self,
+        group_id: &str,
+        create: bool,
+        input: impl FnOnce(RequestId) -> Input + Send + 'static,
+    ) -> Result<Output, ResponseError> {
+        let (tx, rx) = oneshot::channel();
+        let id = group_id.to_string();
+        self.on_shard(group_id, move |broker, shard| {
+            Box::pin(async move {
+                broker
+                    .groups
+                    .park_classic(broker, shard, &id, create, input, tx)
+                    .await
+            })
+        })
+        .await??;
+        // A dropped waiter means the group was unloaded or deleted with the request parked.
+        match rx.await {
+            Ok(Answer::Classic(output)) => Ok(output),
+            Ok(other) => {
+                unreachable!("a classic request is answered by a classic group: {other:?}")
+            }
+            Err(_) => Err(ResponseError::NotCoordinator),
+        }
+    }
+
+    /// The part of a classic request that runs on its shard: steps the group and leaves
+    /// `tx` to be answered, now or by a later step.
+    async fn park_classic(
+        &self,
         broker: &Broker,
+        shard: &mut Shard,
         group_id: &str,
         create: bool,
         input: impl FnOnce(RequestId) -> Input,
-    ) -> Result<Output, ResponseError> {
-        let (tx, rx) = oneshot::channel();
+        tx: oneshot::Sender<Answer>,
+    ) -> Result<(), ResponseError> {
         {
-            let mut shard = self.shard(group_id).lock().await;
             if shard
                 .groups
                 .get(group_id)
@@ -783,29 +918,17 @@ impl GroupCoordinator {
                 .and_then(|e| e.classic.as_mut())
                 .expect("made above");
             let outputs = group.step(now_ms(), input(request_id));
-            self.carry_out(broker, &mut shard, group_id, outputs).await;
+            self.carry_out(broker, shard, group_id, outputs).await;
         }
-        // A dropped waiter means the group was unloaded or deleted with the request parked.
-        match rx.await {
-            Ok(Answer::Classic(output)) => Ok(output),
-            Ok(other) => {
-                unreachable!("a classic request is answered by a classic group: {other:?}")
-            }
-            Err(_) => Err(ResponseError::NotCoordinator),
-        }
+        Ok(())
     }
 
-    pub async fn join(
-        &self,
-        broker: &Broker,
-        group_id: &str,
-        request: JoinRequest,
-    ) -> JoinResponse {
+    pub async fn join(&self, group_id: &str, request: JoinRequest) -> JoinResponse {
         let member_id = request.member_id.clone();
         // Kafka: a non-empty member id for a group that does not exist is unknown.
         let create = member_id.is_empty();
         let answer = self
-            .ask_classic(broker, group_id, create, |request_id| {
+            .ask_classic(group_id, create, move |request_id| {
                 Input::Join(JoinRequest {
                     request_id,
                     ..request
@@ -819,14 +942,9 @@ impl GroupCoordinator {
         }
     }
 
-    pub async fn sync(
-        &self,
-        broker: &Broker,
-        group_id: &str,
-        request: SyncRequest,
-    ) -> SyncResponse {
+    pub async fn sync(&self, group_id: &str, request: SyncRequest) -> SyncResponse {
         match self
-            .ask_classic(broker, group_id, false, |request_id| {
+            .ask_classic(group_id, false, move |request_id| {
                 Input::Sync(SyncRequest {
                     request_id,
                     ..request
@@ -847,14 +965,13 @@ impl GroupCoordinator {
 
     pub async fn heartbeat(
         &self,
-        broker: &Broker,
         group_id: &str,
         member_id: String,
         group_instance_id: Option<String>,
         generation_id: i32,
     ) -> Option<ResponseError> {
         match self
-            .ask_classic(broker, group_id, false, |request_id| {
+            .ask_classic(group_id, false, move |request_id| {
                 Input::Heartbeat(super::membership::HeartbeatRequest {
                     request_id,
                     member_id,
@@ -870,14 +987,9 @@ impl GroupCoordinator {
         }
     }
 
-    pub async fn leave(
-        &self,
-        broker: &Broker,
-        group_id: &str,
-        request: LeaveRequest,
-    ) -> LeaveResponse {
+    pub async fn leave(&self, group_id: &str, request: LeaveRequest) -> LeaveResponse {
         match self
-            .ask_classic(broker, group_id, false, |request_id| {
+            .ask_classic(group_id, false, move |request_id| {
                 Input::Leave(LeaveRequest {
                     request_id,
                     ..request
@@ -898,12 +1010,30 @@ impl GroupCoordinator {
     /// durable in one batch. Returns the group-level error, or one result per offset.
     pub async fn commit_offsets(
         &self,
-        broker: &Broker,
         group_id: &str,
         member: OffsetCommitRequest,
         offsets: Vec<((String, i32), CommittedOffset)>,
     ) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
-        let mut shard = self.shard(group_id).lock().await;
+        let id = group_id.to_string();
+        self.on_shard(group_id, move |broker, shard| {
+            Box::pin(async move {
+                broker
+                    .groups
+                    .commit_on_shard(broker, shard, &id, member, offsets)
+                    .await
+            })
+        })
+        .await?
+    }
+
+    async fn commit_on_shard(
+        &self,
+        broker: &Broker,
+        shard: &mut Shard,
+        group_id: &str,
+        member: OffsetCommitRequest,
+        offsets: Vec<((String, i32), CommittedOffset)>,
+    ) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
         let generation_check = match shard.groups.get_mut(group_id) {
             Some(GroupEntry {
                 consumer: Some(group),
@@ -950,7 +1080,7 @@ impl GroupCoordinator {
             results.push(result);
         }
         if !records.is_empty() {
-            if let Err(e) = Self::write(broker, &shard, &records).await {
+            if let Err(e) = Self::write(broker, shard, &records).await {
                 let error = storage_error(&e, true);
                 for (index, _, _) in &accepted {
                     results[*index] = Err(error);
@@ -971,33 +1101,51 @@ impl GroupCoordinator {
         &self,
         group_id: &str,
         partitions: Option<Vec<(String, i32)>>,
-    ) -> Vec<((String, i32), Option<CommittedOffset>)> {
-        let shard = self.shard(group_id).lock().await;
-        let offsets = shard.groups.get(group_id).map(|e| &e.offsets);
-        match partitions {
-            Some(partitions) => partitions
-                .into_iter()
-                .map(|tp| {
-                    let committed = offsets.and_then(|o| o.get(&tp)).cloned();
-                    (tp, committed)
-                })
-                .collect(),
-            None => offsets
-                .into_iter()
-                .flatten()
-                .map(|(tp, c)| (tp.clone(), Some(c.clone())))
-                .collect(),
-        }
+    ) -> Result<Vec<((String, i32), Option<CommittedOffset>)>, ResponseError> {
+        let id = group_id.to_string();
+        self.on_shard(group_id, move |_, shard| {
+            Box::pin(async move {
+                let offsets = shard.groups.get(&id).map(|e| &e.offsets);
+                match partitions {
+                    Some(partitions) => partitions
+                        .into_iter()
+                        .map(|tp| {
+                            let committed = offsets.and_then(|o| o.get(&tp)).cloned();
+                            (tp, committed)
+                        })
+                        .collect(),
+                    None => offsets
+                        .into_iter()
+                        .flatten()
+                        .map(|(tp, c)| (tp.clone(), Some(c.clone())))
+                        .collect(),
+                }
+            })
+        })
+        .await
     }
 
     /// OffsetDelete: forgets committed offsets of topics the group does not consume.
     pub async fn delete_offsets(
         &self,
-        broker: &Broker,
         group_id: &str,
         partitions: Vec<(String, i32)>,
     ) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
-        let mut shard = self.shard(group_id).lock().await;
+        let id = group_id.to_string();
+        self.on_shard(group_id, move |broker, shard| {
+            Box::pin(
+                async move { Self::delete_offsets_on_shard(broker, shard, &id, partitions).await },
+            )
+        })
+        .await?
+    }
+
+    async fn delete_offsets_on_shard(
+        broker: &Broker,
+        shard: &mut Shard,
+        group_id: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
         let Some(entry) = shard.groups.get(group_id) else {
             return Err(ResponseError::GroupIdNotFound);
         };
@@ -1034,7 +1182,7 @@ impl GroupCoordinator {
             }
         }
         if !records.is_empty() {
-            Self::write(broker, &shard, &records)
+            Self::write(broker, shard, &records)
                 .await
                 .map_err(|e| storage_error(&e, true))?;
             let entry = shard.groups.get_mut(group_id).expect("checked above");
@@ -1046,15 +1194,20 @@ impl GroupCoordinator {
     }
 
     /// DeleteGroups for one group: an empty group and its offsets go.
-    pub async fn delete_group(&self, broker: &Broker, group_id: &str) -> Result<(), ResponseError> {
-        let mut shard = self.shard(group_id).lock().await;
-        let Some(entry) = shard.groups.get(group_id) else {
-            return Err(ResponseError::GroupIdNotFound);
-        };
-        if !entry.is_empty() {
-            return Err(ResponseError::NonEmptyGroup);
-        }
-        self.remove_group(broker, &mut shard, group_id).await
+    pub async fn delete_group(&self, group_id: &str) -> Result<(), ResponseError> {
+        let id = group_id.to_string();
+        self.on_shard(group_id, move |broker, shard| {
+            Box::pin(async move {
+                let Some(entry) = shard.groups.get(&id) else {
+                    return Err(ResponseError::GroupIdNotFound);
+                };
+                if !entry.is_empty() {
+                    return Err(ResponseError::NonEmptyGroup);
+                }
+                broker.groups.remove_group(broker, shard, &id).await
+            })
+        })
+        .await?
     }
 
     async fn remove_group(
@@ -1101,21 +1254,41 @@ impl GroupCoordinator {
         Ok(())
     }
 
-    pub async fn describe(&self, group_id: &str) -> Option<GroupSummary> {
-        let shard = self.shard(group_id).lock().await;
-        // As in Kafka, DescribeGroups describes classic groups only.
-        shard
-            .groups
-            .get(group_id)
-            .filter(|e| e.consumer.is_none())
-            .map(|e| summary(group_id, e))
+    pub async fn describe(&self, group_id: &str) -> Result<Option<GroupSummary>, ResponseError> {
+        let id = group_id.to_string();
+        self.on_shard(group_id, move |_, shard| {
+            Box::pin(async move {
+                // As in Kafka, DescribeGroups describes classic groups only.
+                shard
+                    .groups
+                    .get(&id)
+                    .filter(|e| e.consumer.is_none())
+                    .map(|e| summary(&id, e))
+            })
+        })
+        .await
     }
 
+    /// Every group of every shard; shards that are not available are left out.
     pub async fn list(&self) -> Vec<GroupSummary> {
         let mut all = Vec::new();
-        for shard in &self.shards {
-            let shard = shard.lock().await;
-            all.extend(shard.groups.iter().map(|(id, e)| summary(id, e)));
+        for index in 0..self.partitions {
+            let listed = self
+                .runtime()
+                .run(index, |_, shard: &mut Shard| {
+                    Box::pin(async move {
+                        shard
+                            .groups
+                            .iter()
+                            .map(|(id, e)| summary(id, e))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .await;
+            match listed {
+                Ok(groups) => all.extend(groups),
+                Err(e) => tracing::warn!(error = %e, "ListGroups leaves a shard out"),
+            }
         }
         all
     }
@@ -1124,8 +1297,34 @@ impl GroupCoordinator {
     /// been empty for `offsets.retention.minutes` when `expire_offsets` is set.
     pub async fn tick(&self, broker: &Broker, now: i64, expire_offsets: bool) {
         let topics = self.topics(broker);
-        for shard in &self.shards {
-            let mut shard = shard.lock().await;
+        for index in 0..self.partitions {
+            let topics = topics.clone();
+            let ticked = self
+                .runtime()
+                .run(index, move |broker, shard| {
+                    Box::pin(async move {
+                        broker
+                            .groups
+                            .tick_shard(broker, shard, &topics, now, expire_offsets)
+                            .await
+                    })
+                })
+                .await;
+            if let Err(e) = ticked {
+                tracing::debug!(error = %e, "group timers skip a shard");
+            }
+        }
+    }
+
+    async fn tick_shard(
+        &self,
+        broker: &Broker,
+        shard: &mut Shard,
+        topics: &Arc<TopicsImage>,
+        now: i64,
+        expire_offsets: bool,
+    ) {
+        {
             let consumers: Vec<String> = shard
                 .groups
                 .iter()
@@ -1133,8 +1332,7 @@ impl GroupCoordinator {
                 .map(|(id, _)| id.clone())
                 .collect();
             for group_id in consumers {
-                self.refresh_topics(broker, &mut shard, &group_id, &topics)
-                    .await;
+                self.refresh_topics(broker, shard, &group_id, topics).await;
                 let group = shard
                     .groups
                     .get_mut(&group_id)
@@ -1142,7 +1340,7 @@ impl GroupCoordinator {
                     .expect("listed above");
                 if group.next_deadline_ms().is_some_and(|d| d <= now) {
                     let outputs = group.step(now, consumer_group::Input::Tick);
-                    self.carry_out_consumer(broker, &mut shard, &group_id, outputs)
+                    self.carry_out_consumer(broker, shard, &group_id, outputs)
                         .await;
                 }
             }
@@ -1164,10 +1362,10 @@ impl GroupCoordinator {
                     .and_then(|e| e.classic.as_mut())
                     .expect("listed above");
                 let outputs = group.step(now, Input::Tick);
-                self.carry_out(broker, &mut shard, &group_id, outputs).await;
+                self.carry_out(broker, shard, &group_id, outputs).await;
             }
             if expire_offsets {
-                self.expire_offsets(broker, &mut shard, now).await;
+                self.expire_offsets(broker, shard, now).await;
             }
         }
     }

@@ -15,7 +15,7 @@ pub async fn handle(
     for group_id in request.groups_names {
         let result = match check_offsets_group_id(&group_id) {
             Err(error) => Err(error),
-            Ok(()) => broker.groups.delete_group(broker, &group_id).await,
+            Ok(()) => broker.groups.delete_group(&group_id).await,
         };
         results.push(
             DeletableGroupResult::default()

@@ -16,7 +16,10 @@ pub async fn handle(
     let mut groups = Vec::with_capacity(request.groups.len());
     for group_id in request.groups {
         let described = match broker.groups.describe(&group_id).await {
-            None => {
+            Err(code) => DescribedGroup::default()
+                .with_error_code(code.code())
+                .with_authorized_operations(i32::MIN),
+            Ok(None) => {
                 let response = DescribedGroup::default()
                     .with_group_state(StrBytes::from_static_str("Dead"))
                     .with_authorized_operations(i32::MIN);
@@ -31,7 +34,7 @@ pub async fn handle(
                     response
                 }
             }
-            Some(summary) => DescribedGroup::default()
+            Ok(Some(summary)) => DescribedGroup::default()
                 .with_group_state(StrBytes::from_string(summary.state))
                 .with_protocol_type(StrBytes::from_string(summary.protocol_type))
                 .with_protocol_data(StrBytes::from_string(summary.protocol_name))

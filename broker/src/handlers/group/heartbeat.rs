@@ -17,7 +17,6 @@ pub async fn handle(
             broker
                 .groups
                 .heartbeat(
-                    broker,
                     &group_id,
                     request.member_id.to_string(),
                     request.group_instance_id.map(|s| s.to_string()),

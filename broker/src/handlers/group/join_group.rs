@@ -59,7 +59,7 @@ pub async fn handle(
         require_known_member_id: version >= 4,
         supports_skip_assignment: version >= 9,
     };
-    let answer = broker.groups.join(broker, &group_id, join).await;
+    let answer = broker.groups.join(&group_id, join).await;
     JoinGroupResponse::default()
         .with_error_code(answer.error.map_or(0, |e| e.code()))
         .with_generation_id(answer.generation_id)

@@ -36,7 +36,6 @@ pub async fn handle(
     let answer = broker
         .groups
         .leave(
-            broker,
             &group_id,
             LeaveRequest {
                 request_id: 0,

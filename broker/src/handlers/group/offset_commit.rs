@@ -52,7 +52,7 @@ pub async fn handle(
                 };
                 broker
                     .groups
-                    .commit_offsets(broker, &group_id, member, offsets)
+                    .commit_offsets(&group_id, member, offsets)
                     .await
             }
         },

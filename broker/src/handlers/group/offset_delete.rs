@@ -26,11 +26,7 @@ pub async fn handle(
                 .map(|p| (t.name.0.to_string(), p.partition_index))
         })
         .collect();
-    let mut results = match broker
-        .groups
-        .delete_offsets(broker, &group_id, partitions)
-        .await
-    {
+    let mut results = match broker.groups.delete_offsets(&group_id, partitions).await {
         Ok(results) => results.into_iter(),
         Err(error) => return OffsetDeleteResponse::default().with_error_code(error.code()),
     };

@@ -22,7 +22,7 @@ async fn fetch(
     partitions: Option<Vec<(String, i32)>>,
 ) -> Result<Fetched, ResponseError> {
     check_offsets_group_id(group_id)?;
-    Ok(broker.groups.fetch_offsets(group_id, partitions).await)
+    broker.groups.fetch_offsets(group_id, partitions).await
 }
 
 /// Groups fetched partitions by topic, in first-seen order.

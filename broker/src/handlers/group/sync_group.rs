@@ -31,7 +31,7 @@ pub async fn handle(
             .map(|a| (a.member_id.to_string(), a.assignment))
             .collect(),
     };
-    let answer = broker.groups.sync(broker, &group_id, sync).await;
+    let answer = broker.groups.sync(&group_id, sync).await;
     SyncGroupResponse::default()
         .with_error_code(answer.error.map_or(0, |e| e.code()))
         .with_protocol_type(answer.protocol_type.map(StrBytes::from_string))
