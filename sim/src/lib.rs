@@ -10,20 +10,16 @@
 
 pub mod checker;
 pub mod counter;
-pub mod group_checker;
 #[cfg(madsim)]
-mod group_workload;
+mod harness;
 pub mod history;
-pub mod kafka_checker;
 #[cfg(madsim)]
-mod kafka_workload;
-#[cfg(madsim)]
-mod scenario;
+mod workload;
 
 use std::time::Duration;
 
 #[cfg(madsim)]
-pub use scenario::{run_seed, simulate};
+pub use harness::{run_seed, simulate};
 
 use checker::Anomaly;
 

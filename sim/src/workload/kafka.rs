@@ -4,7 +4,7 @@
 //!
 //! Clients speak raw Kafka frames through `runnel_protocol::kafka`, so each send has a
 //! precise outcome: ok with its offset, a definite failure (an error code), or unknown (no
-//! answer in time). The history is judged by [`crate::kafka_checker`].
+//! answer in time). The history is judged by [`crate::checker::kafka`].
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,9 +27,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::harness::{addr_of, report, Clock, Nemesis, CHECKER_ID, CLIENT_ID_BASE};
 use crate::history::{History, OpType};
-use crate::scenario::{addr_of, report, Clock, Nemesis, CHECKER_ID, CLIENT_ID_BASE};
-use crate::{kafka_checker, Policy, RunReport, SimOptions};
+use crate::{checker, Policy, RunReport, SimOptions};
 
 const KAFKA_PORT: u16 = 9092;
 pub(crate) const BROKER_ID: u64 = 1;
@@ -96,7 +96,7 @@ pub(crate) async fn run(opts: SimOptions) -> RunReport {
     .await;
 
     let ops = history.ops();
-    let mut anomalies = kafka_checker::check(&ops);
+    let mut anomalies = checker::kafka::check(&ops);
     let read_back = ops
         .iter()
         .filter(|op| op.f == "final-read" && op.op_type == OpType::Ok)

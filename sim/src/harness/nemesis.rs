@@ -52,8 +52,8 @@ pub fn run_seed(opts: &SimOptions) -> RunReport {
         runtime.add_simulator::<SimDisks>();
         match opts.workload {
             Workload::Counter => runtime.block_on(run(opts)),
-            Workload::Kafka => runtime.block_on(crate::kafka_workload::run(opts)),
-            Workload::Group => runtime.block_on(crate::group_workload::run(opts)),
+            Workload::Kafka => runtime.block_on(crate::workload::kafka::run(opts)),
+            Workload::Group => runtime.block_on(crate::workload::group::run(opts)),
         }
     });
     match run_thread.join() {

@@ -5,7 +5,7 @@
 //! offsets after it. Members crash (dropped without leaving, so their session must expire)
 //! or leave cleanly, and come back; the nemesis kills the broker and cuts the network.
 //! After the faults heal, members run on until they have caught up, then a final read of
-//! every partition and of the group's committed offsets. [`crate::group_checker`] judges
+//! every partition and of the group's committed offsets. [`crate::checker::group`] judges
 //! the history.
 
 use std::collections::BTreeMap;
@@ -24,12 +24,10 @@ use runnel_protocol::kafka::{RequestKind, ResponseKind};
 use serde_json::json;
 use tokio::time::Instant;
 
+use super::kafka::{broker_addr, final_read_or_restart, produce_to, start_broker, Wire, BROKER_ID};
+use crate::harness::{addr_of, report, Clock, Nemesis, CLIENT_ID_BASE};
 use crate::history::{History, OpType};
-use crate::kafka_workload::{
-    broker_addr, final_read_or_restart, produce_to, start_broker, Wire, BROKER_ID,
-};
-use crate::scenario::{addr_of, report, Clock, Nemesis, CLIENT_ID_BASE};
-use crate::{group_checker, RunReport, SimOptions};
+use crate::{checker, RunReport, SimOptions};
 
 const TOPIC: &str = "grouped";
 pub const PARTITIONS: i32 = 4;
@@ -110,7 +108,7 @@ pub(crate) async fn run(opts: SimOptions) -> RunReport {
             .expect("the committed-offsets read does not panic");
     }
     let ops = history.ops();
-    let mut anomalies = group_checker::check(&ops, PARTITIONS);
+    let mut anomalies = checker::group::check(&ops, PARTITIONS);
     if !read {
         anomalies.push(crate::checker::Anomaly::Unreadable { server: BROKER_ID });
     }

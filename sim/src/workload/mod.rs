@@ -1,0 +1,4 @@
+//! The Kafka and group workloads.
+
+pub(crate) mod group;
+pub(crate) mod kafka;
