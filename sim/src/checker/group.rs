@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::checker::Anomaly;
+use super::Anomaly;
 use crate::history::{Op, OpType};
 
 fn offsets(value: &serde_json::Value) -> BTreeMap<i32, i64> {

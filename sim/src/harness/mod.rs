@@ -1,6 +1,23 @@
-//! The harness: the runner, the cluster and the nemesis.
+//! What every workload runs on: the options of a run, the simulated cluster (a fresh
+//! runtime per seed, node addresses, the clock), the nemesis, and the report with its
+//! summary line. The harness knows no workload; `crate::run_seed` picks one.
+//!
+//! The options and the report compile everywhere; the rest needs madsim.
 
+#[cfg(madsim)]
+mod cluster;
+#[cfg(madsim)]
 mod nemesis;
+mod options;
+mod report;
 
-pub(crate) use nemesis::{addr_of, report, Clock, Nemesis, CHECKER_ID, CLIENT_ID_BASE};
-pub use nemesis::{run_seed, simulate};
+#[cfg(madsim)]
+pub use cluster::simulate;
+#[cfg(madsim)]
+pub(crate) use cluster::{addr_of, run_in_simulator, Clock, CHECKER_ID, CLIENT_ID_BASE};
+#[cfg(madsim)]
+pub(crate) use nemesis::Nemesis;
+pub use options::{Fault, Policy, SimOptions, Workload};
+#[cfg(madsim)]
+pub(crate) use report::report;
+pub use report::RunReport;
