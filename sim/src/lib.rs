@@ -1,188 +1,48 @@
-//! Runnel's deterministic simulation harness.
+//! Runnel's deterministic simulator: one seed fixes a whole run of the real broker and
+//! actor code on madsim's simulated clock and network and on our simulated disk, with a
+//! nemesis injecting faults, and a checker judging what the clients saw.
 //!
-//! One seed fixes everything: [`SimOptions`] describe a cluster of simulated server and
-//! client nodes, a workload and a nemesis; `run_seed` (built with `--cfg madsim`) runs the
-//! very actor code of `runnel-broker` and `runnel-actors` on madsim's simulated clock, network and our
-//! simulated disk, records a [`history::History`], checks it ([`checker`]) and returns a
-//! [`RunReport`] whose summary line is `seed=S ops=N anomalies=K history=SHA256`.
+//! Start from [`SimOptions`] (seed, [`Workload`], cluster size, [`Policy`], [`Fault`]s)
+//! and [`run_seed`] (built with `--cfg madsim`), which returns a [`RunReport`] whose
+//! summary line is `seed=S ops=N anomalies=K history=SHA256`; [`simulate`] runs a test's
+//! own nodes on the same simulator.
 //!
-//! The history, checker and options compile everywhere; the runner needs madsim.
+//! The layers, each using only those above it:
+//! - [`history`]: the operations clients invoked and what came back;
+//! - [`checker`]: one checker per workload, and the [`checker::Anomaly`] they report;
+//! - `harness`: options, the simulated cluster (runtime, addresses, clock), the nemesis,
+//!   the report;
+//! - [`counter`]: the durable counter service and its client, which the counter workload
+//!   runs; `wire`: the raw Kafka client the broker workloads use;
+//! - `workload`: one module per workload (counter, kafka, group);
+//! - [`run_seed`], here: the dispatch from a [`Workload`] to its module.
+//!
+//! The history, checkers, options and report compile everywhere; the rest needs madsim.
 
 pub mod checker;
 pub mod counter;
-pub mod group_checker;
-#[cfg(madsim)]
-mod group_workload;
+mod harness;
 pub mod history;
-pub mod kafka_checker;
 #[cfg(madsim)]
-mod kafka_workload;
+mod wire;
 #[cfg(madsim)]
-mod scenario;
-
-use std::time::Duration;
+mod workload;
 
 #[cfg(madsim)]
-pub use scenario::{run_seed, simulate};
+pub use harness::simulate;
+pub use harness::{Fault, Policy, RunReport, SimOptions, Workload};
 
-use checker::Anomaly;
-
-/// When a write is made durable: the counter's fsync policy, and for the Kafka workload
-/// `log.flush.interval.messages=1` (fsync-before-ack) or a flush timer (ack-before-fsync).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Policy {
-    FsyncBeforeAck,
-    AckBeforeFsync,
-}
-
-/// What the clients do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Workload {
-    /// Durable counter increments over the node transport, on `servers` nodes.
-    Counter,
-    /// Kafka producers and consumers against one broker (Jepsen's Kafka anomalies).
-    Kafka,
-    /// A producer and the members of one consumer group that crash, leave and return,
-    /// against one broker: ownership, commits and at-least-once processing.
-    Group,
-}
-
-/// Which faults the nemesis may inject.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
-pub enum Fault {
-    /// Kill a server (losing its unsynced writes), then restart it.
-    Kill,
-    /// Cut a node off the network in both directions.
-    ClogNode,
-    /// Cut one direction of one link.
-    ClogLink,
-    /// Split the cluster into two sides that cannot talk.
-    Partition,
-    /// Clog servers one by one, then unclog them in another order.
-    Swizzle,
-    /// Fail fsyncs, flip bits on reads or fill the disk of a server, sometimes with a
-    /// restart while the fault lasts.
-    Disk,
-}
-
-impl Fault {
-    pub const ALL: [Fault; 6] = [
-        Fault::Kill,
-        Fault::ClogNode,
-        Fault::ClogLink,
-        Fault::Partition,
-        Fault::Swizzle,
-        Fault::Disk,
-    ];
-}
-
-#[derive(Debug, Clone)]
-pub struct SimOptions {
-    pub seed: u64,
-    pub workload: Workload,
-    pub servers: u64,
-    pub clients: u64,
-    /// Simulated time the workload and nemesis run before healing and the final read.
-    pub duration: Duration,
-    pub policy: Policy,
-    /// How often ack-before-fsync syncs in the background.
-    pub flush_interval: Duration,
-    pub faults: Vec<Fault>,
-}
-
-impl SimOptions {
-    pub fn new(seed: u64) -> Self {
-        SimOptions {
-            seed,
-            workload: Workload::Counter,
-            servers: 3,
-            clients: 3,
-            duration: Duration::from_secs(20),
-            policy: Policy::FsyncBeforeAck,
-            flush_interval: Duration::from_millis(1000),
-            faults: Fault::ALL.to_vec(),
-        }
-    }
-
-    /// The `runnel-sim` arguments that replay this exact run.
-    pub fn to_args(&self) -> Vec<String> {
-        let name = |v: Option<clap::builder::PossibleValue>| {
-            v.map_or_else(String::new, |v| v.get_name().to_string())
-        };
-        let faults: Vec<String> = self
-            .faults
-            .iter()
-            .map(|f| name(clap::ValueEnum::to_possible_value(f)))
-            .collect();
-        vec![
-            "run".into(),
-            "--seed".into(),
-            self.seed.to_string(),
-            "--workload".into(),
-            name(clap::ValueEnum::to_possible_value(&self.workload)),
-            "--servers".into(),
-            self.servers.to_string(),
-            "--clients".into(),
-            self.clients.to_string(),
-            "--duration-secs".into(),
-            self.duration.as_secs().to_string(),
-            "--policy".into(),
-            name(clap::ValueEnum::to_possible_value(&self.policy)),
-            "--flush-interval-ms".into(),
-            self.flush_interval.as_millis().to_string(),
-            "--faults".into(),
-            if faults.is_empty() {
-                "none".into()
-            } else {
-                faults.join(",")
-            },
-        ]
-    }
-
-    /// The command line that replays this exact run.
-    pub fn replay_command(&self) -> String {
-        format!("ci/sim {}", self.to_args().join(" "))
-    }
-}
-
-/// What one seed produced.
-#[derive(Debug, Clone)]
-pub struct RunReport {
-    pub seed: u64,
-    /// Client operations invoked (final reads included).
-    pub ops: u64,
-    pub anomalies: Vec<Anomaly>,
-    pub history_sha256: String,
-    /// The history as JSON lines.
-    pub history: String,
-    pub simulated: Duration,
-    /// Faults injected.
-    pub faults_injected: u64,
-    /// A draw from the simulator's RNG after the run: any divergence in the sequence of
-    /// random choices during the run changes it.
-    pub rng_fingerprint: u64,
-}
-
-impl RunReport {
-    pub fn summary(&self) -> String {
-        format!(
-            "seed={} ops={} anomalies={} history={}",
-            self.seed,
-            self.ops,
-            self.anomalies.len(),
-            self.history_sha256
-        )
-    }
-
-    pub fn lost_writes(&self) -> usize {
-        self.anomalies
-            .iter()
-            .filter(|a| {
-                matches!(
-                    a,
-                    Anomaly::LostWrite { .. } | Anomaly::KafkaLostWrite { .. }
-                )
-            })
-            .count()
+/// Runs one seed of `opts.workload` on a fresh simulator; see [`SimOptions::replay_command`]
+/// for the command that replays it.
+///
+/// Run one seed per process when runs must replay exactly: madsim 0.2.34 keeps some
+/// process-wide state (its task ids), and a second seed in the same process was seen to
+/// diverge from the same seed run alone. `runnel-sim sweep` does so.
+#[cfg(madsim)]
+pub fn run_seed(opts: &SimOptions) -> RunReport {
+    match opts.workload {
+        Workload::Counter => harness::run_in_simulator(opts, workload::counter::run),
+        Workload::Kafka => harness::run_in_simulator(opts, workload::kafka::run),
+        Workload::Group => harness::run_in_simulator(opts, workload::group::run),
     }
 }

@@ -556,8 +556,10 @@ impl PartitionLog {
     ///
     /// Base offsets lie outside the batch CRC, so a reader could not tell a misread one from
     /// a true one. What is returned has passed an offset check (each batch follows the one
-    /// before, the first holds `offset`, all end below the log end), or two reads in a row
-    /// returned the same bytes, as the gaps of a compacted log must.
+    /// before, the first holds `offset`, all end below the log end), or two reads returned
+    /// the same bytes, as the gaps of a compacted log must. A read the segment refuses (a
+    /// header claiming an impossible length, a damaged batch) is one more failed attempt:
+    /// a misread header looks just like that, and the next read may see it right.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, LogError> {
         let end = self.log_end_offset();
         if offset < self.log_start_offset || offset > end {
@@ -567,24 +569,33 @@ impl PartitionLog {
                 log_end_offset: end,
             });
         }
-        let mut previous = self.read_unchecked(offset, max_bytes).await?;
-        if check_offsets(&previous, offset, end).is_ok() {
-            return Ok(previous);
-        }
-        for _ in 1..READ_ATTEMPTS {
-            let again = self.read_unchecked(offset, max_bytes).await?;
-            let agreed = again == previous
-                || batch_headers(&again).is_some_and(|h| Some(h) == batch_headers(&previous));
-            if agreed || check_offsets(&again, offset, end).is_ok() {
+        // The last read that came back but failed its offset check.
+        let mut previous: Option<Bytes> = None;
+        let mut problem = String::new();
+        for _ in 0..READ_ATTEMPTS {
+            let again = match self.read_unchecked(offset, max_bytes).await {
+                Ok(bytes) => bytes,
+                Err(LogError::Corrupt(refused)) => {
+                    problem = refused;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let Err(failed) = check_offsets(&again, offset, end) else {
+                return Ok(again);
+            };
+            let agreed = previous.as_ref().is_some_and(|previous| {
+                again == *previous
+                    || batch_headers(&again).is_some_and(|h| Some(h) == batch_headers(previous))
+            });
+            if agreed {
                 return Ok(again);
             }
-            previous = again;
+            problem = failed;
+            previous = Some(again);
         }
-        let problem = check_offsets(&previous, offset, end)
-            .err()
-            .unwrap_or_default();
         Err(LogError::Corrupt(format!(
-            "{}: {READ_ATTEMPTS} reads from offset {offset} disagree and fail their checks: {problem}",
+            "{}: {READ_ATTEMPTS} reads from offset {offset} disagree or fail their checks; the last: {problem}",
             self.dir.display()
         )))
     }

@@ -772,12 +772,15 @@ async fn cleaning_runs_beside_appends_and_skips_segments_that_changed() {
     );
 }
 
-/// A disk whose log files misread one bit the same way in their first `alike` reads: the
-/// rare case of two reads flipped alike, which `read_agreed` alone takes for the truth.
+/// A disk whose log files misread one bit the same way in `alike` reads, after `skip`
+/// reads of that bit that are left alone: the rare case of two reads flipped alike, which
+/// `read_agreed` alone takes for the truth, or a flip that only a later read of the same
+/// bytes sees.
 #[derive(Debug, Clone)]
 struct AlikeFlips {
     inner: MemDisk,
     bit: u64,
+    skip: Arc<std::sync::atomic::AtomicUsize>,
     alike: Arc<std::sync::atomic::AtomicUsize>,
 }
 
@@ -785,6 +788,7 @@ struct AlikeFlips {
 struct AlikeFlipsFile {
     inner: Arc<dyn crate::disk::DiskFile>,
     bit: u64,
+    skip: Arc<std::sync::atomic::AtomicUsize>,
     alike: Arc<std::sync::atomic::AtomicUsize>,
 }
 
@@ -800,6 +804,7 @@ impl crate::disk::Disk for AlikeFlips {
             return Ok(Arc::new(AlikeFlipsFile {
                 inner,
                 bit: self.bit,
+                skip: self.skip.clone(),
                 alike: self.alike.clone(),
             }));
         }
@@ -846,15 +851,16 @@ impl crate::disk::DiskFile for AlikeFlipsFile {
         let bytes = self.inner.read_at(offset_bytes, len_bytes).await?;
         let byte = self.bit / 8;
         let covers = (offset_bytes..offset_bytes + bytes.len() as u64).contains(&byte);
-        let flip = covers
-            && self
-                .alike
+        let take_one = |count: &std::sync::atomic::AtomicUsize| {
+            count
                 .fetch_update(
                     std::sync::atomic::Ordering::SeqCst,
                     std::sync::atomic::Ordering::SeqCst,
                     |n| n.checked_sub(1),
                 )
-                .is_ok();
+                .is_ok()
+        };
+        let flip = covers && !take_one(&self.skip) && take_one(&self.alike);
         if !flip {
             return Ok(bytes);
         }
@@ -888,6 +894,7 @@ async fn recovery_rereads_a_batch_before_cutting_it() {
     let disk = AlikeFlips {
         inner: memory.clone(),
         bit: (third_batch_bytes + 17) * 8 + 5,
+        skip: Arc::default(),
         alike: Arc::new(std::sync::atomic::AtomicUsize::new(2)),
     };
     let (segment, cut) = segment::Segment::open(&disk, Path::new("/data/t-0"), 0, 4096, true, 0)
@@ -899,6 +906,7 @@ async fn recovery_rereads_a_batch_before_cutting_it() {
     let disk = AlikeFlips {
         inner: memory.clone(),
         bit: (third_batch_bytes + 17) * 8 + 5,
+        skip: Arc::default(),
         alike: Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX)),
     };
     let (segment, cut) = segment::Segment::open(&disk, Path::new("/data/t-0"), 0, 4096, true, 0)
@@ -920,6 +928,7 @@ async fn a_compacted_log_never_serves_a_read_past_a_misread_first_batch() {
     let disk = AlikeFlips {
         inner: memory,
         bit: 7,
+        skip: Arc::default(),
         alike: alike.clone(),
     };
     let config = LogConfig {
@@ -947,4 +956,49 @@ async fn a_compacted_log_never_serves_a_read_past_a_misread_first_batch() {
         "the batch at offset 0 was skipped"
     );
     assert_eq!(served.len(), 3);
+}
+
+#[tokio::test]
+async fn a_read_retries_a_misread_impossible_length_or_damaged_batch() {
+    let memory = MemDisk::new(29);
+    let mut log = open(&memory, LogConfig::default()).await;
+    for i in 0..3 {
+        log.append(&[sample(2, 30, i)], 0, 0).await.expect("append");
+    }
+    log.flush().await.expect("flush");
+    drop(log);
+    // Bit 6 of the first batch's length field (bytes 8..12, big-endian) adds 2^30 to it.
+    // Misread by the header read of the segment walk, it is an impossible length; misread
+    // by the read of the batch after a good header read, the batch looks damaged.
+    for (skip, case) in [(0, "impossible length"), (1, "damaged batch")] {
+        let skip_reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let alike = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let disk = AlikeFlips {
+            inner: memory.clone(),
+            bit: 8 * 8 + 6,
+            skip: skip_reads.clone(),
+            alike: alike.clone(),
+        };
+        let log = PartitionLog::open(
+            Arc::new(disk),
+            Path::new("/data/t-0"),
+            LogConfig::default(),
+            0,
+        )
+        .await
+        .expect("open");
+        skip_reads.store(skip, std::sync::atomic::Ordering::SeqCst);
+        alike.store(1, std::sync::atomic::Ordering::SeqCst);
+        let served = log
+            .read(0, 1 << 20)
+            .await
+            .unwrap_or_else(|e| panic!("{case}: one misread fails the read: {e}"));
+        assert_eq!(
+            alike.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "{case}: the length was misread"
+        );
+        let bases: Vec<i64> = batches_of(served).iter().map(|b| b.base_offset()).collect();
+        assert_eq!(bases, vec![0, 2, 4], "{case}");
+    }
 }

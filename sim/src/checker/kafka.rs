@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::checker::Anomaly;
+use super::Anomaly;
 use crate::history::{Op, OpType};
 
 type Records = Vec<(i64, u64)>;

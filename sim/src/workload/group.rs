@@ -5,7 +5,7 @@
 //! offsets after it. Members crash (dropped without leaving, so their session must expire)
 //! or leave cleanly, and come back; the nemesis kills the broker and cuts the network.
 //! After the faults heal, members run on until they have caught up, then a final read of
-//! every partition and of the group's committed offsets. [`crate::group_checker`] judges
+//! every partition and of the group's committed offsets. [`crate::checker::group`] judges
 //! the history.
 
 use std::collections::BTreeMap;
@@ -24,16 +24,16 @@ use runnel_protocol::kafka::{RequestKind, ResponseKind};
 use serde_json::json;
 use tokio::time::Instant;
 
+use super::broker::{broker_addr, final_read_or_restart, start_broker, BROKER_ID};
+use super::producer::produce_to;
+use crate::checker::{self, Anomaly};
+use crate::harness::{addr_of, report, Clock, Nemesis, RunReport, SimOptions, CLIENT_ID_BASE};
 use crate::history::{History, OpType};
-use crate::kafka_workload::{
-    broker_addr, final_read_or_restart, produce_to, start_broker, Wire, BROKER_ID,
-};
-use crate::scenario::{addr_of, report, Clock, Nemesis, CLIENT_ID_BASE};
-use crate::{group_checker, RunReport, SimOptions};
+use crate::wire::Wire;
 
 const TOPIC: &str = "grouped";
-pub const PARTITIONS: i32 = 4;
-pub const GROUP: &str = "sim-group";
+const PARTITIONS: i32 = 4;
+const GROUP: &str = "sim-group";
 /// After the faults heal, members go on this long so the group settles and catches up.
 const CATCH_UP: Duration = Duration::from_secs(30);
 /// A member lives this long (simulated) before it crashes or leaves, at most.
@@ -110,9 +110,9 @@ pub(crate) async fn run(opts: SimOptions) -> RunReport {
             .expect("the committed-offsets read does not panic");
     }
     let ops = history.ops();
-    let mut anomalies = group_checker::check(&ops, PARTITIONS);
+    let mut anomalies = checker::group::check(&ops, PARTITIONS);
     if !read {
-        anomalies.push(crate::checker::Anomaly::Unreadable { server: BROKER_ID });
+        anomalies.push(Anomaly::Unreadable { server: BROKER_ID });
     }
     report(&opts, &ops, anomalies, &clock, nemesis.injected)
 }
@@ -299,7 +299,7 @@ async fn member(
 
 /// The group's committed offsets as the broker has them at the end.
 async fn final_committed(history: History, clock: Arc<Clock>) {
-    let mut wire = Wire::new();
+    let mut wire = Wire::new(broker_addr());
     history.record(
         clock.now_ns(),
         "checker",

@@ -8,7 +8,7 @@
 //! and completions (`{"offsets": {"P": next offset}}`), and one `final-committed`
 //! (`{"offsets"}`) read from the broker after everything settled.
 //!
-//! - the data anomalies of [`crate::kafka_checker`] (lost write, duplicate, inconsistent
+//! - the data anomalies of [`super::kafka`] (lost write, duplicate, inconsistent
 //!   offsets, ...), except the per-consumer order checks: in a group a partition moves
 //!   between members and is read again from the committed offset, at least once;
 //! - split ownership: two members own one partition in the same generation;
@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::checker::Anomaly;
+use super::Anomaly;
 use crate::history::{Op, OpType};
 
 fn offsets(value: &serde_json::Value) -> BTreeMap<i32, i64> {
@@ -35,7 +35,7 @@ fn offsets(value: &serde_json::Value) -> BTreeMap<i32, i64> {
 }
 
 pub fn check(ops: &[Op], partitions: i32) -> Vec<Anomaly> {
-    let mut anomalies: Vec<Anomaly> = crate::kafka_checker::check(ops)
+    let mut anomalies: Vec<Anomaly> = super::kafka::check(ops)
         .into_iter()
         .filter(|a| {
             !matches!(

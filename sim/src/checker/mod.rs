@@ -1,0 +1,102 @@
+//! The checkers: each reads a workload's history and names what clients were told that the
+//! system did not keep. One file per workload; [`Anomaly`] is what they all report.
+//!
+//! - [`counter`]: the durable counter (lost, invented, duplicate, failed-but-present ids);
+//! - [`kafka`]: Jepsen's Kafka anomalies over producers and consumers by assignment;
+//! - [`group`]: the Kafka data anomalies plus ownership, commits and at-least-once
+//!   processing of one consumer group.
+
+pub mod counter;
+pub mod group;
+pub mod kafka;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Anomaly {
+    /// Acknowledged, then missing from the final read of its server.
+    LostWrite {
+        id: u64,
+        server: u64,
+    },
+    /// Present in a log although no client sent it to that server.
+    Invented {
+        id: u64,
+        server: u64,
+    },
+    /// Reported as definitely failed, yet present.
+    FailedButPresent {
+        id: u64,
+        server: u64,
+    },
+    Duplicate {
+        id: u64,
+        server: u64,
+    },
+    /// The final read of this server never succeeded.
+    Unreadable {
+        server: u64,
+    },
+    /// Kafka workload: acknowledged, at or below the highest offset read, never read.
+    KafkaLostWrite {
+        partition: i32,
+        offset: i64,
+        value: u64,
+    },
+    /// Kafka workload: acknowledged and never read, beyond every offset read.
+    Unseen {
+        partition: i32,
+        offset: i64,
+        value: u64,
+    },
+    /// Kafka workload: one value read at several (partition, offset) places.
+    KafkaDuplicate {
+        value: u64,
+        places: Vec<(i32, i64)>,
+    },
+    /// Kafka workload: several values read at one offset.
+    InconsistentOffsets {
+        partition: i32,
+        offset: i64,
+        values: Vec<u64>,
+    },
+    NonMonotonicSend {
+        process: String,
+        partition: i32,
+        from: i64,
+        to: i64,
+    },
+    NonMonotonicPoll {
+        process: String,
+        partition: i32,
+        from: i64,
+        to: i64,
+    },
+    PollSkip {
+        process: String,
+        partition: i32,
+        from: i64,
+        to: i64,
+        skipped: Vec<i64>,
+    },
+    /// Group workload: two members owned one partition in the same generation.
+    SplitOwnership {
+        generation: i32,
+        partition: i32,
+        members: Vec<String>,
+    },
+    /// Group workload: a committed offset moved backwards: acknowledged (or read at the
+    /// end) below one acknowledged before.
+    CommitBackwards {
+        partition: i32,
+        from: i64,
+        to: i64,
+    },
+    /// Group workload: below the group's committed offset, yet no member processed it.
+    CommittedUnprocessed {
+        partition: i32,
+        offset: i64,
+        value: u64,
+    },
+}
