@@ -87,8 +87,7 @@ impl<S: ShardState> Handler<Run<S>> for ShardActor<S> {
             return;
         };
         let state = self.state.as_mut().expect("started loads the state first");
-        // Drawn from the seeded RNG under madsim, so a crashing run replays.
-        if self.crash_probability > 0.0 && rand::random::<f64>() < self.crash_probability {
+        if crate::faults::should_crash(self.crash_probability) {
             panic!(
                 "coordinator shard {} crashed by fault injection",
                 self.index

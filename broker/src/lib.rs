@@ -16,6 +16,7 @@
 pub mod config;
 mod connection;
 pub mod coordinator;
+pub mod faults;
 pub mod fetch_session;
 pub mod group;
 pub mod handlers;

@@ -89,7 +89,7 @@ impl ScenarioArgs {
         if self.faults != "none" {
             for name in self.faults.split(',') {
                 let fault = <Fault as clap::ValueEnum>::from_str(name.trim(), true)
-                    .map_err(|_| format!("unknown fault {name:?}; choose from kill, clog-node, clog-link, partition, swizzle, disk, or none"))?;
+                    .map_err(|_| format!("unknown fault {name:?}; choose from kill, clog-node, clog-link, partition, swizzle, disk, actor-crash, or none"))?;
                 faults.push(fault);
             }
         }

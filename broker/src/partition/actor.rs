@@ -77,9 +77,9 @@ impl PartitionActor {
         PartitionActor { shared, recover }
     }
 
-    /// Fault injection (`crash_probability`), drawn from the seeded RNG under madsim.
+    /// Fault injection (see [`crate::faults`]).
     fn should_crash(&self) -> bool {
-        self.shared.crash_probability > 0.0 && rand::random::<f64>() < self.shared.crash_probability
+        crate::faults::should_crash(self.shared.crash_probability)
     }
 
     async fn apply(

@@ -162,6 +162,14 @@ impl Nemesis {
                     SimDisks::set_faults(node, DiskFaults::default());
                     self.record("disk-heal", json!({ "server": server }));
                 }
+                Fault::ActorCrash => {
+                    let probability = [0.002, 0.01][thread_rng().gen_range(0..2)];
+                    self.record("actor-crash", json!({ "probability": probability }));
+                    runnel_broker::faults::set_actor_crash_probability(probability);
+                    tokio::time::sleep(pause_ms(200, 2000)).await;
+                    runnel_broker::faults::set_actor_crash_probability(0.0);
+                    self.record("actor-crash-end", json!({}));
+                }
             }
         }
     }
@@ -205,6 +213,7 @@ impl Nemesis {
         for &(_, node) in &self.servers {
             SimDisks::set_faults(node, DiskFaults::default());
         }
+        runnel_broker::faults::set_actor_crash_probability(0.0);
         self.record("heal-all", json!({}));
     }
 }

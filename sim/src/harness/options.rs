@@ -39,16 +39,21 @@ pub enum Fault {
     /// Fail fsyncs, flip bits on reads or fill the disk of a server, sometimes with a
     /// restart while the fault lasts.
     Disk,
+    /// For a while, give the broker's partition and coordinator actors a seeded chance
+    /// to panic in each change they handle, so supervisors restart them and they recover
+    /// from their logs.
+    ActorCrash,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 6] = [
+    pub const ALL: [Fault; 7] = [
         Fault::Kill,
         Fault::ClogNode,
         Fault::ClogLink,
         Fault::Partition,
         Fault::Swizzle,
         Fault::Disk,
+        Fault::ActorCrash,
     ];
 }
 
