@@ -135,13 +135,33 @@ impl Probes {
         policy: RestartPolicy,
     ) -> runnel_actors::Addr<Probe> {
         let p = self.clone();
-        node.spawn("probe", capacity, policy, move || Probe {
+        node.spawn("probe", capacity, policy, move || p.probe())
+    }
+
+    /// A fresh probe that reports to these counters.
+    fn probe(&self) -> Probe {
+        Probe {
             count: 0,
-            starts: p.starts.clone(),
-            stops: p.stops.clone(),
-            ticks: p.ticks.clone(),
-            gate: p.gate.clone(),
-        })
+            starts: self.starts.clone(),
+            stops: self.stops.clone(),
+            ticks: self.ticks.clone(),
+            gate: self.gate.clone(),
+        }
+    }
+}
+
+/// Waits for `node` to stop because an actor failed, and says which, how often and why.
+async fn failure(node: &Node) -> (String, u32, String) {
+    let reason = tokio::time::timeout(PATIENCE, node.stopped())
+        .await
+        .expect("node stops");
+    match reason {
+        ShutdownReason::ActorFailed {
+            actor,
+            failures,
+            error,
+        } => (actor, failures, error),
+        other => panic!("unexpected reason {other:?}"),
     }
 }
 
@@ -286,21 +306,10 @@ async fn failing_past_the_limit_shuts_the_node_down_and_says_why() {
     for _ in 0..3 {
         let _ = addr.ask(Panic, PATIENCE).await;
     }
-    let reason = tokio::time::timeout(PATIENCE, node.stopped())
-        .await
-        .expect("node stops");
-    match reason {
-        ShutdownReason::ActorFailed {
-            actor,
-            failures,
-            error,
-        } => {
-            assert_eq!(actor, "probe");
-            assert_eq!(failures, 3);
-            assert!(error.contains("probe told to panic"), "{error}");
-        }
-        other => panic!("unexpected reason {other:?}"),
-    }
+    let (actor, failures, error) = failure(&node).await;
+    assert_eq!(actor, "probe");
+    assert_eq!(failures, 3);
+    assert!(error.contains("probe told to panic"), "{error}");
     assert_eq!(probes.starts.load(Ordering::SeqCst), 3);
     assert!(matches!(
         addr.ask(Add(1), PATIENCE).await,
@@ -376,20 +385,9 @@ async fn a_supervised_task_restarts_after_a_panic_and_gives_up_past_its_policy()
             panic!("accept loop told to panic");
         }
     });
-    let reason = tokio::time::timeout(PATIENCE, node.stopped())
-        .await
-        .expect("node stops");
-    match reason {
-        ShutdownReason::ActorFailed {
-            actor,
-            failures,
-            error,
-        } => {
-            assert_eq!((actor.as_str(), failures), ("listener", 4));
-            assert!(error.contains("accept loop told to panic"), "{error}");
-        }
-        other => panic!("unexpected reason {other:?}"),
-    }
+    let (actor, failures, error) = failure(&node).await;
+    assert_eq!((actor.as_str(), failures), ("listener", 4));
+    assert!(error.contains("accept loop told to panic"), "{error}");
     assert_eq!(lives.load(Ordering::SeqCst), 4);
 }
 
@@ -433,13 +431,7 @@ async fn an_actor_that_may_fail_alone_gives_up_without_stopping_the_node() {
         "alone",
         16,
         policy,
-        move || Probe {
-            count: 0,
-            starts: p.starts.clone(),
-            stops: p.stops.clone(),
-            ticks: p.ticks.clone(),
-            gate: p.gate.clone(),
-        },
+        move || p.probe(),
         move |error| {
             let _ = told.send(error);
         },

@@ -7,8 +7,6 @@
 //!     RUNNEL_BENCH_TOPICS (default 100), RUNNEL_BENCH_PARTITIONS_PER_TOPIC (default 100),
 //!     RUNNEL_BENCH_DIR (where the data goes; default .)
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use runnel_client::kafka::admin::NewTopic;
@@ -17,7 +15,10 @@ use runnel_client::kafka::{
     ProducerRecord, TopicPartition,
 };
 
-const RUNNEL: &str = env!("CARGO_BIN_EXE_runnel");
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use support::Broker;
 
 fn env_or(name: &str, default: i32) -> i32 {
     std::env::var(name)
@@ -26,41 +27,32 @@ fn env_or(name: &str, default: i32) -> i32 {
         .unwrap_or(default)
 }
 
+/// `runnel server` with what this benchmark reads of it.
 struct Server {
-    child: Child,
+    broker: Broker,
     bootstrap: String,
+    pid: u32,
 }
 
 impl Server {
     fn start(data: &std::path::Path, listen: &str) -> (Server, Duration) {
         let started = Instant::now();
-        let mut child = Command::new(RUNNEL)
-            .args(["server", "--listen", listen, "--data-dir"])
-            .arg(data)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("runnel server starts");
-        let stderr = child.stderr.take().expect("piped");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or_default();
-                    let _ = tx.send(addr.to_string());
-                }
-            }
-        });
-        let bootstrap = rx
-            .recv_timeout(Duration::from_secs(600))
-            .expect("the server printed its address");
-        (Server { child, bootstrap }, started.elapsed())
+        let broker = Broker::start_at(listen, data);
+        let took = started.elapsed();
+        let pid = broker.pid().expect("started here");
+        let bootstrap = broker.bootstrap.clone();
+        (
+            Server {
+                broker,
+                bootstrap,
+                pid,
+            },
+            took,
+        )
     }
 
     fn rss_mib(&self) -> f64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("procfs");
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).expect("procfs");
         let kib: f64 = status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -70,7 +62,7 @@ impl Server {
     }
 
     fn descriptors(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid))
             .expect("procfs")
             .count()
     }
@@ -86,10 +78,7 @@ impl Server {
 
     fn stop(mut self) -> Duration {
         let started = Instant::now();
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let status = self.child.wait().expect("waits");
+        let status = self.broker.stop_with("TERM").expect("stops within 30 s");
         assert!(status.success(), "a clean stop: {status:?}");
         started.elapsed()
     }

@@ -94,6 +94,11 @@ impl Broker {
         }
     }
 
+    /// The server's process id, when this started it.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The server's stderr so far, one string.
     pub fn stderr(&self) -> String {
         self.stderr

@@ -47,6 +47,13 @@ fn broker_properties(opts: &SimOptions) -> BTreeMap<String, String> {
             "group.consumer.heartbeat.interval.ms".to_string(),
             "1000".to_string(),
         ),
+        // Members live 2-12 s. Kafka's 3 s initial delay starts again each time the group
+        // empties and grows with every member that joins meanwhile (6 s and more was
+        // seen), so under churn a seed could pass without a single generation handed out.
+        (
+            "group.initial.rebalance.delay.ms".to_string(),
+            "500".to_string(),
+        ),
     ]);
     match opts.policy {
         // Every append is fsynced before it is acknowledged or visible.
