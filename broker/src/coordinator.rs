@@ -3,7 +3,8 @@
 //! loads its state from that partition and then handles every input to it, one at a
 //! time, in mailbox order. Jobs write to the partition before they answer, so what a
 //! shard acknowledges survives a restart. The group coordinator runs on it
-//! ([`crate::group::coordinator`]); a transaction coordinator will too.
+//! ([`crate::group::coordinator`]); a transaction coordinator will too. The controller is
+//! one shard over the metadata log.
 //!
 //! A shard whose job panics is restarted by its supervisor and loads its state again from
 //! its partition; requests it had parked see their answer dropped and retry. A shard
@@ -68,6 +69,10 @@ struct ShardActor<S: ShardState> {
 
 impl<S: ShardState> Actor for ShardActor<S> {
     async fn started(&mut self, _ctx: &mut Context<Self>) -> Result<(), ActorError> {
+        if self.state.is_some() {
+            // Handed over already loaded (see `ShardRuntime::start_loaded`).
+            return Ok(());
+        }
         let context = self
             .context
             .upgrade()
@@ -112,10 +117,27 @@ impl<S: ShardState> ShardRuntime<S> {
         context: Weak<S::Context>,
         crash_probability: f64,
     ) -> Self {
-        assert!(partitions > 0, "a coordinator has at least one shard");
-        let shards = (0..partitions)
-            .map(|index| {
+        let loaded = (0..partitions).map(|_| None).collect();
+        Self::start_loaded(node, name, context, crash_probability, loaded)
+    }
+
+    /// [`ShardRuntime::start`] with one shard per entry of `loaded`; a shard given its
+    /// state starts from it (its owner loaded it already), and loads only after a failure.
+    pub fn start_loaded(
+        node: &Node,
+        name: &str,
+        context: Weak<S::Context>,
+        crash_probability: f64,
+        loaded: Vec<Option<S>>,
+    ) -> Self {
+        assert!(!loaded.is_empty(), "a coordinator has at least one shard");
+        let shards = loaded
+            .into_iter()
+            .enumerate()
+            .map(|(index, first)| {
+                let index = i32::try_from(index).expect("shards are counted in an i32");
                 let context = context.clone();
+                let mut first = first;
                 node.spawn_or_give_up(
                     format!("{name}-{index}"),
                     SHARD_MAILBOX_CAPACITY,
@@ -123,7 +145,7 @@ impl<S: ShardState> ShardRuntime<S> {
                     move || ShardActor::<S> {
                         index,
                         context: context.clone(),
-                        state: None,
+                        state: first.take(),
                         crash_probability,
                     },
                     move |error| {

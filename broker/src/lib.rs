@@ -32,7 +32,7 @@ pub use server::BrokerServer;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use futures::{StreamExt, TryStreamExt};
 use kafka_protocol::ResponseError;
@@ -41,7 +41,6 @@ use runnel_storage::disk::Disk;
 use runnel_storage::log::{delete_dir, LogError};
 use runnel_storage::TopicPartition;
 use tokio::net::TcpListener;
-use tokio::sync::Mutex;
 
 use config::{BrokerConfig, TopicConfig};
 use group::coordinator::{GroupCoordinator, OFFSETS_TOPIC};
@@ -121,6 +120,9 @@ fn refuse_internal(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The controller's state: the metadata log it alone writes. It runs as one shard of the
+/// shard runtime over that log ([`coordinator`]), so every change is handled in order by
+/// one actor; the Raft quorum plugs in behind it later.
 struct Controller {
     log: MetadataLog,
     /// Producer ids in `next_producer_id..producer_id_block_end` are allocated and free.
@@ -128,6 +130,41 @@ struct Controller {
     producer_id_block_end: i64,
     /// Counts metadata changes, so topic ids differ even for a re-created name.
     changes: i64,
+}
+
+impl coordinator::ShardState for Controller {
+    type Context = Broker;
+
+    /// After a failure: reopen the metadata log, and bring the image up to what it holds
+    /// (a failure between the append and the image update would leave it behind).
+    async fn load(broker: &Broker, _index: i32) -> Result<Controller, String> {
+        let dir = broker.config.log_dirs[0].join(METADATA_LOG_DIR);
+        let (log, records) = MetadataLog::open(broker.disk.clone(), &dir, now_ms())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut image = MetadataImage::default();
+        for record in &records {
+            image.apply(record).map_err(|e| e.to_string())?;
+        }
+        if *broker.image() != image {
+            tracing::warn!("the metadata image was behind the metadata log; caught up");
+            *broker.image.write().expect("image lock") = Arc::new(image.clone());
+            for topic in image.topics.values() {
+                broker
+                    .open_partitions(topic, 0)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        // The rest of the block in use is skipped: ids are handed out once, never twice.
+        let next = image.next_producer_id;
+        Ok(Controller {
+            log,
+            next_producer_id: next,
+            producer_id_block_end: next,
+            changes: records.len() as i64,
+        })
+    }
 }
 
 pub struct Broker {
@@ -138,7 +175,8 @@ pub struct Broker {
     /// Where clients are told to connect.
     advertised: (String, u16),
     image: std::sync::RwLock<Arc<MetadataImage>>,
-    controller: Mutex<Controller>,
+    /// The controller actor, started once the broker exists.
+    controller: OnceLock<coordinator::ShardRuntime<Controller>>,
     partitions: std::sync::RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     pub fetch_sessions: std::sync::Mutex<fetch_session::FetchSessionCache>,
     pub groups: GroupCoordinator,
@@ -209,6 +247,7 @@ impl Broker {
             .topics
             .get(OFFSETS_TOPIC)
             .map_or(config.offsets_topic_num_partitions, |t| t.partitions);
+        let controller = Some(controller);
         let broker = Arc::new(Broker {
             groups: GroupCoordinator::new(offsets_partitions, started_ms),
             node: node.clone(),
@@ -216,7 +255,7 @@ impl Broker {
             disk,
             advertised,
             image: std::sync::RwLock::new(Arc::new(image.clone())),
-            controller: Mutex::new(controller),
+            controller: OnceLock::new(),
             partitions: std::sync::RwLock::new(HashMap::new()),
             fetch_sessions: std::sync::Mutex::new(fetch_session::FetchSessionCache::default()),
         });
@@ -254,6 +293,17 @@ impl Broker {
         for topic in image.topics.values() {
             broker.open_partitions(topic, 0).await?;
         }
+        let runtime = coordinator::ShardRuntime::start_loaded(
+            node,
+            "controller",
+            Arc::downgrade(&broker),
+            broker.config.fault_actor_crash_probability,
+            vec![controller],
+        );
+        assert!(
+            broker.controller.set(runtime).is_ok(),
+            "the controller starts once"
+        );
         broker.groups.start(node, &broker);
         broker.groups.loaded().await?;
         tracing::info!(
@@ -372,8 +422,40 @@ impl Broker {
         Ok(())
     }
 
+    /// Runs `job` on the controller actor, after every change queued before it.
+    async fn on_controller<R, F>(&self, job: F) -> Result<R, ApiError>
+    where
+        R: Send + 'static,
+        F: for<'a> FnOnce(
+                &'a Broker,
+                &'a mut Controller,
+            ) -> coordinator::BoxFuture<'a, Result<R, ApiError>>
+            + Send
+            + 'static,
+    {
+        let controller = self
+            .controller
+            .get()
+            .expect("the controller starts with the broker");
+        controller
+            .run(0, job)
+            .await
+            .map_err(|e| ApiError::new(ResponseError::NotController, e.to_string()))?
+    }
+
+    /// Fault injection: the controller actor panics, as a bug would make it; its supervisor
+    /// restarts it from the metadata log.
+    pub async fn inject_controller_crash(&self) {
+        let crashed = self
+            .on_controller(|_, _| {
+                Box::pin(async { panic!("the controller crashed by fault injection") })
+            })
+            .await;
+        let _: Result<(), ApiError> = crashed;
+    }
+
     /// Writes records to the metadata log, then applies them to the image and the
-    /// partitions. The controller lock keeps changes in log order.
+    /// partitions. Only the controller actor calls it, so changes land in log order.
     async fn commit(
         &self,
         controller: &mut Controller,
@@ -444,7 +526,31 @@ impl Broker {
         self.config
             .topic_config(&configs)
             .map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
-        let mut controller = self.controller.lock().await;
+        let name = name.to_string();
+        self.on_controller(move |broker, controller| {
+            Box::pin(async move {
+                broker
+                    .create_topic_on_controller(
+                        controller,
+                        &name,
+                        partitions,
+                        configs,
+                        validate_only,
+                    )
+                    .await
+            })
+        })
+        .await
+    }
+
+    async fn create_topic_on_controller(
+        &self,
+        controller: &mut Controller,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<TopicImage, ApiError> {
         let image = self.image();
         if image.topics.contains_key(name) {
             return Err(ApiError::new(
@@ -467,7 +573,7 @@ impl Broker {
             partitions,
             configs: topic.configs.clone(),
         };
-        self.commit(&mut controller, vec![record]).await?;
+        self.commit(controller, vec![record]).await?;
         Ok(topic)
     }
 
@@ -482,13 +588,16 @@ impl Broker {
 
     pub async fn delete_topic(&self, name: &str) -> Result<TopicImage, ApiError> {
         refuse_internal(name)?;
-        let mut controller = self.controller.lock().await;
-        let topic = self.existing_topic(name)?;
-        let record = MetadataRecord::TopicDeleted {
-            name: name.to_string(),
-        };
-        self.commit(&mut controller, vec![record]).await?;
-        Ok(topic)
+        let name = name.to_string();
+        self.on_controller(move |broker, controller| {
+            Box::pin(async move {
+                let topic = broker.existing_topic(&name)?;
+                let record = MetadataRecord::TopicDeleted { name };
+                broker.commit(controller, vec![record]).await?;
+                Ok(topic)
+            })
+        })
+        .await
     }
 
     pub async fn create_partitions(
@@ -498,7 +607,24 @@ impl Broker {
         validate_only: bool,
     ) -> Result<(), ApiError> {
         refuse_internal(name)?;
-        let mut controller = self.controller.lock().await;
+        let name = name.to_string();
+        self.on_controller(move |broker, controller| {
+            Box::pin(async move {
+                broker
+                    .create_partitions_on_controller(controller, &name, count, validate_only)
+                    .await
+            })
+        })
+        .await
+    }
+
+    async fn create_partitions_on_controller(
+        &self,
+        controller: &mut Controller,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
         let topic = self.existing_topic(name)?;
         if count <= topic.partitions {
             return Err(ApiError::new(
@@ -516,7 +642,7 @@ impl Broker {
             name: name.to_string(),
             partitions: count,
         };
-        self.commit(&mut controller, vec![record]).await
+        self.commit(controller, vec![record]).await
     }
 
     /// Replaces a topic's overrides with `change(current overrides)`.
@@ -524,9 +650,26 @@ impl Broker {
         &self,
         name: &str,
         validate_only: bool,
+        change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), ApiError> + Send + 'static,
+    ) -> Result<(), ApiError> {
+        let name = name.to_string();
+        self.on_controller(move |broker, controller| {
+            Box::pin(async move {
+                broker
+                    .alter_configs_on_controller(controller, &name, validate_only, change)
+                    .await
+            })
+        })
+        .await
+    }
+
+    async fn alter_configs_on_controller(
+        &self,
+        controller: &mut Controller,
+        name: &str,
+        validate_only: bool,
         change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), ApiError>,
     ) -> Result<(), ApiError> {
-        let mut controller = self.controller.lock().await;
         let topic = self.existing_topic(name)?;
         let mut configs = topic.configs.clone();
         change(&mut configs)?;
@@ -540,24 +683,25 @@ impl Broker {
             name: name.to_string(),
             configs,
         };
-        self.commit(&mut controller, vec![record]).await
+        self.commit(controller, vec![record]).await
     }
 
     /// A fresh producer id; blocks of ids are made durable before any is handed out.
     pub async fn allocate_producer_id(&self) -> Result<i64, ApiError> {
-        let mut controller = self.controller.lock().await;
-        if controller.next_producer_id == controller.producer_id_block_end {
-            let next = controller.producer_id_block_end + PRODUCER_ID_BLOCK_SIZE;
-            self.commit(
-                &mut controller,
-                vec![MetadataRecord::ProducerIdsAllocated { next }],
-            )
-            .await?;
-            controller.producer_id_block_end = next;
-        }
-        let id = controller.next_producer_id;
-        controller.next_producer_id += 1;
-        Ok(id)
+        self.on_controller(|broker, controller| {
+            Box::pin(async move {
+                if controller.next_producer_id == controller.producer_id_block_end {
+                    let next = controller.producer_id_block_end + PRODUCER_ID_BLOCK_SIZE;
+                    let record = MetadataRecord::ProducerIdsAllocated { next };
+                    broker.commit(controller, vec![record]).await?;
+                    controller.producer_id_block_end = next;
+                }
+                let id = controller.next_producer_id;
+                controller.next_producer_id += 1;
+                Ok(id)
+            })
+        })
+        .await
     }
 
     /// Makes everything appended durable (a clean shutdown); returns how many partitions

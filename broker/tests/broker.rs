@@ -2235,3 +2235,35 @@ async fn a_crashed_coordinator_shard_reloads_its_groups_and_commits_while_others
     };
     assert_eq!(first.error_code, ResponseError::MemberIdRequired.code());
 }
+
+#[tokio::test]
+async fn a_crashed_controller_restarts_from_the_metadata_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let broker = start(dir.path(), &[]).await;
+        let mut client = Client::connect(broker.addr).await;
+        client
+            .call(ApiKey::CreateTopics, 7, create_topics("before", 1, &[]))
+            .await;
+        broker.broker.inject_controller_crash().await;
+        // Changes go on after the restart, in one log, and producer ids are never reused.
+        let ResponseKind::CreateTopics(created) = client
+            .call(ApiKey::CreateTopics, 7, create_topics("after", 2, &[]))
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(created.topics[0].error_code, 0, "{created:?}");
+        let first = broker.broker.allocate_producer_id().await.expect("an id");
+        broker.broker.inject_controller_crash().await;
+        let second = broker.broker.allocate_producer_id().await.expect("an id");
+        assert!(second > first, "{second} after {first}");
+        assert!(!broker.node.is_shutting_down());
+        broker.stop().await;
+    }
+    let broker = start(dir.path(), &[]).await;
+    let image = broker.broker.image();
+    assert_eq!(image.topics["before"].partitions, 1);
+    assert_eq!(image.topics["after"].partitions, 2);
+    assert!(broker.broker.partition("after", 1).is_some());
+}

@@ -26,10 +26,14 @@ pub async fn handle(
                 }
             }
             broker
-                .alter_topic_configs(&resource.resource_name, request.validate_only, |current| {
-                    *current = configs;
-                    Ok(())
-                })
+                .alter_topic_configs(
+                    &resource.resource_name,
+                    request.validate_only,
+                    move |current| {
+                        *current = configs;
+                        Ok(())
+                    },
+                )
                 .await
         } else {
             Err(static_broker_configs())

@@ -30,11 +30,14 @@ pub async fn handle(
                 .map(|t| broker.topic_config(t));
             let ops = resource.configs.clone();
             broker
-                .alter_topic_configs(&resource.resource_name, request.validate_only, |current| {
-                    for op in ops {
-                        let name = op.name.to_string();
-                        let value = op.value.map(|v| v.to_string());
-                        let list =
+                .alter_topic_configs(
+                    &resource.resource_name,
+                    request.validate_only,
+                    move |current| {
+                        for op in ops {
+                            let name = op.name.to_string();
+                            let value = op.value.map(|v| v.to_string());
+                            let list =
                             |current: &std::collections::BTreeMap<String, String>| -> Vec<String> {
                                 let text = current.get(&name).cloned().or_else(|| {
                                     effective.as_ref().map(|e| e.get(&name).to_string())
@@ -47,53 +50,54 @@ pub async fn handle(
                                 })
                                 .unwrap_or_default()
                             };
-                        let is_list = TOPIC_CONFIGS
-                            .iter()
-                            .any(|d| d.name == name && d.config_type == 7);
-                        match (op.config_operation, value) {
-                            (SET, Some(value)) => {
-                                current.insert(name, value);
-                            }
-                            (DELETE, _) => {
-                                current.remove(&name);
-                            }
-                            (APPEND, Some(value)) if is_list => {
-                                let mut items = list(current);
-                                for v in value.split(',') {
-                                    if !items.iter().any(|i| i == v) {
-                                        items.push(v.to_string());
-                                    }
+                            let is_list = TOPIC_CONFIGS
+                                .iter()
+                                .any(|d| d.name == name && d.config_type == 7);
+                            match (op.config_operation, value) {
+                                (SET, Some(value)) => {
+                                    current.insert(name, value);
                                 }
-                                current.insert(name, items.join(","));
-                            }
-                            (SUBTRACT, Some(value)) if is_list => {
-                                let remove: Vec<&str> = value.split(',').collect();
-                                let items: Vec<String> = list(current)
-                                    .into_iter()
-                                    .filter(|i| !remove.contains(&i.as_str()))
-                                    .collect();
-                                current.insert(name, items.join(","));
-                            }
-                            (APPEND | SUBTRACT, Some(_)) => {
-                                return Err(ApiError::new(
-                                    ResponseError::InvalidConfig,
-                                    format!(
+                                (DELETE, _) => {
+                                    current.remove(&name);
+                                }
+                                (APPEND, Some(value)) if is_list => {
+                                    let mut items = list(current);
+                                    for v in value.split(',') {
+                                        if !items.iter().any(|i| i == v) {
+                                            items.push(v.to_string());
+                                        }
+                                    }
+                                    current.insert(name, items.join(","));
+                                }
+                                (SUBTRACT, Some(value)) if is_list => {
+                                    let remove: Vec<&str> = value.split(',').collect();
+                                    let items: Vec<String> = list(current)
+                                        .into_iter()
+                                        .filter(|i| !remove.contains(&i.as_str()))
+                                        .collect();
+                                    current.insert(name, items.join(","));
+                                }
+                                (APPEND | SUBTRACT, Some(_)) => {
+                                    return Err(ApiError::new(
+                                        ResponseError::InvalidConfig,
+                                        format!(
                                         "{name} is not a list; APPEND and SUBTRACT apply to lists"
                                     ),
-                                ))
-                            }
-                            (op, _) => {
-                                return Err(ApiError::new(
-                                    ResponseError::InvalidRequest,
-                                    format!(
-                                        "operation {op} on {name} needs a value, or is unknown"
-                                    ),
-                                ))
+                                    ))
+                                }
+                                (op, _) => {
+                                    return Err(ApiError::new(
+                                        ResponseError::InvalidRequest,
+                                        format!(
+                                            "operation {op} on {name} needs a value, or is unknown"
+                                        ),
+                                    ))
+                                }
                             }
                         }
-                    }
-                    Ok(())
-                })
+                        Ok(())
+                    },
+                )
                 .await
         } else {
             Err(static_broker_configs())
