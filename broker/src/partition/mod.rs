@@ -64,6 +64,8 @@ pub enum PartitionError {
     Offline { partition: String, reason: String },
     #[error("partition {partition} did not answer within {timeout_ms} ms; try again")]
     Busy { partition: String, timeout_ms: u64 },
+    #[error("partition {partition} failed while handling this and is recovering; try again")]
+    Recovering { partition: String },
 }
 
 impl From<PartitionError> for ApiError {
@@ -73,7 +75,9 @@ impl From<PartitionError> for ApiError {
             PartitionError::Offline { .. } => {
                 ApiError::new(ResponseError::KafkaStorageError, e.to_string())
             }
-            PartitionError::Busy { .. } => {
+            // Retriable: an idempotent producer resends with the same sequence and is
+            // answered with the original offset if the change had landed.
+            PartitionError::Busy { .. } | PartitionError::Recovering { .. } => {
                 ApiError::new(ResponseError::RequestTimedOut, e.to_string())
             }
         }
@@ -328,9 +332,8 @@ impl Partition {
             // The actor failed mid-change (its supervisor restarts it) or stopped for good.
             Err(AskError::Dropped { .. } | AskError::Closed { .. }) => {
                 self.check_online()?;
-                Err(PartitionError::Busy {
+                Err(PartitionError::Recovering {
                     partition: self.tp.to_string(),
-                    timeout_ms: 0,
                 })
             }
         }
