@@ -10,7 +10,7 @@
 //! neither a broker restart nor a crashed shard loses a group or a committed offset.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -142,6 +142,7 @@ impl ShardState for Shard {
             .load_shard(broker, &mut shard)
             .await
             .map_err(|e| e.to_string())?;
+        broker.groups.note_groups(&shard);
         Ok(shard)
     }
 }
@@ -155,6 +156,9 @@ pub struct GroupCoordinator {
     next_request_id: AtomicU64,
     /// Member ids embed this, so that ids differ across restarts and group incarnations.
     next_member_id_epoch: AtomicU64,
+    /// Per shard: it holds a group or a parked request, so its timers need stepping. Group
+    /// timers skip the others instead of sending each of 50 shards a job 10 times a second.
+    has_groups: Box<[AtomicBool]>,
 }
 
 impl std::fmt::Debug for GroupCoordinator {
@@ -245,6 +249,18 @@ impl GroupCoordinator {
             topics: std::sync::Mutex::new(None),
             next_request_id: AtomicU64::new(0),
             next_member_id_epoch: AtomicU64::new(started_ms.max(0) as u64 * 1000),
+            has_groups: (0..partitions).map(|_| AtomicBool::new(false)).collect(),
+        }
+    }
+
+    /// Records whether `shard` needs its timers stepped; after every job on it.
+    fn note_groups(&self, shard: &Shard) {
+        let busy = !shard.groups.is_empty() || !shard.waiters.is_empty();
+        if let Some(flag) = usize::try_from(shard.index)
+            .ok()
+            .and_then(|i| self.has_groups.get(i))
+        {
+            flag.store(busy, Ordering::Relaxed);
         }
     }
 
@@ -306,7 +322,13 @@ impl GroupCoordinator {
         F: for<'a> FnOnce(&'a Broker, &'a mut Shard) -> BoxFuture<'a, R> + Send + 'static,
     {
         self.runtime()
-            .run(self.partition_for(group_id), job)
+            .run(self.partition_for(group_id), move |broker, shard| {
+                Box::pin(async move {
+                    let answer = job(broker, shard).await;
+                    broker.groups.note_groups(shard);
+                    answer
+                })
+            })
             .await
             .map_err(|_| ResponseError::NotCoordinator)
     }
@@ -1298,6 +1320,13 @@ impl GroupCoordinator {
     pub async fn tick(&self, broker: &Broker, now: i64, expire_offsets: bool) {
         let topics = self.topics(broker);
         for index in 0..self.partitions {
+            let idle = usize::try_from(index)
+                .ok()
+                .and_then(|i| self.has_groups.get(i))
+                .is_some_and(|flag| !flag.load(Ordering::Relaxed));
+            if idle {
+                continue;
+            }
             let topics = topics.clone();
             let ticked = self
                 .runtime()
@@ -1306,7 +1335,8 @@ impl GroupCoordinator {
                         broker
                             .groups
                             .tick_shard(broker, shard, &topics, now, expire_offsets)
-                            .await
+                            .await;
+                        broker.groups.note_groups(shard);
                     })
                 })
                 .await;
