@@ -84,18 +84,48 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def settle(max_wait: float = 20) -> dict:
+def settle(max_wait: float = 20, memory_s: float = 0) -> dict:
     """Starts a phase from a clean page cache: writes back every dirty page and waits briefly for
-    the dirty count to drop (other work on the machine may keep a few pages dirty). Returns the
-    machine's state then (dirty MiB, free MiB, load average), kept with the phase's figures."""
+    the dirty count to drop (other work on the machine may keep a few pages dirty), then
+    memory_s more seconds (see --settle-s). Returns the machine's state then (dirty MiB, free
+    MiB, load average), kept with the phase's figures."""
     os.sync()
     deadline = time.monotonic() + max_wait
     while meminfo_mib("Dirty") > 64 and time.monotonic() < deadline:
         time.sleep(0.2)
         os.sync()
-    time.sleep(0.5)
+    time.sleep(0.5 + memory_s)
     return {"dirty_mib_before": meminfo_mib("Dirty"), "free_mib_before": meminfo_mib("MemFree"),
             "load1_before": float(Path("/proc/loadavg").read_text().split()[0])}
+
+
+class Meter:
+    """The machine's CPU over a phase, from /proc/stat (busy, iowait and steal as shares of all
+    cores; steal is time the hypervisor gave to other machines) and the CPU of this script's
+    children (the client), so that a phase's figure can be told CPU-bound from disk-bound."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+        self.stat0 = self.stat()
+        self.child0 = self.children()
+
+    @staticmethod
+    def stat() -> list[int]:
+        with open("/proc/stat") as f:
+            return [int(x) for x in f.readline().split()[1:9]]
+
+    @staticmethod
+    def children() -> float:
+        t = os.times()
+        return t.children_user + t.children_system
+
+    def stop(self) -> dict:
+        d = [b - a for a, b in zip(self.stat0, self.stat())]
+        total = sum(d) or 1
+        user, nice, system, idle, iowait, irq, softirq, steal = d
+        return {"machine_busy": (total - idle - iowait - steal) / total, "machine_iowait": iowait / total,
+                "machine_steal": steal / total, "client_cpu_s": self.children() - self.child0,
+                "wall_s": time.monotonic() - self.t0}
 
 
 def evict(paths: list[Path]) -> None:
@@ -273,11 +303,14 @@ def perf_consume(perf: str, b: Broker, topic: str, count: int) -> tuple[int, int
 
 
 def window_rate(samples: list[tuple[float, float]], start_at: float) -> tuple[float, float, float]:
-    """From cumulative (seconds, bytes) samples, the rate from the first sample at or past
-    start_at bytes to the last sample. Returns (bytes/s, window bytes, window seconds)."""
+    """From cumulative (seconds, bytes) samples, the rate from the first sample that is both at
+    or past start_at bytes and in the second half of the run's time, to the last sample. (How
+    much a writer gets through at memory speed first varies with the machine's state; on a run
+    long enough that this takes less than half of its time, the second half is past it.) Returns
+    (bytes/s, window bytes, window seconds)."""
     end_t, end_n = samples[-1]
     for t, n in samples:
-        if n >= start_at and end_t - t > 0:
+        if n >= start_at and t >= end_t / 2 and end_t - t > 0:
             return (end_n - n) / (end_t - t), end_n - n, end_t - t
     raise SystemExit(f"bench: the run never passed the warm-up of {start_at / GiB:.2f} GiB with time "
                      "to spare; raise --sustained-gib or lower --warmup-gib")
@@ -322,6 +355,27 @@ def raw_write(path: Path, nbytes: int, fsync: bool) -> tuple[list[tuple[float, f
     finally:
         os.close(fd)
     return samples, t_written, t_synced
+
+
+def raw_write_direct(path: Path, nbytes: int) -> float:
+    """Writes nbytes with O_DIRECT in 4 MiB writes and fdatasyncs: the device's own sequential
+    write rate, with no page cache (nor the guest memory it needs) in the way. Returns seconds."""
+    import mmap
+
+    size = 4 * MiB
+    buf = mmap.mmap(-1, size)  # page-aligned, as O_DIRECT wants
+    buf.write(os.urandom(size))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o644)
+    try:
+        t0 = time.monotonic()
+        n = 0
+        while n < nbytes:
+            n += os.write(fd, buf)
+        os.fdatasync(fd)
+        return time.monotonic() - t0
+    finally:
+        os.close(fd)
+        buf.close()
 
 
 def raw_read(path: Path) -> tuple[int, float]:
@@ -374,7 +428,13 @@ class Bench:
         self.add(Run("raw", "consume-burst", 0, rnd, n, n / t / 1e6, n / t / 1e6, t))
         f.unlink()
         if "sustained" in self.a.parts:
-            self.raw_sustained(rnd, f, "")
+            # The device's own rate: the sustained size written with O_DIRECT (no page cache, nor
+            # the guest memory it takes); then read back cold. (The buffered raw writes are made
+            # right before each broker's sustained produce.)
+            self.state = settle()
+            t = raw_write_direct(f, self.sustained)
+            self.add(Run("raw-direct", "produce-sustained", 0, rnd, self.sustained, self.sustained / t / 1e6,
+                         self.sustained / t / 1e6, t))
             evict([f])
             n, t = raw_read(f)
             self.add(Run("raw", "consume-sustained", 0, rnd, n, n / t / 1e6, n / t / 1e6, t))
@@ -383,8 +443,10 @@ class Bench:
     def raw_sustained(self, rnd: int, f: Path, pair: str) -> None:
         """A raw sequential write of the sustained size, measured like the brokers' sustained
         produce; pair names the broker run it stands beside (empty: the raw job's own)."""
-        self.state = settle()
+        self.state = settle(memory_s=self.a.settle_s)
+        meter = Meter()
         samples, t_w, t_s = raw_write(f, self.sustained, fsync=True)
+        self.state.update(meter.stop())
         rate, wbytes, wsec = window_rate(samples, self.warmup)
         self.add(Run("raw", "produce-sustained", 0, rnd, self.sustained, rate / 1e6, rate / 1e6, t_w,
                      series=interval_rates(samples), pair=pair,
@@ -395,7 +457,9 @@ class Bench:
 
     def produce(self, b: Broker, rnd: int, phase: str, topic: str, size: int, count: int) -> Run:
         cpu0 = cpu_seconds(b.pid)
+        meter = Meter()
         samples, ms, _ = perf_produce(self.a.perf, b, topic, size, count)
+        self.state.update(meter.stop())
         cpu = cpu_seconds(b.pid) - cpu0
         payload = size * count
         overhead = log_bytes(b.partition_dir(topic)) / payload if b.c.on_disk else 1.0
@@ -413,7 +477,9 @@ class Bench:
     def consume(self, b: Broker, rnd: int, phase: str, topic: str, size: int, count: int) -> Run:
         overhead = log_bytes(b.partition_dir(topic)) / (size * count) if b.c.on_disk else 1.0
         cpu0 = cpu_seconds(b.pid)
+        meter = Meter()
         nbytes, ms = perf_consume(self.a.perf, b, topic, count)
+        self.state.update(meter.stop())
         cpu = cpu_seconds(b.pid) - cpu0
         rate = nbytes / (ms / 1000)
         return Run(b.c.name, phase, size, rnd, nbytes, rate / 1e6, rate * overhead / 1e6, ms / 1000, cpu,
@@ -441,10 +507,12 @@ class Bench:
                     raw = self.data_root / "raw-write.bin"
                     self.raw_sustained(rnd, raw, f"{c.name} {size}")
                     raw.unlink()
-                    self.state = settle()
+                    self.state = settle(memory_s=self.a.settle_s)
                     self.add(self.produce(b, rnd, "produce-sustained", topic, size, count))
                     evict(files_under(b.partition_dir(topic)))
                     self.add(self.consume(b, rnd, "consume-sustained", topic, size, count))
+                    # Give the memory back, so that the next sustained writer starts like this one.
+                    evict(files_under(b.partition_dir(topic)))
         finally:
             b.stop()
             shutil.rmtree(data, ignore_errors=True)
@@ -762,7 +830,7 @@ class Report:
         self.lines.append(s)
 
     def runs(self, who: str, phase: str, size: int) -> list[Run]:
-        sz = 0 if who == "raw" else size
+        sz = 0 if who.startswith("raw") else size
         return [r for r in self.b.runs if (r.who, r.phase, r.size) == (who, phase, sz)]
 
     def paired(self, a: str, b: str, phase: str, size: int, disk: bool) -> list[float]:
@@ -805,19 +873,23 @@ class Report:
                f"dirty_background_ratio={dirty['dirty_background_ratio']}; data on {' '.join(df)} "
                f"({b.data_root.parent})")
         self.w(f"- {a.rounds} rounds, contenders and the raw disk alternating (order rotating each round); "
-               f"burst {a.burst_mib:g} MiB, sustained {a.sustained_gib:g} GiB with the rate taken after the first "
-               f"{a.warmup_gib:g} GiB; callgrind {a.callgrind_mib:g} MiB per phase, {a.callgrind_rounds} rounds")
+               f"burst {a.burst_mib:g} MiB, sustained {a.sustained_gib:g} GiB with the rate taken over the second half "
+               f"of the run's time (and after at least {a.warmup_gib:g} GiB), each sustained write after {a.settle_s:g} s "
+               f"of rest; callgrind {a.callgrind_mib:g} MiB per phase, {a.callgrind_rounds} rounds")
         self.w()
         self.w("Throughput is MB/s (10^6 bytes) of record payload, median [min–max] over the rounds; the raw "
                "disk's figures are MB/s of bytes written or read by 1 MiB calls on a file next to the brokers' "
-               "data (`raw` produce burst: no fsync, the page cache; sustained: rate after the warm-up, like the "
+               "data (`raw` produce burst: no fsync, the page cache; sustained: rate over the second half of the run, like the "
                "brokers'; consume sustained: cold read after posix_fadvise(DONTNEED)). Ratios are taken within "
                "each round, then summarised; the ratio to the raw disk compares bytes written to the log "
                "(payload plus record and batch overhead) with bytes written by the raw writer, and for "
                "sustained produce it uses the raw write made right before that broker's run (the disk's "
-               "rate drifts), so the raw column there holds every raw write of the run.")
+               "rate drifts), so the raw column there holds every raw write of the run. Every sustained write "
+               f"(raw or broker) starts after a sync and {a.settle_s:g} s of rest with the memory of earlier "
+               "phases given back (see --settle-s). `O_DIRECT`: the same size written with O_DIRECT in 4 MiB "
+               "writes, the device's own rate without the page cache.")
         self.w()
-        cols = ["raw disk"] + names
+        cols = ["raw disk", "O_DIRECT"] + names
         ratio_cols = []
         if "runnel" in has:
             ratio_cols.append(("runnel ÷ raw", "runnel", "raw", True))
@@ -831,14 +903,15 @@ class Report:
             for phase, label in PHASES:
                 if not self.runs("raw", phase, size) and not any(self.runs(n, phase, size) for n in names):
                     continue
-                cells = [spread([r.mb_s for r in self.runs("raw", phase, size)], ".0f")]
+                cells = [spread([r.mb_s for r in self.runs("raw", phase, size)], ".0f"),
+                         spread([r.mb_s for r in self.runs("raw-direct", phase, size)], ".0f")]
                 cells += [spread([r.mb_s for r in self.runs(n, phase, size)], ".0f") for n in names]
                 cells += [spread(self.paired(x, y, phase, size, disk), ".2f") for _, x, y, disk in ratio_cols]
                 self.w(f"| {label}, {fmt_size(size)} | " + " | ".join(cells) + " |")
         self.w()
 
         # how the sustained rate settles: round 1's per-second rates
-        first = [r for r in b.runs if r.phase == "produce-sustained" and r.round == 1]
+        first = [r for r in b.runs if r.phase == "produce-sustained" and r.round == 1 and r.series]
         if first:
             self.w("How the sustained rate settles (round 1, MB/s per second of the run; written bytes for "
                    "`raw`, payload for the brokers), and the whole-run figures the warm-up excludes:")
@@ -876,6 +949,33 @@ class Report:
                     if all(c == "n/a" for c in cells):
                         continue
                     self.w(f"| {label}, {fmt_size(size)} | " + " | ".join(cells) + " |")
+            self.w()
+
+        # where the CPU went during the sustained phases
+        cores = os.cpu_count() or 1
+        rows = []
+        for size in b.sizes:
+            for phase in ("produce-sustained", "consume-sustained"):
+                for n in ["raw"] + names:
+                    rs = [r for r in self.runs(n, phase, size) if "machine_busy" in r.extra]
+                    if not rs:
+                        continue
+                    who = n if n != "raw" else "raw write" if phase == "produce-sustained" else "raw read"
+                    def share(key: str) -> str:
+                        return spread([100 * r.extra[key] for r in rs], ".0f")
+                    rows.append(f"| {phase.replace('-', ', ')}, {fmt_size(size)} | {who} | "
+                                f"{spread([r.broker_cpu_s / r.extra['wall_s'] for r in rs], '.2f') if n != 'raw' else '–'} | "
+                                f"{spread([r.extra['client_cpu_s'] / r.extra['wall_s'] for r in rs], '.2f') if n != 'raw' else '–'} | "
+                                f"{share('machine_busy')} | {share('machine_iowait')} | {share('machine_steal')} |")
+        if rows:
+            self.w(f"CPU during the sustained phases (cores in use over the phase's wall time; the machine's "
+                   f"busy, iowait and steal time as % of its {cores} cores, from /proc/stat, so they include "
+                   f"whatever else ran; the raw writer's own CPU is in \"busy\"):")
+            self.w()
+            self.w("| phase | who | broker cores | client cores | machine busy % | iowait % | steal % |")
+            self.w("|---|---|---|---|---|---|---|")
+            for row in rows:
+                self.w(row)
             self.w()
 
         # instructions per GB
@@ -1031,9 +1131,15 @@ def main() -> None:
     ap.add_argument("--parts", default="burst,sustained,callgrind",
                     help="burst (always runs), sustained, callgrind (default all)")
     ap.add_argument("--burst-mib", type=float, default=512, help="burst phases, MiB of payload (default 512)")
-    ap.add_argument("--sustained-gib", type=float, default=6, help="sustained phases, GiB of payload (default 6)")
+    ap.add_argument("--sustained-gib", type=float, default=7, help="sustained phases, GiB of payload (default 7)")
     ap.add_argument("--warmup-gib", type=float, default=2,
-                    help="sustained rate taken after this many GiB (default 2)")
+                    help="sustained rate taken after this many GiB and the first half of the run's time "
+                         "(default 2)")
+    ap.add_argument("--settle-s", type=float, default=15,
+                    help="seconds to wait before each sustained write, after syncing (default 15): on a "
+                         "VM that hands free memory back to its host (virtio-balloon free page reporting), "
+                         "memory freed just before makes the next writer fast; waiting puts every writer "
+                         "in the same state")
     ap.add_argument("--callgrind-mib", type=float, default=512, help="callgrind phases, MiB (default 512)")
     ap.add_argument("--callgrind-rounds", type=int, default=3, help="callgrind rounds (default 3)")
     ap.add_argument("--callgrind-idle-s", type=float, default=10,
@@ -1053,7 +1159,7 @@ def main() -> None:
     ap.add_argument("--command", default="ci/bench", help="the command line, for the report")
     if "--quick" in sys.argv[1:]:  # new defaults; options given explicitly still win
         ap.set_defaults(rounds=2, burst_mib=64, sustained_gib=1, warmup_gib=0.25, callgrind_mib=32,
-                        callgrind_rounds=1)
+                        callgrind_rounds=1, settle_s=1, callgrind_idle_s=3)
     args = ap.parse_args()
     args.t_start = time.monotonic()
     args.parts = set(args.parts.split(","))
