@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use runnel_protocol::batch::Compression;
+use runnel_protocol::records::level;
 use runnel_storage::log::{CleanupPolicy, LogConfig};
 
 use super::group::membership::GroupConfig;
@@ -384,6 +386,45 @@ fn long_at_least(min: i64) -> impl Fn(&str) -> Result<(), String> {
     }
 }
 
+/// `compression.type`: `None` for `producer` (batches kept as sent), else the codec the
+/// broker stores batches in.
+fn parse_compression_type(value: &str) -> Option<Option<Compression>> {
+    Some(Some(match value {
+        "producer" => return Some(None),
+        "uncompressed" => Compression::None,
+        "gzip" => Compression::Gzip,
+        "snappy" => Compression::Snappy,
+        "lz4" => Compression::Lz4,
+        "zstd" => Compression::Zstd,
+        _ => return None,
+    }))
+}
+
+fn level_check(codec: Compression, value: &str) -> Result<(), String> {
+    match value.parse::<i32>() {
+        Ok(n) if level::is_valid(codec, n) => Ok(()),
+        _ => Err(match codec {
+            Compression::Gzip => format!(
+                "expected -1 (zlib's default) or a level from {} to {}",
+                level::GZIP.start(),
+                level::GZIP.end()
+            ),
+            Compression::Lz4 => {
+                format!(
+                    "expected a level from {} to {}",
+                    level::LZ4.start(),
+                    level::LZ4.end()
+                )
+            }
+            _ => format!(
+                "expected a level from {} to {}",
+                level::ZSTD.start(),
+                level::ZSTD.end()
+            ),
+        }),
+    }
+}
+
 const TYPE_BOOLEAN: i8 = 1;
 const TYPE_STRING: i8 = 2;
 const TYPE_INT: i8 = 3;
@@ -404,18 +445,36 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         config_type: TYPE_LIST,
     },
     TopicConfigDef {
+        name: "compression.gzip.level",
+        broker_keys: &["compression.gzip.level"],
+        default: "-1",
+        validate: |v| level_check(Compression::Gzip, v),
+        config_type: TYPE_INT,
+    },
+    TopicConfigDef {
+        name: "compression.lz4.level",
+        broker_keys: &["compression.lz4.level"],
+        default: "9",
+        validate: |v| level_check(Compression::Lz4, v),
+        config_type: TYPE_INT,
+    },
+    TopicConfigDef {
         name: "compression.type",
         broker_keys: &["compression.type"],
         default: "producer",
-        // Recompressing on the broker is not built; batches are stored as producers send them.
         validate: |v| {
-            if v == "producer" {
-                Ok(())
-            } else {
-                Err("only `producer` is supported: Runnel stores batches compressed as sent".into())
-            }
+            parse_compression_type(v)
+                .map(|_| ())
+                .ok_or_else(|| "expected uncompressed, zstd, lz4, snappy, gzip or producer".into())
         },
         config_type: TYPE_STRING,
+    },
+    TopicConfigDef {
+        name: "compression.zstd.level",
+        broker_keys: &["compression.zstd.level"],
+        default: "3",
+        validate: |v| level_check(Compression::Zstd, v),
+        config_type: TYPE_INT,
     },
     TopicConfigDef {
         name: "delete.retention.ms",
@@ -538,6 +597,20 @@ impl TopicConfig {
 
     pub fn log_append_time(&self) -> bool {
         self.get("message.timestamp.type") == "LogAppendTime"
+    }
+
+    /// The codec and level the broker stores this topic's batches in, or `None` when
+    /// `compression.type=producer` keeps them as sent.
+    pub fn compression(&self) -> Option<(Compression, i32)> {
+        let codec = parse_compression_type(self.get("compression.type"))
+            .expect("validated compression.type")?;
+        let level = match codec {
+            Compression::Gzip => self.long("compression.gzip.level"),
+            Compression::Lz4 => self.long("compression.lz4.level"),
+            Compression::Zstd => self.long("compression.zstd.level"),
+            Compression::None | Compression::Snappy => 0,
+        };
+        Some((codec, level as i32))
     }
 
     pub fn min_insync_replicas(&self) -> i64 {

@@ -14,7 +14,7 @@ use runnel_broker::config::BrokerConfig;
 use runnel_broker::versions::supported_versions;
 use runnel_broker::{Broker, BrokerServer};
 use runnel_protocol::batch::{
-    build, RecordBatch, BASE_SEQUENCE_AT, CRC_AT, CRC_FROM, LAST_OFFSET_DELTA_AT,
+    build, Compression, RecordBatch, BASE_SEQUENCE_AT, CRC_AT, CRC_FROM, LAST_OFFSET_DELTA_AT,
     PRODUCER_EPOCH_AT, PRODUCER_ID_AT,
 };
 use runnel_protocol::kafka::{self, topic_name, RequestKind, ResponseKind};
@@ -2266,4 +2266,162 @@ async fn a_crashed_controller_restarts_from_the_metadata_log() {
     assert_eq!(image.topics["before"].partitions, 1);
     assert_eq!(image.topics["after"].partitions, 2);
     assert!(broker.broker.partition("after", 1).is_some());
+}
+
+fn stored_batches(response: &ResponseKind) -> Vec<RecordBatch> {
+    let ResponseKind::Fetch(r) = response else {
+        panic!("not a fetch response")
+    };
+    let records = r.responses[0].partitions[0].records.clone();
+    RecordBatch::parse_all(records.expect("records")).expect("valid batches")
+}
+
+fn encoded(compression: Compression, values: &[&str]) -> Bytes {
+    let records: Vec<build::NewRecord> = values
+        .iter()
+        .map(|v| build::NewRecord {
+            value: Some(Bytes::from(v.repeat(50))),
+            timestamp_ms: 1_700_000_000_000,
+            ..Default::default()
+        })
+        .collect();
+    let options = build::BatchOptions {
+        compression,
+        ..Default::default()
+    };
+    build::encode(options, &records).expect("encodes")
+}
+
+#[tokio::test]
+async fn topics_with_a_compression_type_store_batches_in_that_codec() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path(), &[]).await;
+    let mut client = Client::connect(broker.addr).await;
+    for (topic, configs) in [
+        (
+            "zs",
+            &[
+                ("compression.type", "zstd"),
+                ("compression.zstd.level", "19"),
+            ][..],
+        ),
+        ("lz", &[("compression.type", "lz4")][..]),
+        ("plain", &[("compression.type", "uncompressed")][..]),
+    ] {
+        let ResponseKind::CreateTopics(r) = client
+            .call(ApiKey::CreateTopics, 7, create_topics(topic, 1, configs))
+            .await
+        else {
+            panic!("not a create topics response")
+        };
+        assert_eq!(
+            r.topics[0].error_code, 0,
+            "{topic}: {:?}",
+            r.topics[0].error_message
+        );
+    }
+    let cases = [
+        ("zs", Compression::None, Compression::Zstd),
+        ("zs", Compression::Gzip, Compression::Zstd),
+        ("lz", Compression::Snappy, Compression::Lz4),
+        ("plain", Compression::Zstd, Compression::None),
+    ];
+    for (i, (topic, sent, want)) in cases.into_iter().enumerate() {
+        let values = [format!("a{i}"), format!("b{i}")];
+        let values: Vec<&str> = values.iter().map(String::as_str).collect();
+        let produced = client
+            .call(
+                ApiKey::Produce,
+                9,
+                produce(topic, 0, encoded(sent, &values), 1),
+            )
+            .await;
+        let (code, _) = produce_result(produced);
+        assert_eq!(code, 0, "{topic} {sent:?}");
+        let response = client.call(ApiKey::Fetch, 12, fetch(topic, 0, 0, 0)).await;
+        let last = stored_batches(&response).pop().expect("a batch");
+        assert_eq!(last.compression(), want, "{topic}: sent {sent:?}");
+        let got: Vec<String> = last
+            .records()
+            .expect("decodes")
+            .iter()
+            .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
+            .collect();
+        let expected: Vec<String> = values.iter().map(|v| v.repeat(50)).collect();
+        assert_eq!(got, expected, "{topic}: sent {sent:?}");
+    }
+
+    // A batch already in the topic's codec is kept exactly as the producer compressed it.
+    let sent = encoded(Compression::Lz4, &["same"]);
+    client
+        .call(ApiKey::Produce, 9, produce("lz", 0, sent.clone(), 1))
+        .await;
+    let response = client.call(ApiKey::Fetch, 12, fetch("lz", 0, 0, 0)).await;
+    let last = stored_batches(&response).pop().expect("a batch");
+    assert_eq!(last.as_bytes()[CRC_AT..], sent[CRC_AT..], "byte for byte");
+
+    // An idempotent batch keeps its producer fields, so a retry is still a duplicate.
+    let batch = RecordBatch::parse(encoded(Compression::None, &["once"]))
+        .expect("valid")
+        .0;
+    let first = idempotent(&batch, 7_000, 0, 0);
+    let (code, offset) = produce_result(
+        client
+            .call(ApiKey::Produce, 9, produce("zs", 0, first.clone(), 1))
+            .await,
+    );
+    assert_eq!(code, 0);
+    let (code, again) = produce_result(
+        client
+            .call(ApiKey::Produce, 9, produce("zs", 0, first, 1))
+            .await,
+    );
+    assert_eq!(
+        (code, again),
+        (0, offset),
+        "the retry answers its first offset"
+    );
+    let response = client
+        .call(ApiKey::Fetch, 12, fetch("zs", 0, offset, 0))
+        .await;
+    let stored = stored_batches(&response);
+    assert_eq!(stored.len(), 1, "stored once");
+    assert_eq!(
+        (
+            stored[0].compression(),
+            stored[0].producer_id(),
+            stored[0].base_sequence()
+        ),
+        (Compression::Zstd, 7_000, 0)
+    );
+
+    // Codecs and levels Kafka does not know are refused with a sentence.
+    for configs in [
+        &[("compression.type", "brotli")][..],
+        &[("compression.zstd.level", "23")][..],
+        &[("compression.gzip.level", "0")][..],
+        &[("compression.lz4.level", "18")][..],
+    ] {
+        let ResponseKind::CreateTopics(r) = client
+            .call(
+                ApiKey::CreateTopics,
+                7,
+                create_topics("bad-codec", 1, configs),
+            )
+            .await
+        else {
+            panic!("not a create topics response")
+        };
+        assert_eq!(
+            r.topics[0].error_code,
+            ResponseError::InvalidConfig.code(),
+            "{configs:?}"
+        );
+        let message = r.topics[0]
+            .error_message
+            .as_deref()
+            .unwrap_or_default()
+            .to_string();
+        assert!(message.contains("expected"), "{configs:?}: {message}");
+    }
 }

@@ -11,7 +11,8 @@ use std::io::Read;
 use bytes::{Buf, Bytes};
 
 use crate::batch::{
-    Compression, RecordBatch, BATCH_HEADER_BYTES, CRC_AT, CRC_FROM, LENGTH_AT, RECORD_COUNT_AT,
+    Compression, RecordBatch, ATTRIBUTES_AT, BATCH_HEADER_BYTES, CRC_AT, CRC_FROM, LENGTH_AT,
+    RECORD_COUNT_AT,
 };
 
 /// Largest decompressed records section accepted, so a small hostile batch cannot make the
@@ -49,18 +50,65 @@ const XERIAL_STREAM_HEADER: &[u8] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00
 /// snappy-java compresses in blocks of this many bytes.
 const XERIAL_BLOCK_BYTES: usize = 32 * 1024;
 
-/// Compresses a records section the way Kafka's clients do, so that librdkafka, the Java
-/// client and Kafka's broker all read it.
+/// A codec's level, in the ranges and with the defaults of Kafka's `compression.gzip.level`,
+/// `compression.lz4.level` and `compression.zstd.level` (KIP-390).
+pub mod level {
+    /// gzip: 1 to 9, or -1 for zlib's default (6).
+    pub const GZIP: std::ops::RangeInclusive<i32> = 1..=9;
+    pub const GZIP_DEFAULT: i32 = -1;
+    /// lz4: 1 to 17; 9 is Kafka's default.
+    pub const LZ4: std::ops::RangeInclusive<i32> = 1..=17;
+    pub const LZ4_DEFAULT: i32 = 9;
+    /// zstd: -131072 to 22; 3 is Kafka's default.
+    pub const ZSTD: std::ops::RangeInclusive<i32> = -131072..=22;
+    pub const ZSTD_DEFAULT: i32 = 3;
+
+    /// Kafka's default level for `codec` (snappy and none have no levels).
+    pub fn default_for(codec: crate::batch::Compression) -> i32 {
+        use crate::batch::Compression;
+        match codec {
+            Compression::Gzip => GZIP_DEFAULT,
+            Compression::Lz4 => LZ4_DEFAULT,
+            Compression::Zstd => ZSTD_DEFAULT,
+            Compression::None | Compression::Snappy => 0,
+        }
+    }
+
+    /// Whether `level` is one Kafka accepts for `codec`.
+    pub fn is_valid(codec: crate::batch::Compression, level: i32) -> bool {
+        use crate::batch::Compression;
+        match codec {
+            Compression::Gzip => level == GZIP_DEFAULT || GZIP.contains(&level),
+            Compression::Lz4 => LZ4.contains(&level),
+            Compression::Zstd => ZSTD.contains(&level),
+            Compression::None | Compression::Snappy => true,
+        }
+    }
+}
+
+/// Compresses a records section the way Kafka's clients do, at Kafka's default level.
 pub fn compress(codec: Compression, data: &[u8]) -> Result<Vec<u8>, RecordsError> {
+    compress_at(codec, level::default_for(codec), data)
+}
+
+/// Compresses a records section the way Kafka's clients and broker do, so that librdkafka,
+/// the Java client and Kafka's broker all read it; `level` as [`level`] describes.
+pub fn compress_at(codec: Compression, level: i32, data: &[u8]) -> Result<Vec<u8>, RecordsError> {
     use std::io::Write;
+    assert!(
+        level::is_valid(codec, level),
+        "{codec:?} level {level} was checked by the caller"
+    );
     let fail = |reason: String| RecordsError::Compress { codec, reason };
     Ok(match codec {
         Compression::None => data.to_vec(),
         Compression::Gzip => {
-            let mut e = flate2::write::GzEncoder::new(
-                Vec::with_capacity(data.len() / 2),
-                flate2::Compression::default(),
-            );
+            let level = if level == level::GZIP_DEFAULT {
+                flate2::Compression::default()
+            } else {
+                flate2::Compression::new(level as u32)
+            };
+            let mut e = flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 2), level);
             e.write_all(data).map_err(|e| fail(e.to_string()))?;
             e.finish().map_err(|e| fail(e.to_string()))?
         }
@@ -80,19 +128,19 @@ pub fn compress(codec: Compression, data: &[u8]) -> Result<Vec<u8>, RecordsError
         }
         Compression::Lz4 => {
             // Kafka reads LZ4 frames with independent 64 KiB blocks and no content size.
-            let info = lz4_flex::frame::FrameInfo::new()
-                .block_size(lz4_flex::frame::BlockSize::Max64KB)
-                .block_mode(lz4_flex::frame::BlockMode::Independent);
-            let mut e = lz4_flex::frame::FrameEncoder::with_frame_info(
-                info,
-                Vec::with_capacity(data.len() / 2),
-            );
+            let mut e = lz4::EncoderBuilder::new()
+                .block_size(lz4::BlockSize::Max64KB)
+                .block_mode(lz4::BlockMode::Independent)
+                .checksum(lz4::ContentChecksum::NoChecksum)
+                .level(level as u32)
+                .build(Vec::with_capacity(data.len() / 2))
+                .map_err(|e| fail(e.to_string()))?;
             e.write_all(data).map_err(|e| fail(e.to_string()))?;
-            e.finish().map_err(|e| fail(e.to_string()))?
+            let (out, done) = e.finish();
+            done.map_err(|e| fail(e.to_string()))?;
+            out
         }
-        Compression::Zstd => {
-            ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest)
-        }
+        Compression::Zstd => zstd::bulk::compress(data, level).map_err(|e| fail(e.to_string()))?,
     })
 }
 
@@ -192,9 +240,15 @@ fn decompress(codec: Compression, data: &[u8]) -> Result<Vec<u8>, RecordsError> 
         Compression::None => Ok(data.to_vec()),
         Compression::Gzip => read_limited(flate2::read::GzDecoder::new(data), codec),
         Compression::Snappy => snappy(data),
-        Compression::Lz4 => read_limited(lz4_flex::frame::FrameDecoder::new(data), codec),
+        Compression::Lz4 => {
+            let decoder = lz4::Decoder::new(data).map_err(|e| RecordsError::Decompress {
+                codec,
+                reason: e.to_string(),
+            })?;
+            read_limited(decoder, codec)
+        }
         Compression::Zstd => {
-            let decoder = ruzstd::decoding::StreamingDecoder::new(data).map_err(|e| {
+            let decoder = zstd::stream::read::Decoder::with_buffer(data).map_err(|e| {
                 RecordsError::Decompress {
                     codec,
                     reason: e.to_string(),
@@ -208,59 +262,97 @@ fn decompress(codec: Compression, data: &[u8]) -> Result<Vec<u8>, RecordsError> 
 impl RecordBatch {
     /// Decodes every record of the batch, decompressing first if needed.
     pub fn records(&self) -> Result<Vec<Record>, RecordsError> {
+        parse_records(self.plain_records()?, self.record_count())
+    }
+
+    /// The records section, decompressed.
+    fn plain_records(&self) -> Result<Bytes, RecordsError> {
         let section = &self.as_bytes()[BATCH_HEADER_BYTES..];
-        let mut buf = match self.compression() {
+        Ok(match self.compression() {
             Compression::None => self.as_bytes().slice(BATCH_HEADER_BYTES..),
             codec => Bytes::from(decompress(codec, section)?),
-        };
-        let expected = self.record_count();
-        let mut records = Vec::with_capacity((expected.max(0) as usize).min(1 << 16));
-        while buf.has_remaining() {
-            let whole = buf.clone();
-            let len = varint(&mut buf)?;
-            if len < 0 || buf.remaining() < len as usize {
-                return Err(RecordsError::Malformed("record length runs past the end"));
-            }
-            let encoded = whole.slice(..whole.len() - buf.remaining() + len as usize);
-            let mut record = buf.split_to(len as usize);
-            if !record.has_remaining() {
-                return Err(RecordsError::Malformed("empty record"));
-            }
-            record.advance(1);
-            let timestamp_delta = varlong(&mut record)?;
-            let offset_delta = varint(&mut record)?;
-            let key = nullable_bytes(&mut record)?;
-            let value = nullable_bytes(&mut record)?;
-            let header_count = varint(&mut record)?;
-            if header_count < 0 || header_count as usize > record.remaining() {
-                return Err(RecordsError::Malformed("header count is impossible"));
-            }
-            let mut headers = Vec::with_capacity(header_count as usize);
-            for _ in 0..header_count {
-                let key = nullable_bytes(&mut record)?
-                    .ok_or(RecordsError::Malformed("null header key"))?;
-                headers.push((key, nullable_bytes(&mut record)?));
-            }
-            if record.has_remaining() {
-                return Err(RecordsError::Malformed("bytes left over after a record"));
-            }
-            records.push(Record {
-                encoded,
-                offset_delta,
-                timestamp_delta,
-                key,
-                value,
-                headers,
-            });
-        }
-        if records.len() != expected.max(0) as usize {
-            return Err(RecordsError::CountMismatch {
-                expected,
-                found: records.len(),
-            });
-        }
-        Ok(records)
+        })
     }
+
+    /// The same batch with its records compressed by `codec` at `level`, as a broker stores
+    /// it when the topic's `compression.type` names another codec than the producer used.
+    /// The header (offsets, timestamps, producer fields, other attributes) is unchanged;
+    /// the codec bits, length and CRC are new. Every record is checked on the way, since
+    /// the batch's own CRC no longer vouches for them once they are re-encoded.
+    pub fn recompressed(
+        &self,
+        codec: Compression,
+        level: i32,
+    ) -> Result<RecordBatch, RecordsError> {
+        let plain = self.plain_records()?;
+        parse_records(plain.clone(), self.record_count())?;
+        let packed = compress_at(codec, level, &plain)?;
+        let mut buf = bytes::BytesMut::with_capacity(BATCH_HEADER_BYTES + packed.len());
+        buf.extend_from_slice(&self.as_bytes()[..BATCH_HEADER_BYTES]);
+        buf.extend_from_slice(&packed);
+        let length = i32::try_from(buf.len() - crate::batch::LOG_OVERHEAD_BYTES)
+            .map_err(|_| RecordsError::TooLarge)?;
+        buf[LENGTH_AT..LENGTH_AT + 4].copy_from_slice(&length.to_be_bytes());
+        let attributes = (self.attributes() & !CODEC_BITS) | codec.attribute_bits();
+        buf[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+        let crc = crc32c::crc32c(&buf[CRC_FROM..]);
+        buf[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+        Ok(RecordBatch::parse(buf.freeze())
+            .expect("a batch recompressed from checked records is valid")
+            .0)
+    }
+}
+
+/// Attributes bits 0-2: the codec.
+const CODEC_BITS: i16 = 0x07;
+
+fn parse_records(mut buf: Bytes, expected: i32) -> Result<Vec<Record>, RecordsError> {
+    let mut records = Vec::with_capacity((expected.max(0) as usize).min(1 << 16));
+    while buf.has_remaining() {
+        let whole = buf.clone();
+        let len = varint(&mut buf)?;
+        if len < 0 || buf.remaining() < len as usize {
+            return Err(RecordsError::Malformed("record length runs past the end"));
+        }
+        let encoded = whole.slice(..whole.len() - buf.remaining() + len as usize);
+        let mut record = buf.split_to(len as usize);
+        if !record.has_remaining() {
+            return Err(RecordsError::Malformed("empty record"));
+        }
+        record.advance(1);
+        let timestamp_delta = varlong(&mut record)?;
+        let offset_delta = varint(&mut record)?;
+        let key = nullable_bytes(&mut record)?;
+        let value = nullable_bytes(&mut record)?;
+        let header_count = varint(&mut record)?;
+        if header_count < 0 || header_count as usize > record.remaining() {
+            return Err(RecordsError::Malformed("header count is impossible"));
+        }
+        let mut headers = Vec::with_capacity(header_count as usize);
+        for _ in 0..header_count {
+            let key =
+                nullable_bytes(&mut record)?.ok_or(RecordsError::Malformed("null header key"))?;
+            headers.push((key, nullable_bytes(&mut record)?));
+        }
+        if record.has_remaining() {
+            return Err(RecordsError::Malformed("bytes left over after a record"));
+        }
+        records.push(Record {
+            encoded,
+            offset_delta,
+            timestamp_delta,
+            key,
+            value,
+            headers,
+        });
+    }
+    if records.len() != expected.max(0) as usize {
+        return Err(RecordsError::CountMismatch {
+            expected,
+            found: records.len(),
+        });
+    }
+    Ok(records)
 }
 
 impl RecordBatch {
@@ -325,14 +417,14 @@ mod tests {
                 out
             }
             Compression::Lz4 => {
-                let mut e = lz4_flex::frame::FrameEncoder::new(Vec::new());
+                // liblz4's own defaults (4 MiB blocks, a content checksum), unlike ours.
+                let mut e = lz4::EncoderBuilder::new().build(Vec::new()).expect("lz4");
                 e.write_all(section).expect("lz4");
-                e.finish().expect("lz4")
+                let (out, done) = e.finish();
+                done.expect("lz4");
+                out
             }
-            Compression::Zstd => ruzstd::encoding::compress_to_vec(
-                section,
-                ruzstd::encoding::CompressionLevel::Fastest,
-            ),
+            Compression::Zstd => zstd::stream::encode_all(section, 1).expect("zstd"),
         };
         let codec_bits: i16 = match codec {
             Compression::None => 0,
@@ -446,6 +538,90 @@ mod tests {
         assert!(matches!(
             bad.records(),
             Err(RecordsError::Decompress { .. }) | Err(RecordsError::Malformed(_))
+        ));
+    }
+
+    const CODECS: [Compression; 5] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+
+    #[test]
+    fn recompressing_changes_the_codec_and_nothing_a_reader_sees() {
+        let plain = sample();
+        let expected = plain.records().expect("plain");
+        for from in CODECS {
+            let source = compressed(&plain, from);
+            for to in CODECS {
+                for lvl in [
+                    level::default_for(to),
+                    *level_range(to).start(),
+                    *level_range(to).end(),
+                ] {
+                    let again = source.recompressed(to, lvl).expect("recompresses");
+                    assert_eq!(again.compression(), to, "{from:?} -> {to:?} at {lvl}");
+                    assert_eq!(
+                        again.records().expect("decodes"),
+                        expected,
+                        "{from:?} -> {to:?}"
+                    );
+                    assert_eq!(again.base_offset(), plain.base_offset());
+                    assert_eq!(again.max_timestamp(), plain.max_timestamp());
+                    assert_eq!(again.producer_id(), plain.producer_id());
+                    assert_eq!(again.base_sequence(), plain.base_sequence());
+                    assert_eq!(
+                        again.attributes() & !CODEC_BITS,
+                        plain.attributes() & !CODEC_BITS
+                    );
+                }
+            }
+        }
+    }
+
+    fn level_range(codec: Compression) -> std::ops::RangeInclusive<i32> {
+        match codec {
+            Compression::Gzip => level::GZIP,
+            Compression::Lz4 => level::LZ4,
+            Compression::Zstd => -5..=19,
+            Compression::None | Compression::Snappy => 0..=0,
+        }
+    }
+
+    #[test]
+    fn higher_levels_compress_harder() {
+        let text: Vec<u8> = (0..20_000u32)
+            .flat_map(|i| format!("{{\"id\":{i},\"name\":\"user-{}\"}}", i % 977).into_bytes())
+            .collect();
+        for (codec, low, high) in [
+            (Compression::Gzip, 1, 9),
+            (Compression::Lz4, 1, 17),
+            (Compression::Zstd, -5, 19),
+        ] {
+            let fast = compress_at(codec, low, &text).expect("compresses").len();
+            let hard = compress_at(codec, high, &text).expect("compresses").len();
+            assert!(
+                hard < fast,
+                "{codec:?}: level {high} gave {hard} bytes, level {low} {fast}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_damaged_batch_is_not_recompressed() {
+        let plain = sample();
+        // The last record cut short, the header's length and CRC made to agree.
+        let cut = plain.as_bytes().len() - 3;
+        let mut buf = BytesMut::from(&plain.as_bytes()[..cut]);
+        buf[LENGTH_AT..LENGTH_AT + 4].copy_from_slice(&((cut - 12) as i32).to_be_bytes());
+        let crc = crc32c::crc32c(&buf[CRC_FROM..]);
+        buf[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+        let cut_short = RecordBatch::parse(buf.freeze()).expect("header valid").0;
+        assert!(matches!(
+            cut_short.recompressed(Compression::Zstd, level::ZSTD_DEFAULT),
+            Err(RecordsError::Malformed(_))
         ));
     }
 }

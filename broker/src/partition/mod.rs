@@ -23,7 +23,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use runnel_actors::{Addr, AskError, Node, RestartPolicy};
-use runnel_protocol::batch::{BatchError, RecordBatch};
+use runnel_protocol::batch::{BatchError, Compression, RecordBatch};
+use runnel_protocol::records::RecordsError;
 use runnel_storage::disk::Disk;
 use runnel_storage::log::{CompactionPlan, LogConfig, LogError, PartitionLog};
 use runnel_storage::TopicPartition;
@@ -234,17 +235,21 @@ impl Partition {
 
     /// A produce request's records for this partition, as its leader takes them: the
     /// batches checked (CRC, magic, size against `max.message.bytes`, offsets, one batch
-    /// per idempotent producer), stamped with the broker's time for `LogAppendTime`
-    /// topics, de-duplicated by producer sequence, and appended.
+    /// per idempotent producer), recompressed when the topic's `compression.type` names
+    /// another codec, stamped with the broker's time for `LogAppendTime` topics,
+    /// de-duplicated by producer sequence, and appended.
     pub async fn append_as_leader(
         &self,
         records: Bytes,
-        log_append_time: bool,
+        rules: LeaderAppendRules,
         now_ms: i64,
     ) -> Result<Appended, ApiError> {
         let max_bytes = lock(&self.shared.config).max_message_bytes;
         let mut batches = validate_batches(&self.tp, records, max_bytes)?;
-        let log_append_time_ms = if log_append_time {
+        if let Some((codec, level)) = rules.compression {
+            batches = recompress(&self.tp, batches, codec, level, max_bytes)?;
+        }
+        let log_append_time_ms = if rules.log_append_time {
             batches = batches
                 .iter()
                 .map(|b| b.with_log_append_time(now_ms))
@@ -384,6 +389,55 @@ impl Shared {
             moved
         });
     }
+}
+
+/// What a topic's settings say about how its leader takes a produce request's batches.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LeaderAppendRules {
+    /// `message.timestamp.type=LogAppendTime`: the broker stamps its own time.
+    pub log_append_time: bool,
+    /// `compression.type` other than `producer`: the codec and level batches are stored in.
+    pub compression: Option<(Compression, i32)>,
+}
+
+/// Batches in `codec`, as Kafka's broker stores them for a topic whose `compression.type`
+/// is not `producer`: one already in that codec is kept as sent, any other is re-encoded,
+/// and the result must still fit `max.message.bytes`.
+fn recompress(
+    tp: &TopicPartition,
+    batches: Vec<RecordBatch>,
+    codec: Compression,
+    level: i32,
+    max_bytes: usize,
+) -> Result<Vec<RecordBatch>, ApiError> {
+    batches
+        .into_iter()
+        .map(|batch| {
+            if batch.compression() == codec {
+                return Ok(batch);
+            }
+            let again = batch.recompressed(codec, level).map_err(|e| {
+                let code = match e {
+                    RecordsError::Decompress { .. } => ResponseError::CorruptMessage,
+                    RecordsError::Compress { .. } => ResponseError::UnknownServerError,
+                    _ => ResponseError::InvalidRecord,
+                };
+                ApiError::new(code, format!("partition {tp}: {e}"))
+            })?;
+            if again.size_bytes() > max_bytes {
+                return Err(ApiError::new(
+                    ResponseError::MessageTooLarge,
+                    format!(
+                        "a batch recompressed to {codec:?} is {} bytes, over max.message.bytes \
+                         ({max_bytes}) of topic {}",
+                        again.size_bytes(),
+                        tp.topic
+                    ),
+                ));
+            }
+            Ok(again)
+        })
+        .collect()
 }
 
 /// The checks a produce request's batches pass before the log sees them.

@@ -1,9 +1,9 @@
 //! Produce: each partition's record batches go to its leader's append
-//! ([`crate::partition::Partition::append_as_leader`]), which checks them and stores them
-//! as sent.
+//! ([`crate::partition::Partition::append_as_leader`]), which checks them and stores them.
 //!
-//! The broker checks batch headers and CRCs but never decodes records, so compressed
-//! batches are stored exactly as the producer compressed them. Errors are per partition;
+//! The broker checks batch headers and CRCs but decodes records only when the topic's
+//! `compression.type` names another codec than the producer's, so with the default
+//! (`producer`) batches are stored exactly as sent. Errors are per partition;
 //! one bad partition does not fail the others. acks=0 gets no response at all.
 
 use bytes::Bytes;
@@ -13,7 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use crate::group::coordinator::OFFSETS_TOPIC;
-use crate::partition::Appended;
+use crate::partition::{Appended, LeaderAppendRules};
 use crate::{now_ms, ApiError, Broker};
 
 pub async fn handle(
@@ -89,8 +89,12 @@ async fn append(
         ));
     }
     let partition = broker.partition(topic, index).ok_or_else(unknown)?;
-    let log_append_time = broker.topic_config(topic_image).log_append_time();
+    let config = broker.topic_config(topic_image);
+    let rules = LeaderAppendRules {
+        log_append_time: config.log_append_time(),
+        compression: config.compression(),
+    };
     partition
-        .append_as_leader(records.unwrap_or_default(), log_append_time, now_ms())
+        .append_as_leader(records.unwrap_or_default(), rules, now_ms())
         .await
 }
