@@ -16,6 +16,17 @@ pub struct BatchMeta {
     pub last_sequence: i32,
     pub first_offset: i64,
     pub last_offset: i64,
+    /// The batch's max timestamp (DescribeProducers' last timestamp).
+    pub max_timestamp_ms: i64,
+}
+
+/// One producer as DescribeProducers shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveProducer {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub last_sequence: i32,
+    pub last_timestamp_ms: i64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -124,6 +135,25 @@ impl ProducerStateTable {
         }
     }
 
+    /// Every producer with a batch in the table, by producer id.
+    pub fn active(&self) -> Vec<ActiveProducer> {
+        let mut active: Vec<ActiveProducer> = self
+            .producers
+            .iter()
+            .filter_map(|(&producer_id, entry)| {
+                let last = entry.batches.back()?;
+                Some(ActiveProducer {
+                    producer_id,
+                    epoch: entry.epoch,
+                    last_sequence: last.last_sequence,
+                    last_timestamp_ms: last.max_timestamp_ms,
+                })
+            })
+            .collect();
+        active.sort_by_key(|p| p.producer_id);
+        active
+    }
+
     pub fn clear(&mut self) {
         self.producers.clear();
     }
@@ -139,6 +169,7 @@ mod tests {
             last_sequence: last_sequence(first_sequence, i64::from(count)),
             first_offset,
             last_offset: first_offset + i64::from(count) - 1,
+            max_timestamp_ms: 1_700_000_000_000 + first_offset,
         }
     }
 

@@ -435,6 +435,27 @@ fn sample(key: ApiKey) -> RequestKind {
         ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(
             ConsumerGroupDescribeRequest::default().with_group_ids(vec![group_id("sample-group")]),
         ),
+        ApiKey::DescribeTopicPartitions => RequestKind::DescribeTopicPartitions(
+            DescribeTopicPartitionsRequest::default()
+                .with_topics(vec![
+                    describe_topic_partitions_request::TopicRequest::default()
+                        .with_name(topic_name("sample")),
+                ])
+                .with_response_partition_limit(10),
+        ),
+        ApiKey::DescribeLogDirs => {
+            RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default().with_topics(None))
+        }
+        ApiKey::DescribeClientQuotas => {
+            RequestKind::DescribeClientQuotas(DescribeClientQuotasRequest::default())
+        }
+        ApiKey::DescribeProducers => {
+            RequestKind::DescribeProducers(DescribeProducersRequest::default().with_topics(vec![
+                describe_producers_request::TopicRequest::default()
+                    .with_name(topic_name("sample"))
+                    .with_partition_indexes(vec![0]),
+            ]))
+        }
         other => panic!("no sample for {other:?}"),
     }
 }
@@ -625,6 +646,38 @@ async fn every_api_answers_at_every_advertised_version() {
                     r.results[0].error_code,
                     ResponseError::GroupIdNotFound.code()
                 ),
+                ResponseKind::DescribeTopicPartitions(r) => {
+                    assert_eq!(r.topics.len(), 1);
+                    assert_eq!(
+                        (r.topics[0].error_code, r.topics[0].partitions.len()),
+                        (0, 1)
+                    );
+                    assert!(r.next_cursor.is_none());
+                }
+                ResponseKind::DescribeLogDirs(r) => {
+                    assert_eq!(r.results.len(), 1);
+                    let dir = &r.results[0];
+                    assert_eq!(dir.error_code, 0);
+                    let sample = dir
+                        .topics
+                        .iter()
+                        .find(|t| t.name.as_str() == "sample")
+                        .expect("sample's partition is in the one log dir");
+                    assert!(sample.partitions[0].partition_size > 0, "it holds a batch");
+                    if version >= 4 {
+                        assert!(dir.total_bytes > 0 && dir.usable_bytes >= 0);
+                    }
+                }
+                ResponseKind::DescribeClientQuotas(r) => {
+                    assert_eq!(
+                        (r.error_code, r.entries.as_ref().map(Vec::len)),
+                        (0, Some(0))
+                    )
+                }
+                ResponseKind::DescribeProducers(r) => {
+                    let p = &r.topics[0].partitions[0];
+                    assert_eq!(p.error_code, 0, "{:?}", p.error_message);
+                }
                 other => panic!("unexpected response {other:?}"),
             }
         }
@@ -2423,5 +2476,171 @@ async fn topics_with_a_compression_type_store_batches_in_that_codec() {
             .unwrap_or_default()
             .to_string();
         assert!(message.contains("expected"), "{configs:?}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn describe_topic_partitions_pages_through_every_partition_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path(), &[]).await;
+    let mut client = Client::connect(broker.addr).await;
+    for (name, count) in [("a-seven", 7), ("b-one", 1), ("c-five", 5)] {
+        client
+            .call(ApiKey::CreateTopics, 7, create_topics(name, count, &[]))
+            .await;
+    }
+    let wanted = ["c-five", "a-seven", "b-one", "no-such-topic"];
+    let mut seen = Vec::new();
+    let mut unknown = Vec::new();
+    let mut cursor = None;
+    for page in 0.. {
+        assert!(page < 20, "the cursor moves on");
+        let request = DescribeTopicPartitionsRequest::default()
+            .with_topics(
+                wanted
+                    .iter()
+                    .map(|t| {
+                        describe_topic_partitions_request::TopicRequest::default()
+                            .with_name(topic_name(t))
+                    })
+                    .collect(),
+            )
+            .with_response_partition_limit(3)
+            .with_cursor(cursor.take());
+        let ResponseKind::DescribeTopicPartitions(r) = client
+            .call(
+                ApiKey::DescribeTopicPartitions,
+                0,
+                RequestKind::DescribeTopicPartitions(request),
+            )
+            .await
+        else {
+            panic!("not a describe topic partitions response")
+        };
+        let listed: usize = r.topics.iter().map(|t| t.partitions.len()).sum();
+        assert!(listed <= 3, "page {page} holds {listed} partitions");
+        for topic in &r.topics {
+            let name = topic.name.as_deref().expect("named").to_string();
+            if topic.error_code != 0 {
+                unknown.push((name.clone(), topic.error_code));
+            }
+            for p in &topic.partitions {
+                seen.push((name.clone(), p.partition_index));
+            }
+        }
+        match r.next_cursor {
+            Some(next) => {
+                cursor = Some(
+                    describe_topic_partitions_request::Cursor::default()
+                        .with_topic_name(next.topic_name)
+                        .with_partition_index(next.partition_index),
+                )
+            }
+            None => break,
+        }
+    }
+    let mut expected: Vec<(String, i32)> = Vec::new();
+    for (name, count) in [("a-seven", 7), ("b-one", 1), ("c-five", 5)] {
+        expected.extend((0..count).map(|i| (name.to_string(), i)));
+    }
+    assert_eq!(seen, expected, "sorted by name, each partition once");
+    assert_eq!(
+        unknown,
+        vec![(
+            "no-such-topic".to_string(),
+            ResponseError::UnknownTopicOrPartition.code()
+        )]
+    );
+}
+
+#[tokio::test]
+async fn describe_producers_and_client_quotas_answer_what_the_tools_ask() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path(), &[]).await;
+    let mut client = Client::connect(broker.addr).await;
+    client
+        .call(ApiKey::CreateTopics, 7, create_topics("prod", 2, &[]))
+        .await;
+    let sent = batch(&["a", "b", "c"]);
+    for sequence in [0, 3] {
+        let (code, _) = produce_result(
+            client
+                .call(
+                    ApiKey::Produce,
+                    9,
+                    produce("prod", 1, idempotent(&sent, 4_242, 3, sequence), 1),
+                )
+                .await,
+        );
+        assert_eq!(code, 0);
+    }
+    let request = DescribeProducersRequest::default().with_topics(vec![
+        describe_producers_request::TopicRequest::default()
+            .with_name(topic_name("prod"))
+            .with_partition_indexes(vec![0, 1, 9]),
+    ]);
+    let ResponseKind::DescribeProducers(r) = client
+        .call(
+            ApiKey::DescribeProducers,
+            0,
+            RequestKind::DescribeProducers(request),
+        )
+        .await
+    else {
+        panic!("not a describe producers response")
+    };
+    let partitions = &r.topics[0].partitions;
+    assert_eq!(
+        partitions
+            .iter()
+            .map(|p| (p.partition_index, p.error_code, p.active_producers.len()))
+            .collect::<Vec<_>>(),
+        vec![
+            (0, 0, 0),
+            (1, 0, 1),
+            (9, ResponseError::UnknownTopicOrPartition.code(), 0)
+        ]
+    );
+    let producer = &partitions[1].active_producers[0];
+    assert_eq!(
+        (
+            producer.producer_id.0,
+            producer.producer_epoch,
+            producer.last_sequence,
+            producer.last_timestamp
+        ),
+        (4_242, 3, 5, sent.max_timestamp())
+    );
+
+    let quotas = |entity: &str, match_type: i8, name: Option<&str>| {
+        RequestKind::DescribeClientQuotas(DescribeClientQuotasRequest::default().with_components(
+            vec![describe_client_quotas_request::ComponentData::default()
+                .with_entity_type(StrBytes::from_string(entity.to_string()))
+                .with_match_type(match_type)
+                .with_match(name.map(|n| StrBytes::from_string(n.to_string())))],
+        ))
+    };
+    for (entity, match_type, name, code) in [
+        ("user", 0, Some("alice"), 0),
+        ("client-id", 2, None, 0),
+        ("group", 2, None, ResponseError::InvalidRequest.code()),
+        ("user", 0, None, ResponseError::InvalidRequest.code()),
+    ] {
+        let ResponseKind::DescribeClientQuotas(r) = client
+            .call(
+                ApiKey::DescribeClientQuotas,
+                1,
+                quotas(entity, match_type, name),
+            )
+            .await
+        else {
+            panic!("not a describe client quotas response")
+        };
+        assert_eq!(r.error_code, code, "{entity} {match_type} {name:?}");
+        if code == 0 {
+            assert_eq!(r.entries.as_ref().map(Vec::len), Some(0), "no quotas exist");
+        } else {
+            assert!(r.error_message.is_some());
+        }
     }
 }

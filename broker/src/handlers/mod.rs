@@ -109,6 +109,18 @@ pub async fn handle(broker: &Broker, request: Request, peer: SocketAddr) -> Opti
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(admin::describe_cluster::handle(broker, r, v))
         }
+        RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(
+            admin::describe_topic_partitions::handle(broker, r, v),
+        ),
+        RequestKind::DescribeLogDirs(r) => {
+            ResponseKind::DescribeLogDirs(admin::describe_log_dirs::handle(broker, r, v).await)
+        }
+        RequestKind::DescribeClientQuotas(r) => {
+            ResponseKind::DescribeClientQuotas(admin::describe_client_quotas::handle(r, v))
+        }
+        RequestKind::DescribeProducers(r) => {
+            ResponseKind::DescribeProducers(txn::describe_producers::handle(broker, r, v).await)
+        }
         other => {
             // decode_request admits only the APIs in supported_versions, all handled above.
             tracing::error!(request = ?std::mem::discriminant(&other), "no handler for a decoded request");

@@ -547,6 +547,7 @@ impl PartitionState {
                     ),
                     first_offset,
                     last_offset,
+                    max_timestamp_ms: batch.max_timestamp(),
                 },
             );
         }

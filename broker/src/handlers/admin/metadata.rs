@@ -107,16 +107,22 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
         .with_topics(topics)
 }
 
+/// A partition's error code and offline replicas, as Metadata and DescribeTopicPartitions
+/// report them: an offline replica is Kafka's KAFKA_STORAGE_ERROR, listed as offline (the
+/// broker's log says why).
+pub fn partition_status(broker: &Broker, topic: &str, index: i32) -> (i16, Vec<BrokerId>) {
+    let node = BrokerId(broker.config.node_id);
+    match broker.partition(topic, index) {
+        Some(p) if p.is_offline() => (ResponseError::KafkaStorageError.code(), vec![node]),
+        Some(_) => (0, Vec::new()),
+        None => (ResponseError::LeaderNotAvailable.code(), Vec::new()),
+    }
+}
+
 fn describe(broker: &Broker, topic: &TopicImage, node: BrokerId) -> MetadataResponseTopic {
     let partitions = (0..topic.partitions)
         .map(|index| {
-            // An offline replica is Kafka's KAFKA_STORAGE_ERROR, listed as offline; the
-            // broker's log says why.
-            let (error, offline) = match broker.partition(&topic.name, index) {
-                Some(p) if p.is_offline() => (ResponseError::KafkaStorageError.code(), vec![node]),
-                Some(_) => (0, Vec::new()),
-                None => (ResponseError::LeaderNotAvailable.code(), Vec::new()),
-            };
+            let (error, offline) = partition_status(broker, &topic.name, index);
             MetadataResponsePartition::default()
                 .with_error_code(error)
                 .with_partition_index(index)
