@@ -29,6 +29,7 @@ pub fn supported_versions(api_key: ApiKey) -> Option<VersionRange> {
         ApiKey::DescribeLogDirs => (0, 4),
         ApiKey::DescribeClientQuotas => (0, 1),
         ApiKey::DescribeProducers => (0, 0),
+        ApiKey::DescribeUserScramCredentials => (0, 0),
         ApiKey::FindCoordinator => (0, 6),
         ApiKey::JoinGroup => (0, 9),
         ApiKey::SyncGroup => (0, 5),

@@ -449,6 +449,12 @@ fn sample(key: ApiKey) -> RequestKind {
         ApiKey::DescribeClientQuotas => {
             RequestKind::DescribeClientQuotas(DescribeClientQuotasRequest::default())
         }
+        ApiKey::DescribeUserScramCredentials => RequestKind::DescribeUserScramCredentials(
+            DescribeUserScramCredentialsRequest::default().with_users(Some(vec![
+                describe_user_scram_credentials_request::UserName::default()
+                    .with_name(StrBytes::from_static_str("alice")),
+            ])),
+        ),
         ApiKey::DescribeProducers => {
             RequestKind::DescribeProducers(DescribeProducersRequest::default().with_topics(vec![
                 describe_producers_request::TopicRequest::default()
@@ -674,6 +680,10 @@ async fn every_api_answers_at_every_advertised_version() {
                         (0, Some(0))
                     )
                 }
+                ResponseKind::DescribeUserScramCredentials(r) => assert_eq!(
+                    (r.error_code, r.results[0].error_code),
+                    (0, ResponseError::ResourceNotFound.code())
+                ),
                 ResponseKind::DescribeProducers(r) => {
                     let p = &r.topics[0].partitions[0];
                     assert_eq!(p.error_code, 0, "{:?}", p.error_message);

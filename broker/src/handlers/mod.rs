@@ -118,6 +118,9 @@ pub async fn handle(broker: &Broker, request: Request, peer: SocketAddr) -> Opti
         RequestKind::DescribeClientQuotas(r) => {
             ResponseKind::DescribeClientQuotas(admin::describe_client_quotas::handle(r, v))
         }
+        RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
+            admin::describe_user_scram_credentials::handle(r, v),
+        ),
         RequestKind::DescribeProducers(r) => {
             ResponseKind::DescribeProducers(txn::describe_producers::handle(broker, r, v).await)
         }
