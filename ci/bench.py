@@ -163,13 +163,54 @@ def median(xs: list[float]) -> float:
 @dataclass
 class Contender:
     name: str
-    kind: str  # "runnel" or "tansu"
+    kind: str  # "runnel", "kafka" (binary: the Kafka home ci/kafka-setup made) or "tansu"
     binary: str
     rev: str = ""
 
     @property
     def on_disk(self) -> bool:
-        return self.kind == "runnel"
+        return self.kind in ("runnel", "kafka")
+
+
+KAFKA_PROPERTIES = """process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers={host}:{cport}
+listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{cport}
+advertised.listeners=PLAINTEXT://{host}:{port}
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs={data}
+num.partitions=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+"""
+
+
+def kafka_command(home: str, data: Path, port: int, logfile: Path) -> list[str]:
+    """Formats a fresh one-node KRaft Kafka in data and returns the command that starts it,
+    with Kafka's usual 1 GiB heap (as kafka-server-start.sh sets by default)."""
+    data.mkdir(parents=True, exist_ok=True)
+    props = data.parent / f"{data.name}.properties"
+    props.write_text(KAFKA_PROPERTIES.format(host=HOST, port=port, cport=free_port(), data=data))
+    with open(logfile, "ab") as out:
+        subprocess.run([f"{home}/bin/kafka-storage.sh", "format", "--standalone", "-t", "bench-cluster-0000000000",
+                        "-c", str(props)], stdout=out, stderr=subprocess.STDOUT, check=True)
+    return [f"{home}/bin/kafka-server-start.sh", str(props)]
+
+
+def peak_rss_mib(pid: int) -> float:
+    """VmHWM of a process: its peak resident set, MiB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def wait_port(port: int, proc: subprocess.Popen, timeout: float = 180) -> None:
@@ -190,8 +231,12 @@ class Broker:
         self.c = c
         self.data = data
         self.port = free_port()
+        env = None
         if c.kind == "runnel":
             cmd = [c.binary, "server", "--data-dir", str(data), "--listen", f"{HOST}:{self.port}"]
+        elif c.kind == "kafka":
+            cmd = kafka_command(c.binary, data, self.port, logfile)
+            env = dict(os.environ, KAFKA_HEAP_OPTS="-Xmx1g -Xms1g")
         else:
             url = f"tcp://{HOST}:{self.port}"
             cmd = [c.binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
@@ -201,8 +246,9 @@ class Broker:
             out.write(f"\n$ {shlex.join(self.command)}\n".encode())
             out.flush()
             self.proc = subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
+                                         stdin=subprocess.DEVNULL, env=env)
         wait_port(self.port, self.proc)
+        self.peak_rss_mib = 0.0
 
     @property
     def bootstrap(self) -> str:
@@ -216,6 +262,7 @@ class Broker:
         return self.data / f"{topic}-0"
 
     def stop(self) -> None:
+        self.peak_rss_mib = peak_rss_mib(self.pid)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
@@ -225,11 +272,11 @@ class Broker:
                 self.proc.wait()
 
 
-def create_topic(bootstrap: str, topic: str) -> None:
+def create_topic(bootstrap: str, topic: str, config: dict | None = None) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)],
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1, config=config or {})],
                         operation_timeout=120, request_timeout=120)[topic].result(timeout=180)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -410,6 +457,7 @@ class Bench:
         self.warmup = int(args.warmup_gib * GiB)
         self.data_root = Path(tempfile.mkdtemp(prefix=".runnel-bench-", dir=args.data_dir))
         self.state: dict = {}
+        self.rss: list[tuple[str, int, float]] = []  # (contender, round, peak RSS MiB)
 
     def add(self, r: Run) -> None:
         r.extra.update(self.state)
@@ -497,6 +545,13 @@ class Bench:
                 self.state = settle()
                 self.add(self.produce(b, rnd, "produce-burst", topic, size, count))
                 self.add(self.consume(b, rnd, "consume-burst", topic, size, count))
+                if c.on_disk and "recompress" in self.a.parts:
+                    # The client sends uncompressed batches; the topic says lz4, so the broker
+                    # recompresses every batch (Kafka's LogValidator path).
+                    topic = f"recompress-{size}"
+                    create_topic(b.bootstrap, topic, {"compression.type": "lz4"})
+                    self.state = settle()
+                    self.add(self.produce(b, rnd, "produce-recompress", topic, size, count))
             if c.on_disk and "sustained" in self.a.parts:
                 for size in self.sizes:
                     topic = f"sustained-{size}"
@@ -515,6 +570,7 @@ class Bench:
                     evict(files_under(b.partition_dir(topic)))
         finally:
             b.stop()
+            self.rss.append((c.name, rnd, b.peak_rss_mib))
             shutil.rmtree(data, ignore_errors=True)
 
     def native(self) -> None:
@@ -673,7 +729,7 @@ def canonical_names(old: collections.Counter, new: collections.Counter) -> colle
 class Callgrind:
     def __init__(self, bench: Bench, contenders: list[Contender]):
         self.b = bench
-        self.contenders = [c for c in contenders if c.on_disk]
+        self.contenders = [c for c in contenders if c.kind == "runnel"]  # valgrind runs no JVM well
         self.counts: list[Count] = []
         self.dir = bench.work / "callgrind"
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -809,7 +865,8 @@ def spread(xs: list[float], fmt: str) -> str:
     return f"{format(median(xs), fmt)} [{format(min(xs), fmt)}–{format(max(xs), fmt)}]"
 
 
-PHASES = [("produce-burst", "produce, burst"), ("produce-sustained", "produce, sustained"),
+PHASES = [("produce-burst", "produce, burst"), ("produce-recompress", "produce, burst, into lz4 (recompressed)"),
+          ("produce-sustained", "produce, sustained"),
           ("consume-burst", "consume, burst (hot)"), ("consume-sustained", "consume, sustained (cold)")]
 
 
@@ -897,8 +954,12 @@ class Report:
             ratio_cols.append(("runnel ÷ raw", "runnel", "raw", True))
             if "runnel-before" in has:
                 ratio_cols.append(("runnel ÷ runnel-before", "runnel", "runnel-before", False))
+            if "kafka" in has:
+                ratio_cols.append(("runnel ÷ kafka", "runnel", "kafka", False))
             if "tansu" in has:
                 ratio_cols.append(("runnel ÷ tansu", "runnel", "tansu", False))
+        if "kafka" in has:
+            ratio_cols.append(("kafka ÷ raw", "kafka", "raw", True))
         self.w("| phase | " + " | ".join(cols + [r[0] for r in ratio_cols]) + " |")
         self.w("|---" * (1 + len(cols) + len(ratio_cols)) + "|")
         for size in b.sizes:
@@ -942,15 +1003,35 @@ class Report:
                    "(noisy: includes the kernel's copy and write-back work charged to the broker, and varies "
                    "with batching):")
             self.w()
-            self.w("| phase | " + " | ".join(cpu_names) + " |")
-            self.w("|---" * (1 + len(cpu_names)) + "|")
+            vs_kafka = "runnel" in has and "kafka" in has
+            self.w("| phase | " + " | ".join(cpu_names + (["runnel ÷ kafka"] if vs_kafka else [])) + " |")
+            self.w("|---" * (1 + len(cpu_names) + vs_kafka) + "|")
+            cpu_per_gb = lambda r: r.broker_cpu_s / (r.payload_bytes / GB)
             for size in b.sizes:
                 for phase, label in PHASES:
-                    cells = [spread([r.broker_cpu_s / (r.payload_bytes / GB) for r in self.runs(n, phase, size)],
-                                    ".2f") for n in cpu_names]
+                    cells = [spread([cpu_per_gb(r) for r in self.runs(n, phase, size)], ".2f") for n in cpu_names]
                     if all(c == "n/a" for c in cells):
                         continue
+                    if vs_kafka:
+                        ours = {r.round: cpu_per_gb(r) for r in self.runs("runnel", phase, size)}
+                        theirs = {r.round: cpu_per_gb(r) for r in self.runs("kafka", phase, size)}
+                        cells.append(spread([ours[k] / theirs[k] for k in ours if theirs.get(k)], ".2f"))
                     self.w(f"| {label}, {fmt_size(size)} | " + " | ".join(cells) + " |")
+            self.w()
+
+        # peak memory
+        if b.rss:
+            self.w("Peak resident memory of each broker process over a whole round (VmHWM, MiB; Kafka's "
+                   "JVM with its usual 1 GiB heap):")
+            self.w()
+            self.w("| " + " | ".join(names) + (" | runnel ÷ kafka" if {"runnel", "kafka"} <= has else "") + " |")
+            self.w("|---" * (len(names) + ({"runnel", "kafka"} <= has)) + "|")
+            cells = [spread([m for n2, _, m in b.rss if n2 == n], ".0f") for n in names]
+            if {"runnel", "kafka"} <= has:
+                ours = {r: m for n2, r, m in b.rss if n2 == "runnel"}
+                theirs = {r: m for n2, r, m in b.rss if n2 == "kafka"}
+                cells.append(spread([ours[k] / theirs[k] for k in ours if theirs.get(k)], ".2f"))
+            self.w("| " + " | ".join(cells) + " |")
             self.w()
 
         # where the CPU went during the sustained phases
@@ -1136,10 +1217,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5, help="native rounds (default 5)")
     ap.add_argument("--sizes", default="100,1024", help="record sizes in bytes (default 100,1024)")
-    ap.add_argument("--contenders", default="runnel,runnel-before,tansu",
-                    help="any of runnel, runnel-before, tansu (default all that are given)")
-    ap.add_argument("--parts", default="burst,sustained,callgrind",
-                    help="burst (always runs), sustained, callgrind (default all)")
+    ap.add_argument("--contenders", default="runnel,runnel-before,kafka,tansu",
+                    help="any of runnel, runnel-before, kafka, tansu (default all that are given)")
+    ap.add_argument("--parts", default="burst,recompress,sustained,callgrind",
+                    help="burst (always runs), recompress (produce into a compression.type=lz4 topic), "
+                         "sustained, callgrind (default all)")
     ap.add_argument("--burst-mib", type=float, default=512, help="burst phases, MiB of payload (default 512)")
     ap.add_argument("--sustained-gib", type=float, default=7, help="sustained phases, GiB of payload (default 7)")
     ap.add_argument("--warmup-gib", type=float, default=2,
@@ -1163,6 +1245,7 @@ def main() -> None:
                          "runs nothing")
     ap.add_argument("--perf")
     ap.add_argument("--tansu")
+    ap.add_argument("--kafka", help="Apache Kafka's home, as ci/kafka-setup prints it")
     ap.add_argument("--runnel")
     ap.add_argument("--runnel-rev", default="")
     ap.add_argument("--runnel-before")
@@ -1194,6 +1277,9 @@ def main() -> None:
         elif name == "tansu":
             if args.tansu:
                 contenders.append(Contender("tansu", "tansu", args.tansu))
+        elif name == "kafka":
+            if args.kafka:
+                contenders.append(Contender("kafka", "kafka", args.kafka, Path(args.kafka).name))
         else:
             raise SystemExit(f"bench: unknown contender {name}")
 
@@ -1222,6 +1308,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     dump = {"runs": [r.__dict__ for r in bench.runs], "callgrind": [k.__dict__ for k in cg.counts] if cg else [],
+            "rss": bench.rss,
             "contenders": [c.__dict__ for c in contenders], "date": time.strftime("%Y-%m-%d %H:%M %Z"),
             "data_root": str(bench.data_root),
             "args": {k: (sorted(v) if isinstance(v, set) else v) for k, v in vars(args).items()}}
@@ -1242,6 +1329,7 @@ def report_from(path: Path, out: Path | None) -> None:
     bench.a, bench.contenders, bench.work = a, contenders, Path(a.work)
     bench.sizes = [int(x) for x in a.sizes.split(",")]
     bench.runs = [Run(**r) for r in d["runs"]]
+    bench.rss = [tuple(x) for x in d.get("rss", [])]
     bench.data_root = Path(d.get("data_root", Path(a.data_dir) / "x"))
     cg = None
     if d["callgrind"]:
