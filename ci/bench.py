@@ -404,6 +404,61 @@ def raw_write(path: Path, nbytes: int, fsync: bool) -> tuple[list[tuple[float, f
     return samples, t_written, t_synced
 
 
+def raw_pipe(path: Path, nbytes: int) -> list[tuple[float, float]]:
+    """The least a broker can do: nbytes sent over loopback TCP by one process in 1 MiB
+    writes, received by another in 1 MiB reads and written to a file as they come (no
+    records, no batches, no fsync). Returns the receiver's (seconds, bytes written) samples."""
+    listener = socket.socket()
+    listener.bind((HOST, 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    rd, wr = os.pipe()
+    child = os.fork()
+    if child == 0:  # the receiver
+        os.close(rd)
+        conn, _ = listener.accept()
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        samples = [(0.0, 0.0)]
+        n, t0 = 0, None
+        last = 0.0
+        while True:
+            got = conn.recv_into(buf)
+            if got == 0:
+                break
+            if t0 is None:
+                t0 = time.monotonic()
+            os.write(fd, view[:got])
+            n += got
+            now = time.monotonic()
+            if now - last >= 0.05:
+                samples.append((now - t0, n))
+                last = now
+        samples.append((time.monotonic() - (t0 or time.monotonic()), n))
+        os.close(fd)
+        os.write(wr, json.dumps(samples).encode())
+        os._exit(0)
+    os.close(wr)
+    listener.close()
+    buf = os.urandom(CHUNK)
+    with socket.create_connection((HOST, port)) as out:
+        sent = 0
+        while sent < nbytes:
+            out.sendall(buf[: min(CHUNK, nbytes - sent)])
+            sent += min(CHUNK, nbytes - sent)
+        out.shutdown(socket.SHUT_WR)
+        chunks = []
+        while True:
+            chunk = os.read(rd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    os.close(rd)
+    os.waitpid(child, 0)
+    return [tuple(x) for x in json.loads(b"".join(chunks))]
+
+
 def raw_write_direct(path: Path, nbytes: int) -> float:
     """Writes nbytes with O_DIRECT in 4 MiB writes and fdatasyncs: the device's own sequential
     write rate, with no page cache (nor the guest memory it needs) in the way. Returns seconds."""
@@ -486,6 +541,17 @@ class Bench:
             evict([f])
             n, t = raw_read(f)
             self.add(Run("raw", "consume-sustained", 0, rnd, n, n / t / 1e6, n / t / 1e6, t))
+            f.unlink()
+            # The same bytes through a loopback socket into the file: the copies every broker
+            # makes, without any of a broker's work.
+            self.state = settle(memory_s=self.a.settle_s)
+            samples = raw_pipe(f, self.sustained)
+            rate, wbytes, wsec = window_rate(samples, self.warmup)
+            self.add(Run("raw-pipe", "produce-sustained", 0, rnd, self.sustained, rate / 1e6, rate / 1e6,
+                         samples[-1][0], series=interval_rates(samples),
+                         extra={"whole_run_mb_s": self.sustained / samples[-1][0] / 1e6,
+                                "window_bytes": wbytes, "window_s": wsec, "dirty_mib_after": meminfo_mib("Dirty")}))
+            evict([f])
             f.unlink()
 
     def raw_sustained(self, rnd: int, f: Path, pair: str) -> None:
@@ -946,12 +1012,15 @@ class Report:
                "rate drifts), so the raw column there holds every raw write of the run. Every sustained write "
                f"(raw or broker) starts after a sync and {a.settle_s:g} s of rest with the memory of earlier "
                "phases given back (see --settle-s). `O_DIRECT`: the same size written with O_DIRECT in 4 MiB "
-               "writes, the device's own rate without the page cache.")
+               "writes, the device's own rate without the page cache. `socket → file`: the same size sent over "
+               "loopback TCP by one process in 1 MiB writes and written to a file by another as it arrives, "
+               "the copies every broker makes without any of a broker's work (once per round, in the raw job).")
         self.w()
-        cols = ["raw disk", "O_DIRECT"] + names
+        cols = ["raw disk", "O_DIRECT", "socket → file"] + names
         ratio_cols = []
         if "runnel" in has:
             ratio_cols.append(("runnel ÷ raw", "runnel", "raw", True))
+            ratio_cols.append(("runnel ÷ socket → file", "runnel", "raw-pipe", True))
             if "runnel-before" in has:
                 ratio_cols.append(("runnel ÷ runnel-before", "runnel", "runnel-before", False))
             if "kafka" in has:
@@ -960,6 +1029,7 @@ class Report:
                 ratio_cols.append(("runnel ÷ tansu", "runnel", "tansu", False))
         if "kafka" in has:
             ratio_cols.append(("kafka ÷ raw", "kafka", "raw", True))
+            ratio_cols.append(("kafka ÷ socket → file", "kafka", "raw-pipe", True))
         self.w("| phase | " + " | ".join(cols + [r[0] for r in ratio_cols]) + " |")
         self.w("|---" * (1 + len(cols) + len(ratio_cols)) + "|")
         for size in b.sizes:
@@ -967,7 +1037,8 @@ class Report:
                 if not self.runs("raw", phase, size) and not any(self.runs(n, phase, size) for n in names):
                     continue
                 cells = [spread([r.mb_s for r in self.runs("raw", phase, size)], ".0f"),
-                         spread([r.mb_s for r in self.runs("raw-direct", phase, size)], ".0f")]
+                         spread([r.mb_s for r in self.runs("raw-direct", phase, size)], ".0f"),
+                         spread([r.mb_s for r in self.runs("raw-pipe", phase, size)], ".0f")]
                 cells += [spread([r.mb_s for r in self.runs(n, phase, size)], ".0f") for n in names]
                 cells += [spread(self.paired(x, y, phase, size, disk), ".2f") for _, x, y, disk in ratio_cols]
                 self.w(f"| {label}, {fmt_size(size)} | " + " | ".join(cells) + " |")
