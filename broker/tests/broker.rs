@@ -50,6 +50,14 @@ impl Drop for TestBroker {
 }
 
 async fn start(dir: &std::path::Path, extra: &[(&str, &str)]) -> TestBroker {
+    start_on(dir, extra, Arc::new(RealDisk::new())).await
+}
+
+async fn start_on(
+    dir: &std::path::Path,
+    extra: &[(&str, &str)],
+    disk: Arc<dyn Disk>,
+) -> TestBroker {
     let mut properties = BTreeMap::from([
         ("log.dirs".to_string(), dir.display().to_string()),
         (
@@ -62,7 +70,6 @@ async fn start(dir: &std::path::Path, extra: &[(&str, &str)]) -> TestBroker {
     }
     let config = BrokerConfig::from_properties(properties).expect("valid config");
     let (listener, addr) = Broker::bind(&config).await.expect("bind");
-    let disk: Arc<dyn Disk> = Arc::new(RealDisk::new());
     let node = Node::new("test-broker");
     let broker = Broker::open(
         &node,
@@ -2653,4 +2660,162 @@ async fn describe_producers_and_client_quotas_answer_what_the_tools_ask() {
             assert!(r.error_message.is_some());
         }
     }
+}
+
+/// A real disk whose fsyncs of files under a directory named `held` wait while the gate is
+/// closed, counting how many wait: a slow disk, on cue.
+#[derive(Debug)]
+struct GatedDisk {
+    inner: RealDisk,
+    closed: tokio::sync::watch::Sender<bool>,
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[derive(Debug)]
+struct GatedFile {
+    inner: Arc<dyn runnel_storage::disk::DiskFile>,
+    held: bool,
+    closed: tokio::sync::watch::Receiver<bool>,
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+type DiskResult<T> = runnel_storage::disk::DiskResult<T>;
+
+#[async_trait::async_trait]
+impl Disk for GatedDisk {
+    async fn open(
+        &self,
+        path: &std::path::Path,
+        mode: runnel_storage::disk::OpenMode,
+    ) -> DiskResult<Arc<dyn runnel_storage::disk::DiskFile>> {
+        let inner = self.inner.open(path, mode).await?;
+        let held = path
+            .parent()
+            .and_then(|d| d.file_name())
+            .is_some_and(|n| n == "held-0");
+        Ok(Arc::new(GatedFile {
+            inner,
+            held,
+            closed: self.closed.subscribe(),
+            waiting: self.waiting.clone(),
+        }))
+    }
+    async fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> DiskResult<()> {
+        self.inner.rename(from, to).await
+    }
+    async fn remove(&self, path: &std::path::Path) -> DiskResult<()> {
+        self.inner.remove(path).await
+    }
+    async fn create_dir_all(&self, path: &std::path::Path) -> DiskResult<()> {
+        self.inner.create_dir_all(path).await
+    }
+    async fn remove_dir(&self, path: &std::path::Path) -> DiskResult<()> {
+        self.inner.remove_dir(path).await
+    }
+    async fn list_dir(&self, path: &std::path::Path) -> DiskResult<Vec<String>> {
+        self.inner.list_dir(path).await
+    }
+    async fn sync_dir(&self, path: &std::path::Path) -> DiskResult<()> {
+        self.inner.sync_dir(path).await
+    }
+    async fn exists(&self, path: &std::path::Path) -> DiskResult<bool> {
+        self.inner.exists(path).await
+    }
+}
+
+#[async_trait::async_trait]
+impl runnel_storage::disk::DiskFile for GatedFile {
+    fn path(&self) -> &std::path::Path {
+        self.inner.path()
+    }
+    async fn size_bytes(&self) -> DiskResult<u64> {
+        self.inner.size_bytes().await
+    }
+    async fn write_at(&self, offset_bytes: u64, data: &[u8]) -> DiskResult<()> {
+        self.inner.write_at(offset_bytes, data).await
+    }
+    async fn append(&self, data: &[u8]) -> DiskResult<u64> {
+        self.inner.append(data).await
+    }
+    async fn read_at(&self, offset_bytes: u64, len_bytes: usize) -> DiskResult<Bytes> {
+        self.inner.read_at(offset_bytes, len_bytes).await
+    }
+    async fn truncate(&self, len_bytes: u64) -> DiskResult<()> {
+        self.inner.truncate(len_bytes).await
+    }
+    async fn sync_data(&self) -> DiskResult<()> {
+        if self.held && *self.closed.borrow() {
+            self.waiting
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut closed = self.closed.clone();
+            closed
+                .wait_for(|c| !c)
+                .await
+                .expect("the gate outlives its files");
+            self.waiting
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.inner.sync_data().await
+    }
+}
+
+#[tokio::test]
+async fn fetches_read_on_while_an_append_waits_for_its_fsync() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (closed, _) = tokio::sync::watch::channel(false);
+    let waiting = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let disk = Arc::new(GatedDisk {
+        inner: RealDisk::new(),
+        closed: closed.clone(),
+        waiting: waiting.clone(),
+    });
+    let broker = start_on(dir.path(), &[], disk).await;
+    let mut client = Client::connect(broker.addr).await;
+    client
+        .call(
+            ApiKey::CreateTopics,
+            7,
+            create_topics("held", 1, &[("flush.messages", "1")]),
+        )
+        .await;
+    assert_eq!(produce_one(&mut client, "held", 0, "durable").await, (0, 0));
+
+    // The next append's fsync hangs until the gate opens.
+    closed.send_replace(true);
+    let addr = broker.addr;
+    let slow = tokio::spawn(async move {
+        let mut producer = Client::connect(addr).await;
+        produce_one(&mut producer, "held", 0, "waits for the disk").await
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while waiting.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the append never reached its fsync"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    // Meanwhile a fetch reads what is durable, and only that.
+    let fetched = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.call(ApiKey::Fetch, 12, fetch("held", 0, 0, 0)),
+    )
+    .await
+    .expect("the fetch does not wait for the other append's fsync");
+    assert_eq!(
+        fetched_values(&fetched),
+        (0, vec![(0, "durable".to_string())]),
+        "the record being synced is not served before it is durable"
+    );
+    assert!(
+        !slow.is_finished(),
+        "the append is acknowledged only after its fsync"
+    );
+
+    closed.send_replace(false);
+    let (code, offset) = slow.await.expect("the producer task");
+    assert_eq!((code, offset), (0, 1));
+    let (_, values) = fetched_values(&client.call(ApiKey::Fetch, 12, fetch("held", 0, 0, 0)).await);
+    assert_eq!(values.len(), 2);
 }

@@ -44,6 +44,10 @@ pub(super) enum Done {
     Appended(AppendOutcome),
     LowWatermark(i64),
     Nothing,
+    /// Inside the actor only: a flush was asked and `due` says whether one is needed.
+    Flush {
+        due: bool,
+    },
 }
 
 impl Done {
@@ -93,14 +97,10 @@ impl PartitionActor {
                 leader_epoch,
                 now_ms,
             } => self.append(state, &batches, leader_epoch, now_ms).await,
-            Write::Flush { all, now_ms } => {
-                if all {
-                    state.log.flush().await?;
-                } else {
-                    state.log.maybe_flush(now_ms).await?;
-                }
-                Ok(Done::Nothing)
-            }
+            // The fsyncs themselves run in `handle`, with readers let in.
+            Write::Flush { all, now_ms } => Ok(Done::Flush {
+                due: all || state.log.flush_ms_due(now_ms),
+            }),
             Write::Retention { now_ms } => {
                 state.log.apply_retention(now_ms).await?;
                 Ok(Done::Nothing)
@@ -151,7 +151,10 @@ impl PartitionActor {
                 }
             }
         }
-        let info = state.log.append(batches, leader_epoch, now_ms).await?;
+        let info = state
+            .log
+            .write_batches(batches, leader_epoch, now_ms)
+            .await?;
         if self.should_crash() {
             // The worst moment: written, not yet in the producer table nor published.
             panic!(
@@ -217,7 +220,37 @@ impl Handler<Write> for PartitionActor {
         let shared = self.shared.clone();
         shared.check_online()?;
         let mut state = shared.state.write().await;
-        let result = self.apply(&mut state, change).await;
+        let mut result = self.apply(&mut state, change).await;
+        let flush = match &result {
+            Ok(Done::Flush { due }) => *due,
+            Ok(Done::Appended(AppendOutcome::Appended { .. })) => state.log.flush_messages_due(),
+            _ => false,
+        };
+        if flush {
+            // Fetches keep reading while the disk syncs: the actor, the only writer, holds
+            // the view shared, so nothing changes under the fsyncs. What it covers is
+            // published (and acknowledged) only once it is durable, as Kafka does.
+            let plan = match state.log.plan_flush().await {
+                Ok(plan) => Some(plan),
+                Err(e) => {
+                    result = Err(e.into());
+                    None
+                }
+            };
+            if let Some(plan) = plan {
+                let reading = state.downgrade();
+                let synced = reading.log.sync(&plan).await;
+                drop(reading);
+                state = shared.state.write().await;
+                match synced {
+                    Ok(()) => state.log.finish_flush(plan),
+                    Err(e) => result = Err(e.into()),
+                }
+            }
+        }
+        if let Ok(Done::Flush { .. }) = result {
+            result = Ok(Done::Nothing);
+        }
         if let Err(PartitionError::Log(e)) = &result {
             shared.take_offline_on(e);
         }

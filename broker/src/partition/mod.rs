@@ -6,6 +6,9 @@
 //! handled. Reads do not queue behind them: the actor publishes a read view (the state
 //! behind a read-write lock that only the actor writes, plus the high watermark and log
 //! start in atomics and the high watermark on a watch, which parked fetches wait on).
+//! Fsyncs (`flush.messages`, `flush.ms`, shutdown) run with the view shared, so fetches
+//! read on during them; reads stop at the high watermark, which moves past an append only
+//! once it is durable.
 //!
 //! A handler that panics is restarted by the supervisor, which reopens (recovers) the log
 //! from disk while every other partition keeps serving; one that keeps failing goes
@@ -23,7 +26,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use runnel_actors::{Addr, AskError, Node, RestartPolicy};
-use runnel_protocol::batch::{BatchError, Compression, RecordBatch};
+use runnel_protocol::batch::{
+    peek_batch_size, BatchError, Compression, RecordBatch, BASE_OFFSET_AT,
+};
 use runnel_protocol::records::RecordsError;
 use runnel_storage::disk::Disk;
 use runnel_storage::log::{CompactionPlan, LogConfig, LogError, PartitionLog};
@@ -227,10 +232,14 @@ impl Partition {
 
     /// Whole batches from `offset` up to about `max_bytes` (at least one batch), checked
     /// by the log (see [`PartitionLog::read`]).
+    /// Only what is below the high watermark is served: while the actor fsyncs an append
+    /// (readers let in), the log already holds it but it is not yet acknowledged.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, PartitionError> {
         let state = self.view().await;
         self.check_online()?;
-        Ok(state.log.read(offset, max_bytes).await?)
+        let high_watermark = self.high_watermark();
+        let bytes = state.log.read(offset, max_bytes).await?;
+        Ok(below(bytes, high_watermark))
     }
 
     /// A produce request's records for this partition, as its leader takes them: the
@@ -389,6 +398,26 @@ impl Shared {
             moved
         });
     }
+}
+
+/// The whole batches of `bytes` that start below `end_offset`.
+fn below(bytes: Bytes, end_offset: i64) -> Bytes {
+    let mut at = 0usize;
+    while let Some(size) = peek_batch_size(&bytes[at..]) {
+        let base = i64::from_be_bytes(
+            bytes[at + BASE_OFFSET_AT..at + BASE_OFFSET_AT + 8]
+                .try_into()
+                .expect("8 bytes, within the 12 peeked"),
+        );
+        if base >= end_offset {
+            break;
+        }
+        at = at.saturating_add(usize::try_from(size).unwrap_or(usize::MAX));
+        if at >= bytes.len() {
+            return bytes;
+        }
+    }
+    bytes.slice(..at)
 }
 
 /// What a topic's settings say about how its leader takes a produce request's batches.

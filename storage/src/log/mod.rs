@@ -141,6 +141,16 @@ pub struct AppendInfo {
     pub max_timestamp: i64,
 }
 
+/// What a flush covers, from [`PartitionLog::plan_flush`] to [`PartitionLog::finish_flush`].
+#[derive(Debug)]
+#[must_use = "a planned flush is synced and finished, or the log stays dirty"]
+pub struct FlushPlan {
+    dirty: Vec<i64>,
+    end: i64,
+    unflushed_messages: u64,
+    dir: bool,
+}
+
 /// One partition's log.
 pub struct PartitionLog {
     disk: Arc<dyn Disk>,
@@ -455,8 +465,24 @@ impl PartitionLog {
     }
 
     /// Assigns offsets to validated batches, stamps them with `leader_epoch`, and appends
-    /// them, rolling segments as needed.
+    /// them, rolling segments as needed; fsyncs when `flush.messages` says so.
     pub async fn append(
+        &mut self,
+        batches: &[RecordBatch],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        let info = self.write_batches(batches, leader_epoch, now_ms).await?;
+        if self.flush_messages_due() {
+            self.flush().await?;
+        }
+        Ok(info)
+    }
+
+    /// [`PartitionLog::append`] without its fsync: the caller asks [`PartitionLog::flush_messages_due`]
+    /// and flushes in three steps ([`PartitionLog::plan_flush`], [`PartitionLog::sync`],
+    /// [`PartitionLog::finish_flush`]), so that readers need not wait for the disk.
+    pub async fn write_batches(
         &mut self,
         batches: &[RecordBatch],
         leader_epoch: i32,
@@ -519,13 +545,6 @@ impl PartitionLog {
         }
         self.unflushed_messages += messages;
         self.unflushed_since_ms.get_or_insert(now_ms);
-        if self
-            .config
-            .flush_messages
-            .is_some_and(|n| self.unflushed_messages >= n)
-        {
-            self.flush().await?;
-        }
         Ok(AppendInfo {
             first_offset,
             last_offset: next - 1,
@@ -768,38 +787,97 @@ impl PartitionLog {
 
     /// Fsyncs everything appended so far and advances the recovery point.
     pub async fn flush(&mut self) -> Result<(), LogError> {
-        let end = self.log_end_offset();
-        let from = self.recovery_point;
-        let dirty: Vec<i64> = self
-            .segments
-            .iter()
-            .filter(|(_, s)| s.next_offset > from || s.dirty)
-            .map(|(b, _)| *b)
-            .collect();
-        for base in dirty {
-            self.segments
-                .get_mut(&base)
-                .expect("listed above")
-                .flush()
-                .await?;
-        }
-        self.sync_dir_if_dirty().await?;
-        self.unflushed_messages = 0;
-        self.unflushed_since_ms = None;
-        if end > self.recovery_point {
-            self.recovery_point = end;
-            self.write_recovery_point().await?;
-        }
+        let plan = self.plan_flush().await?;
+        self.sync(&plan).await?;
+        self.finish_flush(plan);
         Ok(())
+    }
+
+    /// Whether `flush.messages` asks for a flush: that many messages are unflushed.
+    pub fn flush_messages_due(&self) -> bool {
+        self.config
+            .flush_messages
+            .is_some_and(|n| self.unflushed_messages >= n)
+    }
+
+    /// Whether `flush.ms` asks for a flush: the oldest unflushed append is older than it.
+    pub fn flush_ms_due(&self, now_ms: i64) -> bool {
+        matches!((self.config.flush_ms, self.unflushed_since_ms), (Some(ms), Some(since)) if now_ms - since >= ms)
     }
 
     /// Applies `flush.ms`: flushes if the oldest unflushed append is older than it.
     pub async fn maybe_flush(&mut self, now_ms: i64) -> Result<bool, LogError> {
-        let due = matches!((self.config.flush_ms, self.unflushed_since_ms), (Some(ms), Some(since)) if now_ms - since >= ms);
+        let due = self.flush_ms_due(now_ms);
         if due {
             self.flush().await?;
         }
         Ok(due)
+    }
+
+    /// A flush's first step, which needs the log to itself: the index entries written,
+    /// and what the fsyncs must cover noted.
+    pub async fn plan_flush(&mut self) -> Result<FlushPlan, LogError> {
+        let mut dirty = Vec::new();
+        for (base, segment) in &mut self.segments {
+            if segment.dirty {
+                segment.prepare_flush().await?;
+                dirty.push(*base);
+            }
+        }
+        Ok(FlushPlan {
+            dirty,
+            end: self.log_end_offset(),
+            unflushed_messages: self.unflushed_messages,
+            dir: self.dir_dirty,
+        })
+    }
+
+    /// A flush's second step, the slow one, shared with readers: the fsyncs, and the new
+    /// recovery point written. Nothing may change the log between the plan and its finish.
+    pub async fn sync(&self, plan: &FlushPlan) -> Result<(), LogError> {
+        assert_eq!(
+            plan.end,
+            self.log_end_offset(),
+            "the log changed between the flush's plan and its sync"
+        );
+        for base in &plan.dirty {
+            self.segments
+                .get(base)
+                .expect("the plan names segments of this log")
+                .sync()
+                .await?;
+        }
+        if plan.dir {
+            self.disk.sync_dir(&self.dir).await?;
+        }
+        if plan.end > self.recovery_point {
+            checkpoint::write_offset(
+                self.disk.as_ref(),
+                &self.dir,
+                RECOVERY_POINT_CHECKPOINT,
+                plan.end,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// A flush's last step, once [`PartitionLog::sync`] succeeded: the log knows it is durable.
+    pub fn finish_flush(&mut self, plan: FlushPlan) {
+        assert_eq!(plan.end, self.log_end_offset(), "appended during a flush");
+        for base in &plan.dirty {
+            if let Some(segment) = self.segments.get_mut(base) {
+                segment.dirty = false;
+            }
+        }
+        if plan.dir {
+            self.dir_dirty = false;
+        }
+        self.unflushed_messages -= plan.unflushed_messages.min(self.unflushed_messages);
+        if self.unflushed_messages == 0 {
+            self.unflushed_since_ms = None;
+        }
+        self.recovery_point = self.recovery_point.max(plan.end);
     }
 
     async fn write_recovery_point(&self) -> Result<(), LogError> {

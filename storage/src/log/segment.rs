@@ -628,12 +628,23 @@ impl Segment {
 
     pub async fn flush(&mut self) -> Result<(), LogError> {
         if self.dirty {
-            self.write_pending_index_entries().await?;
-            self.log.sync_data().await?;
-            self.index_file.sync_data().await?;
-            self.time_index_file.sync_data().await?;
+            self.prepare_flush().await?;
+            self.sync().await?;
             self.dirty = false;
         }
+        Ok(())
+    }
+
+    /// Writes what is still only in memory (index entries), before [`Segment::sync`].
+    pub async fn prepare_flush(&mut self) -> Result<(), LogError> {
+        self.write_pending_index_entries().await
+    }
+
+    /// Fsyncs the segment's files; the caller marks it clean.
+    pub async fn sync(&self) -> Result<(), LogError> {
+        self.log.sync_data().await?;
+        self.index_file.sync_data().await?;
+        self.time_index_file.sync_data().await?;
         Ok(())
     }
 
