@@ -2819,3 +2819,47 @@ async fn fetches_read_on_while_an_append_waits_for_its_fsync() {
     let (_, values) = fetched_values(&client.call(ApiKey::Fetch, 12, fetch("held", 0, 0, 0)).await);
     assert_eq!(values.len(), 2);
 }
+
+#[tokio::test]
+async fn metadata_by_topic_id_resolves_the_id_whatever_the_name_says() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path(), &[]).await;
+    let mut client = Client::connect(broker.addr).await;
+    client
+        .call(ApiKey::CreateTopics, 7, create_topics("by-id", 2, &[]))
+        .await;
+    let id = broker.broker.image().topics["by-id"].id;
+    let unknown = uuid::Uuid::from_u128(0x1234);
+    // The Java AdminClient's describeTopics(ids) leaves each name at "" (its default).
+    let ask = |id: uuid::Uuid, name: Option<&str>| {
+        metadata_request::MetadataRequestTopic::default()
+            .with_topic_id(id)
+            .with_name(name.map(topic_name))
+    };
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![
+            ask(id, Some("")),
+            ask(id, None),
+            ask(unknown, Some("")),
+        ]))
+        .with_allow_auto_topic_creation(true);
+    let ResponseKind::Metadata(response) = client
+        .call(ApiKey::Metadata, 12, RequestKind::Metadata(request))
+        .await
+    else {
+        panic!()
+    };
+    for t in &response.topics[..2] {
+        assert_eq!(t.error_code, 0, "{t:?}");
+        assert_eq!(t.topic_id, id);
+        assert_eq!(t.name.as_ref().map(|n| n.0.as_str()), Some("by-id"));
+        assert_eq!(t.partitions.len(), 2);
+    }
+    let missing = &response.topics[2];
+    assert_eq!(missing.error_code, ResponseError::UnknownTopicId.code());
+    assert_eq!(missing.topic_id, unknown);
+    assert!(
+        !broker.broker.image().topics.contains_key(""),
+        "no topic is created for an id"
+    );
+}

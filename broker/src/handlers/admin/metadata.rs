@@ -40,19 +40,20 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
         }
         Some(list) => {
             for (name, id) in list {
-                let name = match name {
-                    Some(name) => name,
-                    None => match image.topic_names.get(&id) {
-                        Some(name) => name.clone(),
-                        None => {
-                            topics.push(
-                                MetadataResponseTopic::default()
-                                    .with_topic_id(id)
-                                    .with_error_code(ResponseError::UnknownTopicId.code()),
-                            );
-                            continue;
-                        }
-                    },
+                // A topic id, when given, names the topic: the Java client asks by id with the
+                // name left at its default, an empty string, and Kafka looks the id up.
+                let resolved = if id.is_nil() {
+                    name
+                } else {
+                    image.topic_names.get(&id).cloned()
+                };
+                let Some(name) = resolved else {
+                    topics.push(
+                        MetadataResponseTopic::default()
+                            .with_topic_id(id)
+                            .with_error_code(ResponseError::UnknownTopicId.code()),
+                    );
+                    continue;
                 };
                 let known = broker.image().topics.get(&name).cloned();
                 let topic = match known {
