@@ -211,6 +211,57 @@ def test_consumer_groups_list_describe_and_reset_offsets(tools):
     assert group not in tools.groups("--list").stdout.split()
 
 
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])
+def test_consumer_groups_describe_an_active_group(tools, protocol):
+    """A console consumer stays in the group while kafka-consumer-groups describes it."""
+    topic = unique("tools-active")
+    group = unique(f"tools-active-{protocol}")
+    tools.topics("--create", "--topic", topic, "--partitions", "2")
+    cmd = [str(tools.home / "bin" / "kafka-console-consumer.sh"), "--bootstrap-server", tools.bootstrap,
+           "--topic", topic, "--group", group, "--consumer-property", f"group.protocol={protocol}",
+           "--consumer-property", "client.id=tools-active-member"]
+    env = dict(os.environ, KAFKA_HEAP_OPTS="-Xmx256m", KAFKA_OPTS="-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
+    member = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                              env=env, text=True)
+    try:
+        def members() -> list[list[str]]:
+            out = tools.groups("--describe", "--group", group, "--members").stdout
+            return [line.split() for line in out.splitlines() if line.startswith(group)]
+
+        rows = wait_until(lambda: [r for r in members() if r[-1] == "2"], 120, f"one member of {group} owning 2 partitions")
+        assert len(rows) == 1, rows
+        assert rows[0][3] == "tools-active-member", rows  # GROUP CONSUMER-ID HOST CLIENT-ID #PARTITIONS
+
+        state = tools.groups("--describe", "--group", group, "--state").stdout
+        line = next(line.split() for line in state.splitlines() if line.startswith(group))
+        assert line[-2:] == ["Stable", "1"], state  # ... STATE #MEMBERS
+
+        listed = tools.groups("--list", "--state").stdout
+        assert any(line.split() == [group, "Stable"] for line in listed.splitlines()), listed
+
+        # Kafka refuses to move the offsets of a group that has members.
+        busy = tools.groups("--reset-offsets", "--to-earliest", "--group", group, "--topic", topic, "--execute",
+                            check=False)
+        assert "inactive" in busy.stdout + busy.stderr, busy.stdout + busy.stderr
+        refused = tools.groups("--delete", "--group", group, check=False)
+        assert "not empty" in (refused.stdout + refused.stderr).lower() or "NonEmptyGroup" in refused.stdout + refused.stderr, \
+            refused.stdout + refused.stderr
+    finally:
+        member.terminate()
+        try:
+            member.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            member.kill()
+            member.wait()
+    wait_until(lambda: group_state(tools, group) == "Empty", 120, f"{group} empty after its member left")
+
+
+def group_state(tools: Tools, group: str) -> str:
+    out = tools.groups("--describe", "--group", group, "--state").stdout
+    line = next((line.split() for line in out.splitlines() if line.startswith(group)), None)
+    return line[-2] if line else ""
+
+
 # ---------------------------------------------------------------- configs
 
 def test_configs_describe_add_and_delete(tools):

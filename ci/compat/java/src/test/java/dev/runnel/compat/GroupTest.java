@@ -48,6 +48,8 @@ class GroupTest {
     final List<Set<TopicPartition>> revocations = new ArrayList<>();
     final List<Set<TopicPartition>> assignments = new ArrayList<>();
     final List<ConsumerRecord<byte[], byte[]>> records = new ArrayList<>();
+    /** What the callbacks saw that they should not have; checked on the test's thread. */
+    final List<String> violations = new ArrayList<>();
 
     Member(String name, String topic, Map<String, Object> config) {
       this.name = name;
@@ -61,7 +63,9 @@ class GroupTest {
       if (!partitions.isEmpty()) {
         revocations.add(Set.copyOf(partitions));
       }
-      assertTrue(owned.containsAll(partitions), name + " revoked " + partitions + " that it did not own " + owned);
+      if (!owned.containsAll(partitions)) {
+        violations.add(name + " revoked " + partitions + " that it did not own " + owned);
+      }
       owned.removeAll(partitions);
     }
 
@@ -72,7 +76,9 @@ class GroupTest {
         assignments.add(Set.copyOf(partitions));
       }
       for (TopicPartition tp : partitions) {
-        assertFalse(owned.contains(tp), name + " was assigned " + tp + " that it already owned");
+        if (owned.contains(tp)) {
+          violations.add(name + " was assigned " + tp + " that it already owned " + owned);
+        }
       }
       owned.addAll(partitions);
     }
@@ -86,10 +92,17 @@ class GroupTest {
     void poll() {
       for (ConsumerRecord<byte[], byte[]> r : consumer.poll(Duration.ofMillis(200))) {
         TopicPartition tp = new TopicPartition(r.topic(), r.partition());
-        assertTrue(owned.contains(tp), name + " read " + tp + " while its listener says it owns " + owned);
+        if (!owned.contains(tp)) {
+          violations.add(name + " read " + tp + " while its listener says it owns " + owned);
+        }
         records.add(r);
       }
-      assertEquals(consumer.assignment(), owned, name + ": the listener's view vs assignment()");
+      assertTrue(violations.isEmpty(), violations.toString());
+    }
+
+    /** Once a rebalance is over, the listener's view is the consumer's assignment. */
+    void assertSettled() {
+      assertEquals(consumer.assignment(), owned, name + ": the listener's view vs assignment(), after " + events);
     }
 
     Set<Integer> partitions() {
@@ -102,6 +115,16 @@ class GroupTest {
       if (!closed) {
         closed = true;
         consumer.close(Duration.ofSeconds(30));
+        assertTrue(violations.isEmpty(), violations.toString());
+      }
+    }
+
+    /** For finally blocks: close without hiding the test's own failure. */
+    void closeQuietly() {
+      try {
+        close();
+      } catch (RuntimeException | AssertionError e) {
+        System.err.println(name + ": close failed: " + e);
       }
     }
   }
@@ -119,6 +142,9 @@ class GroupTest {
       for (Member m : members) {
         m.poll();
       }
+    }
+    for (Member m : members) {
+      m.assertSettled();
     }
   }
 
@@ -194,8 +220,8 @@ class GroupTest {
       assertTrue(a.revocations.size() > before, "eager rebalance revokes first: " + a.events);
       assertEquals(PARTITIONS, a.assignments.get(a.assignments.size() - 1).size(), "the last assignment is all: " + a.events);
     } finally {
-      a.close();
-      b.close();
+      a.closeQuietly();
+      b.closeQuietly();
     }
   }
 
@@ -227,9 +253,9 @@ class GroupTest {
       assertEquals(revoked, a.assignments.get(a.assignments.size() - 1).stream().map(TopicPartition::partition).collect(Collectors.toSet()),
           "a was assigned back exactly b's partitions: " + a.events);
     } finally {
-      a.close();
+      a.closeQuietly();
       if (b != null) {
-        b.close();
+        b.closeQuietly();
       }
     }
   }
@@ -276,10 +302,10 @@ class GroupTest {
       assertEquals(aEvents, a.events.size(), "a saw no rebalance: " + a.events);
       assertEquals(bHad, restarted.partitions());
     } finally {
-      a.close();
-      b.close();
+      a.closeQuietly();
+      b.closeQuietly();
       if (b2 != null) {
-        b2.close();
+        b2.closeQuietly();
       }
     }
   }
@@ -309,9 +335,13 @@ class GroupTest {
       pollAll("every record read", List.of(a, bb), () -> everyPartitionReadBy(List.of(a, bb)));
       everyRecordRead(topic, List.of(a, bb));
 
-      // Commit what each read; the group's committed offsets are the ends.
-      a.consumer.commitSync(Duration.ofSeconds(60));
-      bb.consumer.commitSync(Duration.ofSeconds(60));
+      // Each member commits the end of the partitions it owns (OffsetCommit with its member
+      // epoch); the group then holds all four.
+      for (Member m : List.of(a, bb)) {
+        Map<TopicPartition, org.apache.kafka.clients.consumer.OffsetAndMetadata> ends = new HashMap<>();
+        m.owned.forEach(tp -> ends.put(tp, new org.apache.kafka.clients.consumer.OffsetAndMetadata(RECORDS_PER_PARTITION)));
+        m.consumer.commitSync(ends, Duration.ofSeconds(60));
+      }
       Set<TopicPartition> tps = IntStream.range(0, PARTITIONS).mapToObj(p -> new TopicPartition(topic, p)).collect(Collectors.toSet());
       Map<TopicPartition, org.apache.kafka.clients.consumer.OffsetAndMetadata> committed = a.consumer.committed(tps);
       for (TopicPartition tp : tps) {
@@ -322,9 +352,9 @@ class GroupTest {
       bb.close();
       pollAll("a owning every partition after b left", List.of(a), () -> a.partitions().equals(all()));
     } finally {
-      a.close();
+      a.closeQuietly();
       if (b != null) {
-        b.close();
+        b.closeQuietly();
       }
     }
   }
