@@ -372,4 +372,51 @@ class AdminTest {
     assertFalse(after.contains(simple), "deleted group still listed");
     assertInstanceOf(GroupIdNotFoundException.class, failure(admin.deleteConsumerGroups(List.of(simple)).all()));
   }
+
+  @Test
+  void describeAConsumerProtocolGroupAndRemoveAStaticClassicMember() throws Exception {
+    String topic = unique("java-admin-kip848");
+    createTopic(admin, topic, 2, Map.of());
+    String group = unique("java-admin-kip848-group");
+    Map<String, Object> conf = new HashMap<>();
+    conf.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+    conf.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, "consumer");
+    conf.put(ConsumerConfig.CLIENT_ID_CONFIG, "kip848-member");
+    try (KafkaConsumer<byte[], byte[]> member = Clients.consumer(conf)) {
+      member.subscribe(List.of(topic));
+      Clients.pollUntil("the member to be assigned", List.of(member), () -> member.assignment().size() == 2, null);
+      ConsumerGroupDescription d = get(admin.describeConsumerGroups(List.of(group)).all()).get(group);
+      assertEquals(org.apache.kafka.common.GroupType.CONSUMER, d.type());
+      assertEquals(GroupState.STABLE, d.groupState());
+      assertEquals(1, d.members().size());
+      MemberDescription m = d.members().iterator().next();
+      assertEquals("kip848-member", m.clientId());
+      assertEquals(Set.of(new TopicPartition(topic, 0), new TopicPartition(topic, 1)), m.assignment().topicPartitions());
+      assertTrue(d.groupEpoch().isPresent() && d.groupEpoch().get() > 0, "group epoch: " + d.groupEpoch());
+      assertEquals(d.groupEpoch(), d.targetAssignmentEpoch());
+      GroupListing listed = get(admin.listGroups(ListGroupsOptions.forConsumerGroups()).all()).stream()
+          .filter(g -> g.groupId().equals(group)).findFirst().orElseThrow();
+      assertEquals(org.apache.kafka.common.GroupType.CONSUMER, listed.type().orElseThrow());
+    }
+
+    // A static classic member stays after close(); removeMembersFromConsumerGroup takes it out.
+    String classic = unique("java-admin-static-group");
+    Map<String, Object> sconf = new HashMap<>();
+    sconf.put(ConsumerConfig.GROUP_ID_CONFIG, classic);
+    sconf.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, "classic");
+    sconf.put(ConsumerConfig.GROUP_INSTANCE_ID_CONFIG, "static-1");
+    sconf.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, 120_000);
+    try (KafkaConsumer<byte[], byte[]> member = Clients.consumer(sconf)) {
+      member.subscribe(List.of(topic));
+      Clients.pollUntil("the static member to be assigned", List.of(member), () -> member.assignment().size() == 2, null);
+    }
+    ConsumerGroupDescription after = get(admin.describeConsumerGroups(List.of(classic)).all()).get(classic);
+    assertEquals(1, after.members().size(), "a closed static member is still in the group");
+    assertEquals(java.util.Optional.of("static-1"), after.members().iterator().next().groupInstanceId());
+    get(admin.removeMembersFromConsumerGroup(classic, new org.apache.kafka.clients.admin.RemoveMembersFromConsumerGroupOptions(
+        List.of(new org.apache.kafka.clients.admin.MemberToRemove("static-1")))).all());
+    ConsumerGroupDescription removed = get(admin.describeConsumerGroups(List.of(classic)).all()).get(classic);
+    assertTrue(removed.members().isEmpty(), "removed: " + removed);
+    assertEquals(GroupState.EMPTY, removed.groupState());
+  }
 }

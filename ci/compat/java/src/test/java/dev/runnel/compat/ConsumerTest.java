@@ -179,4 +179,104 @@ class ConsumerTest {
       assertTrue(committed.leaderEpoch().isPresent(), "the commit carries the leader epoch the consumer saw");
     }
   }
+
+  @Test
+  void outOfRangeWithResetNoneIsReportedAndResetEarliestRecovers() throws Exception {
+    String topic = unique("java-oor");
+    createTopic(topic, 1);
+    produce(topic, 10, System.currentTimeMillis());
+    TopicPartition tp = new TopicPartition(topic, 0);
+    try (org.apache.kafka.clients.admin.Admin admin = Clients.admin()) {
+      Clients.get(admin.deleteRecords(Map.of(tp, org.apache.kafka.clients.admin.RecordsToDelete.beforeOffset(4))).all());
+    }
+    try (KafkaConsumer<byte[], byte[]> c = Clients.consumer(Map.of(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "none"))) {
+      c.assign(List.of(tp));
+      c.seek(tp, 2); // below the new log start
+      org.apache.kafka.clients.consumer.OffsetOutOfRangeException e = org.junit.jupiter.api.Assertions.assertThrows(
+          org.apache.kafka.clients.consumer.OffsetOutOfRangeException.class, () -> {
+            for (int i = 0; i < 120; i++) {
+              c.poll(Duration.ofMillis(500));
+            }
+          });
+      assertEquals(Map.of(tp, 2L), e.offsetOutOfRangePartitions());
+      // With no position and no committed offset, reset=none refuses to guess.
+      org.junit.jupiter.api.Assertions.assertThrows(org.apache.kafka.clients.consumer.NoOffsetForPartitionException.class, () -> {
+        try (KafkaConsumer<byte[], byte[]> fresh = Clients.consumer(Map.of(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "none",
+            ConsumerConfig.GROUP_ID_CONFIG, unique("java-oor-group")))) {
+          fresh.assign(List.of(tp));
+          fresh.poll(Duration.ofSeconds(10));
+        }
+      });
+    }
+    try (KafkaConsumer<byte[], byte[]> c = Clients.consumer()) {
+      c.assign(List.of(tp));
+      c.seek(tp, 2);
+      // auto.offset.reset=earliest: the consumer moves to the log start and reads on.
+      List<ConsumerRecord<byte[], byte[]>> got = pollExactly(c, 6);
+      assertEquals(4, got.get(0).offset());
+      assertEquals("v4", str(got.get(0).value()));
+    }
+  }
+
+  @Test
+  void pauseAndResumeStopAndRestartOnePartition() throws Exception {
+    String topic = unique("java-pause");
+    createTopic(topic, 2);
+    try (KafkaProducer<byte[], byte[]> p = Clients.producer()) {
+      for (int i = 0; i < 10; i++) {
+        p.send(new ProducerRecord<>(topic, i % 2, null, bytes("r" + i)));
+      }
+      p.flush();
+    }
+    TopicPartition p0 = new TopicPartition(topic, 0);
+    TopicPartition p1 = new TopicPartition(topic, 1);
+    try (KafkaConsumer<byte[], byte[]> c = Clients.consumer()) {
+      c.assign(List.of(p0, p1));
+      c.seekToBeginning(List.of(p0, p1));
+      c.pause(List.of(p1));
+      List<ConsumerRecord<byte[], byte[]>> got = pollExactly(c, 5);
+      assertTrue(got.stream().allMatch(r -> r.partition() == 0), "only the unpaused partition is read");
+      assertEquals(Set.of(p1), c.paused());
+      c.resume(List.of(p1));
+      List<ConsumerRecord<byte[], byte[]>> rest = pollExactly(c, 5);
+      assertTrue(rest.stream().allMatch(r -> r.partition() == 1));
+      assertEquals(0, rest.get(0).offset());
+    }
+  }
+
+  @Test
+  void autoCommitCommitsWhatWasPolled() throws Exception {
+    String topic = unique("java-autocommit");
+    createTopic(topic, 1);
+    produce(topic, 5, System.currentTimeMillis());
+    String group = unique("java-autocommit-group");
+    TopicPartition tp = new TopicPartition(topic, 0);
+    try (KafkaConsumer<byte[], byte[]> c = Clients.consumer(Map.of(
+        ConsumerConfig.GROUP_ID_CONFIG, group,
+        ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, true,
+        ConsumerConfig.AUTO_COMMIT_INTERVAL_MS_CONFIG, 200))) {
+      c.subscribe(List.of(topic));
+      Clients.pollUntil("five records", List.of(c), () -> c.assignment().size() == 1 && c.position(tp) == 5, null);
+      Clients.pollUntil("the auto commit", List.of(c), () -> {
+        OffsetAndMetadata om = c.committed(Set.of(tp)).get(tp);
+        return om != null && om.offset() == 5;
+      }, null);
+    }
+    try (org.apache.kafka.clients.admin.Admin admin = Clients.admin()) {
+      assertEquals(5, Clients.get(admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata()).get(tp).offset());
+    }
+  }
+
+  @Test
+  void producingToAnUnknownTopicCreatesIt() throws Exception {
+    String topic = unique("java-auto-created");
+    try (KafkaProducer<byte[], byte[]> p = Clients.producer()) {
+      assertEquals(0, p.send(new ProducerRecord<>(topic, bytes("k"), bytes("first"))).get().offset());
+    }
+    try (org.apache.kafka.clients.admin.Admin admin = Clients.admin()) {
+      var d = Clients.get(admin.describeTopics(List.of(topic)).allTopicNames()).get(topic);
+      assertTrue(d.partitions().size() >= 1);
+    }
+    assertEquals("first", str(Clients.readFromStart(topic, 1).get(0).value()));
+  }
 }

@@ -358,4 +358,35 @@ class GroupTest {
       }
     }
   }
+
+  @Test
+  void consumerProtocolStaticMemberRestartKeepsItsAssignment() throws Exception {
+    String topic = topicWithRecords("java-kip848-static");
+    String group = unique("java-kip848-static-group");
+    Map<String, Object> ca = consumerProtocol(group);
+    ca.put(ConsumerConfig.GROUP_INSTANCE_ID_CONFIG, "instance-a");
+    Map<String, Object> cb = consumerProtocol(group);
+    cb.put(ConsumerConfig.GROUP_INSTANCE_ID_CONFIG, "instance-b");
+    Member a = new Member("a", topic, ca);
+    Member b = new Member("b", topic, cb);
+    Member b2 = null;
+    try {
+      pollAll("a static KIP-848 split", List.of(a, b), () -> split(a, b));
+      Set<Integer> bHad = b.partitions();
+      Set<Integer> aHad = a.partitions();
+      b.close();
+      Member restarted = new Member("b2", topic, cb);
+      b2 = restarted;
+      pollAll("the restarted static member assigned", List.of(a, restarted), () -> restarted.partitions().equals(bHad));
+      // While b was away its partitions stayed reserved for it: a never got them.
+      assertEquals(aHad, a.partitions(), "a kept its own partitions: " + a.events);
+      assertEquals(1, a.assignments.size(), "a was never assigned more: " + a.events);
+    } finally {
+      a.closeQuietly();
+      b.closeQuietly();
+      if (b2 != null) {
+        b2.closeQuietly();
+      }
+    }
+  }
 }
