@@ -650,11 +650,22 @@ async fn every_api_answers_at_every_advertised_version() {
                         .sum();
                     assert!(assigned <= 1, "sample has one partition");
                 }
-                ResponseKind::ConsumerGroupDescribe(r) => assert_eq!(
-                    r.groups[0].error_code,
-                    ResponseError::GroupIdNotFound.code(),
-                    "a classic group is not described here"
-                ),
+                ResponseKind::ConsumerGroupDescribe(r) => {
+                    assert_eq!(
+                        r.groups[0].error_code,
+                        ResponseError::GroupIdNotFound.code(),
+                        "a classic group is not described here"
+                    );
+                    assert_eq!(
+                        r.groups[0]
+                            .error_message
+                            .as_ref()
+                            .map(|m| m.to_string())
+                            .as_deref(),
+                        Some("Group sample-group is not a consumer group."),
+                        "Kafka's sentence"
+                    );
+                }
                 ResponseKind::DeleteGroups(r) => assert_eq!(
                     r.results[0].error_code,
                     ResponseError::GroupIdNotFound.code()

@@ -38,12 +38,18 @@ pub async fn handle(
     let mut groups = Vec::with_capacity(request.group_ids.len());
     for group_id in request.group_ids {
         let described = match broker.groups.describe_consumer(&group_id).await {
-            Err(error) => DescribedGroup::default()
-                .with_error_code(error.code())
-                .with_error_message(Some(StrBytes::from_string(format!(
-                    "group {} is not a consumer-protocol group on this broker",
-                    &*group_id
-                )))),
+            Err(error) => {
+                // Kafka's two sentences: a classic group of that name, or none at all.
+                let classic = matches!(broker.groups.describe(&group_id).await, Ok(Some(_)));
+                let message = if classic {
+                    format!("Group {} is not a consumer group.", &*group_id)
+                } else {
+                    format!("Group {} not found.", &*group_id)
+                };
+                DescribedGroup::default()
+                    .with_error_code(error.code())
+                    .with_error_message(Some(StrBytes::from_string(message)))
+            }
             Ok(group) => DescribedGroup::default()
                 .with_group_state(StrBytes::from_static_str(group.state.name()))
                 .with_group_epoch(group.group_epoch)
