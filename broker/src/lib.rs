@@ -507,6 +507,11 @@ impl Broker {
         Ok(())
     }
 
+    /// The partitions a topic has now, if it exists.
+    pub fn topic_partition_count(&self, name: &str) -> Option<i32> {
+        self.image().topics.get(name).map(|t| t.partitions)
+    }
+
     /// CreateTopics for one topic, after the handler checked the request's shape.
     pub async fn create_topic(
         &self,
@@ -523,6 +528,7 @@ impl Broker {
                 format!("a topic needs at least one partition, not {partitions}"),
             ));
         }
+        check_partitions_per_request(partitions)?;
         self.config
             .topic_config(&configs)
             .map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
@@ -556,6 +562,16 @@ impl Broker {
             return Err(ApiError::new(
                 ResponseError::TopicAlreadyExists,
                 format!("topic '{name}' already exists"),
+            ));
+        }
+        // Kafka's metric names turn '.' into '_', so "a.b" and "a_b" may not both exist.
+        let collides = |other: &str| other.replace('.', "_") == name.replace('.', "_");
+        if let Some(other) = image.topics.keys().find(|other| collides(other)) {
+            return Err(ApiError::new(
+                ResponseError::InvalidTopicException,
+                format!(
+                    "topic '{name}' collides with the existing topic '{other}' ('.' and '_' count as the same); choose another name"
+                ),
             ));
         }
         let topic = TopicImage {
@@ -635,6 +651,7 @@ impl Broker {
                 ),
             ));
         }
+        check_partitions_per_request(count - topic.partitions)?;
         if validate_only {
             return Ok(());
         }
@@ -722,4 +739,20 @@ impl Broker {
             .await?;
         Ok(flushed)
     }
+}
+
+/// Kafka's controller refuses to create more partitions than this in one request
+/// (`MAX_RECORDS_PER_USER_OP`), so a typo cannot create millions of them.
+pub const MAX_PARTITIONS_PER_REQUEST: i32 = 10_000;
+
+fn check_partitions_per_request(new_partitions: i32) -> Result<(), ApiError> {
+    if new_partitions > MAX_PARTITIONS_PER_REQUEST {
+        return Err(ApiError::new(
+            ResponseError::PolicyViolation,
+            format!(
+                "{new_partitions} new partitions in one request is more than the {MAX_PARTITIONS_PER_REQUEST} allowed; create fewer at a time"
+            ),
+        ));
+    }
+    Ok(())
 }

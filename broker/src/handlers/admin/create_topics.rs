@@ -19,13 +19,21 @@ pub async fn handle(
     version: i16,
 ) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
-    let mut seen = std::collections::HashSet::new();
+    let mut counts = std::collections::HashMap::new();
+    for topic in &request.topics {
+        *counts.entry(topic.name.0.to_string()).or_insert(0) += 1;
+    }
+    let mut answered = std::collections::HashSet::new();
     for topic in request.topics {
         let name = topic.name.clone();
-        let result = if !seen.insert(name.0.to_string()) {
+        // Kafka answers a name given twice once, with INVALID_REQUEST, creating neither.
+        if !answered.insert(name.0.to_string()) {
+            continue;
+        }
+        let result = if counts[name.0.as_str()] > 1 {
             Err(ApiError::new(
                 ResponseError::InvalidRequest,
-                "the request names this topic more than once",
+                "the request names this topic more than once; name each topic once",
             ))
         } else {
             create(broker, topic, request.validate_only, version).await
