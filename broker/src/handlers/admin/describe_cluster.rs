@@ -3,19 +3,43 @@
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 
 use crate::Broker;
 
+/// What a client may do to the cluster when no authorizer is configured: every cluster
+/// operation (ALTER, ALTER_CONFIGS, CLUSTER_ACTION, CREATE, DESCRIBE, DESCRIBE_CONFIGS,
+/// IDEMPOTENT_WRITE), Kafka's bitfield for "all allowed".
+pub const CLUSTER_OPERATIONS: i32 = 8096;
+
+/// DescribeCluster v1's endpoint types: brokers, or KRaft controllers.
+const ENDPOINT_BROKERS: i8 = 1;
+
 pub fn handle(
     broker: &Broker,
-    _request: DescribeClusterRequest,
+    request: DescribeClusterRequest,
     _version: i16,
 ) -> DescribeClusterResponse {
+    if request.endpoint_type != ENDPOINT_BROKERS {
+        return DescribeClusterResponse::default()
+            .with_error_code(ResponseError::MismatchedEndpointType.code())
+            .with_error_message(Some(StrBytes::from_static_str(
+                "this is a broker endpoint; ask it for brokers (endpoint type 1)",
+            )))
+            .with_controller_id(BrokerId(-1))
+            .with_endpoint_type(ENDPOINT_BROKERS);
+    }
     let node = BrokerId(broker.config.node_id);
     let (host, port) = broker.advertised();
+    let operations = if request.include_cluster_authorized_operations {
+        CLUSTER_OPERATIONS
+    } else {
+        i32::MIN
+    };
     DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(broker.image().cluster_id.clone()))
         .with_controller_id(node)
+        .with_cluster_authorized_operations(operations)
         .with_brokers(vec![DescribeClusterBroker::default()
             .with_broker_id(node)
             .with_host(StrBytes::from_string(host.to_string()))

@@ -12,7 +12,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::ResponseError;
 use runnel_protocol::kafka::topic_name;
 
-use super::metadata::partition_status;
+use super::metadata::{partition_status, TOPIC_OPERATIONS};
 use crate::Broker;
 
 /// Kafka's default `max.request.partition.size.limit`.
@@ -69,7 +69,8 @@ pub fn handle(
             topics.push(
                 DescribeTopicPartitionsResponseTopic::default()
                     .with_name(Some(topic_name(&name)))
-                    .with_error_code(ResponseError::UnknownTopicOrPartition.code()),
+                    .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                    .with_topic_authorized_operations(TOPIC_OPERATIONS),
             );
             continue;
         };
@@ -105,6 +106,7 @@ pub fn handle(
                 .with_name(Some(topic_name(&name)))
                 .with_topic_id(topic.id)
                 .with_is_internal(name.starts_with("__"))
+                .with_topic_authorized_operations(TOPIC_OPERATIONS)
                 .with_partitions(partitions),
         );
         if last < topic.partitions {

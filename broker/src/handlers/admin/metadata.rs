@@ -12,6 +12,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use runnel_protocol::kafka::topic_name;
 
+use super::describe_cluster::CLUSTER_OPERATIONS;
 use crate::group::coordinator::OFFSETS_TOPIC;
 use crate::metadata::TopicImage;
 use crate::Broker;
@@ -50,6 +51,7 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
                 let Some(name) = resolved else {
                     topics.push(
                         MetadataResponseTopic::default()
+                            .with_name(None)
                             .with_topic_id(id)
                             .with_error_code(ResponseError::UnknownTopicId.code()),
                     );
@@ -105,8 +107,30 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
             .with_port(i32::from(port))])
         .with_cluster_id(Some(StrBytes::from_string(image.cluster_id.clone())))
         .with_controller_id(node)
-        .with_topics(topics)
+        .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
+            CLUSTER_OPERATIONS
+        } else {
+            i32::MIN
+        })
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|t| {
+                    let found = t.error_code == 0;
+                    if request.include_topic_authorized_operations && found {
+                        t.with_topic_authorized_operations(TOPIC_OPERATIONS)
+                    } else {
+                        t
+                    }
+                })
+                .collect(),
+        )
 }
+
+/// What a client may do to a topic when no authorizer is configured: every topic
+/// operation (READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS,
+/// ALTER_CONFIGS), Kafka's bitfield for "all allowed".
+pub const TOPIC_OPERATIONS: i32 = 3576;
 
 /// A partition's error code and offline replicas, as Metadata and DescribeTopicPartitions
 /// report them: an offline replica is Kafka's KAFKA_STORAGE_ERROR, listed as offline (the

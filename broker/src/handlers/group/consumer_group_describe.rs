@@ -10,6 +10,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::describe_groups::GROUP_OPERATIONS;
 use crate::group::consumer_group::DescribedTopicPartitions;
 use crate::Broker;
 
@@ -36,6 +37,7 @@ pub async fn handle(
     version: i16,
 ) -> ConsumerGroupDescribeResponse {
     let mut groups = Vec::with_capacity(request.group_ids.len());
+    let include_operations = request.include_authorized_operations;
     for group_id in request.group_ids {
         let described = match broker.groups.describe_consumer(&group_id).await {
             Err(error) => {
@@ -73,9 +75,10 @@ pub async fn handle(
                                         .map(|n| TopicName(StrBytes::from_string(n)))
                                         .collect(),
                                 )
-                                .with_subscribed_topic_regex(
-                                    m.subscribed_topic_regex.map(StrBytes::from_string),
-                                )
+                                // Kafka reports no regex as "", not null.
+                                .with_subscribed_topic_regex(Some(StrBytes::from_string(
+                                    m.subscribed_topic_regex.unwrap_or_default(),
+                                )))
                                 .with_assignment(assignment(m.assignment))
                                 .with_target_assignment(assignment(m.target_assignment));
                             if version >= 1 {
@@ -87,10 +90,15 @@ pub async fn handle(
                         .collect(),
                 ),
         };
+        let operations = if include_operations && described.error_code == 0 {
+            GROUP_OPERATIONS
+        } else {
+            i32::MIN
+        };
         groups.push(
             described
                 .with_group_id(group_id)
-                .with_authorized_operations(i32::MIN),
+                .with_authorized_operations(operations),
         );
     }
     ConsumerGroupDescribeResponse::default().with_groups(groups)

@@ -8,12 +8,18 @@ use kafka_protocol::ResponseError;
 
 use crate::Broker;
 
+/// What a client may do to a group when no authorizer is configured: every group
+/// operation (READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS), Kafka's bitfield
+/// for "all allowed".
+pub const GROUP_OPERATIONS: i32 = 3400;
+
 pub async fn handle(
     broker: &Broker,
     request: DescribeGroupsRequest,
     version: i16,
 ) -> DescribeGroupsResponse {
     let mut groups = Vec::with_capacity(request.groups.len());
+    let include_operations = request.include_authorized_operations;
     for group_id in request.groups {
         let described = match broker.groups.describe(&group_id).await {
             Err(code) => DescribedGroup::default()
@@ -38,7 +44,11 @@ pub async fn handle(
                 .with_group_state(StrBytes::from_string(summary.state))
                 .with_protocol_type(StrBytes::from_string(summary.protocol_type))
                 .with_protocol_data(StrBytes::from_string(summary.protocol_name))
-                .with_authorized_operations(i32::MIN)
+                .with_authorized_operations(if include_operations {
+                    GROUP_OPERATIONS
+                } else {
+                    i32::MIN
+                })
                 .with_members(
                     summary
                         .members
