@@ -17,6 +17,7 @@ pub fn handle(request: DescribeClientQuotasRequest, _version: i16) -> DescribeCl
     match check(&request) {
         Ok(()) => DescribeClientQuotasResponse::default().with_entries(Some(Vec::new())),
         Err(e) => DescribeClientQuotasResponse::default()
+            .with_entries(None)
             .with_error_code(e.code.code())
             .with_error_message(Some(StrBytes::from_string(e.message))),
     }
@@ -28,9 +29,11 @@ fn check(request: &DescribeClientQuotasRequest) -> Result<(), ApiError> {
     for component in &request.components {
         let entity = component.entity_type.as_str();
         if !ENTITY_TYPES.contains(&entity) {
-            return Err(invalid(format!(
-                "unknown quota entity type '{entity}': expected user, client-id or ip"
-            )));
+            // Kafka's code for an entity type it does not know.
+            return Err(ApiError::new(
+                ResponseError::UnsupportedVersion,
+                format!("unknown quota entity type '{entity}': expected user, client-id or ip"),
+            ));
         }
         if seen.contains(&entity) {
             return Err(invalid(format!(

@@ -14,15 +14,31 @@ pub fn handle(
     request: DescribeUserScramCredentialsRequest,
     _version: i16,
 ) -> DescribeUserScramCredentialsResponse {
-    let results = request
-        .users
-        .unwrap_or_default()
-        .into_iter()
+    let users = request.users.unwrap_or_default();
+    let mut answered = std::collections::HashSet::new();
+    let results = users
+        .iter()
+        // As in Kafka, a user named twice is answered once, with DUPLICATE_RESOURCE.
+        .filter(|user| answered.insert(user.name.as_str()))
         .map(|user| {
-            let message = format!("user '{}' has no SCRAM credential", user.name);
+            let named = users.iter().filter(|u| u.name == user.name).count();
+            let (code, message) = if named > 1 {
+                (
+                    ResponseError::DuplicateResource,
+                    format!(
+                        "user '{}' is named more than once; name each user once",
+                        user.name
+                    ),
+                )
+            } else {
+                (
+                    ResponseError::ResourceNotFound,
+                    format!("user '{}' has no SCRAM credential", user.name),
+                )
+            };
             DescribeUserScramCredentialsResult::default()
-                .with_user(user.name)
-                .with_error_code(ResponseError::ResourceNotFound.code())
+                .with_user(user.name.clone())
+                .with_error_code(code.code())
                 .with_error_message(Some(StrBytes::from_string(message)))
         })
         .collect();
