@@ -45,6 +45,7 @@ struct Answer {
 
 pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
     let by_id = version >= 13;
+    let read_committed = request.isolation_level == 1;
     let image = broker.image();
     let mut wanted = Vec::new();
     let mut unknown: Vec<(SessionKey, uuid::Uuid, ResponseError)> = Vec::new();
@@ -218,7 +219,13 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
                 .with_high_watermark(answer.high_watermark)
                 .with_last_stable_offset(answer.high_watermark)
                 .with_log_start_offset(answer.log_start_offset)
-                .with_aborted_transactions(Some(Vec::new()))
+                // Kafka sends null to read_uncommitted fetchers (and with most errors), and
+                // the (empty: no transactions yet) list to read_committed ones.
+                .with_aborted_transactions(
+                    (read_committed
+                        || answer.error == ResponseError::UnknownTopicOrPartition.code())
+                    .then(Vec::new),
+                )
                 .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))
                 .with_records(Some(answer.records)),
         );
@@ -327,7 +334,11 @@ async fn read_one(
         records: Bytes::new(),
     };
     if w.fetch_offset < log_start_offset || w.fetch_offset > high_watermark {
+        // As Kafka: an out-of-range answer carries no offsets (-1); the client asks
+        // ListOffsets where to reset to.
         answer.error = ResponseError::OffsetOutOfRange.code();
+        answer.high_watermark = -1;
+        answer.log_start_offset = -1;
         return Ok(answer);
     }
     let limit = (w.max_bytes.max(0) as usize).min(budget);

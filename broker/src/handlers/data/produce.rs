@@ -89,12 +89,23 @@ async fn append(
         ));
     }
     let partition = broker.partition(topic, index).ok_or_else(unknown)?;
+    let records = records.unwrap_or_default();
+    // Kafka's ProduceRequest rule: v3 and later carry only magic v2 batches. The magic
+    // byte sits at offset 16 in every message format.
+    if let Some(&magic) = records.get(16) {
+        if magic < 2 {
+            return Err(ApiError::new(
+                ResponseError::InvalidRecord,
+                format!(
+                    "partition {topic}-{index}: a record batch in message format v{magic}; Produce v3 and later take only v2 batches, so upgrade the client"
+                ),
+            ));
+        }
+    }
     let config = broker.topic_config(topic_image);
     let rules = LeaderAppendRules {
         log_append_time: config.log_append_time(),
         compression: config.compression(),
     };
-    partition
-        .append_as_leader(records.unwrap_or_default(), rules, now_ms())
-        .await
+    partition.append_as_leader(records, rules, now_ms()).await
 }
