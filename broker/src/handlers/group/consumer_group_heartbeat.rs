@@ -9,6 +9,7 @@ use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeart
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use crate::group::assignor::Assignor;
 use crate::group::consumer_group::{self, ConsumerHeartbeatRequest};
 use crate::group::coordinator::check_group_id;
 use crate::Broker;
@@ -16,7 +17,7 @@ use crate::Broker;
 pub async fn handle(
     broker: &Broker,
     request: ConsumerGroupHeartbeatRequest,
-    _version: i16,
+    version: i16,
     client_id: &str,
     peer: SocketAddr,
 ) -> ConsumerGroupHeartbeatResponse {
@@ -28,9 +29,33 @@ pub async fn handle(
     let group_id = request.group_id.0.to_string();
     if check_group_id(&group_id).is_err() {
         return refuse(
-            ResponseError::InvalidGroupId,
-            "the group id must not be empty",
+            ResponseError::InvalidRequest,
+            "GroupId can't be empty: name the group to join",
         );
+    }
+    // Kafka refuses these joins before it looks the group up, so they create no group.
+    if request.member_epoch == consumer_group::JOIN_GROUP_MEMBER_EPOCH {
+        // v1 (KIP-1082): the client makes up its member id, a UUID, before joining.
+        if version >= 1 && request.member_id.is_empty() {
+            return refuse(
+                ResponseError::InvalidRequest,
+                "MemberId can't be empty: generate a UUID for the member before it joins",
+            );
+        }
+        if request.subscribed_topic_names.is_none() && request.subscribed_topic_regex.is_none() {
+            return refuse(
+                ResponseError::InvalidRequest,
+                "Either SubscribedTopicNames or SubscribedTopicRegex must be non-null when (re-)joining.",
+            );
+        }
+        if let Some(name) = &request.server_assignor {
+            if Assignor::from_name(name).is_none() {
+                return refuse(
+                    ResponseError::UnsupportedAssignor,
+                    &format!("ServerAssignor {name} is not supported: use uniform or range"),
+                );
+            }
+        }
     }
     if let Err(e) = broker.groups.ensure_topic(broker).await {
         return refuse(ResponseError::CoordinatorNotAvailable, &e.message);

@@ -24,11 +24,21 @@ pub async fn handle(
         JoinGroupResponse::default()
             .with_error_code(code)
             .with_generation_id(-1)
+            // Null from v7, where it may be.
+            .with_protocol_name((version < 7).then(|| StrBytes::from_static_str("")))
             .with_member_id(request.member_id.clone())
     };
     let checked = check_group_id(&group_id).and(check_short_strings(&request));
     if let Err(error) = checked {
         return refuse(error.code());
+    }
+    // Kafka checks the session timeout before it looks the group up: a refused join
+    // leaves no empty group behind.
+    let group = &broker.config.group;
+    if !(group.min_session_timeout_ms..=group.max_session_timeout_ms)
+        .contains(&request.session_timeout_ms)
+    {
+        return refuse(kafka_protocol::ResponseError::InvalidSessionTimeout.code());
     }
     if let Err(e) = broker.groups.ensure_topic(broker).await {
         tracing::warn!(error = %e.message, "cannot create the offsets topic");
