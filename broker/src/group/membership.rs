@@ -1192,11 +1192,13 @@ impl Group {
         self.members.values().all(|m| m.awaiting_join.is_some()) && self.pending_members.is_empty()
     }
 
-    /// Kafka's `tryCompleteJoin`: the initial delay always runs its course.
+    /// Kafka's `tryCompleteJoin`: the initial delay always runs its course. With no member
+    /// left the rebalance timeout (the members' largest) is 0, and Kafka's timer fires at
+    /// once: pending members (told MEMBER_ID_REQUIRED, not rejoined) do not hold it.
     fn maybe_complete_join(&mut self) {
         if self.state == GroupState::PreparingRebalance
             && matches!(self.join_timer, Some(JoinTimer::Rebalance { .. }))
-            && self.has_all_members_joined()
+            && (self.has_all_members_joined() || self.members.is_empty())
         {
             self.join_timer = None;
             self.complete_join();

@@ -1565,3 +1565,28 @@ proptest! {
         model.drain();
     }
 }
+
+/// Found by ci/differential against Kafka 4.1: the last member leaves while another client
+/// still holds a MEMBER_ID_REQUIRED id it never joined with. Kafka's rebalance timer (the
+/// members' largest timeout, 0 with none left) fires at once and the group is Empty; the
+/// pending id must not hold the group in PreparingRebalance until a later tick.
+#[test]
+fn the_last_member_leaving_empties_the_group_despite_a_pending_member() {
+    let mut h = Harness::new();
+    let mut pending = h.join_request("", "other", range("m"));
+    pending.require_known_member_id = true;
+    let pending = only_join(&h.step(Input::Join(pending)));
+    assert_eq!(pending.error, Some(ResponseError::MemberIdRequired));
+
+    let (_, _) = h.join("", "client", range("m"));
+    let joined = only_join(&h.tick_to(3_000));
+    assert_eq!(joined.error, None);
+    let member = joined.member_id.clone();
+    let (_, outputs) = h.sync(&member, joined.generation_id, &[(&member, "a")]);
+    assert_eq!(only_sync(&h.persist_all(&outputs)).error, None);
+    assert_eq!(h.group.state(), GroupState::Stable);
+
+    let response = h.leave(&[(&member, None)]);
+    assert_eq!(response.error, None);
+    assert_eq!(h.group.state(), GroupState::Empty);
+}

@@ -40,36 +40,53 @@ pub async fn handle(
                     response
                 }
             }
-            Ok(Some(summary)) => DescribedGroup::default()
-                .with_group_state(StrBytes::from_string(summary.state))
-                .with_protocol_type(StrBytes::from_string(summary.protocol_type))
-                .with_protocol_data(StrBytes::from_string(summary.protocol_name))
-                .with_authorized_operations(if include_operations {
-                    GROUP_OPERATIONS
-                } else {
-                    i32::MIN
-                })
-                .with_members(
-                    summary
-                        .members
-                        .into_iter()
-                        .map(|m| {
-                            let member = DescribedGroupMember::default()
-                                .with_member_id(StrBytes::from_string(m.member_id))
-                                .with_client_id(StrBytes::from_string(m.client_id))
-                                .with_client_host(StrBytes::from_string(m.client_host))
-                                .with_member_metadata(m.subscription)
-                                .with_member_assignment(m.assignment);
-                            if version >= 4 {
-                                member.with_group_instance_id(
-                                    m.group_instance_id.map(StrBytes::from_string),
-                                )
-                            } else {
-                                member
-                            }
-                        })
-                        .collect(),
-                ),
+            Ok(Some(summary)) => {
+                // As Kafka: the protocol and the members' metadata and assignments only
+                // for a Stable group; mid-rebalance they are not settled.
+                let stable = summary.state == "Stable";
+                DescribedGroup::default()
+                    .with_group_state(StrBytes::from_string(summary.state))
+                    .with_protocol_type(StrBytes::from_string(summary.protocol_type))
+                    .with_protocol_data(StrBytes::from_string(if stable {
+                        summary.protocol_name
+                    } else {
+                        String::new()
+                    }))
+                    .with_authorized_operations(if include_operations {
+                        GROUP_OPERATIONS
+                    } else {
+                        i32::MIN
+                    })
+                    .with_members(
+                        summary
+                            .members
+                            .into_iter()
+                            .map(|m| {
+                                let member = DescribedGroupMember::default()
+                                    .with_member_id(StrBytes::from_string(m.member_id))
+                                    .with_client_id(StrBytes::from_string(m.client_id))
+                                    .with_client_host(StrBytes::from_string(m.client_host))
+                                    .with_member_metadata(if stable {
+                                        m.subscription
+                                    } else {
+                                        Default::default()
+                                    })
+                                    .with_member_assignment(if stable {
+                                        m.assignment
+                                    } else {
+                                        Default::default()
+                                    });
+                                if version >= 4 {
+                                    member.with_group_instance_id(
+                                        m.group_instance_id.map(StrBytes::from_string),
+                                    )
+                                } else {
+                                    member
+                                }
+                            })
+                            .collect(),
+                    )
+            }
         };
         groups.push(described.with_group_id(group_id));
     }
