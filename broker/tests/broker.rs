@@ -434,6 +434,8 @@ fn sample(key: ApiKey) -> RequestKind {
         ApiKey::ConsumerGroupHeartbeat => RequestKind::ConsumerGroupHeartbeat(
             ConsumerGroupHeartbeatRequest::default()
                 .with_group_id(group_id("sample-848"))
+                // v1 (KIP-1082) requires the client's own member id.
+                .with_member_id(StrBytes::from_static_str("sample848member000000A"))
                 .with_member_epoch(0)
                 .with_rebalance_timeout_ms(10_000)
                 .with_subscribed_topic_names(Some(vec![topic_name("sample")]))
@@ -2651,7 +2653,8 @@ async fn describe_producers_and_client_quotas_answer_what_the_tools_ask() {
     for (entity, match_type, name, code) in [
         ("user", 0, Some("alice"), 0),
         ("client-id", 2, None, 0),
-        ("group", 2, None, ResponseError::InvalidRequest.code()),
+        // Kafka's code for an entity type it does not know.
+        ("group", 2, None, ResponseError::UnsupportedVersion.code()),
         ("user", 0, None, ResponseError::InvalidRequest.code()),
     ] {
         let ResponseKind::DescribeClientQuotas(r) = client
