@@ -854,6 +854,92 @@ async fn corrupt_and_oversized_batches_are_refused_and_change_nothing() {
     assert_eq!(values, vec![(0, "kept".to_string())]);
 }
 
+/// Kafka's rule for compacted topics, as librdkafka's test 0011 checks it: a batch with a
+/// record without a key is refused whole with INVALID_RECORD, and the response names each
+/// keyless record by its index in the batch, so the client fails exactly those records
+/// (and the rest of their batch as collateral).
+#[tokio::test]
+async fn compacted_topics_refuse_records_without_a_key_and_name_each_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path(), &[]).await;
+    let mut client = Client::connect(broker.addr).await;
+    client
+        .call(
+            ApiKey::CreateTopics,
+            7,
+            create_topics("c", 1, &[("cleanup.policy", "compact")]),
+        )
+        .await;
+    client
+        .call(ApiKey::CreateTopics, 7, create_topics("d", 1, &[]))
+        .await;
+    let record = |key: Option<&'static str>, value: &'static str| build::Record {
+        key: key.map(str::as_bytes),
+        value: Some(value.as_bytes()),
+        timestamp_delta: 0,
+    };
+    let mixed = build::batch(
+        1_700_000_000_000,
+        &[
+            record(Some("k0"), "v0"),
+            record(None, "v1"),
+            record(Some("k2"), "v2"),
+            record(None, "v3"),
+        ],
+    );
+    let response = client
+        .call(
+            ApiKey::Produce,
+            9,
+            produce("c", 0, mixed.as_bytes().clone(), 1),
+        )
+        .await;
+    let ResponseKind::Produce(r) = &response else {
+        panic!("{response:?}")
+    };
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, ResponseError::InvalidRecord.code());
+    assert_eq!(p.base_offset, -1);
+    let indexes: Vec<i32> = p.record_errors.iter().map(|e| e.batch_index).collect();
+    assert_eq!(indexes, vec![1, 3]);
+    for e in &p.record_errors {
+        assert_eq!(
+            e.batch_index_error_message.as_deref(),
+            Some("Compacted topic cannot accept message without key in topic partition c-0.")
+        );
+    }
+    let message = p.error_message.as_deref().unwrap_or_default();
+    assert!(
+        message.starts_with("One or more records have been rejected due to 2 record errors"),
+        "{message}"
+    );
+    // Nothing of the refused batch was written; keyed records go in; a topic that is not
+    // compacted takes records without keys as before.
+    let keyed = build::batch(1_700_000_000_000, &[record(Some("k"), "kept")]);
+    let (code, offset) = produce_result(
+        client
+            .call(
+                ApiKey::Produce,
+                9,
+                produce("c", 0, keyed.as_bytes().clone(), 1),
+            )
+            .await,
+    );
+    assert_eq!((code, offset), (0, 0));
+    let (_, values) = fetched_values(&client.call(ApiKey::Fetch, 12, fetch("c", 0, 0, 0)).await);
+    assert_eq!(values, vec![(0, "kept".to_string())]);
+    let (code, _) = produce_result(
+        client
+            .call(
+                ApiKey::Produce,
+                9,
+                produce("d", 0, mixed.as_bytes().clone(), 1),
+            )
+            .await,
+    );
+    assert_eq!(code, 0);
+}
+
 #[tokio::test]
 async fn hostile_frames_close_only_their_own_connection() {
     let dir = tempfile::tempdir().expect("tempdir");
