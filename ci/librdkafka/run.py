@@ -154,6 +154,11 @@ def run_number(number: str, tests: list[Declared], extra: list[str], args, env: 
             if r.state == "FAIL" and not r.reason:
                 timed_out = next((ANSI.sub("", s).strip() for s in log.splitlines() if "timed out (timeout set to" in s), "")
                 r.reason = timed_out or first_failure(log) or f"runner exit code {code}"
+            if r.state == "SKIP" and r.reason.startswith("Filtered due to negative test flags"):
+                if "TEST_F_LOCAL" in t.flags:
+                    r.reason = "broker-less (local) test, not run (-L)"
+                elif "TEST_F_KNOWN_ISSUE" in t.flags:
+                    r.reason = "librdkafka marks it a known issue of its own; the runner skips those"
             if extra and not r.reason:
                 r.reason = f"run with {' '.join(extra)}"
             if r.state == "FAIL" and code < 0:
