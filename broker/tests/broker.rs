@@ -940,6 +940,63 @@ async fn compacted_topics_refuse_records_without_a_key_and_name_each_one() {
     assert_eq!(code, 0);
 }
 
+/// With no authorizer, Kafka tells a client that asks that it may do every operation a
+/// topic or the cluster supports (librdkafka's DescribeTopics and DescribeCluster check
+/// the lists); a client that does not ask gets Kafka's "not asked" value.
+#[tokio::test]
+async fn metadata_and_describe_cluster_list_every_operation_when_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path(), &[]).await;
+    let mut client = Client::connect(broker.addr).await;
+    client
+        .call(ApiKey::CreateTopics, 7, create_topics("t", 1, &[]))
+        .await;
+    // READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS
+    let topic_ops = [3, 4, 5, 6, 7, 8, 10, 11]
+        .iter()
+        .map(|op| 1 << op)
+        .sum::<i32>();
+    // CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE
+    let cluster_ops = [5, 7, 8, 9, 10, 11, 12]
+        .iter()
+        .map(|op| 1 << op)
+        .sum::<i32>();
+    for asked in [true, false] {
+        let request = MetadataRequest::default()
+            .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+            )
+            .with_name(Some(topic_name("t")))]))
+            .with_include_cluster_authorized_operations(asked)
+            .with_include_topic_authorized_operations(asked);
+        let response = client
+            .call(ApiKey::Metadata, 9, RequestKind::Metadata(request))
+            .await;
+        let ResponseKind::Metadata(r) = &response else {
+            panic!("{response:?}")
+        };
+        let (topic, cluster) = if asked {
+            (topic_ops, cluster_ops)
+        } else {
+            (i32::MIN, i32::MIN)
+        };
+        assert_eq!(r.topics[0].topic_authorized_operations, topic);
+        assert_eq!(r.cluster_authorized_operations, cluster);
+        let request =
+            DescribeClusterRequest::default().with_include_cluster_authorized_operations(asked);
+        let response = client
+            .call(
+                ApiKey::DescribeCluster,
+                1,
+                RequestKind::DescribeCluster(request),
+            )
+            .await;
+        let ResponseKind::DescribeCluster(r) = &response else {
+            panic!("{response:?}")
+        };
+        assert_eq!(r.cluster_authorized_operations, cluster);
+    }
+}
+
 #[tokio::test]
 async fn hostile_frames_close_only_their_own_connection() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -12,6 +12,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use runnel_protocol::kafka::topic_name;
 
+use super::authorized_operations;
 use crate::group::coordinator::OFFSETS_TOPIC;
 use crate::metadata::TopicImage;
 use crate::Broker;
@@ -31,11 +32,15 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
                 .collect(),
         ),
     };
+    let topic_operations = authorized_operations::if_asked(
+        request.include_topic_authorized_operations,
+        authorized_operations::TOPIC,
+    );
     let mut topics = Vec::new();
     match requested {
         None => {
             for topic in image.topics.values() {
-                topics.push(describe(broker, topic, node));
+                topics.push(describe(broker, topic, node, topic_operations));
             }
         }
         Some(list) => {
@@ -88,7 +93,7 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
                     None => Err(ResponseError::UnknownTopicOrPartition),
                 };
                 match topic {
-                    Ok(topic) => topics.push(describe(broker, &topic, node)),
+                    Ok(topic) => topics.push(describe(broker, &topic, node, topic_operations)),
                     Err(code) => topics.push(
                         MetadataResponseTopic::default()
                             .with_name(Some(topic_name(&name)))
@@ -105,6 +110,10 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
             .with_port(i32::from(port))])
         .with_cluster_id(Some(StrBytes::from_string(image.cluster_id.clone())))
         .with_controller_id(node)
+        .with_cluster_authorized_operations(authorized_operations::if_asked(
+            request.include_cluster_authorized_operations,
+            authorized_operations::CLUSTER,
+        ))
         .with_topics(topics)
 }
 
@@ -120,7 +129,12 @@ pub fn partition_status(broker: &Broker, topic: &str, index: i32) -> (i16, Vec<B
     }
 }
 
-fn describe(broker: &Broker, topic: &TopicImage, node: BrokerId) -> MetadataResponseTopic {
+fn describe(
+    broker: &Broker,
+    topic: &TopicImage,
+    node: BrokerId,
+    authorized_operations: i32,
+) -> MetadataResponseTopic {
     let partitions = (0..topic.partitions)
         .map(|index| {
             let (error, offline) = partition_status(broker, &topic.name, index);
@@ -138,5 +152,6 @@ fn describe(broker: &Broker, topic: &TopicImage, node: BrokerId) -> MetadataResp
         .with_name(Some(topic_name(&topic.name)))
         .with_topic_id(topic.id)
         .with_is_internal(topic.name.starts_with("__"))
+        .with_topic_authorized_operations(authorized_operations)
         .with_partitions(partitions)
 }
