@@ -1620,6 +1620,56 @@ fn commit_errors(response: ResponseKind) -> Vec<i16> {
         .collect()
 }
 
+/// A member whose session has run out is gone for DeleteGroups right away, as in Kafka,
+/// even before the group timers' next tick (librdkafka's 0081 deletes its groups exactly
+/// one session timeout after closing their static members).
+#[tokio::test]
+async fn delete_groups_sees_a_session_that_ran_out_before_the_next_tick() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = [
+        ("group.initial.rebalance.delay.ms", "0"),
+        ("group.min.session.timeout.ms", "10"),
+    ];
+    let broker = start(dir.path(), &config).await;
+    let mut client = Client::connect(broker.addr).await;
+    for _ in 0..5 {
+        let join_short = |member_id: &str| {
+            let RequestKind::JoinGroup(request) = join(member_id) else {
+                unreachable!()
+            };
+            RequestKind::JoinGroup(request.with_session_timeout_ms(10))
+        };
+        let ResponseKind::JoinGroup(first) =
+            client.call(ApiKey::JoinGroup, 9, join_short("")).await
+        else {
+            panic!()
+        };
+        let member_id = first.member_id.to_string();
+        let ResponseKind::JoinGroup(joined) = client
+            .call(ApiKey::JoinGroup, 9, join_short(&member_id))
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(joined.error_code, 0);
+        // Past the 10 ms session, well within a 100 ms tick.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let response = client
+            .call(
+                ApiKey::DeleteGroups,
+                2,
+                RequestKind::DeleteGroups(
+                    DeleteGroupsRequest::default().with_groups_names(vec![group_id("g")]),
+                ),
+            )
+            .await;
+        let ResponseKind::DeleteGroups(r) = &response else {
+            panic!("{response:?}")
+        };
+        assert_eq!(r.results[0].error_code, 0, "{response:?}");
+    }
+}
+
 #[tokio::test]
 async fn groups_and_committed_offsets_survive_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
