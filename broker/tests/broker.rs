@@ -856,6 +856,149 @@ async fn corrupt_and_oversized_batches_are_refused_and_change_nothing() {
     assert_eq!(values, vec![(0, "kept".to_string())]);
 }
 
+/// Kafka's rule for compacted topics, as librdkafka's test 0011 checks it: a batch with a
+/// record without a key is refused whole with INVALID_RECORD, and the response names each
+/// keyless record by its index in the batch, so the client fails exactly those records
+/// (and the rest of their batch as collateral).
+#[tokio::test]
+async fn compacted_topics_refuse_records_without_a_key_and_name_each_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path(), &[]).await;
+    let mut client = Client::connect(broker.addr).await;
+    client
+        .call(
+            ApiKey::CreateTopics,
+            7,
+            create_topics("c", 1, &[("cleanup.policy", "compact")]),
+        )
+        .await;
+    client
+        .call(ApiKey::CreateTopics, 7, create_topics("d", 1, &[]))
+        .await;
+    let record = |key: Option<&'static str>, value: &'static str| build::Record {
+        key: key.map(str::as_bytes),
+        value: Some(value.as_bytes()),
+        timestamp_delta: 0,
+    };
+    let mixed = build::batch(
+        1_700_000_000_000,
+        &[
+            record(Some("k0"), "v0"),
+            record(None, "v1"),
+            record(Some("k2"), "v2"),
+            record(None, "v3"),
+        ],
+    );
+    let response = client
+        .call(
+            ApiKey::Produce,
+            9,
+            produce("c", 0, mixed.as_bytes().clone(), 1),
+        )
+        .await;
+    let ResponseKind::Produce(r) = &response else {
+        panic!("{response:?}")
+    };
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, ResponseError::InvalidRecord.code());
+    assert_eq!(p.base_offset, -1);
+    let indexes: Vec<i32> = p.record_errors.iter().map(|e| e.batch_index).collect();
+    assert_eq!(indexes, vec![1, 3]);
+    for e in &p.record_errors {
+        assert_eq!(
+            e.batch_index_error_message.as_deref(),
+            Some("Compacted topic cannot accept message without key in topic partition c-0.")
+        );
+    }
+    let message = p.error_message.as_deref().unwrap_or_default();
+    assert!(
+        message.starts_with("One or more records have been rejected due to 2 record errors"),
+        "{message}"
+    );
+    // Nothing of the refused batch was written; keyed records go in; a topic that is not
+    // compacted takes records without keys as before.
+    let keyed = build::batch(1_700_000_000_000, &[record(Some("k"), "kept")]);
+    let (code, offset) = produce_result(
+        client
+            .call(
+                ApiKey::Produce,
+                9,
+                produce("c", 0, keyed.as_bytes().clone(), 1),
+            )
+            .await,
+    );
+    assert_eq!((code, offset), (0, 0));
+    let (_, values) = fetched_values(&client.call(ApiKey::Fetch, 12, fetch("c", 0, 0, 0)).await);
+    assert_eq!(values, vec![(0, "kept".to_string())]);
+    let (code, _) = produce_result(
+        client
+            .call(
+                ApiKey::Produce,
+                9,
+                produce("d", 0, mixed.as_bytes().clone(), 1),
+            )
+            .await,
+    );
+    assert_eq!(code, 0);
+}
+
+/// With no authorizer, Kafka tells a client that asks that it may do every operation a
+/// topic or the cluster supports (librdkafka's DescribeTopics and DescribeCluster check
+/// the lists); a client that does not ask gets Kafka's "not asked" value.
+#[tokio::test]
+async fn metadata_and_describe_cluster_list_every_operation_when_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path(), &[]).await;
+    let mut client = Client::connect(broker.addr).await;
+    client
+        .call(ApiKey::CreateTopics, 7, create_topics("t", 1, &[]))
+        .await;
+    // READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS
+    let topic_ops = [3, 4, 5, 6, 7, 8, 10, 11]
+        .iter()
+        .map(|op| 1 << op)
+        .sum::<i32>();
+    // CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE
+    let cluster_ops = [5, 7, 8, 9, 10, 11, 12]
+        .iter()
+        .map(|op| 1 << op)
+        .sum::<i32>();
+    for asked in [true, false] {
+        let request = MetadataRequest::default()
+            .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+            )
+            .with_name(Some(topic_name("t")))]))
+            .with_include_cluster_authorized_operations(asked)
+            .with_include_topic_authorized_operations(asked);
+        let response = client
+            .call(ApiKey::Metadata, 9, RequestKind::Metadata(request))
+            .await;
+        let ResponseKind::Metadata(r) = &response else {
+            panic!("{response:?}")
+        };
+        let (topic, cluster) = if asked {
+            (topic_ops, cluster_ops)
+        } else {
+            (i32::MIN, i32::MIN)
+        };
+        assert_eq!(r.topics[0].topic_authorized_operations, topic);
+        assert_eq!(r.cluster_authorized_operations, cluster);
+        let request =
+            DescribeClusterRequest::default().with_include_cluster_authorized_operations(asked);
+        let response = client
+            .call(
+                ApiKey::DescribeCluster,
+                1,
+                RequestKind::DescribeCluster(request),
+            )
+            .await;
+        let ResponseKind::DescribeCluster(r) = &response else {
+            panic!("{response:?}")
+        };
+        assert_eq!(r.cluster_authorized_operations, cluster);
+    }
+}
+
 #[tokio::test]
 async fn hostile_frames_close_only_their_own_connection() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1477,6 +1620,56 @@ fn commit_errors(response: ResponseKind) -> Vec<i16> {
         .iter()
         .map(|p| p.error_code)
         .collect()
+}
+
+/// A member whose session has run out is gone for DeleteGroups right away, as in Kafka,
+/// even before the group timers' next tick (librdkafka's 0081 deletes its groups exactly
+/// one session timeout after closing their static members).
+#[tokio::test]
+async fn delete_groups_sees_a_session_that_ran_out_before_the_next_tick() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = [
+        ("group.initial.rebalance.delay.ms", "0"),
+        ("group.min.session.timeout.ms", "10"),
+    ];
+    let broker = start(dir.path(), &config).await;
+    let mut client = Client::connect(broker.addr).await;
+    for _ in 0..5 {
+        let join_short = |member_id: &str| {
+            let RequestKind::JoinGroup(request) = join(member_id) else {
+                unreachable!()
+            };
+            RequestKind::JoinGroup(request.with_session_timeout_ms(10))
+        };
+        let ResponseKind::JoinGroup(first) =
+            client.call(ApiKey::JoinGroup, 9, join_short("")).await
+        else {
+            panic!()
+        };
+        let member_id = first.member_id.to_string();
+        let ResponseKind::JoinGroup(joined) = client
+            .call(ApiKey::JoinGroup, 9, join_short(&member_id))
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(joined.error_code, 0);
+        // Past the 10 ms session, well within a 100 ms tick.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let response = client
+            .call(
+                ApiKey::DeleteGroups,
+                2,
+                RequestKind::DeleteGroups(
+                    DeleteGroupsRequest::default().with_groups_names(vec![group_id("g")]),
+                ),
+            )
+            .await;
+        let ResponseKind::DeleteGroups(r) = &response else {
+            panic!("{response:?}")
+        };
+        assert_eq!(r.results[0].error_code, 0, "{response:?}");
+    }
 }
 
 #[tokio::test]

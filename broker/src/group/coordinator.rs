@@ -1220,6 +1220,21 @@ impl GroupCoordinator {
         let id = group_id.to_string();
         self.on_shard(group_id, move |broker, shard| {
             Box::pin(async move {
+                // Kafka expires a member at its session deadline; here group timers fire on
+                // the housekeeping tick (GROUP_TICK_INTERVAL_MS), so a DeleteGroups sent just
+                // after the deadline (librdkafka's 0081 waits exactly the session timeout
+                // after closing its static members) would still find the member. Fire what is
+                // due first.
+                let now = now_ms();
+                let due = shard
+                    .groups
+                    .get_mut(&id)
+                    .and_then(|e| e.classic.as_mut())
+                    .filter(|g| g.next_deadline_ms().is_some_and(|d| d <= now))
+                    .map(|g| g.step(now, Input::Tick));
+                if let Some(outputs) = due {
+                    broker.groups.carry_out(broker, shard, &id, outputs).await;
+                }
                 let Some(entry) = shard.groups.get(&id) else {
                     return Err(ResponseError::GroupIdNotFound);
                 };

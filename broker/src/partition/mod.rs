@@ -107,6 +107,38 @@ pub struct Appended {
     pub log_start_offset: i64,
 }
 
+/// A produce request's records for a partition refused, with Kafka's per-record detail
+/// when particular records were the reason (its `RecordValidationException`): the
+/// ProduceResponse lists them by index, and the client fails those records with the
+/// partition's error and the others of their batch as collateral.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppendRefused {
+    pub error: ApiError,
+    /// For each refused record: its index in its batch, and why.
+    pub record_errors: Vec<RecordError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordError {
+    pub batch_index: i32,
+    pub message: String,
+}
+
+impl From<ApiError> for AppendRefused {
+    fn from(error: ApiError) -> Self {
+        AppendRefused {
+            error,
+            record_errors: Vec::new(),
+        }
+    }
+}
+
+impl From<PartitionError> for AppendRefused {
+    fn from(error: PartitionError) -> Self {
+        ApiError::from(error).into()
+    }
+}
+
 /// What the actor and the readers share: the read view and the facts about the partition.
 struct Shared {
     tp: TopicPartition,
@@ -244,17 +276,24 @@ impl Partition {
 
     /// A produce request's records for this partition, as its leader takes them: the
     /// batches checked (CRC, magic, size against `max.message.bytes`, offsets, one batch
-    /// per idempotent producer), recompressed when the topic's `compression.type` names
-    /// another codec, stamped with the broker's time for `LogAppendTime` topics,
-    /// de-duplicated by producer sequence, and appended.
+    /// per idempotent producer, a key on every record of a compacted topic), recompressed
+    /// when the topic's `compression.type` names another codec, stamped with the broker's
+    /// time for `LogAppendTime` topics, de-duplicated by producer sequence, and appended.
     pub async fn append_as_leader(
         &self,
         records: Bytes,
         rules: LeaderAppendRules,
         now_ms: i64,
-    ) -> Result<Appended, ApiError> {
-        let max_bytes = lock(&self.shared.config).max_message_bytes;
+    ) -> Result<Appended, AppendRefused> {
+        let (max_bytes, compacted) = {
+            let config = lock(&self.shared.config);
+            (config.max_message_bytes, config.cleanup_policy.compact)
+        };
         let mut batches = validate_batches(&self.tp, records, max_bytes)?;
+        // (before recompression: the record errors name records of the producer's batches)
+        if compacted {
+            validate_keys(&self.tp, &batches)?;
+        }
         if let Some((codec, level)) = rules.compression {
             batches = recompress(&self.tp, batches, codec, level, max_bytes)?;
         }
@@ -271,7 +310,7 @@ impl Partition {
             AppendOutcome::Appended { base_offset } | AppendOutcome::Duplicate { base_offset } => {
                 base_offset
             }
-            AppendOutcome::Rejected(error) => return Err(sequence_error(error)),
+            AppendOutcome::Rejected(error) => return Err(sequence_error(error).into()),
         };
         Ok(Appended {
             base_offset,
@@ -526,6 +565,56 @@ fn validate_batches(
         }
     }
     Ok(batches)
+}
+
+/// Kafka's rule for compacted topics (LogValidator): compaction keeps the last record per
+/// key, so a record without a key could never be compacted away, and Kafka refuses it. Only
+/// compacted topics pay for decoding the records; the error's wording is Kafka's, so
+/// clients and people see what they would see from Kafka.
+fn validate_keys(tp: &TopicPartition, batches: &[RecordBatch]) -> Result<(), AppendRefused> {
+    let mut record_errors = Vec::new();
+    for batch in batches {
+        let records = batch.records().map_err(|e| {
+            ApiError::new(
+                ResponseError::CorruptMessage,
+                format!("partition {tp}: {e}"),
+            )
+        })?;
+        for (index, record) in records.iter().enumerate() {
+            if record.key.is_none() {
+                record_errors.push(RecordError {
+                    batch_index: i32::try_from(index).unwrap_or(i32::MAX),
+                    message: format!(
+                        "Compacted topic cannot accept message without key in topic partition {tp}."
+                    ),
+                });
+            }
+        }
+    }
+    if record_errors.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<String> = record_errors
+        .iter()
+        .take(3)
+        .map(|e| {
+            format!(
+                "RecordError(batchIndex={}, message='{}')",
+                e.batch_index, e.message
+            )
+        })
+        .collect();
+    Err(AppendRefused {
+        error: ApiError::new(
+            ResponseError::InvalidRecord,
+            format!(
+                "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: [{}]",
+                record_errors.len(),
+                shown.join(", ")
+            ),
+        ),
+        record_errors,
+    })
 }
 
 fn sequence_error(error: SequenceError) -> ApiError {

@@ -5,12 +5,8 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use super::authorized_operations;
 use crate::Broker;
-
-/// What a client may do to the cluster when no authorizer is configured: every cluster
-/// operation (ALTER, ALTER_CONFIGS, CLUSTER_ACTION, CREATE, DESCRIBE, DESCRIBE_CONFIGS,
-/// IDEMPOTENT_WRITE), Kafka's bitfield for "all allowed".
-pub const CLUSTER_OPERATIONS: i32 = 8096;
 
 /// DescribeCluster v1's endpoint types: brokers, or KRaft controllers.
 const ENDPOINT_BROKERS: i8 = 1;
@@ -32,7 +28,7 @@ pub fn handle(
     let node = BrokerId(broker.config.node_id);
     let (host, port) = broker.advertised();
     let operations = if request.include_cluster_authorized_operations {
-        CLUSTER_OPERATIONS
+        authorized_operations::CLUSTER
     } else {
         i32::MIN
     };

@@ -12,7 +12,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::ResponseError;
 use runnel_protocol::kafka::topic_name;
 
-use super::metadata::{partition_status, TOPIC_OPERATIONS};
+use super::authorized_operations;
+use super::metadata::partition_status;
 use crate::Broker;
 
 /// Kafka's default `max.request.partition.size.limit`.
@@ -70,7 +71,7 @@ pub fn handle(
                 DescribeTopicPartitionsResponseTopic::default()
                     .with_name(Some(topic_name(&name)))
                     .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                    .with_topic_authorized_operations(TOPIC_OPERATIONS),
+                    .with_topic_authorized_operations(authorized_operations::TOPIC),
             );
             continue;
         };
@@ -106,7 +107,7 @@ pub fn handle(
                 .with_name(Some(topic_name(&name)))
                 .with_topic_id(topic.id)
                 .with_is_internal(name.starts_with("__"))
-                .with_topic_authorized_operations(TOPIC_OPERATIONS)
+                .with_topic_authorized_operations(authorized_operations::TOPIC)
                 .with_partitions(partitions),
         );
         if last < topic.partitions {

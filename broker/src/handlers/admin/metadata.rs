@@ -12,7 +12,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use runnel_protocol::kafka::topic_name;
 
-use super::describe_cluster::CLUSTER_OPERATIONS;
+use super::authorized_operations;
 use crate::group::coordinator::OFFSETS_TOPIC;
 use crate::metadata::TopicImage;
 use crate::Broker;
@@ -107,18 +107,17 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
             .with_port(i32::from(port))])
         .with_cluster_id(Some(StrBytes::from_string(image.cluster_id.clone())))
         .with_controller_id(node)
-        .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
-            CLUSTER_OPERATIONS
-        } else {
-            i32::MIN
-        })
+        .with_cluster_authorized_operations(authorized_operations::if_asked(
+            request.include_cluster_authorized_operations,
+            authorized_operations::CLUSTER,
+        ))
         .with_topics(
             topics
                 .into_iter()
                 .map(|t| {
                     let found = t.error_code == 0;
                     if request.include_topic_authorized_operations && found {
-                        t.with_topic_authorized_operations(TOPIC_OPERATIONS)
+                        t.with_topic_authorized_operations(authorized_operations::TOPIC)
                     } else {
                         t
                     }
@@ -126,11 +125,6 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
                 .collect(),
         )
 }
-
-/// What a client may do to a topic when no authorizer is configured: every topic
-/// operation (READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS,
-/// ALTER_CONFIGS), Kafka's bitfield for "all allowed".
-pub const TOPIC_OPERATIONS: i32 = 3576;
 
 /// A partition's error code and offline replicas, as Metadata and DescribeTopicPartitions
 /// report them: an offline replica is Kafka's KAFKA_STORAGE_ERROR, listed as offline (the

@@ -2,18 +2,22 @@
 //! ([`crate::partition::Partition::append_as_leader`]), which checks them and stores them.
 //!
 //! The broker checks batch headers and CRCs but decodes records only when the topic's
-//! `compression.type` names another codec than the producer's, so with the default
-//! (`producer`) batches are stored exactly as sent. Errors are per partition;
-//! one bad partition does not fail the others. acks=0 gets no response at all.
+//! `compression.type` names another codec than the producer's, or when the topic is
+//! compacted (every record needs a key there), so with the default (`producer`) batches are
+//! stored exactly as sent. Errors are per partition; one bad partition does not fail the
+//! others, and records refused one by one are listed in `record_errors` (v8+), as Kafka
+//! lists them. acks=0 gets no response at all.
 
 use bytes::Bytes;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use crate::group::coordinator::OFFSETS_TOPIC;
-use crate::partition::{Appended, LeaderAppendRules};
+use crate::partition::{AppendRefused, Appended, LeaderAppendRules};
 use crate::{now_ms, ApiError, Broker};
 
 pub async fn handle(
@@ -41,7 +45,7 @@ pub async fn handle(
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for data in topic.partition_data {
             let result = match &refuse_all {
-                Some(error) => Err(error.clone()),
+                Some(error) => Err(AppendRefused::from(error.clone())),
                 None => append(broker, &name, data.index, data.records).await,
             };
             let response = PartitionProduceResponse::default().with_index(data.index);
@@ -50,12 +54,27 @@ pub async fn handle(
                     .with_base_offset(done.base_offset)
                     .with_log_append_time_ms(done.log_append_time_ms)
                     .with_log_start_offset(done.log_start_offset),
-                Err(error) => response
+                Err(AppendRefused {
+                    error,
+                    record_errors,
+                }) => response
                     .with_error_code(error.code.code())
                     .with_base_offset(-1)
                     .with_log_append_time_ms(-1)
                     .with_log_start_offset(-1)
-                    .with_error_message(Some(StrBytes::from_string(error.message))),
+                    .with_error_message(Some(StrBytes::from_string(error.message)))
+                    .with_record_errors(
+                        record_errors
+                            .into_iter()
+                            .map(|e| {
+                                BatchIndexAndErrorMessage::default()
+                                    .with_batch_index(e.batch_index)
+                                    .with_batch_index_error_message(Some(StrBytes::from_string(
+                                        e.message,
+                                    )))
+                            })
+                            .collect(),
+                    ),
             });
         }
         responses.push(
@@ -72,7 +91,7 @@ async fn append(
     topic: &str,
     index: i32,
     records: Option<Bytes>,
-) -> Result<Appended, ApiError> {
+) -> Result<Appended, AppendRefused> {
     let image = broker.image();
     let unknown = || {
         ApiError::new(
@@ -86,7 +105,8 @@ async fn append(
         return Err(ApiError::new(
             ResponseError::InvalidTopicException,
             format!("cannot append to the internal topic {OFFSETS_TOPIC}"),
-        ));
+        )
+        .into());
     }
     let partition = broker.partition(topic, index).ok_or_else(unknown)?;
     let records = records.unwrap_or_default();
@@ -99,7 +119,8 @@ async fn append(
                 format!(
                     "partition {topic}-{index}: a record batch in message format v{magic}; Produce v3 and later take only v2 batches, so upgrade the client"
                 ),
-            ));
+            )
+            .into());
         }
     }
     let config = broker.topic_config(topic_image);

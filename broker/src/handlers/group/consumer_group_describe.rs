@@ -10,7 +10,6 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::describe_groups::GROUP_OPERATIONS;
 use crate::group::consumer_group::DescribedTopicPartitions;
 use crate::Broker;
 
@@ -91,7 +90,7 @@ pub async fn handle(
                 ),
         };
         let operations = if include_operations && described.error_code == 0 {
-            GROUP_OPERATIONS
+            crate::handlers::admin::authorized_operations::GROUP
         } else {
             i32::MIN
         };

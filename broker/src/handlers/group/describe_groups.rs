@@ -8,11 +8,6 @@ use kafka_protocol::ResponseError;
 
 use crate::Broker;
 
-/// What a client may do to a group when no authorizer is configured: every group
-/// operation (READ, DELETE, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS), Kafka's bitfield
-/// for "all allowed".
-pub const GROUP_OPERATIONS: i32 = 3400;
-
 pub async fn handle(
     broker: &Broker,
     request: DescribeGroupsRequest,
@@ -53,7 +48,7 @@ pub async fn handle(
                         String::new()
                     }))
                     .with_authorized_operations(if include_operations {
-                        GROUP_OPERATIONS
+                        crate::handlers::admin::authorized_operations::GROUP
                     } else {
                         i32::MIN
                     })
