@@ -902,6 +902,7 @@ async fn compacted_topics_refuse_records_without_a_key_and_name_each_one() {
     let p = &r.responses[0].partition_responses[0];
     assert_eq!(p.error_code, ResponseError::InvalidRecord.code());
     assert_eq!(p.base_offset, -1);
+    assert_eq!(p.log_start_offset, 0, "Kafka names the log start here");
     let indexes: Vec<i32> = p.record_errors.iter().map(|e| e.batch_index).collect();
     assert_eq!(indexes, vec![1, 3]);
     for e in &p.record_errors {

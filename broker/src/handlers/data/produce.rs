@@ -61,7 +61,14 @@ pub async fn handle(
                     .with_error_code(error.code.code())
                     .with_base_offset(-1)
                     .with_log_append_time_ms(-1)
-                    .with_log_start_offset(-1)
+                    // Kafka names the log start with a refusal of single records.
+                    .with_log_start_offset(if record_errors.is_empty() {
+                        -1
+                    } else {
+                        broker
+                            .partition(&name, data.index)
+                            .map_or(-1, |p| p.log_start_offset())
+                    })
                     .with_error_message(Some(StrBytes::from_string(error.message)))
                     .with_record_errors(
                         record_errors
