@@ -147,7 +147,6 @@ pub struct AppendInfo {
 pub struct FlushPlan {
     dirty: Vec<i64>,
     end: i64,
-    unflushed_messages: u64,
     dir: bool,
 }
 
@@ -688,7 +687,7 @@ impl PartitionLog {
             self.write_epochs().await?;
         }
         self.sync_dir_if_dirty().await?;
-        self.write_recovery_point().await?;
+        self.write_recovery_point(self.recovery_point).await?;
         Ok(end)
     }
 
@@ -715,7 +714,7 @@ impl PartitionLog {
         self.sync_dir_if_dirty().await?;
         checkpoint::write_offset(self.disk.as_ref(), &self.dir, LOG_START_CHECKPOINT, offset)
             .await?;
-        self.write_recovery_point().await
+        self.write_recovery_point(self.recovery_point).await
     }
 
     /// DeleteRecords: moves the log start offset up to `offset` (never past the end) and
@@ -827,7 +826,6 @@ impl PartitionLog {
         Ok(FlushPlan {
             dirty,
             end: self.log_end_offset(),
-            unflushed_messages: self.unflushed_messages,
             dir: self.dir_dirty,
         })
     }
@@ -851,13 +849,7 @@ impl PartitionLog {
             self.disk.sync_dir(&self.dir).await?;
         }
         if plan.end > self.recovery_point {
-            checkpoint::write_offset(
-                self.disk.as_ref(),
-                &self.dir,
-                RECOVERY_POINT_CHECKPOINT,
-                plan.end,
-            )
-            .await?;
+            self.write_recovery_point(plan.end).await?;
         }
         Ok(())
     }
@@ -873,19 +865,17 @@ impl PartitionLog {
         if plan.dir {
             self.dir_dirty = false;
         }
-        self.unflushed_messages -= plan.unflushed_messages.min(self.unflushed_messages);
-        if self.unflushed_messages == 0 {
-            self.unflushed_since_ms = None;
-        }
+        self.unflushed_messages = 0;
+        self.unflushed_since_ms = None;
         self.recovery_point = self.recovery_point.max(plan.end);
     }
 
-    async fn write_recovery_point(&self) -> Result<(), LogError> {
+    async fn write_recovery_point(&self, offset: i64) -> Result<(), LogError> {
         checkpoint::write_offset(
             self.disk.as_ref(),
             &self.dir,
             RECOVERY_POINT_CHECKPOINT,
-            self.recovery_point,
+            offset,
         )
         .await?;
         Ok(())
