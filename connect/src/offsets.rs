@@ -1,0 +1,172 @@
+//! Source offsets of the standalone worker, in `offset.storage.file.filename`.
+//!
+//! Kafka keys each offset by the JSON `["connector", {source partition}]` and stores the
+//! offset as JSON; we keep the same key and value JSON, in a JSON file (Kafka's file is a
+//! Java-serialized map). Every commit rewrites the file crash-safely (temporary file,
+//! fsync, rename, directory fsync), so a committed offset survives a crash.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use runnel_storage::disk::{Disk, DiskError, OpenMode};
+use serde_json::{json, Value as Json};
+
+use crate::api::OffsetReader;
+use crate::data::JsonMap;
+use crate::error::ConnectError;
+
+/// The offsets of every connector, in memory and in their file.
+#[derive(Debug)]
+pub struct OffsetStore {
+    disk: Arc<dyn Disk>,
+    path: PathBuf,
+    /// Key JSON text (`["name",{...}]`) to offset.
+    offsets: Mutex<BTreeMap<String, JsonMap>>,
+    /// One file write at a time, so renames never cross.
+    write: tokio::sync::Mutex<()>,
+}
+
+fn key_of(connector: &str, partition: &JsonMap) -> String {
+    json!([connector, partition]).to_string()
+}
+
+impl OffsetStore {
+    /// Loads the file if it exists.
+    pub async fn open(disk: Arc<dyn Disk>, path: PathBuf) -> Result<OffsetStore, ConnectError> {
+        let mut offsets = BTreeMap::new();
+        match disk.open(&path, OpenMode::Existing).await {
+            Ok(file) => {
+                let size = file.size_bytes().await?;
+                let size = usize::try_from(size).map_err(|_| {
+                    ConnectError::Config(format!("{}: offsets file too large", path.display()))
+                })?;
+                let bytes = file.read_at(0, size).await?;
+                if !bytes.is_empty() {
+                    let doc: Json = serde_json::from_slice(&bytes).map_err(|e| {
+                        ConnectError::Config(format!(
+                            "{}: the offsets file is not Runnel's JSON ({e}); move it away to start from no offsets",
+                            path.display()
+                        ))
+                    })?;
+                    for entry in doc["offsets"].as_array().into_iter().flatten() {
+                        if let (Some(key), Some(Json::Object(value))) = (entry.get("key"), entry.get("value")) {
+                            offsets.insert(key.to_string(), value.clone());
+                        }
+                    }
+                }
+            }
+            Err(DiskError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(OffsetStore {
+            disk,
+            path,
+            offsets: Mutex::new(offsets),
+            write: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, JsonMap>> {
+        self.offsets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn get(&self, connector: &str, partition: &JsonMap) -> Option<JsonMap> {
+        self.lock().get(&key_of(connector, partition)).cloned()
+    }
+
+    /// Every (partition, offset) of `connector`.
+    pub fn of_connector(&self, connector: &str) -> Vec<(JsonMap, JsonMap)> {
+        self.lock()
+            .iter()
+            .filter_map(|(k, v)| {
+                let key: Json = serde_json::from_str(k).ok()?;
+                match key.as_array().map(Vec::as_slice) {
+                    Some([Json::String(name), Json::Object(partition)]) if name == connector => {
+                        Some((partition.clone(), v.clone()))
+                    }
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    /// Records `entries` and makes the file durable before returning.
+    pub async fn commit(
+        &self,
+        connector: &str,
+        entries: impl IntoIterator<Item = (JsonMap, JsonMap)>,
+    ) -> Result<(), ConnectError> {
+        let _writing = self.write.lock().await;
+        let text = {
+            let mut offsets = self.lock();
+            for (partition, offset) in entries {
+                offsets.insert(key_of(connector, &partition), offset);
+            }
+            let list: Vec<Json> = offsets
+                .iter()
+                .filter_map(|(k, v)| {
+                    Some(json!({"key": serde_json::from_str::<Json>(k).ok()?, "value": v}))
+                })
+                .collect();
+            json!({"version": 1, "offsets": list}).to_string()
+        };
+        let tmp = self.path.with_extension("tmp");
+        if self.disk.exists(&tmp).await? {
+            self.disk.remove(&tmp).await?;
+        }
+        let file = self.disk.open(&tmp, OpenMode::CreateNew).await?;
+        file.write_at(0, text.as_bytes()).await?;
+        file.sync_data().await?;
+        drop(file);
+        self.disk.rename(&tmp, &self.path).await?;
+        self.disk.sync_dir(parent_of(&self.path)).await?;
+        Ok(())
+    }
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// One connector's view of the store, for its source tasks.
+pub struct ConnectorOffsets {
+    pub store: Arc<OffsetStore>,
+    pub connector: String,
+}
+
+impl OffsetReader for ConnectorOffsets {
+    fn offset(&self, partition: &JsonMap) -> Option<JsonMap> {
+        self.store.get(&self.connector, partition)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runnel_storage::disk::MemDisk;
+
+    fn map(k: &str, v: Json) -> JsonMap {
+        let mut m = JsonMap::new();
+        m.insert(k.into(), v);
+        m
+    }
+
+    #[tokio::test]
+    async fn commits_survive_a_reopen_per_connector() {
+        let disk: Arc<dyn Disk> = Arc::new(MemDisk::new(1));
+        let path = PathBuf::from("connect.offsets");
+        let store = OffsetStore::open(disk.clone(), path.clone()).await.expect("open");
+        let p = map("filename", json!("a.txt"));
+        store.commit("src", [(p.clone(), map("position", json!(4)))]).await.expect("commit");
+        store.commit("other", [(p.clone(), map("position", json!(1)))]).await.expect("commit");
+        store.commit("src", [(p.clone(), map("position", json!(9)))]).await.expect("commit");
+        let again = OffsetStore::open(disk, path).await.expect("reopen");
+        assert_eq!(again.get("src", &p), Some(map("position", json!(9))));
+        assert_eq!(again.of_connector("other"), vec![(p, map("position", json!(1)))]);
+        assert!(again.of_connector("nobody").is_empty());
+    }
+}

@@ -1,0 +1,653 @@
+//! Task actors: each source or sink task runs in its own supervised actor, which moves
+//! records between the task and Kafka through our client and commits offsets every
+//! `offset.flush.interval.ms` and when it stops.
+//!
+//! An error the task returns (or a conversion or delivery failure) makes the task FAILED
+//! with its trace and stops the actor; a panic is caught by the actor's supervisor, which
+//! gives up at once (`RestartPolicy::never`) and reports FAILED too. Either way only this
+//! task stops: the worker lives on and can restart it.
+
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::FutureExt;
+use runnel_actors::{Actor, ActorError, Addr, Context, Handler, Message, RestartPolicy};
+use runnel_client::kafka::{
+    ClientConfig, ConsumerConfig, ConsumerRecord, DeliveryFuture, GroupConsumer,
+    GroupConsumerConfig, OffsetReset, Producer, ProducerConfig, ProducerRecord, TopicPartition,
+};
+
+use crate::api::{
+    AnyConnector, PluginDesc, SinkTask, SinkTaskContext, SourceTask, SourceTaskContext,
+    SOURCE_IDLE_BACKOFF_MS,
+};
+use crate::config::{get_list, with_prefix, Config};
+use crate::converter::{converter_for, Converter};
+use crate::data::{ConnectRecord, Header, JsonMap, SinkRecord};
+use crate::entities::TaskId;
+use crate::error::ConnectError;
+use crate::offsets::ConnectorOffsets;
+use crate::transforms::TransformChain;
+use crate::worker::{Shared, State, TaskStatusChanged, TopicUsed, Worker};
+
+/// Bound on a task actor's mailbox: its own poll and commit ticks plus the worker's
+/// pause, resume and stop.
+pub const TASK_MAILBOX: usize = 16;
+/// How long one sink poll waits for records, so pause and stop are heard soon.
+pub const SINK_POLL_MS: u64 = 500;
+
+/// What the worker hands a task actor.
+#[derive(Clone)]
+pub(crate) struct TaskSpec {
+    pub id: TaskId,
+    pub generation: u64,
+    pub connector_config: Config,
+    pub task_config: Config,
+    pub plugin: PluginDesc,
+    pub start_paused: bool,
+}
+
+/// The worker's handle on a running task.
+#[derive(Clone)]
+pub(crate) enum TaskHandle {
+    Source(Addr<SourceTaskActor>),
+    Sink(Addr<SinkTaskActor>),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Poll;
+impl Message for Poll {
+    type Reply = ();
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CommitTick;
+impl Message for CommitTick {
+    type Reply = ();
+}
+
+/// Pause (`true`) or resume (`false`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SetPaused(pub bool);
+impl Message for SetPaused {
+    type Reply = ();
+}
+
+/// Commit what was delivered, stop the task and the actor.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StopTask;
+impl Message for StopTask {
+    type Reply = ();
+}
+
+impl TaskHandle {
+    pub async fn set_paused(&self, paused: bool) {
+        let sent = match self {
+            TaskHandle::Source(a) => a.tell(SetPaused(paused)).await,
+            TaskHandle::Sink(a) => a.tell(SetPaused(paused)).await,
+        };
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, "task gone before pause or resume");
+        }
+    }
+
+    /// Asks the task to stop and waits up to `timeout` for it.
+    pub async fn stop(&self, timeout: Duration) {
+        let stopped = match self {
+            TaskHandle::Source(a) => a.ask(StopTask, timeout).await,
+            TaskHandle::Sink(a) => a.ask(StopTask, timeout).await,
+        };
+        if let Err(e) = stopped {
+            tracing::debug!(error = %e, "task did not stop cleanly");
+        }
+    }
+}
+
+/// Runs connector code, turning a panic into an error with its message.
+async fn guarded<T>(
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, ConnectError>>,
+) -> Result<T, ConnectError> {
+    match AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => Err(ConnectError::Task(format!("{what} panicked: {}", panic_text(&*panic)))),
+    }
+}
+
+pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_string()
+    }
+}
+
+/// Starts a task actor under supervision, allowed to fail alone.
+pub(crate) fn spawn_task(shared: &Arc<Shared>, worker: Addr<Worker>, spec: TaskSpec) -> TaskHandle {
+    let name = format!("connect-task-{}-g{}", spec.id, spec.generation);
+    let report_to = worker.clone();
+    let (id, generation) = (spec.id.clone(), spec.generation);
+    // A panic the actor did not catch itself still ends as FAILED with its message.
+    let give_up = move |error: String| {
+        let msg = TaskStatusChanged {
+            id,
+            generation,
+            state: State::Failed,
+            trace: Some(format!("runnel_connect task actor failed: {error}")),
+        };
+        tokio::spawn(async move {
+            let _ = report_to.tell(msg).await;
+        });
+    };
+    let node = shared.node.clone();
+    let shared = shared.clone();
+    match (spec.plugin.factory)() {
+        AnyConnector::Source(_) => TaskHandle::Source(node.spawn_or_give_up(
+            name,
+            TASK_MAILBOX,
+            RestartPolicy::never(),
+            move || SourceTaskActor::new(shared.clone(), worker.clone(), spec.clone()),
+            give_up,
+        )),
+        AnyConnector::Sink(_) => TaskHandle::Sink(node.spawn_or_give_up(
+            name,
+            TASK_MAILBOX,
+            RestartPolicy::never(),
+            move || SinkTaskActor::new(shared.clone(), worker.clone(), spec.clone()),
+            give_up,
+        )),
+    }
+}
+
+/// The converters of a connector: its own `key.converter` (with its `key.converter.*`
+/// settings) or else the worker's.
+fn converters(shared: &Shared, connector: &Config) -> Result<(Box<dyn Converter>, Box<dyn Converter>), ConnectError> {
+    let pick = |which: &str| -> Result<Box<dyn Converter>, ConnectError> {
+        let key = format!("{which}.converter");
+        let prefix = format!("{key}.");
+        match connector.get(&key) {
+            Some(class) => converter_for(class, &with_prefix(connector, &prefix)),
+            None => {
+                let worker = &shared.config.properties;
+                let class = shared.config.converter_class(which);
+                converter_for(&class, &with_prefix(worker, &prefix))
+            }
+        }
+    };
+    Ok((pick("key")?, pick("value")?))
+}
+
+/// What both kinds of task actor share: identity, reporting and failing.
+struct TaskCore {
+    shared: Arc<Shared>,
+    worker: Addr<Worker>,
+    spec: TaskSpec,
+    paused: bool,
+    poll_scheduled: bool,
+    done: bool,
+}
+
+impl TaskCore {
+    async fn report(&self, state: State, trace: Option<String>) {
+        let msg = TaskStatusChanged {
+            id: self.spec.id.clone(),
+            generation: self.spec.generation,
+            state,
+            trace,
+        };
+        if self.worker.tell(msg).await.is_err() {
+            tracing::debug!(task = %self.spec.id, "worker gone; status not reported");
+        }
+    }
+
+    async fn topic_used(&self, topic: &str) {
+        let _ = self
+            .worker
+            .tell(TopicUsed {
+                connector: self.spec.id.connector.clone(),
+                topic: topic.to_string(),
+            })
+            .await;
+    }
+
+    fn client(&self) -> ClientConfig {
+        ClientConfig::new(&self.shared.config.bootstrap_servers)
+            .with_client_id(&format!("connector-{}-{}", self.spec.id.connector, self.spec.id.task))
+    }
+}
+
+/// A source task: poll, convert, produce, wait for acknowledgements, then remember the
+/// records' source offsets until the next commit.
+pub(crate) struct SourceTaskActor {
+    core: TaskCore,
+    task: Option<Box<dyn SourceTask>>,
+    producer: Option<Producer>,
+    converters: Option<(Box<dyn Converter>, Box<dyn Converter>)>,
+    transforms: TransformChain,
+    /// Delivered but not yet committed: partition JSON text to (partition, offset).
+    pending: BTreeMap<String, (JsonMap, JsonMap)>,
+    topics: std::collections::BTreeSet<String>,
+}
+
+impl SourceTaskActor {
+    fn new(shared: Arc<Shared>, worker: Addr<Worker>, spec: TaskSpec) -> Self {
+        SourceTaskActor {
+            core: TaskCore {
+                shared,
+                worker,
+                paused: spec.start_paused,
+                spec,
+                poll_scheduled: false,
+                done: false,
+            },
+            task: None,
+            producer: None,
+            converters: None,
+            transforms: TransformChain::default(),
+            pending: BTreeMap::new(),
+            topics: Default::default(),
+        }
+    }
+
+    async fn start(&mut self) -> Result<(), ConnectError> {
+        let shared = self.core.shared.clone();
+        let spec = &self.core.spec;
+        self.converters = Some(converters(&shared, &spec.connector_config)?);
+        self.transforms = TransformChain::from_config(&spec.connector_config)?;
+        let AnyConnector::Source(connector) = (spec.plugin.factory)() else {
+            return Err(ConnectError::Task(format!("{} is not a source connector", spec.plugin.class)));
+        };
+        let mut task = connector.create_task();
+        let context = SourceTaskContext {
+            offsets: Arc::new(ConnectorOffsets {
+                store: shared.offsets.clone(),
+                connector: spec.id.connector.clone(),
+            }),
+            disk: shared.disk.clone(),
+        };
+        let config = spec.task_config.clone();
+        guarded("start", task.start(context, &config)).await?;
+        self.task = Some(task);
+        let mut producer = ProducerConfig::new(self.core.client());
+        producer.linger_ms = 1;
+        self.producer = Some(Producer::new(producer).await?);
+        Ok(())
+    }
+
+    /// One poll; how many records it produced.
+    async fn poll_once(&mut self) -> Result<usize, ConnectError> {
+        let task = self.task.as_mut().expect("started");
+        let records = guarded("poll", task.poll()).await?;
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let count = records.len();
+        let producer = self.producer.as_ref().expect("started");
+        let (key_conv, value_conv) = self.converters.as_ref().expect("started");
+        let mut deliveries: Vec<DeliveryFuture> = Vec::with_capacity(count);
+        let mut offsets = Vec::with_capacity(count);
+        for source in records {
+            offsets.push((source.source_partition, source.source_offset));
+            let Some(r) = self.transforms.apply(source.record)? else { continue };
+            let key = key_conv.from_connect(&r.topic, r.key_schema.as_ref(), &r.key)?;
+            let value = value_conv.from_connect(&r.topic, r.value_schema.as_ref(), &r.value)?;
+            let mut out = ProducerRecord {
+                topic: r.topic.clone(),
+                partition: r.kafka_partition,
+                key,
+                value,
+                headers: r.headers.iter().map(|h| (h.key.clone(), h.value.clone())).collect(),
+                timestamp_ms: r.timestamp_ms,
+            };
+            if out.value.is_none() && out.key.is_none() {
+                out.value = None;
+            }
+            if self.topics.insert(r.topic.clone()) {
+                self.core.topic_used(&r.topic).await;
+            }
+            deliveries.push(producer.send(out).await?);
+        }
+        for delivery in deliveries {
+            delivery.await?;
+        }
+        for (partition, offset) in offsets {
+            let key = serde_json::Value::Object(partition.clone()).to_string();
+            self.pending.insert(key, (partition, offset));
+        }
+        Ok(count)
+    }
+
+    async fn commit(&mut self) -> Result<(), ConnectError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let entries = std::mem::take(&mut self.pending);
+        self.core
+            .shared
+            .offsets
+            .commit(&self.core.spec.id.connector, entries.into_values())
+            .await?;
+        if let Some(task) = self.task.as_mut() {
+            guarded("commit", task.commit()).await?;
+        }
+        Ok(())
+    }
+
+    async fn fail(&mut self, ctx: &mut Context<Self>, error: ConnectError) {
+        tracing::error!(task = %self.core.spec.id, %error, "task failed");
+        self.core.done = true;
+        self.core.report(State::Failed, Some(error.trace())).await;
+        if let Some(mut task) = self.task.take() {
+            let _ = AssertUnwindSafe(task.stop()).catch_unwind().await;
+        }
+        if let Some(p) = self.producer.take() {
+            p.close().await;
+        }
+        ctx.stop();
+    }
+
+    fn schedule_poll(&mut self, ctx: &mut Context<Self>, delay_ms: u64) {
+        if !self.core.poll_scheduled && !self.core.paused && !self.core.done {
+            self.core.poll_scheduled = true;
+            ctx.notify_later(Duration::from_millis(delay_ms), Poll);
+        }
+    }
+}
+
+impl Actor for SourceTaskActor {
+    async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), ActorError> {
+        if let Err(e) = self.start().await {
+            self.fail(ctx, e).await;
+            return Ok(());
+        }
+        let state = if self.core.paused { State::Paused } else { State::Running };
+        self.core.report(state, None).await;
+        let every = Duration::from_millis(self.core.shared.config.offset_flush_interval_ms.max(1));
+        ctx.notify_interval(every, CommitTick);
+        self.schedule_poll(ctx, 0);
+        Ok(())
+    }
+}
+
+impl Handler<Poll> for SourceTaskActor {
+    async fn handle(&mut self, _msg: Poll, ctx: &mut Context<Self>) {
+        self.core.poll_scheduled = false;
+        if self.core.paused || self.core.done {
+            return;
+        }
+        match self.poll_once().await {
+            Ok(0) => self.schedule_poll(ctx, SOURCE_IDLE_BACKOFF_MS),
+            Ok(_) => self.schedule_poll(ctx, 0),
+            Err(e) => self.fail(ctx, e).await,
+        }
+    }
+}
+
+impl Handler<CommitTick> for SourceTaskActor {
+    async fn handle(&mut self, _msg: CommitTick, ctx: &mut Context<Self>) {
+        if self.core.done {
+            return;
+        }
+        if let Err(e) = self.commit().await {
+            self.fail(ctx, e).await;
+        }
+    }
+}
+
+impl Handler<SetPaused> for SourceTaskActor {
+    async fn handle(&mut self, msg: SetPaused, ctx: &mut Context<Self>) {
+        if self.core.done || self.core.paused == msg.0 {
+            return;
+        }
+        self.core.paused = msg.0;
+        self.core.report(if msg.0 { State::Paused } else { State::Running }, None).await;
+        self.schedule_poll(ctx, 0);
+    }
+}
+
+impl Handler<StopTask> for SourceTaskActor {
+    async fn handle(&mut self, _msg: StopTask, ctx: &mut Context<Self>) {
+        if !self.core.done {
+            self.core.done = true;
+            if let Err(e) = self.commit().await {
+                tracing::warn!(task = %self.core.spec.id, error = %e, "offsets not committed on stop");
+            }
+            if let Some(mut task) = self.task.take() {
+                let _ = AssertUnwindSafe(task.stop()).catch_unwind().await;
+            }
+            if let Some(p) = self.producer.take() {
+                p.close().await;
+            }
+        }
+        ctx.stop();
+    }
+}
+
+/// A sink task: a member of the consumer group `connect-NAME`; polls, converts, puts, and
+/// commits the offsets after the records `flush` made durable.
+pub(crate) struct SinkTaskActor {
+    core: TaskCore,
+    task: Option<Box<dyn SinkTask>>,
+    consumer: Option<GroupConsumer>,
+    converters: Option<(Box<dyn Converter>, Box<dyn Converter>)>,
+    transforms: TransformChain,
+    /// The next offset of each partition after what was put.
+    positions: BTreeMap<TopicPartition, i64>,
+    committed: BTreeMap<TopicPartition, i64>,
+}
+
+impl SinkTaskActor {
+    fn new(shared: Arc<Shared>, worker: Addr<Worker>, spec: TaskSpec) -> Self {
+        SinkTaskActor {
+            core: TaskCore {
+                shared,
+                worker,
+                paused: spec.start_paused,
+                spec,
+                poll_scheduled: false,
+                done: false,
+            },
+            task: None,
+            consumer: None,
+            converters: None,
+            transforms: TransformChain::default(),
+            positions: BTreeMap::new(),
+            committed: BTreeMap::new(),
+        }
+    }
+
+    async fn start(&mut self) -> Result<(), ConnectError> {
+        let shared = self.core.shared.clone();
+        let spec = &self.core.spec;
+        self.converters = Some(converters(&shared, &spec.connector_config)?);
+        self.transforms = TransformChain::from_config(&spec.connector_config)?;
+        let topics = get_list(&spec.connector_config, "topics");
+        if topics.is_empty() {
+            return Err(ConnectError::Config(
+                "Must configure one of topics or topics.regex (Runnel reads topics only)".into(),
+            ));
+        }
+        let AnyConnector::Sink(connector) = (spec.plugin.factory)() else {
+            return Err(ConnectError::Task(format!("{} is not a sink connector", spec.plugin.class)));
+        };
+        let mut task = connector.create_task();
+        let config = spec.task_config.clone();
+        guarded("start", task.start(SinkTaskContext { disk: shared.disk.clone() }, &config)).await?;
+        self.task = Some(task);
+        let mut consumer = ConsumerConfig::new(self.core.client());
+        consumer.auto_offset_reset = OffsetReset::Earliest;
+        let mut group = GroupConsumerConfig::new(consumer, sink_group(&spec.id.connector));
+        group.enable_auto_commit = false;
+        let mut consumer = GroupConsumer::new(group).await?;
+        consumer.subscribe(&topics)?;
+        self.consumer = Some(consumer);
+        for topic in &topics {
+            self.core.topic_used(topic).await;
+        }
+        Ok(())
+    }
+
+    fn convert(&self, r: ConsumerRecord) -> Result<Option<SinkRecord>, ConnectError> {
+        let (key_conv, value_conv) = self.converters.as_ref().expect("started");
+        let (key_schema, key) = key_conv.to_connect(&r.topic, r.key.as_deref())?;
+        let (value_schema, value) = value_conv.to_connect(&r.topic, r.value.as_deref())?;
+        let record = ConnectRecord {
+            topic: r.topic,
+            kafka_partition: Some(r.partition),
+            key_schema,
+            key,
+            value_schema,
+            value,
+            timestamp_ms: Some(r.timestamp_ms),
+            headers: r
+                .headers
+                .into_iter()
+                .map(|(key, value): (String, Option<Bytes>)| Header { key, value })
+                .collect(),
+        };
+        Ok(self.transforms.apply(record)?.map(|record| SinkRecord {
+            record,
+            kafka_offset: r.offset,
+        }))
+    }
+
+    async fn poll_once(&mut self) -> Result<(), ConnectError> {
+        let consumer = self.consumer.as_mut().expect("started");
+        let records = consumer.poll(Duration::from_millis(SINK_POLL_MS)).await?;
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Vec::with_capacity(records.len());
+        let mut moved = Vec::with_capacity(records.len());
+        for r in records {
+            moved.push((TopicPartition::new(r.topic.clone(), r.partition), r.offset + 1));
+            if let Some(s) = self.convert(r)? {
+                batch.push(s);
+            }
+        }
+        let task = self.task.as_mut().expect("started");
+        guarded("put", task.put(batch)).await?;
+        for (tp, next) in moved {
+            self.positions.insert(tp, next);
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> Result<(), ConnectError> {
+        let changed: BTreeMap<TopicPartition, i64> = self
+            .positions
+            .iter()
+            .filter(|(tp, o)| self.committed.get(*tp) != Some(*o))
+            .map(|(tp, o)| (tp.clone(), *o))
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let task = self.task.as_mut().expect("started");
+        guarded("flush", task.flush()).await?;
+        let consumer = self.consumer.as_mut().expect("started");
+        match consumer.commit_offsets(&changed).await {
+            Ok(()) => self.committed.extend(changed),
+            // A rebalance or a moved coordinator: the next commit tries again, as Kafka's.
+            Err(e) => tracing::warn!(task = %self.core.spec.id, error = %e, "offset commit failed; retrying at the next flush"),
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self) {
+        if let Some(mut task) = self.task.take() {
+            let _ = AssertUnwindSafe(task.stop()).catch_unwind().await;
+        }
+        if let Some(mut consumer) = self.consumer.take() {
+            let _ = consumer.close().await;
+        }
+    }
+
+    async fn fail(&mut self, ctx: &mut Context<Self>, error: ConnectError) {
+        tracing::error!(task = %self.core.spec.id, %error, "task failed");
+        self.core.done = true;
+        self.core.report(State::Failed, Some(error.trace())).await;
+        self.close().await;
+        ctx.stop();
+    }
+
+    fn schedule_poll(&mut self, ctx: &mut Context<Self>) {
+        if !self.core.poll_scheduled && !self.core.paused && !self.core.done {
+            self.core.poll_scheduled = true;
+            ctx.notify_later(Duration::ZERO, Poll);
+        }
+    }
+}
+
+/// The consumer group of a sink connector's tasks, as Kafka names it.
+pub fn sink_group(connector: &str) -> String {
+    format!("connect-{connector}")
+}
+
+impl Actor for SinkTaskActor {
+    async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), ActorError> {
+        if let Err(e) = self.start().await {
+            self.fail(ctx, e).await;
+            return Ok(());
+        }
+        let state = if self.core.paused { State::Paused } else { State::Running };
+        self.core.report(state, None).await;
+        let every = Duration::from_millis(self.core.shared.config.offset_flush_interval_ms.max(1));
+        ctx.notify_interval(every, CommitTick);
+        self.schedule_poll(ctx);
+        Ok(())
+    }
+}
+
+impl Handler<Poll> for SinkTaskActor {
+    async fn handle(&mut self, _msg: Poll, ctx: &mut Context<Self>) {
+        self.core.poll_scheduled = false;
+        if self.core.paused || self.core.done {
+            return;
+        }
+        match self.poll_once().await {
+            Ok(()) => self.schedule_poll(ctx),
+            Err(e) => self.fail(ctx, e).await,
+        }
+    }
+}
+
+impl Handler<CommitTick> for SinkTaskActor {
+    async fn handle(&mut self, _msg: CommitTick, ctx: &mut Context<Self>) {
+        if self.core.done {
+            return;
+        }
+        if let Err(e) = self.commit().await {
+            self.fail(ctx, e).await;
+        }
+    }
+}
+
+impl Handler<SetPaused> for SinkTaskActor {
+    async fn handle(&mut self, msg: SetPaused, ctx: &mut Context<Self>) {
+        if self.core.done || self.core.paused == msg.0 {
+            return;
+        }
+        self.core.paused = msg.0;
+        self.core.report(if msg.0 { State::Paused } else { State::Running }, None).await;
+        self.schedule_poll(ctx);
+    }
+}
+
+impl Handler<StopTask> for SinkTaskActor {
+    async fn handle(&mut self, _msg: StopTask, ctx: &mut Context<Self>) {
+        if !self.core.done {
+            self.core.done = true;
+            if let Err(e) = self.commit().await {
+                tracing::warn!(task = %self.core.spec.id, error = %e, "offsets not committed on stop");
+            }
+            self.close().await;
+        }
+        ctx.stop();
+    }
+}
