@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod connect;
 mod consume;
 mod groups;
 mod kafka_args;
@@ -34,6 +35,7 @@ enum Command {
     Produce(produce::ProduceArgs),
     Consume(consume::ConsumeArgs),
     Perf(perf::PerfArgs),
+    Connect(connect::ConnectArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,5 +71,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Produce(args) => produce::run(args).await,
         Command::Consume(args) => consume::run(args).await,
         Command::Perf(args) => perf::run(args).await,
+        Command::Connect(args) => connect::run(args).await,
     }
 }

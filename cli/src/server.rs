@@ -139,13 +139,13 @@ fn budget_under(soft: u64) -> usize {
 }
 
 /// Ctrl-C and SIGTERM, the two ways people and service managers ask a server to stop.
-struct StopSignals {
+pub(crate) struct StopSignals {
     #[cfg(unix)]
     terminate: tokio::signal::unix::Signal,
 }
 
 impl StopSignals {
-    fn register() -> anyhow::Result<Self> {
+    pub(crate) fn register() -> anyhow::Result<Self> {
         Ok(StopSignals {
             #[cfg(unix)]
             terminate: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -153,7 +153,7 @@ impl StopSignals {
         })
     }
 
-    async fn next(&mut self) -> &'static str {
+    pub(crate) async fn next(&mut self) -> &'static str {
         #[cfg(unix)]
         {
             tokio::select! {

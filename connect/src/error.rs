@@ -51,8 +51,14 @@ impl ConnectError {
     pub fn trace(&self) -> String {
         let mut out = format!("runnel_connect::ConnectError: {self}");
         let mut source = std::error::Error::source(self);
+        let mut last = self.to_string();
         while let Some(cause) = source {
-            out.push_str(&format!("\nCaused by: {cause}"));
+            let text = cause.to_string();
+            // Wrapping errors often repeat their cause's words; say them once.
+            if !last.contains(&text) {
+                out.push_str(&format!("\nCaused by: {text}"));
+            }
+            last = text;
             source = cause.source();
         }
         out

@@ -1,0 +1,307 @@
+//! The worker against a real broker in this process, driven through the REST handlers as
+//! plain functions (no HTTP): a failing or panicking task is FAILED with its trace and is
+//! restartable, and the worker and its other connectors go on.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use runnel_actors::{Node, ShutdownReason};
+use runnel_broker::config::BrokerConfig;
+use runnel_broker::{Broker, BrokerServer};
+use runnel_connect::api::{
+    AnyConnector, Connector, ConnectorType, PluginDesc, Plugins, SourceConnector, SourceTask,
+    SourceTaskContext,
+};
+use runnel_connect::config::{Config, ConfigDef};
+use runnel_connect::data::{ConnectRecord, JsonMap, Schema, SourceRecord, Value};
+use runnel_connect::http::HttpRequest;
+use runnel_connect::worker::{Herder, WorkerConfig};
+use runnel_connect::{rest, ConnectError};
+use runnel_storage::disk::{Disk, RealDisk};
+use serde_json::{json, Value as Json};
+
+/// A source whose task fails each poll while the file `fail.marker` names exists, and
+/// panics when `panic` is true; otherwise it emits one record per poll.
+#[derive(Default)]
+struct FlakySource {
+    config: Config,
+}
+
+impl Connector for FlakySource {
+    fn version(&self) -> String {
+        "test".into()
+    }
+    fn config_def(&self) -> ConfigDef {
+        ConfigDef::new()
+    }
+    fn start(&mut self, config: &Config) -> Result<(), ConnectError> {
+        self.config = config.clone();
+        Ok(())
+    }
+    fn task_configs(&self, _max_tasks: usize) -> Result<Vec<Config>, ConnectError> {
+        Ok(vec![self.config.clone()])
+    }
+}
+
+impl SourceConnector for FlakySource {
+    fn create_task(&self) -> Box<dyn SourceTask> {
+        Box::new(FlakyTask::default())
+    }
+    fn task_class(&self) -> String {
+        "test.FlakyTask".into()
+    }
+}
+
+#[derive(Default)]
+struct FlakyTask {
+    disk: Option<Arc<dyn Disk>>,
+    marker: Option<PathBuf>,
+    panic: bool,
+    topic: String,
+    n: u64,
+}
+
+#[async_trait]
+impl SourceTask for FlakyTask {
+    async fn start(&mut self, context: SourceTaskContext, config: &Config) -> Result<(), ConnectError> {
+        self.disk = Some(context.disk);
+        self.marker = config.get("fail.marker").map(PathBuf::from);
+        self.panic = config.get("panic").is_some_and(|p| p == "true");
+        self.topic = config.get("topic").cloned().unwrap_or_default();
+        Ok(())
+    }
+
+    async fn poll(&mut self) -> Result<Vec<SourceRecord>, ConnectError> {
+        if self.panic {
+            panic!("flaky task told to panic");
+        }
+        if let Some(marker) = &self.marker {
+            let disk = self.disk.as_ref().expect("started");
+            if disk.exists(marker).await? {
+                return Err(ConnectError::Task("boom: the source system is down".into()));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.n += 1;
+        let mut partition = JsonMap::new();
+        partition.insert("flaky".into(), json!(0));
+        let mut offset = JsonMap::new();
+        offset.insert("n".into(), json!(self.n));
+        Ok(vec![SourceRecord {
+            source_partition: partition,
+            source_offset: offset,
+            record: ConnectRecord::new(&self.topic, Some(Schema::string()), Value::String(format!("r{}", self.n))),
+        }])
+    }
+}
+
+fn plugins() -> Plugins {
+    let mut plugins = Plugins::builtin();
+    plugins.register(PluginDesc {
+        class: "test.FlakySourceConnector".into(),
+        connector_type: ConnectorType::Source,
+        version: "test".into(),
+        factory: || AnyConnector::Source(Box::new(FlakySource::default())),
+    });
+    plugins
+}
+
+struct Setup {
+    herder: Herder,
+    _server: BrokerServer,
+    broker_node: Node,
+    worker_node: Node,
+    dir: tempfile::TempDir,
+}
+
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let properties = BTreeMap::from([
+        ("log.dirs".to_string(), dir.path().join("data").display().to_string()),
+        ("listeners".to_string(), "PLAINTEXT://127.0.0.1:0".to_string()),
+    ]);
+    let config = BrokerConfig::from_properties(properties).expect("valid config");
+    let (listener, addr) = Broker::bind(&config).await.expect("bind");
+    let broker_node = Node::new("test-broker");
+    let broker = Broker::open(&broker_node, config.clone(), Arc::new(RealDisk::new()), config.advertised_host_port(addr))
+        .await
+        .expect("broker opens");
+    let server = BrokerServer::start(&broker_node, broker, listener);
+    let worker_props = BTreeMap::from([
+        ("bootstrap.servers".to_string(), addr.to_string()),
+        ("key.converter".to_string(), "org.apache.kafka.connect.storage.StringConverter".to_string()),
+        ("value.converter".to_string(), "org.apache.kafka.connect.storage.StringConverter".to_string()),
+        ("offset.storage.file.filename".to_string(), dir.path().join("offsets").display().to_string()),
+        ("offset.flush.interval.ms".to_string(), "200".to_string()),
+    ]);
+    let (config, _) = WorkerConfig::from_properties(worker_props).expect("worker config");
+    let worker_node = Node::new("test-connect");
+    let herder = Herder::start(&worker_node, config, plugins(), Arc::new(RealDisk::new()), "test-worker:8083".into())
+        .await
+        .expect("worker starts");
+    Setup { herder, _server: server, broker_node, worker_node, dir }
+}
+
+impl Setup {
+    async fn call(&self, method: &str, target: &str, body: Option<Json>) -> (u16, Json) {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let query = query
+            .split('&')
+            .filter(|q| !q.is_empty())
+            .map(|q| {
+                let (k, v) = q.split_once('=').unwrap_or((q, ""));
+                (k.to_string(), v.to_string())
+            })
+            .collect();
+        let req = HttpRequest {
+            method: method.into(),
+            path: path.into(),
+            query,
+            body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+        };
+        let r = rest::handle(&self.herder, req).await;
+        let body = r.body.map(|b| serde_json::from_slice(&b).expect("JSON body")).unwrap_or(Json::Null);
+        (r.status, body)
+    }
+
+    /// Waits until task 0 of `name` is in `state`; its status then.
+    async fn wait_task(&self, name: &str, state: &str) -> Json {
+        for _ in 0..200 {
+            let (status, body) = self.call("GET", &format!("/connectors/{name}/tasks/0/status"), None).await;
+            if status == 200 && body["state"] == state {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("task 0 of {name} never became {state}");
+    }
+
+    async fn stop(self) {
+        self.herder.stop().await;
+        self.worker_node.shutdown(ShutdownReason::Requested);
+        self.worker_node.stopped().await;
+        self.broker_node.shutdown(ShutdownReason::Requested);
+        self.broker_node.stopped().await;
+    }
+}
+
+fn create(name: &str, config: Json) -> Json {
+    json!({"name": name, "config": config})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_task_is_failed_with_its_trace_and_restartable() {
+    let s = setup().await;
+    let marker = s.dir.path().join("down");
+    std::fs::write(&marker, b"").expect("marker");
+    let (status, _) = s
+        .call("POST", "/connectors", Some(create("healthy", json!({"connector.class": "test.FlakySourceConnector", "topic": "healthy"}))))
+        .await;
+    assert_eq!(status, 201);
+    let (status, body) = s
+        .call(
+            "POST",
+            "/connectors",
+            Some(create("flaky", json!({"connector.class": "FlakySource", "topic": "flaky", "fail.marker": marker.display().to_string()}))),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["tasks"], json!([{"connector": "flaky", "task": 0}]));
+
+    let failed = s.wait_task("flaky", "FAILED").await;
+    let trace = failed["trace"].as_str().expect("a FAILED task has a trace");
+    assert!(trace.contains("boom: the source system is down"), "{trace}");
+    assert_eq!(failed["worker_id"], "test-worker:8083");
+
+    // The worker and the other connector go on.
+    let (status, status_body) = s.call("GET", "/connectors/flaky/status", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(status_body["connector"]["state"], "RUNNING");
+    s.wait_task("healthy", "RUNNING").await;
+    let (status, names) = s.call("GET", "/connectors", None).await;
+    assert_eq!((status, names), (200, json!(["flaky", "healthy"])));
+
+    // Restarting while the source is still down fails again, with a trace again.
+    let (status, _) = s.call("POST", "/connectors/flaky/tasks/0/restart", None).await;
+    assert_eq!(status, 204);
+    s.wait_task("flaky", "FAILED").await;
+
+    std::fs::remove_file(&marker).expect("source back");
+    let (status, body) = s.call("POST", "/connectors/flaky/restart?includeTasks=true&onlyFailed=true", None).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["connector"]["state"], "RUNNING", "only failed parts restart: {body}");
+    assert_eq!(body["tasks"][0]["state"], "RESTARTING", "{body}");
+    let running = s.wait_task("flaky", "RUNNING").await;
+    assert!(running.get("trace").is_none(), "a running task has no trace: {running}");
+
+    // It now delivers, and its offsets are committed.
+    let mut committed = false;
+    for _ in 0..100 {
+        let (_, offsets) = s.call("GET", "/connectors/flaky/offsets", None).await;
+        if offsets["offsets"][0]["offset"]["n"].as_u64().is_some_and(|n| n >= 2) {
+            assert_eq!(offsets["offsets"][0]["partition"], json!({"flaky": 0}));
+            committed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(committed, "the restarted task's offsets were never committed");
+    let (_, topics) = s.call("GET", "/connectors/flaky/topics", None).await;
+    assert_eq!(topics, json!({"flaky": {"topics": ["flaky"]}}));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_task_is_failed_and_the_worker_stays_up() {
+    let s = setup().await;
+    let (status, _) = s
+        .call("POST", "/connectors", Some(create("panicky", json!({"connector.class": "FlakySource", "topic": "p", "panic": "true"}))))
+        .await;
+    assert_eq!(status, 201);
+    let failed = s.wait_task("panicky", "FAILED").await;
+    let trace = failed["trace"].as_str().expect("trace");
+    assert!(trace.contains("flaky task told to panic"), "{trace}");
+    // Fix the config: PUT replaces it (200, not 201) and the new task runs.
+    let (status, body) = s
+        .call("PUT", "/connectors/panicky/config", Some(json!({"connector.class": "FlakySource", "topic": "p"})))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["config"]["name"], "panicky");
+    s.wait_task("panicky", "RUNNING").await;
+    let (status, _) = s.call("GET", "/", None).await;
+    assert_eq!(status, 200);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_stop_and_delete_move_the_states_as_kafka() {
+    let s = setup().await;
+    let (status, _) = s
+        .call("POST", "/connectors", Some(create("c", json!({"connector.class": "FlakySource", "topic": "c"}))))
+        .await;
+    assert_eq!(status, 201);
+    s.wait_task("c", "RUNNING").await;
+    assert_eq!(s.call("PUT", "/connectors/c/pause", None).await.0, 202);
+    s.wait_task("c", "PAUSED").await;
+    assert_eq!(s.call("GET", "/connectors/c/status", None).await.1["connector"]["state"], "PAUSED");
+    assert_eq!(s.call("PUT", "/connectors/c/resume", None).await.0, 202);
+    s.wait_task("c", "RUNNING").await;
+    assert_eq!(s.call("PUT", "/connectors/c/stop", None).await.0, 204);
+    let (_, status) = s.call("GET", "/connectors/c/status", None).await;
+    assert_eq!(status["connector"]["state"], "STOPPED");
+    assert_eq!(status["tasks"], json!([]));
+    assert_eq!(s.call("PUT", "/connectors/c/resume", None).await.0, 202);
+    s.wait_task("c", "RUNNING").await;
+    assert_eq!(s.call("DELETE", "/connectors/c", None).await.0, 204);
+    let (status, body) = s.call("GET", "/connectors/c", None).await;
+    assert_eq!((status, body), (404, json!({"error_code": 404, "message": "Connector c not found"})));
+    // Created paused (KIP-980's initial_state).
+    let mut req = create("p", json!({"connector.class": "FlakySource", "topic": "c"}));
+    req["initial_state"] = json!("PAUSED");
+    assert_eq!(s.call("POST", "/connectors", Some(req)).await.0, 201);
+    s.wait_task("p", "PAUSED").await;
+    s.stop().await;
+}
