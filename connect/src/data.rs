@@ -236,6 +236,8 @@ pub struct ConnectRecord {
     pub value: Value,
     pub timestamp_ms: Option<i64>,
     pub headers: Vec<Header>,
+    /// The record's offset in Kafka: set on the records sink tasks receive.
+    pub kafka_offset: Option<i64>,
 }
 
 impl ConnectRecord {
@@ -250,6 +252,7 @@ impl ConnectRecord {
             value,
             timestamp_ms: None,
             headers: Vec::new(),
+            kafka_offset: None,
         }
     }
 }
@@ -267,9 +270,9 @@ pub struct SourceRecord {
     pub record: ConnectRecord,
 }
 
-/// A record a sink task receives, with its place in Kafka.
+/// A record a sink task receives; `record.kafka_partition` and `record.kafka_offset`
+/// say where it is in Kafka.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SinkRecord {
     pub record: ConnectRecord,
-    pub kafka_offset: i64,
 }

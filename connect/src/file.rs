@@ -361,7 +361,9 @@ mod tests {
         let mut task = FileStreamSinkTask::default();
         let config: Config = [("file".to_string(), "out.txt".to_string())].into_iter().collect();
         task.start(SinkTaskContext { disk: disk.clone() }, &config).await.expect("start");
-        let record = |v: Value, o| SinkRecord { record: ConnectRecord::new("t", None, v), kafka_offset: o };
+        let record = |v: Value, o| SinkRecord {
+            record: ConnectRecord { kafka_offset: Some(o), ..ConnectRecord::new("t", None, v) },
+        };
         task.put(vec![record(Value::String("a".into()), 0), record(Value::Int64(2), 1)]).await.expect("put");
         task.flush().await.expect("flush");
         let file = disk.open(&PathBuf::from("out.txt"), OpenMode::Existing).await.expect("open");

@@ -16,15 +16,17 @@ use bytes::Bytes;
 use futures::FutureExt;
 use runnel_actors::{Actor, ActorError, Addr, Context, Handler, Message, RestartPolicy};
 use runnel_client::kafka::{
-    ClientConfig, ConsumerConfig, ConsumerRecord, DeliveryFuture, GroupConsumer,
-    GroupConsumerConfig, OffsetReset, Producer, ProducerConfig, ProducerRecord, TopicPartition,
+    Acks, ClientConfig, ConsumerConfig, ConsumerRecord, DeliveryFuture, GroupConsumer,
+    GroupConsumerConfig, GroupProtocol, OffsetReset, Producer, ProducerConfig, ProducerRecord,
+    TopicPartition,
 };
+use runnel_client::kafka::records::parse_compression;
 
 use crate::api::{
     AnyConnector, PluginDesc, SinkTask, SinkTaskContext, SourceTask, SourceTaskContext,
     SOURCE_IDLE_BACKOFF_MS,
 };
-use crate::config::{get_list, with_prefix, Config};
+use crate::config::{get_bool, get_int, get_list, with_prefix, Config};
 use crate::converter::{converter_for, Converter};
 use crate::data::{ConnectRecord, Header, JsonMap, SinkRecord};
 use crate::entities::TaskId;
@@ -273,8 +275,7 @@ impl SourceTaskActor {
         let config = spec.task_config.clone();
         guarded("start", task.start(context, &config)).await?;
         self.task = Some(task);
-        let mut producer = ProducerConfig::new(self.core.client());
-        producer.linger_ms = 1;
+        let producer = producer_config(self.core.client(), &shared.config.properties)?;
         self.producer = Some(Producer::new(producer).await?);
         Ok(())
     }
@@ -479,10 +480,7 @@ impl SinkTaskActor {
         let config = spec.task_config.clone();
         guarded("start", task.start(SinkTaskContext { disk: shared.disk.clone() }, &config)).await?;
         self.task = Some(task);
-        let mut consumer = ConsumerConfig::new(self.core.client());
-        consumer.auto_offset_reset = OffsetReset::Earliest;
-        let mut group = GroupConsumerConfig::new(consumer, sink_group(&spec.id.connector));
-        group.enable_auto_commit = false;
+        let group = consumer_config(self.core.client(), &spec.id.connector, &shared.config.properties)?;
         let mut consumer = GroupConsumer::new(group).await?;
         consumer.subscribe(&topics)?;
         self.consumer = Some(consumer);
@@ -509,11 +507,9 @@ impl SinkTaskActor {
                 .into_iter()
                 .map(|(key, value): (String, Option<Bytes>)| Header { key, value })
                 .collect(),
+            kafka_offset: Some(r.offset),
         };
-        Ok(self.transforms.apply(record)?.map(|record| SinkRecord {
-            record,
-            kafka_offset: r.offset,
-        }))
+        Ok(self.transforms.apply(record)?.map(|record| SinkRecord { record }))
     }
 
     async fn poll_once(&mut self) -> Result<(), ConnectError> {
@@ -582,6 +578,45 @@ impl SinkTaskActor {
             ctx.notify_later(Duration::ZERO, Poll);
         }
     }
+}
+
+/// A source task's producer: Kafka's worker defaults, then the worker's `producer.*`
+/// settings (`acks`, `linger.ms`, `batch.size`, `compression.type`, `enable.idempotence`).
+fn producer_config(client: ClientConfig, worker: &Config) -> Result<ProducerConfig, ConnectError> {
+    let settings = with_prefix(worker, "producer.");
+    let mut p = ProducerConfig::new(client);
+    p.linger_ms = get_int(&settings, "linger.ms", 1)?.max(0) as u64;
+    p.batch_size_bytes = get_int(&settings, "batch.size", p.batch_size_bytes as i64)?.max(1) as usize;
+    if let Some(acks) = settings.get("acks") {
+        p.acks = Acks::parse(acks)?;
+        p.enable_idempotence = p.acks == Acks::All;
+    }
+    p.enable_idempotence = get_bool(&settings, "enable.idempotence", p.enable_idempotence)?;
+    if let Some(c) = settings.get("compression.type") {
+        p.compression = parse_compression(c)?;
+    }
+    Ok(p)
+}
+
+/// A sink task's group consumer: Kafka's sink defaults (earliest, no auto commit), then
+/// the worker's `consumer.*` settings (`session.timeout.ms`, `heartbeat.interval.ms`,
+/// `max.poll.interval.ms`, `auto.offset.reset`, `group.protocol`).
+fn consumer_config(client: ClientConfig, connector: &str, worker: &Config) -> Result<GroupConsumerConfig, ConnectError> {
+    let settings = with_prefix(worker, "consumer.");
+    let mut consumer = ConsumerConfig::new(client);
+    consumer.auto_offset_reset = match settings.get("auto.offset.reset") {
+        Some(r) => OffsetReset::parse(r)?,
+        None => OffsetReset::Earliest,
+    };
+    let mut group = GroupConsumerConfig::new(consumer, sink_group(connector));
+    group.enable_auto_commit = false;
+    group.session_timeout_ms = get_int(&settings, "session.timeout.ms", group.session_timeout_ms.into())? as i32;
+    group.heartbeat_interval_ms = get_int(&settings, "heartbeat.interval.ms", group.heartbeat_interval_ms as i64)?.max(1) as u64;
+    group.max_poll_interval_ms = get_int(&settings, "max.poll.interval.ms", group.max_poll_interval_ms.into())? as i32;
+    if let Some(p) = settings.get("group.protocol") {
+        group.group_protocol = GroupProtocol::parse(p)?;
+    }
+    Ok(group)
 }
 
 /// The consumer group of a sink connector's tasks, as Kafka names it.

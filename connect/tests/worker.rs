@@ -305,3 +305,40 @@ async fn pause_resume_stop_and_delete_move_the_states_as_kafka() {
     s.wait_task("p", "PAUSED").await;
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transforms_run_between_the_task_and_kafka() {
+    let s = setup().await;
+    let config = json!({
+        "connector.class": "FlakySource",
+        "topic": "raw-events",
+        "transforms": "route,dropOthers",
+        "transforms.route.type": "org.apache.kafka.connect.transforms.RegexRouter",
+        "transforms.route.regex": "raw-(.*)",
+        "transforms.route.replacement": "clean-$1",
+        "transforms.dropOthers.type": "org.apache.kafka.connect.transforms.Filter",
+        "transforms.dropOthers.predicate": "isClean",
+        "transforms.dropOthers.negate": "true",
+        "predicates": "isClean",
+        "predicates.isClean.type": "org.apache.kafka.connect.transforms.predicates.TopicNameMatches",
+        "predicates.isClean.pattern": "clean-.*",
+    });
+    let (status, body) = s.call("POST", "/connectors", Some(create("routed", config))).await;
+    assert_eq!(status, 201, "{body}");
+    s.wait_task("routed", "RUNNING").await;
+    let mut seen = Json::Null;
+    for _ in 0..100 {
+        seen = s.call("GET", "/connectors/routed/topics", None).await.1;
+        if seen != json!({"routed": {"topics": []}}) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, json!({"routed": {"topics": ["clean-events"]}}));
+    // A transform that cannot be built is a 400 at create time, with Kafka's message.
+    let bad = json!({"connector.class": "FlakySource", "topic": "t", "transforms": "x", "transforms.x.type": "NoSuchTransform"});
+    let (status, body) = s.call("POST", "/connectors", Some(create("bad", bad))).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().expect("message").contains("NoSuchTransform could not be found"), "{body}");
+    s.stop().await;
+}
