@@ -103,32 +103,65 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
         ConnectCommand::Status { name, rest } => status(&rest, &name).await,
         ConnectCommand::Create { file, rest } => create(&rest, &file).await,
         ConnectCommand::Pause { name, rest } => {
-            call(&rest, "PUT", &format!("/connectors/{}/pause", percent_encode(&name)), None).await?;
+            call(
+                &rest,
+                "PUT",
+                &format!("/connectors/{}/pause", percent_encode(&name)),
+                None,
+            )
+            .await?;
             println!("Paused connector {name}");
             Ok(())
         }
         ConnectCommand::Resume { name, rest } => {
-            call(&rest, "PUT", &format!("/connectors/{}/resume", percent_encode(&name)), None).await?;
+            call(
+                &rest,
+                "PUT",
+                &format!("/connectors/{}/resume", percent_encode(&name)),
+                None,
+            )
+            .await?;
             println!("Resumed connector {name}");
             Ok(())
         }
-        ConnectCommand::Restart { name, include_tasks, only_failed, task, rest } => {
+        ConnectCommand::Restart {
+            name,
+            include_tasks,
+            only_failed,
+            task,
+            rest,
+        } => {
             let encoded = percent_encode(&name);
             match task {
                 Some(t) => {
-                    call(&rest, "POST", &format!("/connectors/{encoded}/tasks/{t}/restart"), None).await?;
+                    call(
+                        &rest,
+                        "POST",
+                        &format!("/connectors/{encoded}/tasks/{t}/restart"),
+                        None,
+                    )
+                    .await?;
                     println!("Restarted task {t} of connector {name}");
                 }
                 None => {
                     let target = format!("/connectors/{encoded}/restart?includeTasks={include_tasks}&onlyFailed={only_failed}");
                     call(&rest, "POST", &target, None).await?;
-                    println!("Restarting connector {name}{}", if include_tasks { " and its tasks" } else { "" });
+                    println!(
+                        "Restarting connector {name}{}",
+                        if include_tasks { " and its tasks" } else { "" }
+                    );
                 }
             }
             Ok(())
         }
         ConnectCommand::Delete { name, rest } => {
-            call(&rest, "DELETE", &format!("/connectors/{}", percent_encode(&name)), None).await?;
+            call(
+                &rest,
+                "DELETE",
+                &format!("/connectors/{}", percent_encode(&name)),
+                None,
+            )
+            .await?;
             println!("Deleted connector {name}");
             Ok(())
         }
@@ -136,21 +169,33 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
 }
 
 fn read_properties(path: &Path) -> anyhow::Result<runnel_connect::config::Config> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     parse_properties(&text).with_context(|| format!("{} is not a properties file", path.display()))
 }
 
 /// Kafka's `listeners` (`http://HOST:PORT`, an empty host meaning every interface) as an
 /// address to bind.
 fn listen_address(listeners: &str) -> anyhow::Result<String> {
-    let mut all = listeners.split(',').map(str::trim).filter(|l| !l.is_empty());
+    let mut all = listeners
+        .split(',')
+        .map(str::trim)
+        .filter(|l| !l.is_empty());
     let first = all.next().context("listeners is empty; use http://:8083")?;
     if all.next().is_some() {
         eprintln!("runnel connect: serving only the first of listeners ({first})");
     }
-    let rest = first.strip_prefix("http://").with_context(|| format!("listeners {first}: Runnel's worker serves http:// only"))?;
-    let (host, port) = rest.rsplit_once(':').with_context(|| format!("listeners {first}: no port"))?;
-    let host = if host.is_empty() { "0.0.0.0" } else { host.trim_matches(['[', ']']) };
+    let rest = first
+        .strip_prefix("http://")
+        .with_context(|| format!("listeners {first}: Runnel's worker serves http:// only"))?;
+    let (host, port) = rest
+        .rsplit_once(':')
+        .with_context(|| format!("listeners {first}: no port"))?;
+    let host = if host.is_empty() {
+        "0.0.0.0"
+    } else {
+        host.trim_matches(['[', ']'])
+    };
     Ok(format!("{host}:{port}"))
 }
 
@@ -163,15 +208,29 @@ async fn standalone(worker: &Path, connectors: &[PathBuf]) -> anyhow::Result<()>
         .iter()
         .map(|path| {
             let props = read_properties(path)?;
-            let name = props.get("name").cloned().with_context(|| format!("{}: no name= line; every connector needs a name", path.display()))?;
+            let name = props.get("name").cloned().with_context(|| {
+                format!(
+                    "{}: no name= line; every connector needs a name",
+                    path.display()
+                )
+            })?;
             Ok((name, props))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let bind = listen_address(&config.listeners)?;
-    let listener = tokio::net::TcpListener::bind(&bind).await.with_context(|| format!("cannot listen on {bind} (listeners)"))?;
+    let listener = tokio::net::TcpListener::bind(&bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind} (listeners)"))?;
     let local = listener.local_addr()?;
     let node = Node::new("connect");
-    let herder = Herder::start(&node, config, Plugins::builtin(), Arc::new(RealDisk::new()), local.to_string()).await?;
+    let herder = Herder::start(
+        &node,
+        config,
+        Plugins::builtin(),
+        Arc::new(RealDisk::new()),
+        local.to_string(),
+    )
+    .await?;
     let for_http = herder.clone();
     http::serve(
         &node,
@@ -216,7 +275,12 @@ async fn standalone(worker: &Path, connectors: &[PathBuf]) -> anyhow::Result<()>
 }
 
 /// One REST call; a non-2xx answer becomes an error with the worker's message.
-async fn call(rest: &RestArgs, method: &str, target: &str, body: Option<&[u8]>) -> anyhow::Result<Vec<u8>> {
+async fn call(
+    rest: &RestArgs,
+    method: &str,
+    target: &str,
+    body: Option<&[u8]>,
+) -> anyhow::Result<Vec<u8>> {
     let authority = url_authority(&rest.url)?;
     let (status, body) = http::request(&authority, method, target, body, rest.request_timeout_ms)
         .await
@@ -226,24 +290,39 @@ async fn call(rest: &RestArgs, method: &str, target: &str, body: Option<&[u8]>) 
     }
     match serde_json::from_slice::<ErrorMessage>(&body) {
         Ok(e) => bail!("{} (HTTP {status})", e.message),
-        Err(_) => bail!("the worker answered HTTP {status}: {}", String::from_utf8_lossy(&body)),
+        Err(_) => bail!(
+            "the worker answered HTTP {status}: {}",
+            String::from_utf8_lossy(&body)
+        ),
     }
 }
 
 async fn list(rest: &RestArgs) -> anyhow::Result<()> {
     let body = call(rest, "GET", "/connectors?expand=status", None).await?;
-    let all: std::collections::BTreeMap<String, Json> = serde_json::from_slice(&body).context("the worker's answer is not a connector map")?;
+    let all: std::collections::BTreeMap<String, Json> =
+        serde_json::from_slice(&body).context("the worker's answer is not a connector map")?;
     if all.is_empty() {
         println!("No connectors.");
         return Ok(());
     }
     println!("{:<32} {:<7} {:<12} TASKS", "NAME", "TYPE", "STATE");
     for (name, expanded) in all {
-        let status: Option<ConnectorStateInfo> = serde_json::from_value(expanded["status"].clone()).ok();
+        let status: Option<ConnectorStateInfo> =
+            serde_json::from_value(expanded["status"].clone()).ok();
         match status {
             Some(s) => {
-                let tasks: Vec<String> = s.tasks.iter().map(|t| format!("{}:{}", t.id, t.state)).collect();
-                println!("{:<32} {:<7} {:<12} {}", name, s.connector_type, s.connector.state, tasks.join(" "));
+                let tasks: Vec<String> = s
+                    .tasks
+                    .iter()
+                    .map(|t| format!("{}:{}", t.id, t.state))
+                    .collect();
+                println!(
+                    "{:<32} {:<7} {:<12} {}",
+                    name,
+                    s.connector_type,
+                    s.connector.state,
+                    tasks.join(" ")
+                );
             }
             None => println!("{name:<32} (no status)"),
         }
@@ -252,9 +331,19 @@ async fn list(rest: &RestArgs) -> anyhow::Result<()> {
 }
 
 async fn status(rest: &RestArgs, name: &str) -> anyhow::Result<()> {
-    let body = call(rest, "GET", &format!("/connectors/{}/status", percent_encode(name)), None).await?;
-    let s: ConnectorStateInfo = serde_json::from_slice(&body).context("the worker's answer is not a connector status")?;
-    println!("Connector {} ({}): {} on {}", s.name, s.connector_type, s.connector.state, s.connector.worker_id);
+    let body = call(
+        rest,
+        "GET",
+        &format!("/connectors/{}/status", percent_encode(name)),
+        None,
+    )
+    .await?;
+    let s: ConnectorStateInfo =
+        serde_json::from_slice(&body).context("the worker's answer is not a connector status")?;
+    println!(
+        "Connector {} ({}): {} on {}",
+        s.name, s.connector_type, s.connector.state, s.connector.worker_id
+    );
     if let Some(trace) = &s.connector.trace {
         println!("  {}", trace.replace('\n', "\n  "));
     }
@@ -273,11 +362,22 @@ async fn create(rest: &RestArgs, file: &Path) -> anyhow::Result<()> {
         std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?
     } else {
         let props = read_properties(file)?;
-        let name = props.get("name").cloned().with_context(|| format!("{}: no name= line; every connector needs a name", file.display()))?;
+        let name = props.get("name").cloned().with_context(|| {
+            format!(
+                "{}: no name= line; every connector needs a name",
+                file.display()
+            )
+        })?;
         serde_json::to_vec(&serde_json::json!({"name": name, "config": props}))?
     };
     let answer = call(rest, "POST", "/connectors", Some(&body)).await?;
-    let info: ConnectorInfo = serde_json::from_slice(&answer).context("the worker's answer is not a connector")?;
-    println!("Created {} connector {} with {} task(s)", info.connector_type, info.name, info.tasks.len());
+    let info: ConnectorInfo =
+        serde_json::from_slice(&answer).context("the worker's answer is not a connector")?;
+    println!(
+        "Created {} connector {} with {} task(s)",
+        info.connector_type,
+        info.name,
+        info.tasks.len()
+    );
     Ok(())
 }

@@ -73,7 +73,11 @@ pub trait OffsetReader: Send + Sync {
 #[async_trait]
 pub trait SourceTask: Send + 'static {
     /// Starts the task; committed offsets are readable through `context`.
-    async fn start(&mut self, context: SourceTaskContext, config: &Config) -> Result<(), ConnectError>;
+    async fn start(
+        &mut self,
+        context: SourceTaskContext,
+        config: &Config,
+    ) -> Result<(), ConnectError>;
     /// The next records, or none for now.
     async fn poll(&mut self) -> Result<Vec<SourceRecord>, ConnectError>;
     /// Called after the runtime committed offsets up to what the task returned.
@@ -86,7 +90,11 @@ pub trait SourceTask: Send + 'static {
 /// A task that writes to a sink system (Kafka's `SinkTask`).
 #[async_trait]
 pub trait SinkTask: Send + 'static {
-    async fn start(&mut self, context: SinkTaskContext, config: &Config) -> Result<(), ConnectError>;
+    async fn start(
+        &mut self,
+        context: SinkTaskContext,
+        config: &Config,
+    ) -> Result<(), ConnectError>;
     /// Records from Kafka, in order per partition.
     async fn put(&mut self, records: Vec<SinkRecord>) -> Result<(), ConnectError>;
     /// Makes everything `put` so far durable; the runtime commits its offsets after this.

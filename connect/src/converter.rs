@@ -14,16 +14,16 @@ pub const BYTE_ARRAY_CONVERTER: &str = "org.apache.kafka.connect.converters.Byte
 
 /// Turns Connect data into record bytes and back (Kafka's `Converter`).
 pub trait Converter: Send + Sync + std::fmt::Debug {
-    /// Serializes a key or value; `None` is a null in Kafka.
-    fn from_connect(
+    /// Serializes a key or value (Kafka's `fromConnectData`); `None` is a null in Kafka.
+    fn serialize(
         &self,
         topic: &str,
         schema: Option<&Schema>,
         value: &Value,
     ) -> Result<Option<Bytes>, ConnectError>;
 
-    /// Deserializes a key or value; `None` is a null in Kafka.
-    fn to_connect(
+    /// Deserializes a key or value (Kafka's `toConnectData`); `None` is a null in Kafka.
+    fn deserialize(
         &self,
         topic: &str,
         data: Option<&[u8]>,
@@ -62,7 +62,7 @@ pub fn converter_for(class: &str, settings: &Config) -> Result<Box<dyn Converter
 pub struct StringConverter;
 
 impl Converter for StringConverter {
-    fn from_connect(
+    fn serialize(
         &self,
         _topic: &str,
         _schema: Option<&Schema>,
@@ -74,7 +74,7 @@ impl Converter for StringConverter {
         })
     }
 
-    fn to_connect(
+    fn deserialize(
         &self,
         _topic: &str,
         data: Option<&[u8]>,
@@ -99,7 +99,7 @@ impl Converter for StringConverter {
 pub struct ByteArrayConverter;
 
 impl Converter for ByteArrayConverter {
-    fn from_connect(
+    fn serialize(
         &self,
         topic: &str,
         schema: Option<&Schema>,
@@ -123,7 +123,7 @@ impl Converter for ByteArrayConverter {
         }
     }
 
-    fn to_connect(
+    fn deserialize(
         &self,
         _topic: &str,
         data: Option<&[u8]>,
@@ -162,7 +162,7 @@ pub struct JsonConverter {
 }
 
 impl Converter for JsonConverter {
-    fn from_connect(
+    fn serialize(
         &self,
         _topic: &str,
         schema: Option<&Schema>,
@@ -182,7 +182,7 @@ impl Converter for JsonConverter {
         Ok(Some(Bytes::from(text)))
     }
 
-    fn to_connect(
+    fn deserialize(
         &self,
         _topic: &str,
         data: Option<&[u8]>,
@@ -220,7 +220,10 @@ fn quote(s: &str) -> String {
 }
 
 fn object(members: Vec<(String, String)>) -> String {
-    let inner: Vec<String> = members.into_iter().map(|(k, v)| format!("{}:{v}", quote(&k))).collect();
+    let inner: Vec<String> = members
+        .into_iter()
+        .map(|(k, v)| format!("{}:{v}", quote(&k)))
+        .collect();
     format!("{{{}}}", inner.join(","))
 }
 
@@ -235,7 +238,11 @@ pub fn schema_to_json(schema: &Schema) -> String {
                 .map(|f| {
                     let inner = schema_to_json(&f.schema);
                     // Kafka puts "field" last in each field's schema.
-                    format!("{},\"field\":{}}}", &inner[..inner.len() - 1], quote(&f.name))
+                    format!(
+                        "{},\"field\":{}}}",
+                        &inner[..inner.len() - 1],
+                        quote(&f.name)
+                    )
                 })
                 .collect();
             o.push(("fields".into(), format!("[{}]", fields.join(","))));
@@ -281,7 +288,10 @@ pub fn schema_from_json(json: &Json) -> Result<Schema, ConnectError> {
     let schema_type = SchemaType::from_json_name(type_name)
         .ok_or_else(|| bad(&format!("unknown schema type: {type_name}")))?;
     let mut schema = Schema::new(schema_type);
-    schema.optional = json.get("optional").and_then(Json::as_bool).unwrap_or(false);
+    schema.optional = json
+        .get("optional")
+        .and_then(Json::as_bool)
+        .unwrap_or(false);
     schema.name = json.get("name").and_then(Json::as_str).map(str::to_string);
     schema.version = json
         .get("version")
@@ -319,7 +329,9 @@ pub fn schema_from_json(json: &Json) -> Result<Schema, ConnectError> {
             schema.value_schema = Some(Box::new(schema_from_json(items)?));
         }
         SchemaType::Map => {
-            let keys = json.get("keys").ok_or_else(|| bad("map schema did not specify the key type"))?;
+            let keys = json
+                .get("keys")
+                .ok_or_else(|| bad("map schema did not specify the key type"))?;
             let values = json
                 .get("values")
                 .ok_or_else(|| bad("map schema did not specify the value type"))?;
@@ -355,7 +367,10 @@ pub fn value_to_json(schema: Option<&Schema>, value: &Value) -> Result<String, C
         Value::Bytes(b) => quote(&base64_encode(b)),
         Value::Array(items) => {
             let item_schema = schema.and_then(|s| s.value_schema.as_deref());
-            let items: Vec<String> = items.iter().map(|i| value_to_json(item_schema, i)).collect::<Result<_, _>>()?;
+            let items: Vec<String> = items
+                .iter()
+                .map(|i| value_to_json(item_schema, i))
+                .collect::<Result<_, _>>()?;
             format!("[{}]", items.join(","))
         }
         Value::Map(entries) => {
@@ -371,7 +386,13 @@ pub fn value_to_json(schema: Option<&Schema>, value: &Value) -> Result<String, C
                 // Non-string keys: Kafka writes an array of [key, value] pairs.
                 let pairs: Vec<String> = entries
                     .iter()
-                    .map(|(k, v)| Ok(format!("[{},{}]", value_to_json(key_schema, k)?, value_to_json(value_schema, v)?)))
+                    .map(|(k, v)| {
+                        Ok(format!(
+                            "[{},{}]",
+                            value_to_json(key_schema, k)?,
+                            value_to_json(value_schema, v)?
+                        ))
+                    })
                     .collect::<Result<_, ConnectError>>()?;
                 format!("[{}]", pairs.join(","))
             }
@@ -441,9 +462,13 @@ pub fn json_to_value(schema: Option<&Schema>, json: &Json) -> Result<Value, Conn
         SchemaType::Int16 => Value::Int16(int(i16::MIN.into(), i16::MAX.into(), "INT16")? as i16),
         SchemaType::Int32 => Value::Int32(int(i32::MIN.into(), i32::MAX.into(), "INT32")? as i32),
         SchemaType::Int64 => Value::Int64(int(i64::MIN, i64::MAX, "INT64")?),
-        SchemaType::Float32 => Value::Float32(json.as_f64().ok_or_else(|| mismatch("FLOAT32"))? as f32),
+        SchemaType::Float32 => {
+            Value::Float32(json.as_f64().ok_or_else(|| mismatch("FLOAT32"))? as f32)
+        }
         SchemaType::Float64 => Value::Float64(json.as_f64().ok_or_else(|| mismatch("FLOAT64"))?),
-        SchemaType::String => Value::String(json.as_str().ok_or_else(|| mismatch("STRING"))?.to_string()),
+        SchemaType::String => {
+            Value::String(json.as_str().ok_or_else(|| mismatch("STRING"))?.to_string())
+        }
         SchemaType::Bytes => {
             let s = json.as_str().ok_or_else(|| mismatch("BYTES"))?;
             Value::Bytes(Bytes::from(base64_decode(s).ok_or_else(|| {
@@ -466,14 +491,19 @@ pub fn json_to_value(schema: Option<&Schema>, json: &Json) -> Result<Value, Conn
             match json {
                 Json::Object(o) => Value::Map(
                     o.iter()
-                        .map(|(k, v)| Ok((Value::String(k.clone()), json_to_value(value_schema, v)?)))
+                        .map(|(k, v)| {
+                            Ok((Value::String(k.clone()), json_to_value(value_schema, v)?))
+                        })
                         .collect::<Result<_, ConnectError>>()?,
                 ),
                 Json::Array(pairs) => Value::Map(
                     pairs
                         .iter()
                         .map(|p| match p.as_array().map(Vec::as_slice) {
-                            Some([k, v]) => Ok((json_to_value(key_schema, k)?, json_to_value(value_schema, v)?)),
+                            Some([k, v]) => Ok((
+                                json_to_value(key_schema, k)?,
+                                json_to_value(value_schema, v)?,
+                            )),
                             _ => Err(ConnectError::Data(
                                 "Found invalid map entry instead of array tuple".into(),
                             )),
@@ -504,7 +534,11 @@ const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz
 fn base64_encode(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -539,23 +573,29 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
-    fn roundtrip(c: &dyn Converter, schema: Option<&Schema>, value: &Value) -> (Option<Schema>, Value) {
-        let bytes = c.from_connect("t", schema, value).expect("serializes");
-        c.to_connect("t", bytes.as_deref()).expect("deserializes")
+    fn roundtrip(
+        c: &dyn Converter,
+        schema: Option<&Schema>,
+        value: &Value,
+    ) -> (Option<Schema>, Value) {
+        let bytes = c.serialize("t", schema, value).expect("serializes");
+        c.deserialize("t", bytes.as_deref()).expect("deserializes")
     }
 
     #[test]
     fn json_with_schemas_writes_the_quick_start_envelope() {
-        let c = JsonConverter { schemas_enable: true };
+        let c = JsonConverter {
+            schemas_enable: true,
+        };
         let bytes = c
-            .from_connect("t", Some(&Schema::string()), &Value::String("foo".into()))
+            .serialize("t", Some(&Schema::string()), &Value::String("foo".into()))
             .expect("ok")
             .expect("not null");
         assert_eq!(
             std::str::from_utf8(&bytes).expect("utf8"),
             r#"{"schema":{"type":"string","optional":false},"payload":"foo"}"#
         );
-        let (schema, value) = c.to_connect("t", Some(&bytes)).expect("reads back");
+        let (schema, value) = c.deserialize("t", Some(&bytes)).expect("reads back");
         assert_eq!(schema, Some(Schema::string()));
         assert_eq!(value, Value::String("foo".into()));
     }
@@ -563,35 +603,63 @@ mod tests {
     #[test]
     fn json_struct_roundtrips_with_and_without_schema() {
         let schema = Schema::structure(vec![
-            Field { name: "id".into(), schema: Schema::new(SchemaType::Int32) },
-            Field { name: "name".into(), schema: Schema::string().optional() },
-            Field { name: "raw".into(), schema: Schema::new(SchemaType::Bytes) },
+            Field {
+                name: "id".into(),
+                schema: Schema::new(SchemaType::Int32),
+            },
+            Field {
+                name: "name".into(),
+                schema: Schema::string().optional(),
+            },
+            Field {
+                name: "raw".into(),
+                schema: Schema::new(SchemaType::Bytes),
+            },
         ]);
         let value = Value::Struct(vec![
             ("id".into(), Value::Int32(7)),
             ("name".into(), Value::Null),
             ("raw".into(), Value::Bytes(Bytes::from_static(b"hello!?"))),
         ]);
-        let with = JsonConverter { schemas_enable: true };
-        assert_eq!(roundtrip(&with, Some(&schema), &value), (Some(schema.clone()), value.clone()));
-        let without = JsonConverter { schemas_enable: false };
-        let bytes = without.from_connect("t", Some(&schema), &value).expect("ok").expect("some");
+        let with = JsonConverter {
+            schemas_enable: true,
+        };
+        assert_eq!(
+            roundtrip(&with, Some(&schema), &value),
+            (Some(schema.clone()), value.clone())
+        );
+        let without = JsonConverter {
+            schemas_enable: false,
+        };
+        let bytes = without
+            .serialize("t", Some(&schema), &value)
+            .expect("ok")
+            .expect("some");
         assert_eq!(
             std::str::from_utf8(&bytes).expect("utf8"),
             r#"{"id":7,"name":null,"raw":"aGVsbG8hPw=="}"#
         );
-        let (s, v) = without.to_connect("t", Some(&bytes)).expect("reads");
+        let (s, v) = without.deserialize("t", Some(&bytes)).expect("reads");
         assert_eq!(s, None);
         assert_eq!(v.get("id"), Some(&Value::Int64(7)));
     }
 
     #[test]
     fn json_with_schemas_refuses_plain_json_with_kafkas_hint() {
-        let c = JsonConverter { schemas_enable: true };
-        let err = c.to_connect("t", Some(br#"{"a":1}"#)).expect_err("no envelope");
-        assert!(err.to_string().contains("set schemas.enable=false"), "{err}");
-        let c = JsonConverter { schemas_enable: false };
-        assert_eq!(c.to_connect("t", None).expect("null"), (None, Value::Null));
+        let c = JsonConverter {
+            schemas_enable: true,
+        };
+        let err = c
+            .deserialize("t", Some(br#"{"a":1}"#))
+            .expect_err("no envelope");
+        assert!(
+            err.to_string().contains("set schemas.enable=false"),
+            "{err}"
+        );
+        let c = JsonConverter {
+            schemas_enable: false,
+        };
+        assert_eq!(c.deserialize("t", None).expect("null"), (None, Value::Null));
     }
 
     #[test]
@@ -599,14 +667,22 @@ mod tests {
         let s = StringConverter;
         assert_eq!(
             roundtrip(&s, None, &Value::String("héllo".into())),
-            (Some(Schema::string().optional()), Value::String("héllo".into()))
+            (
+                Some(Schema::string().optional()),
+                Value::String("héllo".into())
+            )
         );
-        assert_eq!(s.from_connect("t", None, &Value::Int32(5)).expect("ok").as_deref(), Some(&b"5"[..]));
-        assert_eq!(s.from_connect("t", None, &Value::Null).expect("ok"), None);
+        assert_eq!(
+            s.serialize("t", None, &Value::Int32(5))
+                .expect("ok")
+                .as_deref(),
+            Some(&b"5"[..])
+        );
+        assert_eq!(s.serialize("t", None, &Value::Null).expect("ok"), None);
         let b = ByteArrayConverter;
         let v = Value::Bytes(Bytes::from_static(&[0, 255, 7]));
         assert_eq!(roundtrip(&b, None, &v).1, v);
-        assert!(b.from_connect("t", None, &Value::String("x".into())).is_err());
+        assert!(b.serialize("t", None, &Value::String("x".into())).is_err());
     }
 
     #[test]
@@ -616,14 +692,20 @@ mod tests {
         assert!(converter_for(BYTE_ARRAY_CONVERTER, &settings).is_ok());
         settings.insert("schemas.enable".into(), "false".into());
         let json = converter_for(JSON_CONVERTER, &settings).expect("json");
-        let bytes = json.from_connect("t", None, &Value::Int64(3)).expect("ok");
+        let bytes = json.serialize("t", None, &Value::Int64(3)).expect("ok");
         assert_eq!(bytes.as_deref(), Some(&b"3"[..]));
         assert!(converter_for("com.example.AvroConverter", &settings).is_err());
     }
 
     #[test]
     fn base64_matches_rfc_4648() {
-        for (raw, enc) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")] {
+        for (raw, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
             assert_eq!(base64_encode(raw.as_bytes()), enc);
             assert_eq!(base64_decode(enc).expect("decodes"), raw.as_bytes());
         }

@@ -12,8 +12,8 @@ use runnel_storage::disk::{Disk, DiskError, DiskFile, OpenMode};
 use serde_json::json;
 
 use crate::api::{
-    AnyConnector, Connector, ConnectorType, PluginDesc, SinkConnector, SinkTask,
-    SinkTaskContext, SourceConnector, SourceTask, SourceTaskContext,
+    AnyConnector, Connector, ConnectorType, PluginDesc, SinkConnector, SinkTask, SinkTaskContext,
+    SourceConnector, SourceTask, SourceTaskContext,
 };
 use crate::config::{get_int, Config, ConfigDef, ConfigType, Importance};
 use crate::data::{ConnectRecord, JsonMap, Schema, SinkRecord, SourceRecord, Value};
@@ -128,7 +128,10 @@ impl FileStreamSourceTask {
             return Ok(Some(f.clone()));
         }
         let disk = self.disk.as_ref().expect("start sets the disk");
-        match disk.open(&PathBuf::from(&self.filename), OpenMode::Existing).await {
+        match disk
+            .open(&PathBuf::from(&self.filename), OpenMode::Existing)
+            .await
+        {
             Ok(f) => {
                 self.file = Some(f.clone());
                 Ok(Some(f))
@@ -146,13 +149,21 @@ impl FileStreamSourceTask {
 
 #[async_trait]
 impl SourceTask for FileStreamSourceTask {
-    async fn start(&mut self, context: SourceTaskContext, config: &Config) -> Result<(), ConnectError> {
+    async fn start(
+        &mut self,
+        context: SourceTaskContext,
+        config: &Config,
+    ) -> Result<(), ConnectError> {
         self.filename = file_of(config, "FileStreamSource")?;
         self.topic = config
             .get("topic")
             .map(|t| t.trim().to_string())
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| ConnectError::Config("Missing required configuration \"topic\" which has no default value.".into()))?;
+            .ok_or_else(|| {
+                ConnectError::Config(
+                    "Missing required configuration \"topic\" which has no default value.".into(),
+                )
+            })?;
         self.batch_size = get_int(config, "batch.size", DEFAULT_BATCH_SIZE)?.max(1) as usize;
         self.position = match context.offsets.offset(&self.partition()) {
             None => 0,
@@ -205,7 +216,8 @@ impl SourceTask for FileStreamSourceTask {
             let position = self.position + end as u64;
             let mut offset = JsonMap::new();
             offset.insert("position".into(), json!(position));
-            let mut record = ConnectRecord::new(&self.topic, Some(Schema::string()), Value::String(line));
+            let mut record =
+                ConnectRecord::new(&self.topic, Some(Schema::string()), Value::String(line));
             record.timestamp_ms = Some(jiff::Timestamp::now().as_millisecond());
             records.push(SourceRecord {
                 source_partition: self.partition(),
@@ -232,7 +244,13 @@ impl Connector for FileStreamSinkConnector {
     }
 
     fn config_def(&self) -> ConfigDef {
-        ConfigDef::new().define("file", ConfigType::String, Some(""), Importance::High, "Destination filename. If not specified, the standard output will be used")
+        ConfigDef::new().define(
+            "file",
+            ConfigType::String,
+            Some(""),
+            Importance::High,
+            "Destination filename. If not specified, the standard output will be used",
+        )
     }
 
     fn start(&mut self, config: &Config) -> Result<(), ConnectError> {
@@ -264,9 +282,18 @@ pub struct FileStreamSinkTask {
 
 #[async_trait]
 impl SinkTask for FileStreamSinkTask {
-    async fn start(&mut self, context: SinkTaskContext, config: &Config) -> Result<(), ConnectError> {
+    async fn start(
+        &mut self,
+        context: SinkTaskContext,
+        config: &Config,
+    ) -> Result<(), ConnectError> {
         let name = file_of(config, "FileStreamSink")?;
-        self.file = Some(context.disk.open(&PathBuf::from(name), OpenMode::Create).await?);
+        self.file = Some(
+            context
+                .disk
+                .open(&PathBuf::from(name), OpenMode::Create)
+                .await?,
+        );
         Ok(())
     }
 
@@ -312,23 +339,37 @@ mod tests {
     }
 
     fn lines(records: &[SourceRecord]) -> Vec<String> {
-        records.iter().map(|r| r.record.value.to_java_string()).collect()
+        records
+            .iter()
+            .map(|r| r.record.value.to_java_string())
+            .collect()
     }
 
     #[tokio::test]
     async fn source_reads_complete_lines_in_batches_and_resumes_from_its_offset() {
         let disk: Arc<dyn Disk> = Arc::new(MemDisk::new(1));
-        let file = disk.open(&PathBuf::from("in.txt"), OpenMode::Create).await.expect("open");
+        let file = disk
+            .open(&PathBuf::from("in.txt"), OpenMode::Create)
+            .await
+            .expect("open");
         file.append(b"foo\r\nbar\rbaz\nhalf").await.expect("write");
         let mut task = FileStreamSourceTask::default();
-        let context = SourceTaskContext { offsets: Arc::new(Offsets(None)), disk: disk.clone() };
-        task.start(context, &source_config("2")).await.expect("start");
+        let context = SourceTaskContext {
+            offsets: Arc::new(Offsets(None)),
+            disk: disk.clone(),
+        };
+        task.start(context, &source_config("2"))
+            .await
+            .expect("start");
         let first = task.poll().await.expect("poll");
         assert_eq!(lines(&first), ["foo", "bar"]);
         assert_eq!(first[1].source_offset["position"], json!(9));
         assert_eq!(first[0].source_partition["filename"], json!("in.txt"));
         assert_eq!(lines(&task.poll().await.expect("poll")), ["baz"]);
-        assert!(task.poll().await.expect("poll").is_empty(), "an unfinished line waits");
+        assert!(
+            task.poll().await.expect("poll").is_empty(),
+            "an unfinished line waits"
+        );
         file.append(b" line\n").await.expect("write");
         let last = task.poll().await.expect("poll");
         assert_eq!(lines(&last), ["half line"]);
@@ -337,9 +378,18 @@ mod tests {
         let mut again = FileStreamSourceTask::default();
         let mut at = JsonMap::new();
         at.insert("position".into(), json!(9));
-        let context = SourceTaskContext { offsets: Arc::new(Offsets(Some(at))), disk: disk.clone() };
-        again.start(context, &source_config("100")).await.expect("start");
-        assert_eq!(lines(&again.poll().await.expect("poll")), ["baz", "half line"]);
+        let context = SourceTaskContext {
+            offsets: Arc::new(Offsets(Some(at))),
+            disk: disk.clone(),
+        };
+        again
+            .start(context, &source_config("100"))
+            .await
+            .expect("start");
+        assert_eq!(
+            lines(&again.poll().await.expect("poll")),
+            ["baz", "half line"]
+        );
         assert_eq!(end["position"], json!(23));
     }
 
@@ -347,10 +397,18 @@ mod tests {
     async fn source_waits_for_a_missing_file() {
         let disk: Arc<dyn Disk> = Arc::new(MemDisk::new(1));
         let mut task = FileStreamSourceTask::default();
-        let context = SourceTaskContext { offsets: Arc::new(Offsets(None)), disk: disk.clone() };
-        task.start(context, &source_config("10")).await.expect("start");
+        let context = SourceTaskContext {
+            offsets: Arc::new(Offsets(None)),
+            disk: disk.clone(),
+        };
+        task.start(context, &source_config("10"))
+            .await
+            .expect("start");
         assert!(task.poll().await.expect("poll").is_empty());
-        let file = disk.open(&PathBuf::from("in.txt"), OpenMode::Create).await.expect("open");
+        let file = disk
+            .open(&PathBuf::from("in.txt"), OpenMode::Create)
+            .await
+            .expect("open");
         file.append(b"x\n").await.expect("write");
         assert_eq!(lines(&task.poll().await.expect("poll")), ["x"]);
     }
@@ -359,14 +417,29 @@ mod tests {
     async fn sink_appends_values_as_lines() {
         let disk: Arc<dyn Disk> = Arc::new(MemDisk::new(1));
         let mut task = FileStreamSinkTask::default();
-        let config: Config = [("file".to_string(), "out.txt".to_string())].into_iter().collect();
-        task.start(SinkTaskContext { disk: disk.clone() }, &config).await.expect("start");
+        let config: Config = [("file".to_string(), "out.txt".to_string())]
+            .into_iter()
+            .collect();
+        task.start(SinkTaskContext { disk: disk.clone() }, &config)
+            .await
+            .expect("start");
         let record = |v: Value, o| SinkRecord {
-            record: ConnectRecord { kafka_offset: Some(o), ..ConnectRecord::new("t", None, v) },
+            record: ConnectRecord {
+                kafka_offset: Some(o),
+                ..ConnectRecord::new("t", None, v)
+            },
         };
-        task.put(vec![record(Value::String("a".into()), 0), record(Value::Int64(2), 1)]).await.expect("put");
+        task.put(vec![
+            record(Value::String("a".into()), 0),
+            record(Value::Int64(2), 1),
+        ])
+        .await
+        .expect("put");
         task.flush().await.expect("flush");
-        let file = disk.open(&PathBuf::from("out.txt"), OpenMode::Existing).await.expect("open");
+        let file = disk
+            .open(&PathBuf::from("out.txt"), OpenMode::Existing)
+            .await
+            .expect("open");
         assert_eq!(&file.read_at(0, 100).await.expect("read")[..], b"a\n2\n");
     }
 

@@ -33,7 +33,10 @@ pub struct HttpRequest {
 impl HttpRequest {
     /// The first value of a query parameter.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -47,12 +50,20 @@ pub struct HttpResponse {
 
 impl HttpResponse {
     pub fn empty(status: u16) -> Self {
-        HttpResponse { status, body: None, location: None }
+        HttpResponse {
+            status,
+            body: None,
+            location: None,
+        }
     }
 
     pub fn json<T: serde::Serialize>(status: u16, value: &T) -> Self {
         let body = serde_json::to_vec(value).expect("our REST entities always serialize");
-        HttpResponse { status, body: Some(body), location: None }
+        HttpResponse {
+            status,
+            body: Some(body),
+            location: None,
+        }
     }
 }
 
@@ -141,7 +152,8 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-pub type Handler = Arc<dyn Fn(HttpRequest) -> Pin<Box<dyn Future<Output = HttpResponse> + Send>> + Send + Sync>;
+pub type Handler =
+    Arc<dyn Fn(HttpRequest) -> Pin<Box<dyn Future<Output = HttpResponse> + Send>> + Send + Sync>;
 
 /// Serves `listener` on `node` until the node shuts down.
 pub fn serve(node: &Node, listener: TcpListener, handler: Handler) {
@@ -149,7 +161,9 @@ pub fn serve(node: &Node, listener: TcpListener, handler: Handler) {
     let conn_node = node.clone();
     node.spawn_task(async move {
         loop {
-            let Ok(permit) = slots.clone().acquire_owned().await else { return };
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -174,26 +188,50 @@ async fn serve_connection(stream: TcpStream, handler: Handler) -> Result<(), Htt
     let mut buf: Vec<u8> = Vec::new();
     loop {
         let idle = Duration::from_millis(IDLE_TIMEOUT_MS);
-        let head = match tokio::time::timeout(idle, read_request_head(&mut reader, &mut buf)).await {
+        let head = match tokio::time::timeout(idle, read_request_head(&mut reader, &mut buf)).await
+        {
             Err(_) => return Ok(()),
             Ok(Ok(Some(head))) => head,
             Ok(Ok(None)) => return Ok(()),
             Ok(Err(HttpError::TooLarge { .. })) => {
-                write_response(&mut writer, &error_response(431, "HTTP 431 Request Header Fields Too Large"), true).await?;
+                write_response(
+                    &mut writer,
+                    &error_response(431, "HTTP 431 Request Header Fields Too Large"),
+                    true,
+                )
+                .await?;
                 return Ok(());
             }
             Ok(Err(e)) => {
-                write_response(&mut writer, &error_response(400, &format!("HTTP 400 Bad Request: {e}")), true).await?;
+                write_response(
+                    &mut writer,
+                    &error_response(400, &format!("HTTP 400 Bad Request: {e}")),
+                    true,
+                )
+                .await?;
                 return Err(e);
             }
         };
         let (method, target, content_length, chunked, close) = head;
         if chunked {
-            write_response(&mut writer, &error_response(411, "HTTP 411 Length Required: send the body with Content-Length"), true).await?;
+            write_response(
+                &mut writer,
+                &error_response(
+                    411,
+                    "HTTP 411 Length Required: send the body with Content-Length",
+                ),
+                true,
+            )
+            .await?;
             return Ok(());
         }
         if content_length > MAX_BODY_BYTES {
-            write_response(&mut writer, &error_response(413, "HTTP 413 Payload Too Large"), true).await?;
+            write_response(
+                &mut writer,
+                &error_response(413, "HTTP 413 Payload Too Large"),
+                true,
+            )
+            .await?;
             return Ok(());
         }
         while buf.len() < content_length {
@@ -206,7 +244,13 @@ async fn serve_connection(stream: TcpStream, handler: Handler) -> Result<(), Htt
         }
         let body: Vec<u8> = buf.drain(..content_length).collect();
         let (path, query) = split_target(&target);
-        let response = handler(HttpRequest { method, path, query, body }).await;
+        let response = handler(HttpRequest {
+            method,
+            path,
+            query,
+            body,
+        })
+        .await;
         write_response(&mut writer, &response, close).await?;
         if close {
             return Ok(());
@@ -217,11 +261,17 @@ async fn serve_connection(stream: TcpStream, handler: Handler) -> Result<(), Htt
 type Head = (String, String, usize, bool, bool);
 
 /// Reads until a whole head is in `buf`, removes it and returns it; `None` at a clean EOF.
-async fn read_request_head<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut Vec<u8>) -> Result<Option<Head>, HttpError> {
+async fn read_request_head<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+) -> Result<Option<Head>, HttpError> {
     loop {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut request = httparse::Request::new(&mut headers);
-        match request.parse(buf).map_err(|e| HttpError::Malformed(e.to_string()))? {
+        match request
+            .parse(buf)
+            .map_err(|e| HttpError::Malformed(e.to_string()))?
+        {
             httparse::Status::Complete(len) => {
                 let method = request.method.unwrap_or_default().to_string();
                 let target = request.path.unwrap_or("/").to_string();
@@ -231,7 +281,10 @@ async fn read_request_head<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut Vec<u
                 for h in request.headers.iter() {
                     let value = String::from_utf8_lossy(h.value);
                     if h.name.eq_ignore_ascii_case("content-length") {
-                        content_length = value.trim().parse().map_err(|_| HttpError::Malformed("bad Content-Length".into()))?;
+                        content_length = value
+                            .trim()
+                            .parse()
+                            .map_err(|_| HttpError::Malformed("bad Content-Length".into()))?;
                     } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
                         chunked = value.to_ascii_lowercase().contains("chunked");
                     } else if h.name.eq_ignore_ascii_case("connection") {
@@ -244,12 +297,19 @@ async fn read_request_head<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut Vec<u
             }
             httparse::Status::Partial => {
                 if buf.len() > MAX_HEAD_BYTES {
-                    return Err(HttpError::TooLarge { what: "the request head", limit: MAX_HEAD_BYTES });
+                    return Err(HttpError::TooLarge {
+                        what: "the request head",
+                        limit: MAX_HEAD_BYTES,
+                    });
                 }
                 let mut chunk = [0u8; 8192];
                 let n = reader.read(&mut chunk).await?;
                 if n == 0 {
-                    return if buf.is_empty() { Ok(None) } else { Err(HttpError::Malformed("connection closed mid-request".into())) };
+                    return if buf.is_empty() {
+                        Ok(None)
+                    } else {
+                        Err(HttpError::Malformed("connection closed mid-request".into()))
+                    };
                 }
                 buf.extend_from_slice(&chunk[..n]);
             }
@@ -258,11 +318,25 @@ async fn read_request_head<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut Vec<u
 }
 
 fn error_response(status: u16, message: &str) -> HttpResponse {
-    HttpResponse::json(status, &crate::entities::ErrorMessage { error_code: status, message: message.to_string() })
+    HttpResponse::json(
+        status,
+        &crate::entities::ErrorMessage {
+            error_code: status,
+            message: message.to_string(),
+        },
+    )
 }
 
-async fn write_response<W: AsyncWrite + Unpin>(writer: &mut W, response: &HttpResponse, close: bool) -> Result<(), HttpError> {
-    let mut head = format!("HTTP/1.1 {} {}\r\n", response.status, reason(response.status));
+async fn write_response<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    response: &HttpResponse,
+    close: bool,
+) -> Result<(), HttpError> {
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\n",
+        response.status,
+        reason(response.status)
+    );
     if let Some(location) = &response.location {
         head.push_str(&format!("Location: {location}\r\n"));
     }
@@ -284,10 +358,16 @@ async fn write_response<W: AsyncWrite + Unpin>(writer: &mut W, response: &HttpRe
 
 /// `http://host:port` (an empty host is `localhost`) as a `host:port` to connect to.
 pub fn url_authority(url: &str) -> Result<String, HttpError> {
-    let rest = url.trim().strip_prefix("http://").ok_or_else(|| HttpError::BadUrl(url.to_string()))?;
+    let rest = url
+        .trim()
+        .strip_prefix("http://")
+        .ok_or_else(|| HttpError::BadUrl(url.to_string()))?;
     let authority = rest.split('/').next().unwrap_or_default();
-    let (host, port) = authority.rsplit_once(':').ok_or_else(|| HttpError::BadUrl(url.to_string()))?;
-    port.parse::<u16>().map_err(|_| HttpError::BadUrl(url.to_string()))?;
+    let (host, port) = authority
+        .rsplit_once(':')
+        .ok_or_else(|| HttpError::BadUrl(url.to_string()))?;
+    port.parse::<u16>()
+        .map_err(|_| HttpError::BadUrl(url.to_string()))?;
     let host = if host.is_empty() { "localhost" } else { host };
     Ok(format!("{host}:{port}"))
 }
@@ -305,7 +385,10 @@ pub async fn request(
         let (mut reader, mut writer) = tokio::io::split(stream);
         let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {authority}\r\nAccept: application/json\r\nConnection: close\r\n");
         if let Some(b) = body {
-            head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
+            head.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                b.len()
+            ));
         }
         head.push_str("\r\n");
         writer.write_all(head.as_bytes()).await?;
@@ -322,7 +405,10 @@ pub async fn request(
             }
             raw.extend_from_slice(&chunk[..n]);
             if raw.len() > MAX_HEAD_BYTES + MAX_BODY_BYTES {
-                return Err(HttpError::TooLarge { what: "the response", limit: MAX_HEAD_BYTES + MAX_BODY_BYTES });
+                return Err(HttpError::TooLarge {
+                    what: "the response",
+                    limit: MAX_HEAD_BYTES + MAX_BODY_BYTES,
+                });
             }
         }
         parse_response(&raw)
@@ -337,9 +423,16 @@ pub async fn request(
 fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), HttpError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
-    let len = match response.parse(raw).map_err(|e| HttpError::Malformed(e.to_string()))? {
+    let len = match response
+        .parse(raw)
+        .map_err(|e| HttpError::Malformed(e.to_string()))?
+    {
         httparse::Status::Complete(len) => len,
-        httparse::Status::Partial => return Err(HttpError::Malformed("the response ended inside its head".into())),
+        httparse::Status::Partial => {
+            return Err(HttpError::Malformed(
+                "the response ended inside its head".into(),
+            ))
+        }
     };
     let status = response.code.unwrap_or(0);
     let mut content_length = None;
@@ -356,7 +449,9 @@ fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), HttpError> {
     let body = if chunked {
         dechunk(rest)?
     } else if let Some(n) = content_length {
-        rest.get(..n).ok_or_else(|| HttpError::Malformed("the body is shorter than Content-Length".into()))?.to_vec()
+        rest.get(..n)
+            .ok_or_else(|| HttpError::Malformed("the body is shorter than Content-Length".into()))?
+            .to_vec()
     } else {
         rest.to_vec()
     };
@@ -366,7 +461,10 @@ fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), HttpError> {
 fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, HttpError> {
     let mut out = Vec::new();
     loop {
-        let line_end = data.windows(2).position(|w| w == b"\r\n").ok_or_else(|| HttpError::Malformed("bad chunk".into()))?;
+        let line_end = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or_else(|| HttpError::Malformed("bad chunk".into()))?;
         let size_text = String::from_utf8_lossy(&data[..line_end]);
         let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
             .map_err(|_| HttpError::Malformed("bad chunk size".into()))?;
@@ -374,7 +472,9 @@ fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, HttpError> {
         if size == 0 {
             return Ok(out);
         }
-        let chunk = data.get(..size).ok_or_else(|| HttpError::Malformed("short chunk".into()))?;
+        let chunk = data
+            .get(..size)
+            .ok_or_else(|| HttpError::Malformed("short chunk".into()))?;
         out.extend_from_slice(chunk);
         data = data.get(size + 2..).unwrap_or_default();
     }
@@ -390,17 +490,28 @@ mod tests {
         assert_eq!(percent_decode("a+b", true), "a b");
         assert_eq!(percent_decode("100%", false), "100%");
         assert_eq!(percent_encode("my conn/1"), "my%20conn%2F1");
-        let (path, query) = split_target("/connectors/x/restart?includeTasks=true&onlyFailed=false");
+        let (path, query) =
+            split_target("/connectors/x/restart?includeTasks=true&onlyFailed=false");
         assert_eq!(path, "/connectors/x/restart");
-        assert_eq!(query, vec![("includeTasks".into(), "true".into()), ("onlyFailed".into(), "false".into())]);
+        assert_eq!(
+            query,
+            vec![
+                ("includeTasks".into(), "true".into()),
+                ("onlyFailed".into(), "false".into())
+            ]
+        );
         assert_eq!(url_authority("http://:8083").expect("ok"), "localhost:8083");
-        assert_eq!(url_authority("http://127.0.0.1:9/x").expect("ok"), "127.0.0.1:9");
+        assert_eq!(
+            url_authority("http://127.0.0.1:9/x").expect("ok"),
+            "127.0.0.1:9"
+        );
         assert!(url_authority("https://a:1").is_err());
     }
 
     #[test]
     fn parses_responses_with_length_or_chunks() {
-        let (status, body) = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]").expect("ok");
+        let (status, body) =
+            parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]").expect("ok");
         assert_eq!((status, body.as_slice()), (200, &b"[]"[..]));
         let (status, body) = parse_response(b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").expect("ok");
         assert_eq!((status, body.as_slice()), (404, &b"abcde"[..]));

@@ -50,7 +50,9 @@ impl OffsetStore {
                         ))
                     })?;
                     for entry in doc["offsets"].as_array().into_iter().flatten() {
-                        if let (Some(key), Some(Json::Object(value))) = (entry.get("key"), entry.get("value")) {
+                        if let (Some(key), Some(Json::Object(value))) =
+                            (entry.get("key"), entry.get("value"))
+                        {
                             offsets.insert(key.to_string(), value.clone());
                         }
                     }
@@ -159,14 +161,28 @@ mod tests {
     async fn commits_survive_a_reopen_per_connector() {
         let disk: Arc<dyn Disk> = Arc::new(MemDisk::new(1));
         let path = PathBuf::from("connect.offsets");
-        let store = OffsetStore::open(disk.clone(), path.clone()).await.expect("open");
+        let store = OffsetStore::open(disk.clone(), path.clone())
+            .await
+            .expect("open");
         let p = map("filename", json!("a.txt"));
-        store.commit("src", [(p.clone(), map("position", json!(4)))]).await.expect("commit");
-        store.commit("other", [(p.clone(), map("position", json!(1)))]).await.expect("commit");
-        store.commit("src", [(p.clone(), map("position", json!(9)))]).await.expect("commit");
+        store
+            .commit("src", [(p.clone(), map("position", json!(4)))])
+            .await
+            .expect("commit");
+        store
+            .commit("other", [(p.clone(), map("position", json!(1)))])
+            .await
+            .expect("commit");
+        store
+            .commit("src", [(p.clone(), map("position", json!(9)))])
+            .await
+            .expect("commit");
         let again = OffsetStore::open(disk, path).await.expect("reopen");
         assert_eq!(again.get("src", &p), Some(map("position", json!(9))));
-        assert_eq!(again.of_connector("other"), vec![(p, map("position", json!(1)))]);
+        assert_eq!(
+            again.of_connector("other"),
+            vec![(p, map("position", json!(1)))]
+        );
         assert!(again.of_connector("nobody").is_empty());
     }
 }

@@ -16,7 +16,13 @@ use crate::http::{percent_decode, percent_encode, HttpRequest, HttpResponse};
 use crate::worker::{Herder, TargetState};
 
 fn error(status: u16, message: impl Into<String>) -> HttpResponse {
-    HttpResponse::json(status, &ErrorMessage { error_code: status, message: message.into() })
+    HttpResponse::json(
+        status,
+        &ErrorMessage {
+            error_code: status,
+            message: message.into(),
+        },
+    )
 }
 
 fn from_error(e: ConnectError) -> HttpResponse {
@@ -38,7 +44,8 @@ fn done(status: u16, result: Result<(), ConnectError>) -> HttpResponse {
 }
 
 fn parse_body<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, HttpResponse> {
-    serde_json::from_slice(&req.body).map_err(|e| error(400, format!("Cannot deserialize the request body: {e}")))
+    serde_json::from_slice(&req.body)
+        .map_err(|e| error(400, format!("Cannot deserialize the request body: {e}")))
 }
 
 /// Jersey's answers for paths and methods that do not exist.
@@ -51,7 +58,8 @@ fn no_method() -> HttpResponse {
 }
 
 fn bool_param(req: &HttpRequest, name: &str) -> bool {
-    req.param(name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    req.param(name)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 /// Answers one REST request.
@@ -93,23 +101,42 @@ pub async fn handle(herder: &Herder, req: HttpRequest) -> HttpResponse {
             "PATCH" => patch_config(herder, name, &req).await,
             _ => no_method(),
         },
-        ["connectors", name, "status"] if method == "GET" => answer(200, herder.connector_status(name).await),
-        ["connectors", name, "tasks"] if method == "GET" => answer(200, herder.task_configs(name).await),
-        ["connectors", name, "tasks", task, "status"] if method == "GET" => match task.parse::<u32>() {
-            Ok(t) => answer(200, herder.task_status(name, t).await),
-            Err(_) => no_route(),
-        },
-        ["connectors", name, "tasks", task, "restart"] if method == "POST" => match task.parse::<u32>() {
-            Ok(t) => done(204, herder.restart_task(name, t).await),
-            Err(_) => no_route(),
-        },
-        ["connectors", name, "pause"] if method == "PUT" => done(202, herder.set_target_state(name, TargetState::Paused).await),
-        ["connectors", name, "resume"] if method == "PUT" => done(202, herder.set_target_state(name, TargetState::Started).await),
-        ["connectors", name, "stop"] if method == "PUT" => done(204, herder.set_target_state(name, TargetState::Stopped).await),
+        ["connectors", name, "status"] if method == "GET" => {
+            answer(200, herder.connector_status(name).await)
+        }
+        ["connectors", name, "tasks"] if method == "GET" => {
+            answer(200, herder.task_configs(name).await)
+        }
+        ["connectors", name, "tasks", task, "status"] if method == "GET" => {
+            match task.parse::<u32>() {
+                Ok(t) => answer(200, herder.task_status(name, t).await),
+                Err(_) => no_route(),
+            }
+        }
+        ["connectors", name, "tasks", task, "restart"] if method == "POST" => {
+            match task.parse::<u32>() {
+                Ok(t) => done(204, herder.restart_task(name, t).await),
+                Err(_) => no_route(),
+            }
+        }
+        ["connectors", name, "pause"] if method == "PUT" => done(
+            202,
+            herder.set_target_state(name, TargetState::Paused).await,
+        ),
+        ["connectors", name, "resume"] if method == "PUT" => done(
+            202,
+            herder.set_target_state(name, TargetState::Started).await,
+        ),
+        ["connectors", name, "stop"] if method == "PUT" => done(
+            204,
+            herder.set_target_state(name, TargetState::Stopped).await,
+        ),
         ["connectors", name, "restart"] if method == "POST" => {
             let include_tasks = bool_param(&req, "includeTasks");
             let only_failed = bool_param(&req, "onlyFailed");
-            let result = herder.restart_connector(name, include_tasks, only_failed).await;
+            let result = herder
+                .restart_connector(name, include_tasks, only_failed)
+                .await;
             // Kafka keeps the old answer (204, no body) for a plain restart.
             if !include_tasks && !only_failed {
                 done(204, result.map(|_| ()))
@@ -117,7 +144,8 @@ pub async fn handle(herder: &Herder, req: HttpRequest) -> HttpResponse {
                 answer(202, result)
             }
         }
-        ["connectors", name, "topics"] if method == "GET" => match herder.active_topics(name).await {
+        ["connectors", name, "topics"] if method == "GET" => match herder.active_topics(name).await
+        {
             Ok(topics) => {
                 let mut out = ActiveTopics::new();
                 out.insert(name.to_string(), TopicsInfo { topics });
@@ -125,21 +153,32 @@ pub async fn handle(herder: &Herder, req: HttpRequest) -> HttpResponse {
             }
             Err(e) => from_error(e),
         },
-        ["connectors", name, "offsets"] if method == "GET" => answer(200, herder.offsets(name).await),
+        ["connectors", name, "offsets"] if method == "GET" => {
+            answer(200, herder.offsets(name).await)
+        }
         ["connector-plugins"] if method == "GET" => {
-            let connectors_only = req.param("connectorsOnly").is_none_or(|v| !v.eq_ignore_ascii_case("false"));
+            let connectors_only = req
+                .param("connectorsOnly")
+                .is_none_or(|v| !v.eq_ignore_ascii_case("false"));
             HttpResponse::json(200, &plugins(herder, connectors_only))
         }
-        ["connector-plugins", plugin, "config"] if method == "GET" => {
-            answer(200, crate::validate::plugin_config(herder.plugins(), plugin))
-        }
+        ["connector-plugins", plugin, "config"] if method == "GET" => answer(
+            200,
+            crate::validate::plugin_config(herder.plugins(), plugin),
+        ),
         ["connector-plugins", plugin, "config", "validate"] if method == "PUT" => {
             let config: Config = match parse_body(&req) {
                 Ok(c) => c,
                 Err(r) => return r,
             };
             if let Some(included) = config.get("connector.class") {
-                let short = |s: &str| s.rsplit('.').next().unwrap_or(s).trim_end_matches("Connector").to_string();
+                let short = |s: &str| {
+                    s.rsplit('.')
+                        .next()
+                        .unwrap_or(s)
+                        .trim_end_matches("Connector")
+                        .to_string()
+                };
                 if !short(included).ends_with(&short(plugin)) {
                     return error(400, format!("Included connector type {included} does not match request type {plugin}"));
                 }
@@ -161,8 +200,11 @@ pub async fn handle(herder: &Herder, req: HttpRequest) -> HttpResponse {
 fn known_path(segs: &[&str]) -> bool {
     matches!(
         segs,
-        ["connectors", _, "status" | "tasks" | "pause" | "resume" | "stop" | "restart" | "topics" | "offsets"]
-            | ["connectors", _, "tasks", _, "status" | "restart"]
+        [
+            "connectors",
+            _,
+            "status" | "tasks" | "pause" | "resume" | "stop" | "restart" | "topics" | "offsets"
+        ] | ["connectors", _, "tasks", _, "status" | "restart"]
             | ["connector-plugins"]
             | ["connector-plugins", _, "config"]
             | ["connector-plugins", _, "config", "validate"]
@@ -174,7 +216,12 @@ async fn list_connectors(herder: &Herder, req: &HttpRequest) -> HttpResponse {
         Ok(n) => n,
         Err(e) => return from_error(e),
     };
-    let expand: Vec<&str> = req.query.iter().filter(|(k, _)| k == "expand").map(|(_, v)| v.as_str()).collect();
+    let expand: Vec<&str> = req
+        .query
+        .iter()
+        .filter(|(k, _)| k == "expand")
+        .map(|(_, v)| v.as_str())
+        .collect();
     if req.param("expand").is_none() {
         return HttpResponse::json(200, &names);
     }
@@ -208,16 +255,27 @@ async fn create_connector(herder: &Herder, req: &HttpRequest) -> HttpResponse {
     };
     let name = body.name.unwrap_or_default().trim().to_string();
     let Some(mut config) = body.config else {
-        return error(400, "The request has no \"config\"; send {\"name\": ..., \"config\": {...}}");
+        return error(
+            400,
+            "The request has no \"config\"; send {\"name\": ..., \"config\": {...}}",
+        );
     };
     if let Err(r) = check_name(&name, &mut config) {
         return r;
     }
-    let initial = match body.initial_state.as_deref().map(TargetState::parse_initial).transpose() {
+    let initial = match body
+        .initial_state
+        .as_deref()
+        .map(TargetState::parse_initial)
+        .transpose()
+    {
         Ok(i) => i,
         Err(e) => return from_error(e),
     };
-    match herder.put_connector_config(&name, config, false, initial).await {
+    match herder
+        .put_connector_config(&name, config, false, initial)
+        .await
+    {
         Ok((_, info)) => {
             let mut r = HttpResponse::json(201, &info);
             r.location = Some(format!("/connectors/{}", percent_encode(&name)));
@@ -280,7 +338,13 @@ async fn patch_config(herder: &Herder, name: &str, req: &HttpRequest) -> HttpRes
     if let Err(r) = check_name(name, &mut config) {
         return r;
     }
-    answer(200, herder.put_connector_config(name, config, true, None).await.map(|(_, info)| info))
+    answer(
+        200,
+        herder
+            .put_connector_config(name, config, true, None)
+            .await
+            .map(|(_, info)| info),
+    )
 }
 
 fn plugins(herder: &Herder, connectors_only: bool) -> Vec<PluginInfo> {
@@ -304,8 +368,16 @@ fn plugins(herder: &Herder, connectors_only: bool) -> Vec<PluginInfo> {
             (crate::converter::STRING_CONVERTER, "converter"),
         ]
         .into_iter()
-        .chain(crate::transforms::smt::TRANSFORMS.iter().map(|c| (*c, "transformation")))
-        .chain(crate::transforms::smt::PREDICATES.iter().map(|c| (*c, "predicate")));
+        .chain(
+            crate::transforms::smt::TRANSFORMS
+                .iter()
+                .map(|c| (*c, "transformation")),
+        )
+        .chain(
+            crate::transforms::smt::PREDICATES
+                .iter()
+                .map(|c| (*c, "predicate")),
+        );
         out.extend(more.map(|(class, kind)| PluginInfo {
             class: class.to_string(),
             plugin_type: kind.to_string(),

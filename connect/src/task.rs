@@ -15,12 +15,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::FutureExt;
 use runnel_actors::{Actor, ActorError, Addr, Context, Handler, Message, RestartPolicy};
+use runnel_client::kafka::records::parse_compression;
 use runnel_client::kafka::{
     Acks, ClientConfig, ConsumerConfig, ConsumerRecord, DeliveryFuture, GroupConsumer,
     GroupConsumerConfig, GroupProtocol, OffsetReset, Producer, ProducerConfig, ProducerRecord,
     TopicPartition,
 };
-use runnel_client::kafka::records::parse_compression;
 
 use crate::api::{
     AnyConnector, PluginDesc, SinkTask, SinkTaskContext, SourceTask, SourceTaskContext,
@@ -115,7 +115,10 @@ async fn guarded<T>(
 ) -> Result<T, ConnectError> {
     match AssertUnwindSafe(fut).catch_unwind().await {
         Ok(result) => result,
-        Err(panic) => Err(ConnectError::Task(format!("{what} panicked: {}", panic_text(&*panic)))),
+        Err(panic) => Err(ConnectError::Task(format!(
+            "{what} panicked: {}",
+            panic_text(&*panic)
+        ))),
     }
 }
 
@@ -166,9 +169,12 @@ pub(crate) fn spawn_task(shared: &Arc<Shared>, worker: Addr<Worker>, spec: TaskS
     }
 }
 
+/// A connector's key and value converters.
+type Converters = (Box<dyn Converter>, Box<dyn Converter>);
+
 /// The converters of a connector: its own `key.converter` (with its `key.converter.*`
 /// settings) or else the worker's.
-fn converters(shared: &Shared, connector: &Config) -> Result<(Box<dyn Converter>, Box<dyn Converter>), ConnectError> {
+fn converters(shared: &Shared, connector: &Config) -> Result<Converters, ConnectError> {
     let pick = |which: &str| -> Result<Box<dyn Converter>, ConnectError> {
         let key = format!("{which}.converter");
         let prefix = format!("{key}.");
@@ -218,8 +224,10 @@ impl TaskCore {
     }
 
     fn client(&self) -> ClientConfig {
-        ClientConfig::new(&self.shared.config.bootstrap_servers)
-            .with_client_id(&format!("connector-{}-{}", self.spec.id.connector, self.spec.id.task))
+        ClientConfig::new(&self.shared.config.bootstrap_servers).with_client_id(&format!(
+            "connector-{}-{}",
+            self.spec.id.connector, self.spec.id.task
+        ))
     }
 }
 
@@ -229,7 +237,7 @@ pub(crate) struct SourceTaskActor {
     core: TaskCore,
     task: Option<Box<dyn SourceTask>>,
     producer: Option<Producer>,
-    converters: Option<(Box<dyn Converter>, Box<dyn Converter>)>,
+    converters: Option<Converters>,
     transforms: TransformChain,
     /// Delivered but not yet committed: partition JSON text to (partition, offset).
     pending: BTreeMap<String, (JsonMap, JsonMap)>,
@@ -262,7 +270,10 @@ impl SourceTaskActor {
         self.converters = Some(converters(&shared, &spec.connector_config)?);
         self.transforms = TransformChain::from_config(&spec.connector_config)?;
         let AnyConnector::Source(connector) = (spec.plugin.factory)() else {
-            return Err(ConnectError::Task(format!("{} is not a source connector", spec.plugin.class)));
+            return Err(ConnectError::Task(format!(
+                "{} is not a source connector",
+                spec.plugin.class
+            )));
         };
         let mut task = connector.create_task();
         let context = SourceTaskContext {
@@ -294,15 +305,21 @@ impl SourceTaskActor {
         let mut offsets = Vec::with_capacity(count);
         for source in records {
             offsets.push((source.source_partition, source.source_offset));
-            let Some(r) = self.transforms.apply(source.record)? else { continue };
-            let key = key_conv.from_connect(&r.topic, r.key_schema.as_ref(), &r.key)?;
-            let value = value_conv.from_connect(&r.topic, r.value_schema.as_ref(), &r.value)?;
+            let Some(r) = self.transforms.apply(source.record)? else {
+                continue;
+            };
+            let key = key_conv.serialize(&r.topic, r.key_schema.as_ref(), &r.key)?;
+            let value = value_conv.serialize(&r.topic, r.value_schema.as_ref(), &r.value)?;
             let mut out = ProducerRecord {
                 topic: r.topic.clone(),
                 partition: r.kafka_partition,
                 key,
                 value,
-                headers: r.headers.iter().map(|h| (h.key.clone(), h.value.clone())).collect(),
+                headers: r
+                    .headers
+                    .iter()
+                    .map(|h| (h.key.clone(), h.value.clone()))
+                    .collect(),
                 timestamp_ms: r.timestamp_ms,
             };
             if out.value.is_none() && out.key.is_none() {
@@ -366,7 +383,11 @@ impl Actor for SourceTaskActor {
             self.fail(ctx, e).await;
             return Ok(());
         }
-        let state = if self.core.paused { State::Paused } else { State::Running };
+        let state = if self.core.paused {
+            State::Paused
+        } else {
+            State::Running
+        };
         self.core.report(state, None).await;
         let every = Duration::from_millis(self.core.shared.config.offset_flush_interval_ms.max(1));
         ctx.notify_interval(every, CommitTick);
@@ -406,7 +427,9 @@ impl Handler<SetPaused> for SourceTaskActor {
             return;
         }
         self.core.paused = msg.0;
-        self.core.report(if msg.0 { State::Paused } else { State::Running }, None).await;
+        self.core
+            .report(if msg.0 { State::Paused } else { State::Running }, None)
+            .await;
         self.schedule_poll(ctx, 0);
     }
 }
@@ -435,7 +458,7 @@ pub(crate) struct SinkTaskActor {
     core: TaskCore,
     task: Option<Box<dyn SinkTask>>,
     consumer: Option<GroupConsumer>,
-    converters: Option<(Box<dyn Converter>, Box<dyn Converter>)>,
+    converters: Option<Converters>,
     transforms: TransformChain,
     /// The next offset of each partition after what was put.
     positions: BTreeMap<TopicPartition, i64>,
@@ -474,13 +497,29 @@ impl SinkTaskActor {
             ));
         }
         let AnyConnector::Sink(connector) = (spec.plugin.factory)() else {
-            return Err(ConnectError::Task(format!("{} is not a sink connector", spec.plugin.class)));
+            return Err(ConnectError::Task(format!(
+                "{} is not a sink connector",
+                spec.plugin.class
+            )));
         };
         let mut task = connector.create_task();
         let config = spec.task_config.clone();
-        guarded("start", task.start(SinkTaskContext { disk: shared.disk.clone() }, &config)).await?;
+        guarded(
+            "start",
+            task.start(
+                SinkTaskContext {
+                    disk: shared.disk.clone(),
+                },
+                &config,
+            ),
+        )
+        .await?;
         self.task = Some(task);
-        let group = consumer_config(self.core.client(), &spec.id.connector, &shared.config.properties)?;
+        let group = consumer_config(
+            self.core.client(),
+            &spec.id.connector,
+            &shared.config.properties,
+        )?;
         let mut consumer = GroupConsumer::new(group).await?;
         consumer.subscribe(&topics)?;
         self.consumer = Some(consumer);
@@ -492,8 +531,8 @@ impl SinkTaskActor {
 
     fn convert(&self, r: ConsumerRecord) -> Result<Option<SinkRecord>, ConnectError> {
         let (key_conv, value_conv) = self.converters.as_ref().expect("started");
-        let (key_schema, key) = key_conv.to_connect(&r.topic, r.key.as_deref())?;
-        let (value_schema, value) = value_conv.to_connect(&r.topic, r.value.as_deref())?;
+        let (key_schema, key) = key_conv.deserialize(&r.topic, r.key.as_deref())?;
+        let (value_schema, value) = value_conv.deserialize(&r.topic, r.value.as_deref())?;
         let record = ConnectRecord {
             topic: r.topic,
             kafka_partition: Some(r.partition),
@@ -509,7 +548,10 @@ impl SinkTaskActor {
                 .collect(),
             kafka_offset: Some(r.offset),
         };
-        Ok(self.transforms.apply(record)?.map(|record| SinkRecord { record }))
+        Ok(self
+            .transforms
+            .apply(record)?
+            .map(|record| SinkRecord { record }))
     }
 
     async fn poll_once(&mut self) -> Result<(), ConnectError> {
@@ -521,7 +563,10 @@ impl SinkTaskActor {
         let mut batch = Vec::with_capacity(records.len());
         let mut moved = Vec::with_capacity(records.len());
         for r in records {
-            moved.push((TopicPartition::new(r.topic.clone(), r.partition), r.offset + 1));
+            moved.push((
+                TopicPartition::new(r.topic.clone(), r.partition),
+                r.offset + 1,
+            ));
             if let Some(s) = self.convert(r)? {
                 batch.push(s);
             }
@@ -550,7 +595,9 @@ impl SinkTaskActor {
         match consumer.commit_offsets(&changed).await {
             Ok(()) => self.committed.extend(changed),
             // A rebalance or a moved coordinator: the next commit tries again, as Kafka's.
-            Err(e) => tracing::warn!(task = %self.core.spec.id, error = %e, "offset commit failed; retrying at the next flush"),
+            Err(e) => {
+                tracing::warn!(task = %self.core.spec.id, error = %e, "offset commit failed; retrying at the next flush")
+            }
         }
         Ok(())
     }
@@ -586,7 +633,8 @@ fn producer_config(client: ClientConfig, worker: &Config) -> Result<ProducerConf
     let settings = with_prefix(worker, "producer.");
     let mut p = ProducerConfig::new(client);
     p.linger_ms = get_int(&settings, "linger.ms", 1)?.max(0) as u64;
-    p.batch_size_bytes = get_int(&settings, "batch.size", p.batch_size_bytes as i64)?.max(1) as usize;
+    p.batch_size_bytes =
+        get_int(&settings, "batch.size", p.batch_size_bytes as i64)?.max(1) as usize;
     if let Some(acks) = settings.get("acks") {
         p.acks = Acks::parse(acks)?;
         p.enable_idempotence = p.acks == Acks::All;
@@ -601,7 +649,11 @@ fn producer_config(client: ClientConfig, worker: &Config) -> Result<ProducerConf
 /// A sink task's group consumer: Kafka's sink defaults (earliest, no auto commit), then
 /// the worker's `consumer.*` settings (`session.timeout.ms`, `heartbeat.interval.ms`,
 /// `max.poll.interval.ms`, `auto.offset.reset`, `group.protocol`).
-fn consumer_config(client: ClientConfig, connector: &str, worker: &Config) -> Result<GroupConsumerConfig, ConnectError> {
+fn consumer_config(
+    client: ClientConfig,
+    connector: &str,
+    worker: &Config,
+) -> Result<GroupConsumerConfig, ConnectError> {
     let settings = with_prefix(worker, "consumer.");
     let mut consumer = ConsumerConfig::new(client);
     consumer.auto_offset_reset = match settings.get("auto.offset.reset") {
@@ -610,9 +662,22 @@ fn consumer_config(client: ClientConfig, connector: &str, worker: &Config) -> Re
     };
     let mut group = GroupConsumerConfig::new(consumer, sink_group(connector));
     group.enable_auto_commit = false;
-    group.session_timeout_ms = get_int(&settings, "session.timeout.ms", group.session_timeout_ms.into())? as i32;
-    group.heartbeat_interval_ms = get_int(&settings, "heartbeat.interval.ms", group.heartbeat_interval_ms as i64)?.max(1) as u64;
-    group.max_poll_interval_ms = get_int(&settings, "max.poll.interval.ms", group.max_poll_interval_ms.into())? as i32;
+    group.session_timeout_ms = get_int(
+        &settings,
+        "session.timeout.ms",
+        group.session_timeout_ms.into(),
+    )? as i32;
+    group.heartbeat_interval_ms = get_int(
+        &settings,
+        "heartbeat.interval.ms",
+        group.heartbeat_interval_ms as i64,
+    )?
+    .max(1) as u64;
+    group.max_poll_interval_ms = get_int(
+        &settings,
+        "max.poll.interval.ms",
+        group.max_poll_interval_ms.into(),
+    )? as i32;
     if let Some(p) = settings.get("group.protocol") {
         group.group_protocol = GroupProtocol::parse(p)?;
     }
@@ -630,7 +695,11 @@ impl Actor for SinkTaskActor {
             self.fail(ctx, e).await;
             return Ok(());
         }
-        let state = if self.core.paused { State::Paused } else { State::Running };
+        let state = if self.core.paused {
+            State::Paused
+        } else {
+            State::Running
+        };
         self.core.report(state, None).await;
         let every = Duration::from_millis(self.core.shared.config.offset_flush_interval_ms.max(1));
         ctx.notify_interval(every, CommitTick);
@@ -669,7 +738,9 @@ impl Handler<SetPaused> for SinkTaskActor {
             return;
         }
         self.core.paused = msg.0;
-        self.core.report(if msg.0 { State::Paused } else { State::Running }, None).await;
+        self.core
+            .report(if msg.0 { State::Paused } else { State::Running }, None)
+            .await;
         self.schedule_poll(ctx);
     }
 }

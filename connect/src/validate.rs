@@ -15,9 +15,15 @@ fn java_map(config: &Config) -> String {
 }
 
 /// The plugin a `connector.class` names.
-pub fn find_plugin<'a>(plugins: &'a Plugins, config: &Config) -> Result<&'a PluginDesc, ConnectError> {
+pub fn find_plugin<'a>(
+    plugins: &'a Plugins,
+    config: &Config,
+) -> Result<&'a PluginDesc, ConnectError> {
     let class = config.get("connector.class").ok_or_else(|| {
-        ConnectError::BadRequest(format!("Connector config {} contains no connector type", java_map(config)))
+        ConnectError::BadRequest(format!(
+            "Connector config {} contains no connector type",
+            java_map(config)
+        ))
     })?;
     plugins.find(class).ok_or_else(|| {
         let known: Vec<String> = plugins.all().iter().map(|p| p.class.clone()).collect();
@@ -47,18 +53,36 @@ fn common_def(kind: ConnectorType) -> ConfigDef {
         .in_group("Predicates");
     if kind == ConnectorType::Sink {
         def = def
-            .define("topics", ConfigType::List, Some(""), Importance::High, "List of topics to consume, separated by commas")
+            .define(
+                "topics",
+                ConfigType::List,
+                Some(""),
+                Importance::High,
+                "List of topics to consume, separated by commas",
+            )
             .in_group("Common")
-            .define("topics.regex", ConfigType::String, Some(""), Importance::High, "Regular expression giving topics to consume.")
+            .define(
+                "topics.regex",
+                ConfigType::String,
+                Some(""),
+                Importance::High,
+                "Regular expression giving topics to consume.",
+            )
             .in_group("Common");
     }
     def
 }
 
 /// Validates `config` against the plugin `plugin_name` names, as Kafka's validate endpoint.
-pub fn validate(plugins: &Plugins, plugin_name: &str, config: &Config) -> Result<ConfigInfos, ConnectError> {
+pub fn validate(
+    plugins: &Plugins,
+    plugin_name: &str,
+    config: &Config,
+) -> Result<ConfigInfos, ConnectError> {
     let mut with_class = config.clone();
-    with_class.entry("connector.class".into()).or_insert_with(|| plugin_name.to_string());
+    with_class
+        .entry("connector.class".into())
+        .or_insert_with(|| plugin_name.to_string());
     let plugin = find_plugin(plugins, &with_class)?;
     Ok(validate_with(plugin, &with_class))
 }
@@ -79,7 +103,12 @@ fn validate_with(plugin: &PluginDesc, config: &Config) -> ConfigInfos {
     };
     if let Some(max) = config.get("tasks.max") {
         if max.trim().parse::<i32>().is_ok_and(|m| m < 1) {
-            extra("tasks.max", format!("Invalid value {max} for configuration tasks.max: Value must be at least 1"));
+            extra(
+                "tasks.max",
+                format!(
+                    "Invalid value {max} for configuration tasks.max: Value must be at least 1"
+                ),
+            );
         }
     }
     for which in ["key.converter", "value.converter"] {
@@ -94,7 +123,9 @@ fn validate_with(plugin: &PluginDesc, config: &Config) -> ConfigInfos {
     }
     if plugin.connector_type == ConnectorType::Sink {
         let topics = get_list(config, "topics");
-        let regex = config.get("topics.regex").is_some_and(|r| !r.trim().is_empty());
+        let regex = config
+            .get("topics.regex")
+            .is_some_and(|r| !r.trim().is_empty());
         match (topics.is_empty(), regex) {
             (true, false) => extra("topics", "Must configure one of topics or topics.regex".into()),
             (false, true) => extra("topics", "topics and topics.regex are mutually exclusive options, but both are set.".into()),
@@ -152,9 +183,15 @@ pub fn key_info(key: &ConfigKey, order: i32) -> ConfigKeyInfo {
 
 /// Checks a connector's config before it is created or replaced: the plugin, then every
 /// key, with Kafka's message listing the errors.
-pub fn validate_connector_config(plugins: &Plugins, name: &str, config: &Config) -> Result<PluginDesc, ConnectError> {
+pub fn validate_connector_config(
+    plugins: &Plugins,
+    name: &str,
+    config: &Config,
+) -> Result<PluginDesc, ConnectError> {
     if name.trim().is_empty() {
-        return Err(ConnectError::BadRequest("Connector name is required".into()));
+        return Err(ConnectError::BadRequest(
+            "Connector name is required".into(),
+        ));
     }
     let plugin = find_plugin(plugins, config)?.clone();
     let infos = validate_with(&plugin, config);
@@ -176,10 +213,18 @@ pub fn validate_connector_config(plugins: &Plugins, name: &str, config: &Config)
 }
 
 /// The keys a plugin accepts (`GET /connector-plugins/{type}/config`): its own.
-pub fn plugin_config(plugins: &Plugins, plugin_name: &str) -> Result<Vec<ConfigKeyInfo>, ConnectError> {
+pub fn plugin_config(
+    plugins: &Plugins,
+    plugin_name: &str,
+) -> Result<Vec<ConfigKeyInfo>, ConnectError> {
     let plugin = plugins
         .find(plugin_name)
         .ok_or_else(|| ConnectError::NotFound(format!("Unknown plugin {plugin_name}.")))?;
     let def = (plugin.factory)().as_connector().config_def();
-    Ok(def.keys.iter().enumerate().map(|(i, k)| key_info(k, i as i32 + 1)).collect())
+    Ok(def
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| key_info(k, i as i32 + 1))
+        .collect())
 }

@@ -53,7 +53,9 @@ pub struct WorkerConfig {
 
 impl WorkerConfig {
     /// Reads a standalone worker's properties; also returns warnings for people.
-    pub fn from_properties(properties: Config) -> Result<(WorkerConfig, Vec<String>), ConnectError> {
+    pub fn from_properties(
+        properties: Config,
+    ) -> Result<(WorkerConfig, Vec<String>), ConnectError> {
         let mut warnings = Vec::new();
         if properties.contains_key("plugin.path") {
             warnings.push("plugin.path is ignored: Runnel's connectors are built in (FileStreamSource, FileStreamSink); Java plugins need Apache Kafka's own worker".to_string());
@@ -64,14 +66,24 @@ impl WorkerConfig {
             .filter(|f| !f.is_empty())
             .map(PathBuf::from)
             .ok_or_else(|| ConnectError::Config("Missing required configuration \"offset.storage.file.filename\" which has no default value.".into()))?;
-        let flush = get_int(&properties, "offset.flush.interval.ms", DEFAULT_OFFSET_FLUSH_INTERVAL_MS as i64)?;
-        let shutdown = get_int(&properties, "task.shutdown.graceful.timeout.ms", DEFAULT_TASK_SHUTDOWN_TIMEOUT_MS as i64)?;
+        let flush = get_int(
+            &properties,
+            "offset.flush.interval.ms",
+            DEFAULT_OFFSET_FLUSH_INTERVAL_MS as i64,
+        )?;
+        let shutdown = get_int(
+            &properties,
+            "task.shutdown.graceful.timeout.ms",
+            DEFAULT_TASK_SHUTDOWN_TIMEOUT_MS as i64,
+        )?;
         if flush <= 0 || shutdown < 0 {
             return Err(ConnectError::Config("offset.flush.interval.ms must be above 0 and task.shutdown.graceful.timeout.ms at least 0".into()));
         }
         for which in ["key", "value"] {
             if !properties.contains_key(&format!("{which}.converter")) {
-                warnings.push(format!("{which}.converter is not set; using {JSON_CONVERTER}"));
+                warnings.push(format!(
+                    "{which}.converter is not set; using {JSON_CONVERTER}"
+                ));
             }
         }
         Ok((
@@ -350,7 +362,11 @@ impl Worker {
         t.handle = Some(spawn_task(&self.shared, me, spec));
     }
 
-    async fn put(&mut self, msg: Put, ctx: &mut Context<Self>) -> Result<(bool, ConnectorInfo), ConnectError> {
+    async fn put(
+        &mut self,
+        msg: Put,
+        ctx: &mut Context<Self>,
+    ) -> Result<(bool, ConnectorInfo), ConnectError> {
         let plugin = validate_connector_config(&self.shared.plugins, &msg.name, &msg.config)?;
         let created = match self.connectors.contains_key(&msg.name) {
             true if !msg.allow_replace => {
@@ -394,7 +410,11 @@ impl ConnectorEntry {
 }
 
 impl Handler<Put> for Worker {
-    async fn handle(&mut self, msg: Put, ctx: &mut Context<Self>) -> Result<(bool, ConnectorInfo), ConnectError> {
+    async fn handle(
+        &mut self,
+        msg: Put,
+        ctx: &mut Context<Self>,
+    ) -> Result<(bool, ConnectorInfo), ConnectError> {
         self.put(msg, ctx).await
     }
 }
@@ -415,30 +435,48 @@ impl Handler<List> for Worker {
 }
 
 impl Handler<Info> for Worker {
-    async fn handle(&mut self, msg: Info, _ctx: &mut Context<Self>) -> Result<ConnectorInfo, ConnectError> {
+    async fn handle(
+        &mut self,
+        msg: Info,
+        _ctx: &mut Context<Self>,
+    ) -> Result<ConnectorInfo, ConnectError> {
         self.info(&msg.0)
     }
 }
 
 impl Handler<Status> for Worker {
-    async fn handle(&mut self, msg: Status, _ctx: &mut Context<Self>) -> Result<ConnectorStateInfo, ConnectError> {
+    async fn handle(
+        &mut self,
+        msg: Status,
+        _ctx: &mut Context<Self>,
+    ) -> Result<ConnectorStateInfo, ConnectError> {
         self.status(&msg.0)
     }
 }
 
 impl Handler<GetTaskStatus> for Worker {
-    async fn handle(&mut self, msg: GetTaskStatus, _ctx: &mut Context<Self>) -> Result<TaskState, ConnectError> {
+    async fn handle(
+        &mut self,
+        msg: GetTaskStatus,
+        _ctx: &mut Context<Self>,
+    ) -> Result<TaskState, ConnectError> {
         let status = self.status(&msg.0)?;
         status
             .tasks
             .into_iter()
             .find(|t| t.id == msg.1)
-            .ok_or_else(|| ConnectError::NotFound(format!("No status found for task {}-{}", msg.0, msg.1)))
+            .ok_or_else(|| {
+                ConnectError::NotFound(format!("No status found for task {}-{}", msg.0, msg.1))
+            })
     }
 }
 
 impl Handler<Tasks> for Worker {
-    async fn handle(&mut self, msg: Tasks, _ctx: &mut Context<Self>) -> Result<Vec<TaskInfo>, ConnectError> {
+    async fn handle(
+        &mut self,
+        msg: Tasks,
+        _ctx: &mut Context<Self>,
+    ) -> Result<Vec<TaskInfo>, ConnectError> {
         let e = self.entry(&msg.0)?;
         Ok(e.tasks
             .iter()
@@ -455,10 +493,17 @@ impl Handler<Tasks> for Worker {
 }
 
 impl Handler<SetTarget> for Worker {
-    async fn handle(&mut self, msg: SetTarget, ctx: &mut Context<Self>) -> Result<(), ConnectError> {
+    async fn handle(
+        &mut self,
+        msg: SetTarget,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), ConnectError> {
         let SetTarget(name, target) = msg;
         let previous = {
-            let e = self.connectors.get_mut(&name).ok_or_else(|| not_found(&name))?;
+            let e = self
+                .connectors
+                .get_mut(&name)
+                .ok_or_else(|| not_found(&name))?;
             std::mem::replace(&mut e.target, target)
         };
         match (previous, target) {
@@ -475,9 +520,14 @@ impl Handler<SetTarget> for Worker {
                 let paused = paused_or_started == TargetState::Paused;
                 let e = self.connectors.get_mut(&name).expect("checked");
                 if e.state != State::Failed {
-                    e.state = if paused { State::Paused } else { State::Running };
+                    e.state = if paused {
+                        State::Paused
+                    } else {
+                        State::Running
+                    };
                 }
-                let handles: Vec<TaskHandle> = e.tasks.iter().filter_map(|t| t.handle.clone()).collect();
+                let handles: Vec<TaskHandle> =
+                    e.tasks.iter().filter_map(|t| t.handle.clone()).collect();
                 for h in handles {
                     h.set_paused(paused).await;
                 }
@@ -488,11 +538,22 @@ impl Handler<SetTarget> for Worker {
 }
 
 impl Handler<Restart> for Worker {
-    async fn handle(&mut self, msg: Restart, ctx: &mut Context<Self>) -> Result<ConnectorStateInfo, ConnectError> {
+    async fn handle(
+        &mut self,
+        msg: Restart,
+        ctx: &mut Context<Self>,
+    ) -> Result<ConnectorStateInfo, ConnectError> {
         let mut status = self.status(&msg.name)?;
         let restart_connector = !msg.only_failed || status.connector.state == State::Failed.name();
-        let restart_task = |t: &TaskState| msg.include_tasks && (!msg.only_failed || t.state == State::Failed.name());
-        let tasks: Vec<usize> = status.tasks.iter().filter(|t| restart_task(t)).map(|t| t.id as usize).collect();
+        let restart_task = |t: &TaskState| {
+            msg.include_tasks && (!msg.only_failed || t.state == State::Failed.name())
+        };
+        let tasks: Vec<usize> = status
+            .tasks
+            .iter()
+            .filter(|t| restart_task(t))
+            .map(|t| t.id as usize)
+            .collect();
         if restart_connector {
             status.connector.state = State::Restarting.name().into();
         }
@@ -502,7 +563,11 @@ impl Handler<Restart> for Worker {
             }
         }
         if restart_connector {
-            let old_configs: Vec<Config> = self.connectors[&msg.name].tasks.iter().map(|t| t.config.clone()).collect();
+            let old_configs: Vec<Config> = self.connectors[&msg.name]
+                .tasks
+                .iter()
+                .map(|t| t.config.clone())
+                .collect();
             // Tasks keep running across a connector restart unless they are restarted too
             // or the connector now splits the work differently.
             let keep: Vec<Option<TaskHandle>> = self
@@ -512,14 +577,30 @@ impl Handler<Restart> for Worker {
                 .tasks
                 .iter_mut()
                 .enumerate()
-                .map(|(i, t)| if tasks.contains(&i) { None } else { t.handle.take() })
+                .map(|(i, t)| {
+                    if tasks.contains(&i) {
+                        None
+                    } else {
+                        t.handle.take()
+                    }
+                })
                 .collect();
-            let states: Vec<(State, Option<String>, u64)> = self.connectors[&msg.name].tasks.iter().map(|t| (t.state, t.trace.clone(), t.generation)).collect();
+            let states: Vec<(State, Option<String>, u64)> = self.connectors[&msg.name]
+                .tasks
+                .iter()
+                .map(|t| (t.state, t.trace.clone(), t.generation))
+                .collect();
             self.stop_tasks(&msg.name).await;
-            if let Some(actor) = self.connectors.get_mut(&msg.name).and_then(|e| e.actor.take()) {
+            if let Some(actor) = self
+                .connectors
+                .get_mut(&msg.name)
+                .and_then(|e| e.actor.take())
+            {
                 let _ = actor.ask(StopConnector, self.timeout()).await;
             }
-            let restarted = self.restart_connector_only(&msg.name, old_configs, keep, states, &tasks, ctx).await;
+            let restarted = self
+                .restart_connector_only(&msg.name, old_configs, keep, states, &tasks, ctx)
+                .await;
             if !restarted {
                 return Ok(status);
             }
@@ -554,7 +635,9 @@ impl Worker {
         }
         let same = e.tasks.iter().map(|t| &t.config).eq(old_configs.iter());
         if same {
-            for (i, (handle, (state, trace, generation))) in kept.into_iter().zip(states).enumerate() {
+            for (i, (handle, (state, trace, generation))) in
+                kept.into_iter().zip(states).enumerate()
+            {
                 let t = &mut e.tasks[i];
                 if restart.contains(&i) || handle.is_none() {
                     continue;
@@ -564,7 +647,9 @@ impl Worker {
                 t.trace = trace;
                 t.generation = generation;
             }
-            let to_start: Vec<usize> = (0..e.tasks.len()).filter(|i| e.tasks[*i].handle.is_none()).collect();
+            let to_start: Vec<usize> = (0..e.tasks.len())
+                .filter(|i| e.tasks[*i].handle.is_none())
+                .collect();
             for i in to_start {
                 self.start_task(name, i, ctx);
             }
@@ -580,7 +665,9 @@ impl Worker {
 
     /// Starts the connector actor and records its task configs without starting tasks.
     async fn start_connector_actor_only(&mut self, name: &str) {
-        let Some(e) = self.connectors.get_mut(name) else { return };
+        let Some(e) = self.connectors.get_mut(name) else {
+            return;
+        };
         if e.target == TargetState::Stopped {
             e.state = State::Stopped;
             e.tasks.clear();
@@ -599,13 +686,20 @@ impl Worker {
             |error| tracing::error!(%error, "connector actor failed"),
         );
         let started = actor
-            .ask(StartConnector { config, max_tasks }, self.timeout().max(Duration::from_secs(30)))
+            .ask(
+                StartConnector { config, max_tasks },
+                self.timeout().max(Duration::from_secs(30)),
+            )
             .await;
         let e = self.connectors.get_mut(name).expect("looked up above");
         e.actor = Some(actor);
         match started {
             Ok(Ok(configs)) => {
-                e.state = if e.target == TargetState::Paused { State::Paused } else { State::Running };
+                e.state = if e.target == TargetState::Paused {
+                    State::Paused
+                } else {
+                    State::Running
+                };
                 e.trace = None;
                 let task_class = e.plugin_task_class();
                 e.tasks = configs
@@ -635,7 +729,11 @@ impl Worker {
     }
 
     async fn restart_task(&mut self, name: &str, index: usize, ctx: &mut Context<Self>) {
-        let handle = self.connectors.get_mut(name).and_then(|e| e.tasks.get_mut(index)).and_then(|t| t.handle.take());
+        let handle = self
+            .connectors
+            .get_mut(name)
+            .and_then(|e| e.tasks.get_mut(index))
+            .and_then(|t| t.handle.take());
         if let Some(h) = handle {
             h.stop(self.timeout()).await;
         }
@@ -644,10 +742,17 @@ impl Worker {
 }
 
 impl Handler<RestartTask> for Worker {
-    async fn handle(&mut self, msg: RestartTask, ctx: &mut Context<Self>) -> Result<(), ConnectError> {
+    async fn handle(
+        &mut self,
+        msg: RestartTask,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), ConnectError> {
         let e = self.entry(&msg.0)?;
         if msg.1 as usize >= e.tasks.len() {
-            return Err(ConnectError::NotFound(format!("Task {}-{} not found", msg.0, msg.1)));
+            return Err(ConnectError::NotFound(format!(
+                "Task {}-{} not found",
+                msg.0, msg.1
+            )));
         }
         self.restart_task(&msg.0, msg.1 as usize, ctx).await;
         Ok(())
@@ -655,13 +760,21 @@ impl Handler<RestartTask> for Worker {
 }
 
 impl Handler<Topics> for Worker {
-    async fn handle(&mut self, msg: Topics, _ctx: &mut Context<Self>) -> Result<Vec<String>, ConnectError> {
+    async fn handle(
+        &mut self,
+        msg: Topics,
+        _ctx: &mut Context<Self>,
+    ) -> Result<Vec<String>, ConnectError> {
         Ok(self.entry(&msg.0)?.topics.iter().cloned().collect())
     }
 }
 
 impl Handler<OffsetsOf> for Worker {
-    async fn handle(&mut self, msg: OffsetsOf, _ctx: &mut Context<Self>) -> Result<ConnectorType, ConnectError> {
+    async fn handle(
+        &mut self,
+        msg: OffsetsOf,
+        _ctx: &mut Context<Self>,
+    ) -> Result<ConnectorType, ConnectError> {
         Ok(self.entry(&msg.0)?.plugin.connector_type)
     }
 }
@@ -727,13 +840,22 @@ pub(crate) struct StopConnector;
 message!(StopConnector => ());
 
 impl Handler<StartConnector> for ConnectorActor {
-    async fn handle(&mut self, msg: StartConnector, _ctx: &mut Context<Self>) -> Result<Vec<Config>, ConnectError> {
+    async fn handle(
+        &mut self,
+        msg: StartConnector,
+        _ctx: &mut Context<Self>,
+    ) -> Result<Vec<Config>, ConnectError> {
         let connector = self.instance.as_connector_mut();
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             connector.start(&msg.config)?;
             connector.task_configs(msg.max_tasks)
         }));
-        run.unwrap_or_else(|panic| Err(ConnectError::Task(format!("connector panicked: {}", panic_text(&*panic)))))
+        run.unwrap_or_else(|panic| {
+            Err(ConnectError::Task(format!(
+                "connector panicked: {}",
+                panic_text(&*panic)
+            )))
+        })
     }
 }
 
@@ -764,7 +886,8 @@ impl Herder {
         disk: Arc<dyn Disk>,
         worker_id: String,
     ) -> Result<Herder, ConnectError> {
-        let offsets = Arc::new(OffsetStore::open(disk.clone(), config.offset_storage_file.clone()).await?);
+        let offsets =
+            Arc::new(OffsetStore::open(disk.clone(), config.offset_storage_file.clone()).await?);
         let shared = Arc::new(Shared {
             config,
             plugins,
@@ -774,11 +897,16 @@ impl Herder {
             node: node.clone(),
         });
         let for_actor = shared.clone();
-        let addr = node.spawn("connect-worker", WORKER_MAILBOX, RestartPolicy::never(), move || Worker {
-            shared: for_actor.clone(),
-            connectors: BTreeMap::new(),
-            next_generation: 0,
-        });
+        let addr = node.spawn(
+            "connect-worker",
+            WORKER_MAILBOX,
+            RestartPolicy::never(),
+            move || Worker {
+                shared: for_actor.clone(),
+                connectors: BTreeMap::new(),
+                next_generation: 0,
+            },
+        );
         Ok(Herder { addr, shared })
     }
 
@@ -846,7 +974,11 @@ impl Herder {
         self.call(Tasks(name.into())).await?
     }
 
-    pub async fn set_target_state(&self, name: &str, target: TargetState) -> Result<(), ConnectError> {
+    pub async fn set_target_state(
+        &self,
+        name: &str,
+        target: TargetState,
+    ) -> Result<(), ConnectError> {
         self.call(SetTarget(name.into(), target)).await?
     }
 
@@ -886,7 +1018,9 @@ impl Herder {
                 .map(|(partition, offset)| ConnectorOffset { partition, offset })
                 .collect(),
             ConnectorType::Sink => {
-                let admin = Admin::connect(ClientConfig::new(&self.shared.config.bootstrap_servers)).await?;
+                let admin =
+                    Admin::connect(ClientConfig::new(&self.shared.config.bootstrap_servers))
+                        .await?;
                 admin
                     .list_group_offsets(&sink_group(name), None)
                     .await?
@@ -912,16 +1046,28 @@ impl Herder {
 
     /// The Kafka cluster id, as `GET /` shows it.
     pub async fn kafka_cluster_id(&self) -> Option<String> {
-        let admin = Admin::connect(ClientConfig::new(&self.shared.config.bootstrap_servers)).await.ok()?;
-        admin.cluster().metadata(Some(&[]), false).await.ok()?.cluster_id
+        let admin = Admin::connect(ClientConfig::new(&self.shared.config.bootstrap_servers))
+            .await
+            .ok()?;
+        admin
+            .cluster()
+            .metadata(Some(&[]), false)
+            .await
+            .ok()?
+            .cluster_id
     }
 
     /// Stops every task (committing offsets) and connector, then the worker.
     pub async fn stop(&self) {
-        let timeout = Duration::from_millis(self.shared.config.task_shutdown_timeout_ms.saturating_mul(4).max(1000));
+        let timeout = Duration::from_millis(
+            self.shared
+                .config
+                .task_shutdown_timeout_ms
+                .saturating_mul(4)
+                .max(1000),
+        );
         if let Err(e) = self.addr.ask(StopAll, timeout).await {
             tracing::warn!(error = %e, "worker did not stop cleanly");
         }
     }
 }
-

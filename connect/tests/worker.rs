@@ -66,7 +66,11 @@ struct FlakyTask {
 
 #[async_trait]
 impl SourceTask for FlakyTask {
-    async fn start(&mut self, context: SourceTaskContext, config: &Config) -> Result<(), ConnectError> {
+    async fn start(
+        &mut self,
+        context: SourceTaskContext,
+        config: &Config,
+    ) -> Result<(), ConnectError> {
         self.disk = Some(context.disk);
         self.marker = config.get("fail.marker").map(PathBuf::from);
         self.panic = config.get("panic").is_some_and(|p| p == "true");
@@ -93,7 +97,11 @@ impl SourceTask for FlakyTask {
         Ok(vec![SourceRecord {
             source_partition: partition,
             source_offset: offset,
-            record: ConnectRecord::new(&self.topic, Some(Schema::string()), Value::String(format!("r{}", self.n))),
+            record: ConnectRecord::new(
+                &self.topic,
+                Some(Schema::string()),
+                Value::String(format!("r{}", self.n)),
+            ),
         }])
     }
 }
@@ -120,29 +128,61 @@ struct Setup {
 async fn setup() -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
     let properties = BTreeMap::from([
-        ("log.dirs".to_string(), dir.path().join("data").display().to_string()),
-        ("listeners".to_string(), "PLAINTEXT://127.0.0.1:0".to_string()),
+        (
+            "log.dirs".to_string(),
+            dir.path().join("data").display().to_string(),
+        ),
+        (
+            "listeners".to_string(),
+            "PLAINTEXT://127.0.0.1:0".to_string(),
+        ),
     ]);
     let config = BrokerConfig::from_properties(properties).expect("valid config");
     let (listener, addr) = Broker::bind(&config).await.expect("bind");
     let broker_node = Node::new("test-broker");
-    let broker = Broker::open(&broker_node, config.clone(), Arc::new(RealDisk::new()), config.advertised_host_port(addr))
-        .await
-        .expect("broker opens");
+    let broker = Broker::open(
+        &broker_node,
+        config.clone(),
+        Arc::new(RealDisk::new()),
+        config.advertised_host_port(addr),
+    )
+    .await
+    .expect("broker opens");
     let server = BrokerServer::start(&broker_node, broker, listener);
     let worker_props = BTreeMap::from([
         ("bootstrap.servers".to_string(), addr.to_string()),
-        ("key.converter".to_string(), "org.apache.kafka.connect.storage.StringConverter".to_string()),
-        ("value.converter".to_string(), "org.apache.kafka.connect.storage.StringConverter".to_string()),
-        ("offset.storage.file.filename".to_string(), dir.path().join("offsets").display().to_string()),
+        (
+            "key.converter".to_string(),
+            "org.apache.kafka.connect.storage.StringConverter".to_string(),
+        ),
+        (
+            "value.converter".to_string(),
+            "org.apache.kafka.connect.storage.StringConverter".to_string(),
+        ),
+        (
+            "offset.storage.file.filename".to_string(),
+            dir.path().join("offsets").display().to_string(),
+        ),
         ("offset.flush.interval.ms".to_string(), "200".to_string()),
     ]);
     let (config, _) = WorkerConfig::from_properties(worker_props).expect("worker config");
     let worker_node = Node::new("test-connect");
-    let herder = Herder::start(&worker_node, config, plugins(), Arc::new(RealDisk::new()), "test-worker:8083".into())
-        .await
-        .expect("worker starts");
-    Setup { herder, _server: server, broker_node, worker_node, dir }
+    let herder = Herder::start(
+        &worker_node,
+        config,
+        plugins(),
+        Arc::new(RealDisk::new()),
+        "test-worker:8083".into(),
+    )
+    .await
+    .expect("worker starts");
+    Setup {
+        herder,
+        _server: server,
+        broker_node,
+        worker_node,
+        dir,
+    }
 }
 
 impl Setup {
@@ -163,14 +203,19 @@ impl Setup {
             body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
         };
         let r = rest::handle(&self.herder, req).await;
-        let body = r.body.map(|b| serde_json::from_slice(&b).expect("JSON body")).unwrap_or(Json::Null);
+        let body = r
+            .body
+            .map(|b| serde_json::from_slice(&b).expect("JSON body"))
+            .unwrap_or(Json::Null);
         (r.status, body)
     }
 
     /// Waits until task 0 of `name` is in `state`; its status then.
     async fn wait_task(&self, name: &str, state: &str) -> Json {
         for _ in 0..200 {
-            let (status, body) = self.call("GET", &format!("/connectors/{name}/tasks/0/status"), None).await;
+            let (status, body) = self
+                .call("GET", &format!("/connectors/{name}/tasks/0/status"), None)
+                .await;
             if status == 200 && body["state"] == state {
                 return body;
             }
@@ -198,7 +243,14 @@ async fn a_failing_task_is_failed_with_its_trace_and_restartable() {
     let marker = s.dir.path().join("down");
     std::fs::write(&marker, b"").expect("marker");
     let (status, _) = s
-        .call("POST", "/connectors", Some(create("healthy", json!({"connector.class": "test.FlakySourceConnector", "topic": "healthy"}))))
+        .call(
+            "POST",
+            "/connectors",
+            Some(create(
+                "healthy",
+                json!({"connector.class": "test.FlakySourceConnector", "topic": "healthy"}),
+            )),
+        )
         .await;
     assert_eq!(status, 201);
     let (status, body) = s
@@ -225,30 +277,50 @@ async fn a_failing_task_is_failed_with_its_trace_and_restartable() {
     assert_eq!((status, names), (200, json!(["flaky", "healthy"])));
 
     // Restarting while the source is still down fails again, with a trace again.
-    let (status, _) = s.call("POST", "/connectors/flaky/tasks/0/restart", None).await;
+    let (status, _) = s
+        .call("POST", "/connectors/flaky/tasks/0/restart", None)
+        .await;
     assert_eq!(status, 204);
     s.wait_task("flaky", "FAILED").await;
 
     std::fs::remove_file(&marker).expect("source back");
-    let (status, body) = s.call("POST", "/connectors/flaky/restart?includeTasks=true&onlyFailed=true", None).await;
+    let (status, body) = s
+        .call(
+            "POST",
+            "/connectors/flaky/restart?includeTasks=true&onlyFailed=true",
+            None,
+        )
+        .await;
     assert_eq!(status, 202, "{body}");
-    assert_eq!(body["connector"]["state"], "RUNNING", "only failed parts restart: {body}");
+    assert_eq!(
+        body["connector"]["state"], "RUNNING",
+        "only failed parts restart: {body}"
+    );
     assert_eq!(body["tasks"][0]["state"], "RESTARTING", "{body}");
     let running = s.wait_task("flaky", "RUNNING").await;
-    assert!(running.get("trace").is_none(), "a running task has no trace: {running}");
+    assert!(
+        running.get("trace").is_none(),
+        "a running task has no trace: {running}"
+    );
 
     // It now delivers, and its offsets are committed.
     let mut committed = false;
     for _ in 0..100 {
         let (_, offsets) = s.call("GET", "/connectors/flaky/offsets", None).await;
-        if offsets["offsets"][0]["offset"]["n"].as_u64().is_some_and(|n| n >= 2) {
+        if offsets["offsets"][0]["offset"]["n"]
+            .as_u64()
+            .is_some_and(|n| n >= 2)
+        {
             assert_eq!(offsets["offsets"][0]["partition"], json!({"flaky": 0}));
             committed = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(committed, "the restarted task's offsets were never committed");
+    assert!(
+        committed,
+        "the restarted task's offsets were never committed"
+    );
     let (_, topics) = s.call("GET", "/connectors/flaky/topics", None).await;
     assert_eq!(topics, json!({"flaky": {"topics": ["flaky"]}}));
     s.stop().await;
@@ -258,7 +330,14 @@ async fn a_failing_task_is_failed_with_its_trace_and_restartable() {
 async fn a_panicking_task_is_failed_and_the_worker_stays_up() {
     let s = setup().await;
     let (status, _) = s
-        .call("POST", "/connectors", Some(create("panicky", json!({"connector.class": "FlakySource", "topic": "p", "panic": "true"}))))
+        .call(
+            "POST",
+            "/connectors",
+            Some(create(
+                "panicky",
+                json!({"connector.class": "FlakySource", "topic": "p", "panic": "true"}),
+            )),
+        )
         .await;
     assert_eq!(status, 201);
     let failed = s.wait_task("panicky", "FAILED").await;
@@ -266,7 +345,11 @@ async fn a_panicking_task_is_failed_and_the_worker_stays_up() {
     assert!(trace.contains("flaky task told to panic"), "{trace}");
     // Fix the config: PUT replaces it (200, not 201) and the new task runs.
     let (status, body) = s
-        .call("PUT", "/connectors/panicky/config", Some(json!({"connector.class": "FlakySource", "topic": "p"})))
+        .call(
+            "PUT",
+            "/connectors/panicky/config",
+            Some(json!({"connector.class": "FlakySource", "topic": "p"})),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["config"]["name"], "panicky");
@@ -280,13 +363,23 @@ async fn a_panicking_task_is_failed_and_the_worker_stays_up() {
 async fn pause_resume_stop_and_delete_move_the_states_as_kafka() {
     let s = setup().await;
     let (status, _) = s
-        .call("POST", "/connectors", Some(create("c", json!({"connector.class": "FlakySource", "topic": "c"}))))
+        .call(
+            "POST",
+            "/connectors",
+            Some(create(
+                "c",
+                json!({"connector.class": "FlakySource", "topic": "c"}),
+            )),
+        )
         .await;
     assert_eq!(status, 201);
     s.wait_task("c", "RUNNING").await;
     assert_eq!(s.call("PUT", "/connectors/c/pause", None).await.0, 202);
     s.wait_task("c", "PAUSED").await;
-    assert_eq!(s.call("GET", "/connectors/c/status", None).await.1["connector"]["state"], "PAUSED");
+    assert_eq!(
+        s.call("GET", "/connectors/c/status", None).await.1["connector"]["state"],
+        "PAUSED"
+    );
     assert_eq!(s.call("PUT", "/connectors/c/resume", None).await.0, 202);
     s.wait_task("c", "RUNNING").await;
     assert_eq!(s.call("PUT", "/connectors/c/stop", None).await.0, 204);
@@ -297,7 +390,13 @@ async fn pause_resume_stop_and_delete_move_the_states_as_kafka() {
     s.wait_task("c", "RUNNING").await;
     assert_eq!(s.call("DELETE", "/connectors/c", None).await.0, 204);
     let (status, body) = s.call("GET", "/connectors/c", None).await;
-    assert_eq!((status, body), (404, json!({"error_code": 404, "message": "Connector c not found"})));
+    assert_eq!(
+        (status, body),
+        (
+            404,
+            json!({"error_code": 404, "message": "Connector c not found"})
+        )
+    );
     // Created paused (KIP-980's initial_state).
     let mut req = create("p", json!({"connector.class": "FlakySource", "topic": "c"}));
     req["initial_state"] = json!("PAUSED");
@@ -323,7 +422,9 @@ async fn transforms_run_between_the_task_and_kafka() {
         "predicates.isClean.type": "org.apache.kafka.connect.transforms.predicates.TopicNameMatches",
         "predicates.isClean.pattern": "clean-.*",
     });
-    let (status, body) = s.call("POST", "/connectors", Some(create("routed", config))).await;
+    let (status, body) = s
+        .call("POST", "/connectors", Some(create("routed", config)))
+        .await;
     assert_eq!(status, 201, "{body}");
     s.wait_task("routed", "RUNNING").await;
     let mut seen = Json::Null;
@@ -337,8 +438,16 @@ async fn transforms_run_between_the_task_and_kafka() {
     assert_eq!(seen, json!({"routed": {"topics": ["clean-events"]}}));
     // A transform that cannot be built is a 400 at create time, with Kafka's message.
     let bad = json!({"connector.class": "FlakySource", "topic": "t", "transforms": "x", "transforms.x.type": "NoSuchTransform"});
-    let (status, body) = s.call("POST", "/connectors", Some(create("bad", bad))).await;
+    let (status, body) = s
+        .call("POST", "/connectors", Some(create("bad", bad)))
+        .await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["message"].as_str().expect("message").contains("NoSuchTransform could not be found"), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .expect("message")
+            .contains("NoSuchTransform could not be found"),
+        "{body}"
+    );
     s.stop().await;
 }
