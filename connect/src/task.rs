@@ -310,7 +310,7 @@ impl SourceTaskActor {
             };
             let key = key_conv.serialize(&r.topic, r.key_schema.as_ref(), &r.key)?;
             let value = value_conv.serialize(&r.topic, r.value_schema.as_ref(), &r.value)?;
-            let mut out = ProducerRecord {
+            let out = ProducerRecord {
                 topic: r.topic.clone(),
                 partition: r.kafka_partition,
                 key,
@@ -322,9 +322,6 @@ impl SourceTaskActor {
                     .collect(),
                 timestamp_ms: r.timestamp_ms,
             };
-            if out.value.is_none() && out.key.is_none() {
-                out.value = None;
-            }
             if self.topics.insert(r.topic.clone()) {
                 self.core.topic_used(&r.topic).await;
             }

@@ -635,21 +635,21 @@ impl Worker {
         }
         let same = e.tasks.iter().map(|t| &t.config).eq(old_configs.iter());
         if same {
+            // Tasks not asked to restart keep running (or stay FAILED) as they were.
+            let mut to_start = Vec::new();
             for (i, (handle, (state, trace, generation))) in
                 kept.into_iter().zip(states).enumerate()
             {
-                let t = &mut e.tasks[i];
-                if restart.contains(&i) || handle.is_none() {
+                if restart.contains(&i) {
+                    to_start.push(i);
                     continue;
                 }
+                let t = &mut e.tasks[i];
                 t.handle = handle;
                 t.state = state;
                 t.trace = trace;
                 t.generation = generation;
             }
-            let to_start: Vec<usize> = (0..e.tasks.len())
-                .filter(|i| e.tasks[*i].handle.is_none())
-                .collect();
             for i in to_start {
                 self.start_task(name, i, ctx);
             }

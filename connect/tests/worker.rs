@@ -276,6 +276,13 @@ async fn a_failing_task_is_failed_with_its_trace_and_restartable() {
     let (status, names) = s.call("GET", "/connectors", None).await;
     assert_eq!((status, names), (200, json!(["flaky", "healthy"])));
 
+    // A plain restart restarts the connector only: the task stays FAILED, as in Kafka.
+    let (status, _) = s.call("POST", "/connectors/flaky/restart", None).await;
+    assert_eq!(status, 204);
+    let (_, after) = s.call("GET", "/connectors/flaky/status", None).await;
+    assert_eq!(after["connector"]["state"], "RUNNING");
+    assert_eq!(after["tasks"][0]["state"], "FAILED", "{after}");
+
     // Restarting while the source is still down fails again, with a trace again.
     let (status, _) = s
         .call("POST", "/connectors/flaky/tasks/0/restart", None)
