@@ -37,6 +37,9 @@ pub struct ConnectorState {
     pub worker_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<String>,
+    /// The connector plugin's version (Kafka 4.1 adds it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// A task's state in a status (Kafka's `TaskState`).
@@ -47,6 +50,8 @@ pub struct TaskState {
     pub worker_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// `GET /connectors/{name}/status` (Kafka's `ConnectorStateInfo`).

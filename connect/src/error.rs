@@ -18,7 +18,7 @@ pub enum ConnectError {
     /// A configuration value is missing or invalid.
     #[error("{0}")]
     Config(String),
-    /// No plugin matches a class name (HTTP 500, as Kafka answers).
+    /// No plugin matches a class name (HTTP 400, as Kafka 4.1 answers).
     #[error("{0}")]
     Plugin(String),
     /// A record could not be converted or transformed.
@@ -42,7 +42,7 @@ impl ConnectError {
         match self {
             ConnectError::NotFound(_) => 404,
             ConnectError::AlreadyExists(_) => 409,
-            ConnectError::BadRequest(_) | ConnectError::Config(_) => 400,
+            ConnectError::BadRequest(_) | ConnectError::Config(_) | ConnectError::Plugin(_) => 400,
             _ => 500,
         }
     }

@@ -142,11 +142,12 @@ fn validate_with(plugin: &PluginDesc, config: &Config) -> ConfigInfos {
         }
     }
     let error_count = values.iter().map(|(_, v)| v.errors.len()).sum();
+    let orders = orders_in_group(values.iter().map(|(k, _)| k));
     let configs = values
         .into_iter()
-        .enumerate()
-        .map(|(i, (key, value))| ConfigInfo {
-            definition: key_info(&key, i as i32 + 1),
+        .zip(orders)
+        .map(|((key, value), order)| ConfigInfo {
+            definition: key_info(&key, order),
             value: ConfigValueInfo {
                 name: value.name,
                 value: value.value,
@@ -164,17 +165,35 @@ fn validate_with(plugin: &PluginDesc, config: &Config) -> ConfigInfos {
     }
 }
 
+/// Each key's place in its group, from 1 (Kafka's `orderInGroup`; -1 without a group).
+fn orders_in_group<'a>(keys: impl Iterator<Item = &'a ConfigKey>) -> Vec<i32> {
+    let mut seen: std::collections::BTreeMap<String, i32> = Default::default();
+    keys.map(|k| match &k.group {
+        Some(g) => {
+            let n = seen.entry(g.clone()).or_insert(0);
+            *n += 1;
+            *n
+        }
+        None => -1,
+    })
+    .collect()
+}
+
 /// A key as `GET /connector-plugins/{type}/config` shows it.
 pub fn key_info(key: &ConfigKey, order: i32) -> ConfigKeyInfo {
     ConfigKeyInfo {
         name: key.name.clone(),
         config_type: key.config_type.name().to_string(),
         required: key.default_value.is_none(),
-        default_value: key.default_value.clone().filter(|d| !d.is_empty()),
+        // An empty default is Kafka's null, except for lists, whose empty default is "".
+        default_value: key
+            .default_value
+            .clone()
+            .filter(|d| !d.is_empty() || key.config_type == ConfigType::List),
         importance: key.importance.name().to_string(),
         documentation: key.documentation.clone(),
         group: key.group.clone(),
-        order: if key.group.is_some() { order } else { -1 },
+        order,
         width: "NONE".to_string(),
         display_name: key.name.clone(),
         dependents: Vec::new(),

@@ -289,6 +289,7 @@ impl Worker {
                 state: e.state.name().to_string(),
                 worker_id: self.shared.worker_id.clone(),
                 trace: e.trace.clone(),
+                version: Some(e.plugin.version.clone()),
             },
             tasks: e
                 .tasks
@@ -299,6 +300,7 @@ impl Worker {
                     state: t.state.name().to_string(),
                     worker_id: self.shared.worker_id.clone(),
                     trace: t.trace.clone(),
+                    version: Some(e.plugin.version.clone()),
                 })
                 .collect(),
             connector_type: e.plugin.connector_type.name().to_string(),
@@ -450,7 +452,9 @@ impl Handler<Status> for Worker {
         msg: Status,
         _ctx: &mut Context<Self>,
     ) -> Result<ConnectorStateInfo, ConnectError> {
+        // Kafka answers for an unknown connector with its status store's words here.
         self.status(&msg.0)
+            .map_err(|_| ConnectError::NotFound(format!("No status found for connector {}", msg.0)))
     }
 }
 

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod connect;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
