@@ -188,7 +188,7 @@ fn the_rest_api_answers_as_kafkas() {
         "/connectors",
         Some(json!({"name": "bad", "config": {"connector.class": "NoSuchConnector"}})),
     );
-    assert_eq!(r.status, 500);
+    assert_eq!(r.status, 400);
     assert!(
         r.json()["message"]
             .as_str()
@@ -228,7 +228,7 @@ fn the_rest_api_answers_as_kafkas() {
     let r = w.call("GET", "/connectors/src/tasks/0/status", None);
     assert_eq!(
         r.json(),
-        json!({"id": 0, "state": "RUNNING", "worker_id": w.authority()})
+        json!({"id": 0, "state": "RUNNING", "worker_id": w.authority(), "version": env!("CARGO_PKG_VERSION")})
     );
     assert_eq!(
         w.call("GET", "/connectors/src/tasks/7/status", None).status,
@@ -305,7 +305,22 @@ fn the_rest_api_answers_as_kafkas() {
         .iter()
         .map(|k| k["name"].clone())
         .collect();
-    assert_eq!(names, [json!("file"), json!("topic"), json!("batch.size")]);
+    assert_eq!(
+        names[..4],
+        [
+            json!("file"),
+            json!("topic"),
+            json!("batch.size"),
+            json!("name")
+        ]
+    );
+    let keys = r.json();
+    assert_eq!(keys[1]["required"], true);
+    assert_eq!(keys[2]["default_value"], "2000");
+    assert_eq!(
+        (keys[3]["group"].clone(), keys[3]["order"].clone()),
+        (json!("Common"), json!(1))
+    );
     assert_eq!(
         w.call("GET", "/connector-plugins/Nope/config", None).status,
         404
@@ -396,7 +411,7 @@ fn the_rest_api_answers_as_kafkas() {
     assert!(!out.ok);
     assert!(
         out.stderr
-            .contains("Connector local-file-sink not found (HTTP 404)"),
+            .contains("No status found for connector local-file-sink (HTTP 404)"),
         "{}",
         out.stderr
     );

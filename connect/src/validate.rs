@@ -231,7 +231,8 @@ pub fn validate_connector_config(
     Ok(plugin)
 }
 
-/// The keys a plugin accepts (`GET /connector-plugins/{type}/config`): its own.
+/// The keys a plugin accepts (`GET /connector-plugins/{type}/config`): its own, then
+/// the common connector keys, as Kafka lists them.
 pub fn plugin_config(
     plugins: &Plugins,
     plugin_name: &str,
@@ -239,11 +240,13 @@ pub fn plugin_config(
     let plugin = plugins
         .find(plugin_name)
         .ok_or_else(|| ConnectError::NotFound(format!("Unknown plugin {plugin_name}.")))?;
-    let def = (plugin.factory)().as_connector().config_def();
-    Ok(def
-        .keys
+    let own = (plugin.factory)().as_connector().config_def();
+    let common = common_def(plugin.connector_type);
+    let keys: Vec<&ConfigKey> = own.keys.iter().chain(common.keys.iter()).collect();
+    let orders = orders_in_group(keys.iter().copied());
+    Ok(keys
         .iter()
-        .enumerate()
-        .map(|(i, k)| key_info(k, i as i32 + 1))
+        .zip(orders)
+        .map(|(k, o)| key_info(k, o))
         .collect())
 }
