@@ -348,9 +348,73 @@ fn the_rest_api_answers_as_kafkas() {
         json!(["Missing required configuration \"topic\" which has no default value."])
     );
 
+    let patch =
+        json!({"offsets": [{"partition": {"filename": "test.txt"}, "offset": {"position": 4}}]});
+    let r = w.call("PATCH", "/connectors/src/offsets", Some(patch.clone()));
+    assert_eq!(r.status, 400, "only a stopped connector's offsets change");
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .expect("message")
+            .starts_with("Connectors must be in the STOPPED state"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        w.call("PUT", "/connectors/src/topics/reset", None).status,
+        202
+    );
+    assert_eq!(
+        w.call("GET", "/connectors/src/topics", None).json(),
+        json!({"src": {"topics": []}})
+    );
     assert_eq!(w.call("PUT", "/connectors/src/stop", None).status, 204);
     let r = w.call("GET", "/connectors/src/status", None);
     assert_eq!(r.json()["connector"]["state"], "STOPPED");
+    let r = w.call("PATCH", "/connectors/src/offsets", Some(patch));
+    assert_eq!(
+        (r.status, r.json()),
+        (
+            200,
+            json!({"message": "The offsets for this connector have been altered successfully"})
+        )
+    );
+    assert_eq!(
+        w.call("GET", "/connectors/src/offsets", None).json(),
+        json!({"offsets": [{"partition": {"filename": "test.txt"}, "offset": {"position": 4}}]})
+    );
+    let bad =
+        json!({"offsets": [{"partition": {"filename": "test.txt"}, "offset": {"position": -1}}]});
+    let r = w.call("PATCH", "/connectors/src/offsets", Some(bad));
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["message"],
+        "The value for the 'position' key in the offset should be a non-negative value"
+    );
+    let r = w.call(
+        "PATCH",
+        "/connectors/src/offsets",
+        Some(json!({"offsets": []})),
+    );
+    assert_eq!(
+        (r.status, r.json()["message"].clone()),
+        (
+            400,
+            json!("Partitions / offsets need to be provided for an alter offsets request")
+        )
+    );
+    let r = w.call("DELETE", "/connectors/src/offsets", None);
+    assert_eq!(
+        (r.status, r.json()),
+        (
+            200,
+            json!({"message": "The offsets for this connector have been reset successfully"})
+        )
+    );
+    assert_eq!(
+        w.call("GET", "/connectors/src/offsets", None).json(),
+        json!({"offsets": []})
+    );
     assert_eq!(w.call("DELETE", "/connectors/src", None).status, 204);
     assert_eq!(w.call("GET", "/connectors/src", None).status, 404);
     assert_eq!(w.call("GET", "/nothing/here", None).status, 404);

@@ -178,7 +178,39 @@ fn the_rest_api_answers_as_kafkas_worker() {
             "/connectors/local-file-source/tasks/7/restart",
             None,
         ),
+        ("PUT", "/connectors/local-file-sink/topics/reset", None),
+        ("GET", "/connectors/local-file-sink/topics", None),
+        (
+            "PATCH",
+            "/connectors/local-file-sink/offsets",
+            Some(
+                json!({"offsets": [{"partition": {"kafka_topic": "connect-test", "kafka_partition": 0}, "offset": {"kafka_offset": 1}}]}),
+            ),
+        ),
         ("PUT", "/connectors/local-file-sink/stop", None),
+        ("GET", "/connectors/local-file-sink/status", None),
+        (
+            "PATCH",
+            "/connectors/local-file-sink/offsets",
+            Some(
+                json!({"offsets": [{"partition": {"kafka_topic": "connect-test", "kafka_partition": 0}, "offset": {"kafka_offset": 1}}]}),
+            ),
+        ),
+        ("GET", "/connectors/local-file-sink/offsets", None),
+        (
+            "PATCH",
+            "/connectors/local-file-sink/offsets",
+            Some(
+                json!({"offsets": [{"partition": {"kafka_topic": "connect-test"}, "offset": {"kafka_offset": 1}}]}),
+            ),
+        ),
+        (
+            "PATCH",
+            "/connectors/local-file-sink/offsets",
+            Some(json!({"offsets": []})),
+        ),
+        ("DELETE", "/connectors/local-file-sink/offsets", None),
+        ("GET", "/connectors/local-file-sink/offsets", None),
         ("DELETE", "/connectors/nope", None),
         ("DELETE", "/connectors/local-file-sink", None),
         ("GET", "/connectors/local-file-sink", None),

@@ -34,6 +34,15 @@ pub trait Connector: Send + 'static {
     /// Splits the work into at most `max_tasks` task configurations.
     fn task_configs(&self, max_tasks: usize) -> Result<Vec<Config>, ConnectError>;
     fn stop(&mut self) {}
+    /// Checks offsets a person sets or resets (KIP-875) for a stopped connector; true
+    /// when the connector keeps no offsets of its own elsewhere (Kafka's `alterOffsets`).
+    fn alter_offsets(
+        &self,
+        _config: &Config,
+        _offsets: &[(JsonMap, Option<JsonMap>)],
+    ) -> Result<bool, ConnectError> {
+        Ok(false)
+    }
 }
 
 /// A connector that imports data into Kafka.

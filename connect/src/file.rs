@@ -92,6 +92,42 @@ impl Connector for FileStreamSourceConnector {
         // Only one input stream makes sense.
         Ok(vec![self.config.clone()])
     }
+
+    fn alter_offsets(
+        &self,
+        config: &Config,
+        offsets: &[(JsonMap, Option<JsonMap>)],
+    ) -> Result<bool, ConnectError> {
+        if config.get("file").is_none_or(|f| f.trim().is_empty()) {
+            return Err(ConnectError::BadRequest("Offsets cannot be modified if the 'file' configuration is unspecified. This is because stdin is used for input and offsets are not tracked.".into()));
+        }
+        for (partition, offset) in offsets {
+            // Tombstones are allowed for anything, so garbage can be cleaned up.
+            let Some(offset) = offset else { continue };
+            let position = offset.get("position").ok_or_else(|| {
+                ConnectError::BadRequest(
+                    "Offset objects should either be null or contain the key 'position'".into(),
+                )
+            })?;
+            match position.as_i64() {
+                None => return Err(ConnectError::BadRequest(
+                    "The value for the 'position' key in the offset is expected to be a Long value"
+                        .into(),
+                )),
+                Some(p) if p < 0 => return Err(ConnectError::BadRequest(
+                    "The value for the 'position' key in the offset should be a non-negative value"
+                        .into(),
+                )),
+                Some(_) => {}
+            }
+            if !partition.contains_key("filename") {
+                return Err(ConnectError::BadRequest(
+                    "Partition objects should contain the key 'filename'".into(),
+                ));
+            }
+        }
+        Ok(true)
+    }
 }
 
 impl SourceConnector for FileStreamSourceConnector {
@@ -261,6 +297,15 @@ impl Connector for FileStreamSinkConnector {
 
     fn task_configs(&self, max_tasks: usize) -> Result<Vec<Config>, ConnectError> {
         Ok(vec![self.config.clone(); max_tasks.max(1)])
+    }
+
+    fn alter_offsets(
+        &self,
+        _config: &Config,
+        _offsets: &[(JsonMap, Option<JsonMap>)],
+    ) -> Result<bool, ConnectError> {
+        // Everything it wrote is in the file; only Kafka's offsets say where it is.
+        Ok(true)
     }
 }
 

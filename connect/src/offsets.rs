@@ -99,11 +99,25 @@ impl OffsetStore {
         connector: &str,
         entries: impl IntoIterator<Item = (JsonMap, JsonMap)>,
     ) -> Result<(), ConnectError> {
+        self.write(connector, entries.into_iter().map(|(p, o)| (p, Some(o))))
+            .await
+    }
+
+    /// Sets (`Some`) or removes (`None`) offsets, durably; KIP-875's alter and reset.
+    pub async fn write(
+        &self,
+        connector: &str,
+        entries: impl IntoIterator<Item = (JsonMap, Option<JsonMap>)>,
+    ) -> Result<(), ConnectError> {
         let _writing = self.write.lock().await;
         let text = {
             let mut offsets = self.lock();
             for (partition, offset) in entries {
-                offsets.insert(key_of(connector, &partition), offset);
+                let key = key_of(connector, &partition);
+                match offset {
+                    Some(offset) => offsets.insert(key, offset),
+                    None => offsets.remove(&key),
+                };
             }
             let list: Vec<Json> = offsets
                 .iter()

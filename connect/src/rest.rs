@@ -153,8 +153,38 @@ pub async fn handle(herder: &Herder, req: HttpRequest) -> HttpResponse {
             }
             Err(e) => from_error(e),
         },
-        ["connectors", name, "offsets"] if method == "GET" => {
-            answer(200, herder.offsets(name).await)
+        ["connectors", name, "offsets"] => match method {
+            "GET" => answer(200, herder.offsets(name).await),
+            "DELETE" => answer(
+                200,
+                herder
+                    .reset_offsets(name)
+                    .await
+                    .map(|message| json!({"message": message})),
+            ),
+            "PATCH" => {
+                let body: ConnectorOffsetsPatch = match parse_body(&req) {
+                    Ok(b) => b,
+                    Err(r) => return r,
+                };
+                let entries = body
+                    .offsets
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|o| (o.partition.unwrap_or_default(), o.offset))
+                    .collect();
+                answer(
+                    200,
+                    herder
+                        .alter_offsets(name, entries)
+                        .await
+                        .map(|message| json!({"message": message})),
+                )
+            }
+            _ => no_method(),
+        },
+        ["connectors", name, "topics", "reset"] if method == "PUT" => {
+            done(202, herder.reset_active_topics(name).await)
         }
         ["connector-plugins"] if method == "GET" => {
             let connectors_only = req
@@ -196,6 +226,18 @@ pub async fn handle(herder: &Herder, req: HttpRequest) -> HttpResponse {
     }
 }
 
+/// A `PATCH /offsets` body, where an offset may be null (remove it).
+#[derive(serde::Deserialize)]
+struct ConnectorOffsetsPatch {
+    offsets: Option<Vec<OffsetPatch>>,
+}
+
+#[derive(serde::Deserialize)]
+struct OffsetPatch {
+    partition: Option<serde_json::Map<String, Json>>,
+    offset: Option<serde_json::Map<String, Json>>,
+}
+
 /// Whether a path exists with some other method (then the answer is 405).
 fn known_path(segs: &[&str]) -> bool {
     matches!(
@@ -205,6 +247,7 @@ fn known_path(segs: &[&str]) -> bool {
             _,
             "status" | "tasks" | "pause" | "resume" | "stop" | "restart" | "topics" | "offsets"
         ] | ["connectors", _, "tasks", _, "status" | "restart"]
+            | ["connectors", _, "topics", "reset"]
             | ["connector-plugins"]
             | ["connector-plugins", _, "config"]
             | ["connector-plugins", _, "config", "validate"]

@@ -8,12 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use runnel_actors::{Actor, Addr, Context, Handler, Message, Node, RestartPolicy};
-use runnel_client::kafka::{Admin, ClientConfig};
+use runnel_client::kafka::error::ResponseError;
+use runnel_client::kafka::{Admin, ClientConfig, TopicPartition};
 use runnel_storage::disk::Disk;
 
 use crate::api::{AnyConnector, ConnectorType, PluginDesc, Plugins};
 use crate::config::{get_int, Config};
 use crate::converter::JSON_CONVERTER;
+use crate::data::JsonMap;
 use crate::entities::{
     ConfigInfos, ConnectorInfo, ConnectorOffset, ConnectorOffsets, ConnectorState,
     ConnectorStateInfo, TaskId, TaskInfo, TaskState,
@@ -242,6 +244,11 @@ pub(crate) struct OffsetsOf(pub String);
 message!(OffsetsOf => Result<ConnectorType, ConnectError>);
 pub(crate) struct StopAll;
 message!(StopAll => ());
+/// KIP-875: set or remove offsets (`Some`), or reset them all (`None`), of a stopped connector.
+pub(crate) struct ModifyOffsets(pub String, pub Option<Vec<(JsonMap, Option<JsonMap>)>>);
+message!(ModifyOffsets => Result<String, ConnectError>);
+pub(crate) struct ResetTopics(pub String);
+message!(ResetTopics => Result<(), ConnectError>);
 
 /// A task's status as the task reports it; ignored when from an older incarnation.
 pub(crate) struct TaskStatusChanged {
@@ -783,6 +790,153 @@ impl Handler<OffsetsOf> for Worker {
     }
 }
 
+impl Handler<ResetTopics> for Worker {
+    async fn handle(
+        &mut self,
+        msg: ResetTopics,
+        _ctx: &mut Context<Self>,
+    ) -> Result<(), ConnectError> {
+        let e = self
+            .connectors
+            .get_mut(&msg.0)
+            .ok_or_else(|| not_found(&msg.0))?;
+        e.topics.clear();
+        Ok(())
+    }
+}
+
+impl Handler<ModifyOffsets> for Worker {
+    async fn handle(
+        &mut self,
+        msg: ModifyOffsets,
+        _ctx: &mut Context<Self>,
+    ) -> Result<String, ConnectError> {
+        let ModifyOffsets(name, offsets) = msg;
+        let e = self.entry(&name)?;
+        if e.target != TargetState::Stopped || !e.tasks.is_empty() {
+            return Err(ConnectError::BadRequest(format!(
+                "Connectors must be in the STOPPED state before their offsets can be modified. This can be done for the specified connector by issuing a 'PUT' request to the '/connectors/{name}/stop' endpoint"
+            )));
+        }
+        let (plugin, config) = (e.plugin.clone(), e.config.clone());
+        let kind = if offsets.is_some() {
+            "altered"
+        } else {
+            "reset"
+        };
+        let entries = match offsets {
+            Some(entries) => entries,
+            None => match plugin.connector_type {
+                ConnectorType::Source => self
+                    .shared
+                    .offsets
+                    .of_connector(&name)
+                    .into_iter()
+                    .map(|(p, _)| (p, None))
+                    .collect(),
+                ConnectorType::Sink => Vec::new(),
+            },
+        };
+        let managed_here = (plugin.factory)()
+            .as_connector()
+            .alter_offsets(&config, &entries)?;
+        match plugin.connector_type {
+            ConnectorType::Source => {
+                for (partition, _) in &entries {
+                    if partition.is_empty() {
+                        return Err(ConnectError::BadRequest(
+                            "Source partitions may not be null".into(),
+                        ));
+                    }
+                }
+                self.shared.offsets.write(&name, entries).await?;
+            }
+            ConnectorType::Sink => {
+                let admin =
+                    Admin::connect(ClientConfig::new(&self.shared.config.bootstrap_servers))
+                        .await?;
+                let group = sink_group(&name);
+                if kind == "reset" {
+                    for (_, result) in admin.delete_groups(std::slice::from_ref(&group)).await {
+                        match result {
+                            Ok(()) => {}
+                            // A sink that never committed has no group to delete.
+                            Err(e) if e.code() == Some(ResponseError::GroupIdNotFound) => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                } else {
+                    let (set, remove) = parse_sink_offsets(&entries)?;
+                    if !set.is_empty() {
+                        for (_, r) in admin.commit_group_offsets(&group, &set).await? {
+                            r?;
+                        }
+                    }
+                    if !remove.is_empty() {
+                        for (_, r) in admin.delete_group_offsets(&group, &remove).await? {
+                            r?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(if managed_here {
+            format!("The offsets for this connector have been {kind} successfully")
+        } else {
+            format!("The Connect framework-managed offsets for this connector have been {kind} successfully. However, if this connector manages offsets externally, they will need to be manually {kind} in the system that the connector uses.")
+        })
+    }
+}
+
+type SinkOffsets = (BTreeMap<TopicPartition, i64>, Vec<TopicPartition>);
+
+/// KIP-875's sink offsets (`{"kafka_topic", "kafka_partition"}` → `{"kafka_offset"}` or
+/// null), with Kafka's messages.
+fn parse_sink_offsets(entries: &[(JsonMap, Option<JsonMap>)]) -> Result<SinkOffsets, ConnectError> {
+    let bad = |m: &str| ConnectError::BadRequest(m.to_string());
+    let mut set = BTreeMap::new();
+    let mut remove = Vec::new();
+    for (partition, offset) in entries {
+        if !partition.contains_key("kafka_topic") || !partition.contains_key("kafka_partition") {
+            return Err(bad("The partition for a sink connector offset must contain the keys 'kafka_topic' and 'kafka_partition'"));
+        }
+        let topic = match &partition["kafka_topic"] {
+            serde_json::Value::String(t) => t.clone(),
+            serde_json::Value::Null => {
+                return Err(bad(
+                    "Kafka topic names must be valid strings and may not be null",
+                ))
+            }
+            other => other.to_string(),
+        };
+        let number = |v: &serde_json::Value| {
+            v.as_i64()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        };
+        let p = &partition["kafka_partition"];
+        if p.is_null() {
+            return Err(bad(
+                "Kafka partitions must be valid numbers and may not be null",
+            ));
+        }
+        let index = number(p).and_then(|n| i32::try_from(n).ok()).ok_or_else(|| {
+            bad(&format!("Failed to parse the following Kafka partition value in the provided offsets: '{p}'. Partition values for sink connectors need to be integers."))
+        })?;
+        let tp = TopicPartition::new(topic, index);
+        match offset {
+            None => remove.push(tp),
+            Some(o) => {
+                let v = o.get("kafka_offset").ok_or_else(|| bad("The offset for a sink connector should either be null or contain the key 'kafka_offset'"))?;
+                let n = number(v).ok_or_else(|| {
+                    bad(&format!("Failed to parse the following Kafka offset value in the provided offsets: '{v}'. Offset values for sink connectors need to be integers."))
+                })?;
+                set.insert(tp, n);
+            }
+        }
+    }
+    Ok((set, remove))
+}
+
 impl Handler<StopAll> for Worker {
     async fn handle(&mut self, _msg: StopAll, ctx: &mut Context<Self>) {
         let names: Vec<String> = self.connectors.keys().cloned().collect();
@@ -1041,6 +1195,31 @@ impl Herder {
             }
         };
         Ok(ConnectorOffsets { offsets })
+    }
+
+    /// KIP-875's `PATCH /offsets`: sets (or with `None` removes) offsets of a stopped
+    /// connector; Kafka's message on success.
+    pub async fn alter_offsets(
+        &self,
+        name: &str,
+        offsets: Vec<(JsonMap, Option<JsonMap>)>,
+    ) -> Result<String, ConnectError> {
+        if offsets.is_empty() {
+            return Err(ConnectError::BadRequest(
+                "Partitions / offsets need to be provided for an alter offsets request".into(),
+            ));
+        }
+        self.call(ModifyOffsets(name.into(), Some(offsets))).await?
+    }
+
+    /// KIP-875's `DELETE /offsets`: forgets every offset of a stopped connector.
+    pub async fn reset_offsets(&self, name: &str) -> Result<String, ConnectError> {
+        self.call(ModifyOffsets(name.into(), None)).await?
+    }
+
+    /// `PUT /topics/reset`: forgets the connector's active topics.
+    pub async fn reset_active_topics(&self, name: &str) -> Result<(), ConnectError> {
+        self.call(ResetTopics(name.into())).await?
     }
 
     /// Kafka's config validation of a connector plugin.
