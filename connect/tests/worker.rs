@@ -106,8 +106,43 @@ impl SourceTask for FlakyTask {
     }
 }
 
+/// A source whose task cannot even be made: `create_task` panics inside the task actor,
+/// outside any connector call the runtime guards, so the actor's supervisor catches it.
+#[derive(Default)]
+struct BrokenSource(FlakySource);
+
+impl Connector for BrokenSource {
+    fn version(&self) -> String {
+        "test".into()
+    }
+    fn config_def(&self) -> ConfigDef {
+        ConfigDef::new()
+    }
+    fn start(&mut self, config: &Config) -> Result<(), ConnectError> {
+        self.0.start(config)
+    }
+    fn task_configs(&self, max_tasks: usize) -> Result<Vec<Config>, ConnectError> {
+        self.0.task_configs(max_tasks)
+    }
+}
+
+impl SourceConnector for BrokenSource {
+    fn create_task(&self) -> Box<dyn SourceTask> {
+        panic!("no task for you");
+    }
+    fn task_class(&self) -> String {
+        "test.BrokenTask".into()
+    }
+}
+
 fn plugins() -> Plugins {
     let mut plugins = Plugins::builtin();
+    plugins.register(PluginDesc {
+        class: "test.BrokenSourceConnector".into(),
+        connector_type: ConnectorType::Source,
+        version: "test".into(),
+        factory: || AnyConnector::Source(Box::new(BrokenSource::default())),
+    });
     plugins.register(PluginDesc {
         class: "test.FlakySourceConnector".into(),
         connector_type: ConnectorType::Source,
@@ -456,5 +491,34 @@ async fn transforms_run_between_the_task_and_kafka() {
             .contains("NoSuchTransform could not be found"),
         "{body}"
     );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_actor_that_panics_is_given_up_by_its_supervisor_as_failed() {
+    let s = setup().await;
+    let (status, _) = s
+        .call(
+            "POST",
+            "/connectors",
+            Some(create(
+                "broken",
+                json!({"connector.class": "BrokenSource", "topic": "b"}),
+            )),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let failed = s.wait_task("broken", "FAILED").await;
+    let trace = failed["trace"].as_str().expect("trace");
+    assert!(trace.contains("no task for you"), "{trace}");
+    // Restartable (it fails again the same way), and the worker answers throughout.
+    assert_eq!(
+        s.call("POST", "/connectors/broken/tasks/0/restart", None)
+            .await
+            .0,
+        204
+    );
+    s.wait_task("broken", "FAILED").await;
+    assert_eq!(s.call("GET", "/connectors", None).await.0, 200);
     s.stop().await;
 }
