@@ -215,6 +215,29 @@ fn the_rest_api_answers_as_kafkas() {
 
     let r = w.call("GET", "/connectors/src/config", None);
     assert_eq!((r.status, r.json()), (200, with_name.clone()));
+    // PATCH merges (null removes a key); PUT replaces; both answer 200 for an existing one.
+    let r = w.call(
+        "PATCH",
+        "/connectors/src/config",
+        Some(json!({"batch.size": "1", "tasks.max": null})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut patched = with_name.clone();
+    patched["batch.size"] = json!("1");
+    patched.as_object_mut().expect("object").remove("tasks.max");
+    assert_eq!(r.json()["config"], patched);
+    let r = w.call("PUT", "/connectors/src/config", Some(with_name.clone()));
+    assert_eq!(
+        (r.status, r.json()["config"].clone()),
+        (200, with_name.clone())
+    );
+    let r = w.call(
+        "PUT",
+        "/connectors/fresh/config",
+        Some(json!({"connector.class": "FileStreamSink", "topics": "t", "file": "fresh.txt"})),
+    );
+    assert_eq!(r.status, 201, "PUT creates a missing connector: {}", r.body);
+    assert_eq!(w.call("DELETE", "/connectors/fresh", None).status, 204);
     let r = w.call("GET", "/connectors/src/tasks", None);
     assert_eq!(r.status, 200);
     assert_eq!(r.json()[0]["id"], json!({"connector": "src", "task": 0}));
@@ -280,6 +303,36 @@ fn the_rest_api_answers_as_kafkas() {
         (200, json!({"src": {"topics": ["rest-test"]}}))
     );
 
+    let all = w
+        .call("GET", "/connector-plugins?connectorsOnly=false", None)
+        .json();
+    let kinds: Vec<(String, String)> = all
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|p| {
+            (
+                p["class"].as_str().unwrap_or_default().to_string(),
+                p["type"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    for (class, kind) in [
+        ("org.apache.kafka.connect.json.JsonConverter", "converter"),
+        (
+            "org.apache.kafka.connect.transforms.RegexRouter",
+            "transformation",
+        ),
+        (
+            "org.apache.kafka.connect.transforms.predicates.TopicNameMatches",
+            "predicate",
+        ),
+    ] {
+        assert!(
+            kinds.contains(&(class.to_string(), kind.to_string())),
+            "{class} as {kind} in {kinds:?}"
+        );
+    }
     let r = w.call("GET", "/connector-plugins", None);
     assert_eq!(r.status, 200);
     let plugins = r.json();

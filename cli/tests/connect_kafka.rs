@@ -163,6 +163,12 @@ fn the_rest_api_answers_as_kafkas_worker() {
             "/connectors/local-file-source/config",
             Some(json!({"name": "other", "connector.class": "FileStreamSource", "topic": "t"})),
         ),
+        (
+            "PATCH",
+            "/connectors/local-file-source/config",
+            Some(json!({"batch.size": "100"})),
+        ),
+        ("GET", "/connectors/local-file-source/config", None),
         ("PUT", "/connectors/local-file-source/pause", None),
         ("PUT", "/connectors/local-file-source/resume", None),
         ("POST", "/connectors/local-file-source/restart", None),

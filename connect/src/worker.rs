@@ -390,9 +390,10 @@ impl Worker {
             }
             false => true,
         };
-        let target = match self.connectors.get(&msg.name) {
-            Some(e) => e.target,
-            None => msg.initial.unwrap_or(TargetState::Started),
+        // A new config keeps the target state and the active topics, as in Kafka.
+        let (target, topics) = match self.connectors.get(&msg.name) {
+            Some(e) => (e.target, e.topics.clone()),
+            None => (msg.initial.unwrap_or(TargetState::Started), BTreeSet::new()),
         };
         self.connectors.insert(
             msg.name.clone(),
@@ -404,7 +405,7 @@ impl Worker {
                 trace: None,
                 actor: None,
                 tasks: Vec::new(),
-                topics: BTreeSet::new(),
+                topics,
             },
         );
         self.start_connector(&msg.name, ctx).await;
