@@ -190,6 +190,58 @@ fn converters(shared: &Shared, connector: &Config) -> Result<Converters, Connect
     Ok((pick("key")?, pick("value")?))
 }
 
+/// Kafka's error handling settings of a connector: `errors.tolerance` (`none` fails the
+/// task at the first bad record; `all` skips records whose conversion or transformation
+/// fails), `errors.log.enable`, and for sinks `errors.deadletterqueue.topic.name` (skipped
+/// records go there as they came, with `__connect.errors.*` headers when
+/// `errors.deadletterqueue.context.headers.enable` is true).
+#[derive(Debug, Clone, Default)]
+struct ErrorPolicy {
+    tolerate_all: bool,
+    log: bool,
+    dead_letter_topic: Option<String>,
+    context_headers: bool,
+}
+
+impl ErrorPolicy {
+    fn from_config(config: &Config) -> Result<ErrorPolicy, ConnectError> {
+        let tolerate_all = match config.get("errors.tolerance").map(|t| t.trim().to_ascii_lowercase()) {
+            None => false,
+            Some(t) if t == "none" => false,
+            Some(t) if t == "all" => true,
+            Some(t) => {
+                return Err(ConnectError::Config(format!(
+                    "Invalid value {t} for configuration errors.tolerance: String must be one of: none, all"
+                )))
+            }
+        };
+        Ok(ErrorPolicy {
+            tolerate_all,
+            log: get_bool(config, "errors.log.enable", false)?,
+            dead_letter_topic: config
+                .get("errors.deadletterqueue.topic.name")
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty()),
+            context_headers: get_bool(
+                config,
+                "errors.deadletterqueue.context.headers.enable",
+                false,
+            )?,
+        })
+    }
+
+    /// Whether the task goes on past `error` (the record is skipped).
+    fn tolerates(&self, task: &TaskId, error: &ConnectError) -> bool {
+        if !self.tolerate_all || !matches!(error, ConnectError::Data(_) | ConnectError::Config(_)) {
+            return false;
+        }
+        if self.log {
+            tracing::error!(%task, %error, "error in a record, skipped (errors.tolerance=all)");
+        }
+        true
+    }
+}
+
 /// What both kinds of task actor share: identity, reporting and failing.
 struct TaskCore {
     shared: Arc<Shared>,
@@ -239,6 +291,7 @@ pub(crate) struct SourceTaskActor {
     producer: Option<Producer>,
     converters: Option<Converters>,
     transforms: TransformChain,
+    errors: ErrorPolicy,
     /// Delivered but not yet committed: partition JSON text to (partition, offset).
     pending: BTreeMap<String, (JsonMap, JsonMap)>,
     topics: std::collections::BTreeSet<String>,
@@ -259,6 +312,7 @@ impl SourceTaskActor {
             producer: None,
             converters: None,
             transforms: TransformChain::default(),
+            errors: ErrorPolicy::default(),
             pending: BTreeMap::new(),
             topics: Default::default(),
         }
@@ -269,6 +323,7 @@ impl SourceTaskActor {
         let spec = &self.core.spec;
         self.converters = Some(converters(&shared, &spec.connector_config)?);
         self.transforms = TransformChain::from_config(&spec.connector_config)?;
+        self.errors = ErrorPolicy::from_config(&spec.connector_config)?;
         let AnyConnector::Source(connector) = (spec.plugin.factory)() else {
             return Err(ConnectError::Task(format!(
                 "{} is not a source connector",
@@ -305,11 +360,21 @@ impl SourceTaskActor {
         let mut offsets = Vec::with_capacity(count);
         for source in records {
             offsets.push((source.source_partition, source.source_offset));
-            let Some(r) = self.transforms.apply(source.record)? else {
-                continue;
+            let converted = self.transforms.apply(source.record).and_then(|r| match r {
+                None => Ok(None),
+                Some(r) => {
+                    let key = key_conv.serialize(&r.topic, r.key_schema.as_ref(), &r.key)?;
+                    let value =
+                        value_conv.serialize(&r.topic, r.value_schema.as_ref(), &r.value)?;
+                    Ok(Some((r, key, value)))
+                }
+            });
+            let (r, key, value) = match converted {
+                Ok(Some(done)) => done,
+                Ok(None) => continue,
+                Err(e) if self.errors.tolerates(&self.core.spec.id, &e) => continue,
+                Err(e) => return Err(e),
             };
-            let key = key_conv.serialize(&r.topic, r.key_schema.as_ref(), &r.key)?;
-            let value = value_conv.serialize(&r.topic, r.value_schema.as_ref(), &r.value)?;
             let out = ProducerRecord {
                 topic: r.topic.clone(),
                 partition: r.kafka_partition,
@@ -457,6 +522,9 @@ pub(crate) struct SinkTaskActor {
     consumer: Option<GroupConsumer>,
     converters: Option<Converters>,
     transforms: TransformChain,
+    errors: ErrorPolicy,
+    /// Writes skipped records to the dead letter queue, when there is one.
+    dead_letters: Option<Producer>,
     /// The next offset of each partition after what was put.
     positions: BTreeMap<TopicPartition, i64>,
     committed: BTreeMap<TopicPartition, i64>,
@@ -477,6 +545,8 @@ impl SinkTaskActor {
             consumer: None,
             converters: None,
             transforms: TransformChain::default(),
+            errors: ErrorPolicy::default(),
+            dead_letters: None,
             positions: BTreeMap::new(),
             committed: BTreeMap::new(),
         }
@@ -487,6 +557,11 @@ impl SinkTaskActor {
         let spec = &self.core.spec;
         self.converters = Some(converters(&shared, &spec.connector_config)?);
         self.transforms = TransformChain::from_config(&spec.connector_config)?;
+        self.errors = ErrorPolicy::from_config(&spec.connector_config)?;
+        if self.errors.dead_letter_topic.is_some() {
+            let producer = producer_config(self.core.client(), &shared.config.properties)?;
+            self.dead_letters = Some(Producer::new(producer).await?);
+        }
         let topics = get_list(&spec.connector_config, "topics");
         if topics.is_empty() {
             return Err(ConnectError::Config(
@@ -564,8 +639,14 @@ impl SinkTaskActor {
                 TopicPartition::new(r.topic.clone(), r.partition),
                 r.offset + 1,
             ));
-            if let Some(s) = self.convert(r)? {
-                batch.push(s);
+            match self.convert(r.clone()) {
+                Ok(Some(s)) => batch.push(s),
+                Ok(None) => {}
+                Err(e) if self.errors.tolerates(&self.core.spec.id, &e) => {
+                    let id = &self.core.spec.id;
+                    Self::dead_letter(self.dead_letters.as_ref(), &self.errors, id, r, &e).await?;
+                }
+                Err(e) => return Err(e),
             }
         }
         let task = self.task.as_mut().expect("started");
@@ -573,6 +654,46 @@ impl SinkTaskActor {
         for (tp, next) in moved {
             self.positions.insert(tp, next);
         }
+        Ok(())
+    }
+
+    /// Sends a skipped record, as it came, to the dead letter queue (if configured) and
+    /// waits for it: a record is never skipped without being kept there.
+    async fn dead_letter(
+        producer: Option<&Producer>,
+        errors: &ErrorPolicy,
+        id: &TaskId,
+        r: ConsumerRecord,
+        error: &ConnectError,
+    ) -> Result<(), ConnectError> {
+        let (Some(producer), Some(topic)) = (producer, &errors.dead_letter_topic) else {
+            return Ok(());
+        };
+        let mut headers = r.headers.clone();
+        if errors.context_headers {
+            let context = [
+                ("__connect.errors.topic", r.topic.clone()),
+                ("__connect.errors.partition", r.partition.to_string()),
+                ("__connect.errors.offset", r.offset.to_string()),
+                ("__connect.errors.connector.name", id.connector.clone()),
+                ("__connect.errors.task.id", id.task.to_string()),
+                ("__connect.errors.exception.message", error.to_string()),
+            ];
+            headers.extend(
+                context
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), Some(Bytes::from(v)))),
+            );
+        }
+        let record = ProducerRecord {
+            topic: topic.clone(),
+            partition: None,
+            key: r.key,
+            value: r.value,
+            headers,
+            timestamp_ms: Some(r.timestamp_ms),
+        };
+        producer.send(record).await?.await?;
         Ok(())
     }
 
@@ -605,6 +726,9 @@ impl SinkTaskActor {
         }
         if let Some(mut consumer) = self.consumer.take() {
             let _ = consumer.close().await;
+        }
+        if let Some(p) = self.dead_letters.take() {
+            p.close().await;
         }
     }
 

@@ -50,7 +50,11 @@ fn common_def(kind: ConnectorType) -> ConfigDef {
         .define("transforms", ConfigType::List, Some(""), Importance::Low, "Aliases for the transformations to be applied to records.")
         .in_group("Transforms")
         .define("predicates", ConfigType::List, Some(""), Importance::Low, "Aliases for the predicates used by transformations.")
-        .in_group("Predicates");
+        .in_group("Predicates")
+        .define("errors.tolerance", ConfigType::String, Some("none"), Importance::Medium, "Behavior for tolerating errors during connector operation: 'none' fails the task at the first error, 'all' skips problematic records.")
+        .in_group("Error Handling")
+        .define("errors.log.enable", ConfigType::Boolean, Some("false"), Importance::Medium, "If true, log each error and the details of the failed operation.")
+        .in_group("Error Handling");
     if kind == ConnectorType::Sink {
         def = def
             .define(
@@ -68,7 +72,9 @@ fn common_def(kind: ConnectorType) -> ConfigDef {
                 Importance::High,
                 "Regular expression giving topics to consume.",
             )
-            .in_group("Common");
+            .in_group("Common")
+            .define("errors.deadletterqueue.topic.name", ConfigType::String, Some(""), Importance::Medium, "The name of the topic to be used as the dead letter queue (DLQ) for messages that result in an error when processed by this sink connector.")
+            .in_group("Error Handling");
     }
     def
 }
@@ -116,6 +122,11 @@ fn validate_with(plugin: &PluginDesc, config: &Config) -> ConfigInfos {
             if let Err(e) = converter_for(class, &Config::new()) {
                 extra(which, e.to_string());
             }
+        }
+    }
+    if let Some(t) = config.get("errors.tolerance") {
+        if !matches!(t.trim().to_ascii_lowercase().as_str(), "none" | "all") {
+            extra("errors.tolerance", format!("Invalid value {t} for configuration errors.tolerance: String must be one of: none, all"));
         }
     }
     if let Err(e) = TransformChain::from_config(config) {

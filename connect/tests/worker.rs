@@ -158,6 +158,7 @@ struct Setup {
     broker_node: Node,
     worker_node: Node,
     dir: tempfile::TempDir,
+    bootstrap: String,
 }
 
 async fn setup() -> Setup {
@@ -217,6 +218,7 @@ async fn setup() -> Setup {
         broker_node,
         worker_node,
         dir,
+        bootstrap: addr.to_string(),
     }
 }
 
@@ -520,5 +522,135 @@ async fn a_task_actor_that_panics_is_given_up_by_its_supervisor_as_failed() {
     );
     s.wait_task("broken", "FAILED").await;
     assert_eq!(s.call("GET", "/connectors", None).await.0, 200);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_tolerance_all_skips_bad_records_into_the_dead_letter_queue() {
+    use runnel_client::kafka::{ClientConfig, Consumer, ConsumerConfig, OffsetReset};
+    let s = setup().await;
+    let unknown_field = json!({
+        "connector.class": "FlakySource",
+        "topic": "raw",
+        "transforms": "pick",
+        "transforms.pick.type": "ExtractField$Value",
+        "transforms.pick.field": "x",
+    });
+    assert_eq!(
+        s.call(
+            "POST",
+            "/connectors",
+            Some(create("strict", unknown_field.clone()))
+        )
+        .await
+        .0,
+        201
+    );
+    let failed = s.wait_task("strict", "FAILED").await;
+    assert!(
+        failed["trace"]
+            .as_str()
+            .expect("trace")
+            .contains("Unknown field: x"),
+        "{failed}"
+    );
+
+    let mut tolerant = unknown_field;
+    tolerant["errors.tolerance"] = json!("all");
+    tolerant["errors.log.enable"] = json!("true");
+    assert_eq!(
+        s.call("POST", "/connectors", Some(create("tolerant", tolerant)))
+            .await
+            .0,
+        201
+    );
+    let mut skipped_and_committed = false;
+    for _ in 0..100 {
+        let (_, offsets) = s.call("GET", "/connectors/tolerant/offsets", None).await;
+        if offsets["offsets"][0]["offset"]["n"]
+            .as_u64()
+            .is_some_and(|n| n >= 3)
+        {
+            skipped_and_committed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        skipped_and_committed,
+        "bad records are skipped and their offsets committed"
+    );
+    s.wait_task("tolerant", "RUNNING").await;
+
+    // A sink whose converter cannot read the records sends them to its dead letter queue.
+    let out = s.dir.path().join("out.txt");
+    assert_eq!(
+        s.call(
+            "POST",
+            "/connectors",
+            Some(create(
+                "feeder",
+                json!({"connector.class": "FlakySource", "topic": "feed"})
+            ))
+        )
+        .await
+        .0,
+        201
+    );
+    let sink = json!({
+        "connector.class": "FileStreamSink",
+        "topics": "feed",
+        "file": out.display().to_string(),
+        "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "errors.tolerance": "all",
+        "errors.deadletterqueue.topic.name": "dlq",
+        "errors.deadletterqueue.context.headers.enable": "true",
+    });
+    let (status, body) = s
+        .call("POST", "/connectors", Some(create("dlqsink", sink)))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let mut consumer_config = ConsumerConfig::new(ClientConfig::new(&s.bootstrap));
+    consumer_config.auto_offset_reset = OffsetReset::Earliest;
+    let mut consumer = Consumer::new(consumer_config).await.expect("consumer");
+    let mut dead = Vec::new();
+    for _ in 0..200 {
+        if consumer.assignment().is_empty() && consumer.assign_topic("dlq").await.is_err() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        dead.extend(
+            consumer
+                .poll(Duration::from_millis(200))
+                .await
+                .expect("poll"),
+        );
+        if dead.len() >= 2 {
+            break;
+        }
+    }
+    assert!(dead.len() >= 2, "records reach the dead letter queue");
+    assert_eq!(dead[0].value.as_deref(), Some(&b"r1"[..]), "as they came");
+    let header = |name: &str| {
+        dead[0]
+            .headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        header("__connect.errors.topic").as_deref(),
+        Some(&b"feed"[..])
+    );
+    assert_eq!(
+        header("__connect.errors.connector.name").as_deref(),
+        Some(&b"dlqsink"[..])
+    );
+    s.wait_task("dlqsink", "RUNNING").await;
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap_or_default(),
+        "",
+        "nothing bad reached the sink"
+    );
     s.stop().await;
 }
