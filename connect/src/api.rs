@@ -190,14 +190,6 @@ pub struct Plugins {
 }
 
 impl Plugins {
-    /// The plugins Runnel ships: Kafka's file connectors.
-    pub fn builtin() -> Plugins {
-        let mut plugins = Plugins::default();
-        plugins.register(crate::file::source_plugin());
-        plugins.register(crate::file::sink_plugin());
-        plugins
-    }
-
     pub fn register(&mut self, plugin: PluginDesc) {
         self.plugins.push(plugin);
         self.plugins.sort_by(|a, b| a.class.cmp(&b.class));

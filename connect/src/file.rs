@@ -12,8 +12,8 @@ use runnel_storage::disk::{Disk, DiskError, DiskFile, OpenMode};
 use serde_json::json;
 
 use crate::api::{
-    AnyConnector, Connector, ConnectorType, PluginDesc, SinkConnector, SinkTask, SinkTaskContext,
-    SourceConnector, SourceTask, SourceTaskContext,
+    AnyConnector, Connector, ConnectorType, PluginDesc, Plugins, SinkConnector, SinkTask,
+    SinkTaskContext, SourceConnector, SourceTask, SourceTaskContext,
 };
 use crate::config::{get_int, Config, ConfigDef, ConfigType, Importance};
 use crate::data::{ConnectRecord, JsonMap, Schema, SinkRecord, SourceRecord, Value};
@@ -30,6 +30,16 @@ pub const DEFAULT_BATCH_SIZE: i64 = 2000;
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// The longest line the source accepts.
 pub const MAX_LINE_BYTES: usize = 16 << 20;
+
+impl Plugins {
+    /// The plugins Runnel ships: Kafka's file connectors.
+    pub fn builtin() -> Plugins {
+        let mut plugins = Plugins::default();
+        plugins.register(source_plugin());
+        plugins.register(sink_plugin());
+        plugins
+    }
+}
 
 pub fn source_plugin() -> PluginDesc {
     PluginDesc {

@@ -18,6 +18,7 @@ pub mod file;
 pub mod http;
 pub mod offsets;
 pub mod rest;
+mod settings;
 mod task;
 pub mod transforms;
 pub mod validate;

@@ -32,8 +32,48 @@ use crate::data::{ConnectRecord, Header, JsonMap, SinkRecord};
 use crate::entities::TaskId;
 use crate::error::ConnectError;
 use crate::offsets::ConnectorOffsets;
+use crate::settings::Shared;
 use crate::transforms::TransformChain;
-use crate::worker::{Shared, State, TaskStatusChanged, TopicUsed, Worker};
+
+/// Connector and task states, by Kafka's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Unassigned,
+    Running,
+    Paused,
+    Stopped,
+    Failed,
+    Restarting,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Unassigned => "UNASSIGNED",
+            State::Running => "RUNNING",
+            State::Paused => "PAUSED",
+            State::Stopped => "STOPPED",
+            State::Failed => "FAILED",
+            State::Restarting => "RESTARTING",
+        }
+    }
+}
+
+/// A task's status as the task reports it; ignored when from an older incarnation.
+pub(crate) struct TaskStatusChanged {
+    pub id: TaskId,
+    pub generation: u64,
+    pub state: State,
+    pub trace: Option<String>,
+}
+
+/// Where tasks report their status and the topics they use (Kafka's
+/// `TaskStatus.Listener`); the worker is one.
+#[async_trait::async_trait]
+pub(crate) trait TaskListener: Send + Sync + 'static {
+    async fn status_changed(&self, change: TaskStatusChanged);
+    async fn topic_used(&self, connector: String, topic: String);
+}
 
 /// Bound on a task actor's mailbox: its own poll and commit ticks plus the worker's
 /// pause, resume and stop.
@@ -133,9 +173,13 @@ pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Starts a task actor under supervision, allowed to fail alone.
-pub(crate) fn spawn_task(shared: &Arc<Shared>, worker: Addr<Worker>, spec: TaskSpec) -> TaskHandle {
+pub(crate) fn spawn_task(
+    shared: &Arc<Shared>,
+    listener: Arc<dyn TaskListener>,
+    spec: TaskSpec,
+) -> TaskHandle {
     let name = format!("connect-task-{}-g{}", spec.id, spec.generation);
-    let report_to = worker.clone();
+    let report_to = listener.clone();
     let (id, generation) = (spec.id.clone(), spec.generation);
     // A panic the actor did not catch itself still ends as FAILED with its message.
     let give_up = move |error: String| {
@@ -146,7 +190,7 @@ pub(crate) fn spawn_task(shared: &Arc<Shared>, worker: Addr<Worker>, spec: TaskS
             trace: Some(format!("runnel_connect task actor failed: {error}")),
         };
         tokio::spawn(async move {
-            let _ = report_to.tell(msg).await;
+            report_to.status_changed(msg).await;
         });
     };
     let node = shared.node.clone();
@@ -156,14 +200,14 @@ pub(crate) fn spawn_task(shared: &Arc<Shared>, worker: Addr<Worker>, spec: TaskS
             name,
             TASK_MAILBOX,
             RestartPolicy::never(),
-            move || SourceTaskActor::new(shared.clone(), worker.clone(), spec.clone()),
+            move || SourceTaskActor::new(shared.clone(), listener.clone(), spec.clone()),
             give_up,
         )),
         AnyConnector::Sink(_) => TaskHandle::Sink(node.spawn_or_give_up(
             name,
             TASK_MAILBOX,
             RestartPolicy::never(),
-            move || SinkTaskActor::new(shared.clone(), worker.clone(), spec.clone()),
+            move || SinkTaskActor::new(shared.clone(), listener.clone(), spec.clone()),
             give_up,
         )),
     }
@@ -245,7 +289,7 @@ impl ErrorPolicy {
 /// What both kinds of task actor share: identity, reporting and failing.
 struct TaskCore {
     shared: Arc<Shared>,
-    worker: Addr<Worker>,
+    listener: Arc<dyn TaskListener>,
     spec: TaskSpec,
     paused: bool,
     poll_scheduled: bool,
@@ -260,19 +304,12 @@ impl TaskCore {
             state,
             trace,
         };
-        if self.worker.tell(msg).await.is_err() {
-            tracing::debug!(task = %self.spec.id, "worker gone; status not reported");
-        }
+        self.listener.status_changed(msg).await;
     }
 
     async fn topic_used(&self, topic: &str) {
-        let _ = self
-            .worker
-            .tell(TopicUsed {
-                connector: self.spec.id.connector.clone(),
-                topic: topic.to_string(),
-            })
-            .await;
+        let connector = self.spec.id.connector.clone();
+        self.listener.topic_used(connector, topic.to_string()).await;
     }
 
     fn client(&self) -> ClientConfig {
@@ -298,11 +335,11 @@ pub(crate) struct SourceTaskActor {
 }
 
 impl SourceTaskActor {
-    fn new(shared: Arc<Shared>, worker: Addr<Worker>, spec: TaskSpec) -> Self {
+    fn new(shared: Arc<Shared>, listener: Arc<dyn TaskListener>, spec: TaskSpec) -> Self {
         SourceTaskActor {
             core: TaskCore {
                 shared,
-                worker,
+                listener,
                 paused: spec.start_paused,
                 spec,
                 poll_scheduled: false,
@@ -531,11 +568,11 @@ pub(crate) struct SinkTaskActor {
 }
 
 impl SinkTaskActor {
-    fn new(shared: Arc<Shared>, worker: Addr<Worker>, spec: TaskSpec) -> Self {
+    fn new(shared: Arc<Shared>, listener: Arc<dyn TaskListener>, spec: TaskSpec) -> Self {
         SinkTaskActor {
             core: TaskCore {
                 shared,
-                worker,
+                listener,
                 paused: spec.start_paused,
                 spec,
                 poll_scheduled: false,

@@ -3,7 +3,6 @@
 //! actor per task, and answers the REST API through [`Herder`].
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +13,6 @@ use runnel_storage::disk::Disk;
 
 use crate::api::{AnyConnector, ConnectorType, PluginDesc, Plugins};
 use crate::config::{get_int, Config};
-use crate::converter::JSON_CONVERTER;
 use crate::data::JsonMap;
 use crate::entities::{
     ConfigInfos, ConnectorInfo, ConnectorOffset, ConnectorOffsets, ConnectorState,
@@ -22,133 +20,21 @@ use crate::entities::{
 };
 use crate::error::ConnectError;
 use crate::offsets::OffsetStore;
-use crate::task::{panic_text, sink_group, spawn_task, TaskHandle, TaskSpec};
+use crate::settings::Shared;
+pub use crate::settings::{
+    WorkerConfig, DEFAULT_LISTENERS, DEFAULT_OFFSET_FLUSH_INTERVAL_MS,
+    DEFAULT_TASK_SHUTDOWN_TIMEOUT_MS,
+};
+pub use crate::task::State;
+use crate::task::{
+    panic_text, sink_group, spawn_task, TaskHandle, TaskListener, TaskSpec, TaskStatusChanged,
+};
 use crate::validate::validate_connector_config;
 
 /// Bound on the worker's mailbox: REST calls and task status reports.
 pub const WORKER_MAILBOX: usize = 1024;
 /// How long a REST call waits for the worker (Kafka's request timeout is 90 s).
 pub const REQUEST_TIMEOUT_MS: u64 = 90_000;
-/// Kafka's default `offset.flush.interval.ms`.
-pub const DEFAULT_OFFSET_FLUSH_INTERVAL_MS: u64 = 60_000;
-/// Kafka's default `task.shutdown.graceful.timeout.ms`.
-pub const DEFAULT_TASK_SHUTDOWN_TIMEOUT_MS: u64 = 5_000;
-/// Kafka's default `listeners`.
-pub const DEFAULT_LISTENERS: &str = "http://:8083";
-
-/// A worker's settings, by Kafka's names.
-#[derive(Debug, Clone)]
-pub struct WorkerConfig {
-    /// `bootstrap.servers`
-    pub bootstrap_servers: String,
-    /// `offset.storage.file.filename`
-    pub offset_storage_file: PathBuf,
-    /// `offset.flush.interval.ms`
-    pub offset_flush_interval_ms: u64,
-    /// `task.shutdown.graceful.timeout.ms`
-    pub task_shutdown_timeout_ms: u64,
-    /// `listeners`
-    pub listeners: String,
-    /// Every property as given: `key.converter`, `value.converter` and their settings.
-    pub properties: Config,
-}
-
-impl WorkerConfig {
-    /// Reads a standalone worker's properties; also returns warnings for people.
-    pub fn from_properties(
-        properties: Config,
-    ) -> Result<(WorkerConfig, Vec<String>), ConnectError> {
-        let mut warnings = Vec::new();
-        if properties.contains_key("plugin.path") {
-            warnings.push("plugin.path is ignored: Runnel's connectors are built in (FileStreamSource, FileStreamSink); Java plugins need Apache Kafka's own worker".to_string());
-        }
-        let offset_storage_file = properties
-            .get("offset.storage.file.filename")
-            .map(|f| f.trim())
-            .filter(|f| !f.is_empty())
-            .map(PathBuf::from)
-            .ok_or_else(|| ConnectError::Config("Missing required configuration \"offset.storage.file.filename\" which has no default value.".into()))?;
-        let flush = get_int(
-            &properties,
-            "offset.flush.interval.ms",
-            DEFAULT_OFFSET_FLUSH_INTERVAL_MS as i64,
-        )?;
-        let shutdown = get_int(
-            &properties,
-            "task.shutdown.graceful.timeout.ms",
-            DEFAULT_TASK_SHUTDOWN_TIMEOUT_MS as i64,
-        )?;
-        if flush <= 0 || shutdown < 0 {
-            return Err(ConnectError::Config("offset.flush.interval.ms must be above 0 and task.shutdown.graceful.timeout.ms at least 0".into()));
-        }
-        for which in ["key", "value"] {
-            if !properties.contains_key(&format!("{which}.converter")) {
-                warnings.push(format!(
-                    "{which}.converter is not set; using {JSON_CONVERTER}"
-                ));
-            }
-        }
-        Ok((
-            WorkerConfig {
-                bootstrap_servers: properties
-                    .get("bootstrap.servers")
-                    .cloned()
-                    .unwrap_or_else(|| "localhost:9092".into()),
-                offset_storage_file,
-                offset_flush_interval_ms: flush as u64,
-                task_shutdown_timeout_ms: shutdown as u64,
-                listeners: properties
-                    .get("listeners")
-                    .cloned()
-                    .unwrap_or_else(|| DEFAULT_LISTENERS.into()),
-                properties,
-            },
-            warnings,
-        ))
-    }
-
-    /// The class of `key.converter` or `value.converter` (`which` is `key` or `value`).
-    pub fn converter_class(&self, which: &str) -> String {
-        self.properties
-            .get(&format!("{which}.converter"))
-            .cloned()
-            .unwrap_or_else(|| JSON_CONVERTER.to_string())
-    }
-}
-
-/// What every actor of a worker shares.
-pub(crate) struct Shared {
-    pub config: WorkerConfig,
-    pub plugins: Plugins,
-    pub disk: Arc<dyn Disk>,
-    pub offsets: Arc<OffsetStore>,
-    pub worker_id: String,
-    pub node: Node,
-}
-
-/// Connector and task states, by Kafka's names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    Unassigned,
-    Running,
-    Paused,
-    Stopped,
-    Failed,
-    Restarting,
-}
-
-impl State {
-    pub fn name(self) -> &'static str {
-        match self {
-            State::Unassigned => "UNASSIGNED",
-            State::Running => "RUNNING",
-            State::Paused => "PAUSED",
-            State::Stopped => "STOPPED",
-            State::Failed => "FAILED",
-            State::Restarting => "RESTARTING",
-        }
-    }
-}
 
 /// What a connector should be doing (Kafka's `TargetState`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,19 +136,27 @@ message!(ModifyOffsets => Result<String, ConnectError>);
 pub(crate) struct ResetTopics(pub String);
 message!(ResetTopics => Result<(), ConnectError>);
 
-/// A task's status as the task reports it; ignored when from an older incarnation.
-pub(crate) struct TaskStatusChanged {
-    pub id: TaskId,
-    pub generation: u64,
-    pub state: State,
-    pub trace: Option<String>,
-}
-message!(TaskStatusChanged => ());
+pub(crate) struct StatusChanged(pub TaskStatusChanged);
+message!(StatusChanged => ());
 pub(crate) struct TopicUsed {
     pub connector: String,
     pub topic: String,
 }
 message!(TopicUsed => ());
+
+/// The worker hears its tasks through its mailbox.
+#[async_trait::async_trait]
+impl TaskListener for Addr<Worker> {
+    async fn status_changed(&self, change: TaskStatusChanged) {
+        if self.tell(StatusChanged(change)).await.is_err() {
+            tracing::debug!("worker gone; a task status was not reported");
+        }
+    }
+
+    async fn topic_used(&self, connector: String, topic: String) {
+        let _ = self.tell(TopicUsed { connector, topic }).await;
+    }
+}
 
 fn not_found(name: &str) -> ConnectError {
     ConnectError::NotFound(format!("Connector {name} not found"))
@@ -368,7 +262,7 @@ impl Worker {
             plugin: e.plugin.clone(),
             start_paused: paused,
         };
-        t.handle = Some(spawn_task(&self.shared, me, spec));
+        t.handle = Some(spawn_task(&self.shared, Arc::new(me), spec));
     }
 
     async fn put(
@@ -955,8 +849,8 @@ impl Handler<StopAll> for Worker {
     }
 }
 
-impl Handler<TaskStatusChanged> for Worker {
-    async fn handle(&mut self, msg: TaskStatusChanged, _ctx: &mut Context<Self>) {
+impl Handler<StatusChanged> for Worker {
+    async fn handle(&mut self, StatusChanged(msg): StatusChanged, _ctx: &mut Context<Self>) {
         let Some(t) = self
             .connectors
             .get_mut(&msg.id.connector)
