@@ -1,6 +1,7 @@
 //! The worker against a real broker in this process, driven through the REST handlers as
 //! plain functions (no HTTP): a failing or panicking task is FAILED with its trace and is
 //! restartable, and the worker and its other connectors go on.
+#![cfg(not(madsim))]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
