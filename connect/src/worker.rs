@@ -504,12 +504,8 @@ impl Handler<Restart> for Worker {
             {
                 let _ = actor.ask(StopConnector, self.timeout()).await;
             }
-            let restarted = self
-                .restart_connector_only(&msg.name, old_configs, keep, states, &tasks, ctx)
+            self.restart_connector_only(&msg.name, old_configs, keep, states, &tasks, ctx)
                 .await;
-            if !restarted {
-                return Ok(status);
-            }
         } else {
             for i in tasks {
                 self.restart_task(&msg.name, i, ctx).await;
@@ -521,7 +517,7 @@ impl Handler<Restart> for Worker {
 
 impl Worker {
     /// Restarts the connector; tasks in `kept` run on unless the task configs changed.
-    /// False when the connector is not running afterwards.
+    /// False when the connector is not running afterwards (failed or stopped).
     async fn restart_connector_only(
         &mut self,
         name: &str,
