@@ -27,9 +27,9 @@ pub enum ConnectError {
     /// A connector or task failed in its own code (an error it returned, or a panic).
     #[error("{0}")]
     Task(String),
-    #[error("Kafka: {0}")]
+    #[error(transparent)]
     Kafka(#[from] KafkaError),
-    #[error("disk: {0}")]
+    #[error(transparent)]
     Disk(#[from] DiskError),
     /// The worker is gone (shut down) or did not answer in time.
     #[error("the Connect worker is not answering: {0}")]

@@ -70,7 +70,7 @@ impl HttpResponse {
 /// Why an HTTP exchange failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("malformed HTTP: {0}")]
     Malformed(String),
