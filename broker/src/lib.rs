@@ -48,7 +48,7 @@ use metadata::{
     new_cluster_id, new_topic_id, MetadataImage, MetadataLog, MetadataRecord, TopicImage,
     METADATA_LOG_DIR, PRODUCER_ID_BLOCK_SIZE,
 };
-use partition::{Partition, PartitionError};
+use partition::{LeaderAppendRules, Partition, PartitionConfig, PartitionError};
 
 /// Connections served at once; more wait in the listen backlog.
 pub const MAX_CONNECTIONS: usize = 4096;
@@ -278,7 +278,7 @@ impl Broker {
         {
             let mut opened = futures::stream::iter(owned)
                 .map(|(tp, path)| {
-                    let config = broker.topic_config(&image.topics[&tp.topic]).log_config();
+                    let config = broker.partition_config(&image.topics[&tp.topic]);
                     let disk = broker.disk.clone();
                     let (node, crash) = (node.clone(), broker.config.fault_actor_crash_probability);
                     async move {
@@ -384,6 +384,18 @@ impl Broker {
             })
     }
 
+    /// What a partition of `topic` is opened with and told on a config change.
+    fn partition_config(&self, topic: &TopicImage) -> PartitionConfig {
+        let config = self.topic_config(topic);
+        PartitionConfig {
+            log: config.log_config(),
+            leader: LeaderAppendRules {
+                log_append_time: config.log_append_time(),
+                compression: config.compression(),
+            },
+        }
+    }
+
     fn partition_dir(&self, tp: &TopicPartition) -> PathBuf {
         let dirs = &self.config.log_dirs;
         let spread = tp.topic.bytes().fold(tp.partition as usize, |h, b| {
@@ -393,7 +405,7 @@ impl Broker {
     }
 
     async fn open_partitions(&self, topic: &TopicImage, from: i32) -> Result<(), LogError> {
-        let config = self.topic_config(topic).log_config();
+        let config = self.partition_config(topic);
         for index in from..topic.partitions {
             if self.partition(&topic.name, index).is_some() {
                 continue;
@@ -477,7 +489,7 @@ impl Broker {
                     self.open_partitions(&image.topics[name], 0).await?;
                 }
                 MetadataRecord::TopicConfigsChanged { name, .. } => {
-                    let config = self.topic_config(&image.topics[name]).log_config();
+                    let config = self.partition_config(&image.topics[name]);
                     for index in 0..image.topics[name].partitions {
                         if let Some(partition) = self.partition(name, index) {
                             // An offline partition takes the new config when it is reopened.
