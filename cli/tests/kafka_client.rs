@@ -189,16 +189,19 @@ async fn acks_zero_records_are_in_the_socket_when_close_returns() {
             config.enable_idempotence = false;
             config.linger_ms = 0;
             let producer = Producer::new(config).await.expect("connects");
+            let mut deliveries = Vec::with_capacity(records);
             for i in 0..records {
-                let _ = producer
-                    .send(ProducerRecord::new(
-                        &name,
-                        format!("record {i:05} {}", "x".repeat(1_000)),
-                    ))
+                let record = format!("record {i:05} {}", "x".repeat(1_000));
+                let delivery = producer
+                    .send(ProducerRecord::new(&name, record))
                     .await
                     .expect("queued");
+                deliveries.push(delivery);
             }
             producer.close().await;
+            for delivery in deliveries {
+                assert_eq!(delivery.await.expect("sent").offset, -1, "acks=0");
+            }
         });
         // Dropping the runtime here stops every task, as a process exit would.
     })

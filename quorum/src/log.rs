@@ -47,8 +47,11 @@ impl RaftLog {
         voters: &[u64],
     ) -> Result<RaftLog, QuorumError> {
         disk.create_dir_all(dir).await?;
-        let log = PartitionLog::open(disk.clone(), dir, LogConfig::default(), now_ms()).await?;
+        let mut log = PartitionLog::open(disk.clone(), dir, LogConfig::default(), now_ms()).await?;
         let entries = read_entries(&log).await?;
+        // Entries read back may be in the page cache only (their fsync failed before a
+        // restart of the actor): Raft counts on what it reads, so make it durable first.
+        log.flush().await?;
         let hard_state = read_hard_state(disk.as_ref(), dir).await?;
         let last_index = entries.len() as u64;
         if hard_state.commit > last_index {
@@ -84,18 +87,41 @@ impl RaftLog {
         &self.hard_state
     }
 
-    /// Records a Ready's hard state: durably when the term or vote changed (the commit
-    /// index alone can be learnt again after a restart).
-    pub async fn set_hard_state(&mut self, hard_state: &HardState) -> Result<(), QuorumError> {
-        if (hard_state.term, hard_state.vote) != self.persisted {
-            // Only what is already durable may be called committed on disk.
-            let commit = hard_state.commit.min(self.last_index());
-            let line = format!("{} {} {}", hard_state.term, hard_state.vote, commit);
-            checkpoint::write(self.disk.as_ref(), &self.dir, STATE_FILE, &[line]).await?;
-            self.persisted = (hard_state.term, hard_state.vote);
+    /// Makes a Ready's hard state and entries durable, in the order that keeps a restart
+    /// consistent: the term and vote first (when they changed: the commit index alone can
+    /// be learnt again), then the entries, first dropping any of ours they replace (a
+    /// follower's conflicting suffix).
+    pub async fn persist(
+        &mut self,
+        hard_state: Option<&HardState>,
+        entries: &[Entry],
+    ) -> Result<(), QuorumError> {
+        if let Some(hard_state) = hard_state {
+            if (hard_state.term, hard_state.vote) != self.persisted {
+                let commit = self.durable_commit(hard_state.commit, entries);
+                let line = format!("{} {} {commit}", hard_state.term, hard_state.vote);
+                checkpoint::write(self.disk.as_ref(), &self.dir, STATE_FILE, &[line]).await?;
+                self.persisted = (hard_state.term, hard_state.vote);
+            }
         }
-        self.hard_state = hard_state.clone();
+        self.append(entries).await?;
+        if let Some(hard_state) = hard_state {
+            assert!(
+                hard_state.commit <= self.last_index(),
+                "commit past the log"
+            );
+            self.hard_state = hard_state.clone();
+        }
         Ok(())
+    }
+
+    /// The commit index that may be written before `entries` are: only what is durable
+    /// now and stays in the log once they replace our suffix.
+    fn durable_commit(&self, commit: u64, entries: &[Entry]) -> u64 {
+        let kept = entries
+            .first()
+            .map_or(self.last_index(), |e| (e.index - 1).min(self.last_index()));
+        commit.min(kept)
     }
 
     /// A commit index from a LightReady: kept in memory only.
@@ -107,9 +133,7 @@ impl RaftLog {
         self.hard_state.commit = commit;
     }
 
-    /// Appends a Ready's entries, first dropping any of ours they replace (a follower's
-    /// conflicting suffix); durable on return.
-    pub async fn append(&mut self, entries: &[Entry]) -> Result<(), QuorumError> {
+    async fn append(&mut self, entries: &[Entry]) -> Result<(), QuorumError> {
         let Some(first) = entries.first() else {
             return Ok(());
         };
@@ -382,12 +406,12 @@ mod tests {
     async fn entries_and_the_vote_survive_a_reopen() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let mut log = open(tmp.path()).await;
-        log.set_hard_state(&hard(2, 3, 0))
-            .await
-            .expect("hard state");
-        log.append(&[entry(1, 1, "a"), entry(2, 2, "b"), entry(3, 2, "c")])
-            .await
-            .expect("appended");
+        log.persist(
+            Some(&hard(2, 3, 0)),
+            &[entry(1, 1, "a"), entry(2, 2, "b"), entry(3, 2, "c")],
+        )
+        .await
+        .expect("persisted");
         log.set_commit(2);
         drop(log);
         let log = open(tmp.path()).await;
@@ -408,12 +432,18 @@ mod tests {
     async fn a_conflicting_suffix_is_replaced_on_disk_too() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let mut log = open(tmp.path()).await;
-        log.append(&[entry(1, 1, "a"), entry(2, 1, "b"), entry(3, 1, "c")])
-            .await
-            .expect("appended");
-        log.append(&[entry(2, 3, "B"), entry(3, 3, "C"), entry(4, 3, "D")])
-            .await
-            .expect("replaced");
+        log.persist(
+            None,
+            &[entry(1, 1, "a"), entry(2, 1, "b"), entry(3, 1, "c")],
+        )
+        .await
+        .expect("appended");
+        log.persist(
+            None,
+            &[entry(2, 3, "B"), entry(3, 3, "C"), entry(4, 3, "D")],
+        )
+        .await
+        .expect("replaced");
         drop(log);
         let log = open(tmp.path()).await;
         let read = log
@@ -427,15 +457,29 @@ mod tests {
     async fn the_commit_written_never_passes_the_durable_log() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let mut log = open(tmp.path()).await;
-        // A follower's Ready: a new term and a commit index covering entries in the same
-        // Ready, whose append then never happens (a crash).
-        log.set_hard_state(&hard(4, 2, 5))
+        log.persist(
+            Some(&hard(1, 1, 2)),
+            &[
+                entry(1, 1, "a"),
+                entry(2, 1, "b"),
+                entry(3, 1, "c"),
+                entry(4, 1, "d"),
+            ],
+        )
+        .await
+        .expect("persisted");
+        // A follower's Ready in a new term: entries replacing ours from 3, and a commit
+        // index covering them. Written before them, the commit may only cover what stays.
+        let replacing = [entry(3, 2, "C"), entry(4, 2, "D"), entry(5, 2, "E")];
+        assert_eq!(log.durable_commit(5, &replacing), 2);
+        assert_eq!(log.durable_commit(5, &[]), 4);
+        assert_eq!(log.durable_commit(1, &replacing), 1);
+        log.persist(Some(&hard(2, 0, 4)), &[])
             .await
             .expect("hard state");
         drop(log);
         let log = open(tmp.path()).await;
-        assert_eq!(log.hard_state().term, 4);
-        assert_eq!(log.hard_state().commit, 0, "nothing was durable to commit");
+        assert_eq!((log.hard_state().term, log.hard_state().commit), (2, 4));
     }
 
     #[tokio::test]

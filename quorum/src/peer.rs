@@ -208,6 +208,8 @@ pub struct QuorumPeer {
     /// Opened in `started`; `None` only before.
     raft: Option<RawNode<RaftLog>>,
     applied_index: u64,
+    /// raft-rs's term and role when the election timeout was last drawn.
+    drawn_at: Option<(u64, StateRole)>,
     /// Proposals by the index and term they were appended at, waiting for their commit.
     pending: BTreeMap<u64, (u64, oneshot::Sender<Result<u64, ProposeError>>)>,
 }
@@ -221,6 +223,7 @@ impl QuorumPeer {
             apply,
             raft: None,
             applied_index: 0,
+            drawn_at: None,
             pending: BTreeMap::new(),
         }
     }
@@ -239,10 +242,12 @@ impl QuorumPeer {
                 return Err(QuorumError::SnapshotUnsupported);
             }
             self.apply_entries(ready.take_committed_entries());
-            if let Some(hard_state) = ready.hs().cloned() {
-                self.raft().mut_store().set_hard_state(&hard_state).await?;
-            }
-            self.raft().mut_store().append(ready.entries()).await?;
+            let hard_state = ready.hs().cloned();
+            let entries = ready.take_entries();
+            self.raft()
+                .mut_store()
+                .persist(hard_state.as_ref(), &entries)
+                .await?;
             self.send(ready.take_persisted_messages());
             let mut light = self.raft().advance(ready);
             if let Some(commit) = light.commit_index() {
@@ -312,7 +317,23 @@ impl QuorumPeer {
         (leader != raft::INVALID_ID).then_some(leader)
     }
 
+    /// raft-rs draws each election timeout from `rand::thread_rng`, which the simulator
+    /// cannot seed (getrandom makes a raw system call). Whenever raft-rs has just drawn
+    /// (its term or role changed), the peer draws again from our source, madsim's seeded
+    /// one under simulation, from raft-rs's own range: a seed then replays its elections.
+    fn redraw_election_timeout(&mut self) {
+        let raft = &mut self.raft.as_mut().expect("opened in started").raft;
+        let now = (raft.term, raft.state);
+        if self.drawn_at == Some(now) {
+            return;
+        }
+        self.drawn_at = Some(now);
+        let (low, high) = (raft.election_timeout(), 2 * raft.election_timeout());
+        raft.set_randomized_election_timeout(draw_between(low, high));
+    }
+
     async fn after(&mut self, ctx: &mut Context<Self>) {
+        self.redraw_election_timeout();
         if let Err(error) = self.drive().await {
             tracing::error!(node = self.config.node_id, %error, "quorum peer failed");
             ctx.fail(error.to_string());
@@ -334,6 +355,8 @@ impl Actor for QuorumPeer {
             .map_err(|e| ActorError::new(format!("raft refused its state: {e}")))?;
         self.raft = Some(raft);
         self.applied_index = 0;
+        self.drawn_at = None;
+        self.redraw_election_timeout();
         ctx.notify_interval(Duration::from_millis(self.config.tick_ms), Tick);
         Ok(())
     }
@@ -343,6 +366,19 @@ impl Actor for QuorumPeer {
             let _ = reply.send(Err(ProposeError::Stopped("the peer stopped".into())));
         }
     }
+}
+
+/// A number in `[low, high)`.
+#[cfg(madsim)]
+fn draw_between(low: usize, high: usize) -> usize {
+    use madsim::rand::Rng;
+    madsim::rand::thread_rng().gen_range(low..high)
+}
+
+#[cfg(not(madsim))]
+fn draw_between(low: usize, high: usize) -> usize {
+    use rand::Rng;
+    rand::thread_rng().gen_range(low..high)
 }
 
 #[derive(Clone)]

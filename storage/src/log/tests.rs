@@ -115,6 +115,41 @@ async fn flushed_data_survives_a_crash_and_the_torn_tail_is_cut() {
     }
 }
 
+/// A log reopened over writes that never reached the disk (their process or actor died
+/// before the fsync, or the fsync failed) serves them; the next flush must make them
+/// durable, or a crash takes back what was served.
+#[tokio::test]
+async fn what_a_reopened_log_serves_past_its_recovery_point_is_synced_by_the_next_flush() {
+    for seed in 0..20 {
+        let disk = MemDisk::new(seed);
+        let mut log = open(&disk, LogConfig::default()).await;
+        for i in 0..10 {
+            log.append(&[sample(2, 30, i)], 1, 0).await.expect("append");
+        }
+        drop(log);
+        let mut log = open(&disk, LogConfig::default()).await;
+        assert_eq!(
+            log.log_end_offset(),
+            20,
+            "seed {seed}: the page cache still holds it"
+        );
+        assert!(
+            log.recovery_point() < 20,
+            "seed {seed}: recovery point {}",
+            log.recovery_point()
+        );
+        log.flush().await.expect("flush");
+        assert_eq!(log.recovery_point(), 20);
+        disk.crash(&mut StdRng::seed_from_u64(seed));
+        let log = open(&disk, LogConfig::default()).await;
+        assert_eq!(
+            log.log_end_offset(),
+            20,
+            "seed {seed}: the flush after reopening held"
+        );
+    }
+}
+
 #[tokio::test]
 async fn bits_flipped_on_read_during_recovery_never_cut_durable_batches() {
     for seed in 0..30 {
