@@ -21,6 +21,7 @@ pub mod fetch_session;
 pub mod group;
 pub mod handlers;
 pub mod housekeeping;
+pub mod meta_properties;
 pub mod metadata;
 pub mod partition;
 pub mod producer_state;
@@ -78,6 +79,8 @@ pub enum BrokerError {
     CorruptMetadata(#[from] metadata::MetadataError),
     #[error("the group coordinator could not load __consumer_offsets: {0}")]
     GroupsNotLoaded(#[from] coordinator::ShardUnavailable),
+    #[error(transparent)]
+    MetaProperties(#[from] meta_properties::MetaPropertiesError),
 }
 
 /// A Kafka error code with a sentence for people.
@@ -201,6 +204,8 @@ impl Broker {
         for dir in &config.log_dirs {
             disk.create_dir_all(dir).await.map_err(LogError::from)?;
         }
+        let formatted =
+            meta_properties::check(disk.as_ref(), &config.log_dirs, config.node_id).await?;
         let metadata_dir = config.log_dirs[0].join(METADATA_LOG_DIR);
         let (mut log, records) = MetadataLog::open(disk.clone(), &metadata_dir, started_ms).await?;
         let mut image = MetadataImage::default();
@@ -224,17 +229,33 @@ impl Broker {
                     dir: path.parent().map(PathBuf::from).unwrap_or_default(),
                 });
             }
-            let cluster = MetadataRecord::Cluster {
-                cluster_id: new_cluster_id(
+            // The id `runnel storage format` chose, or a fresh one on a first start.
+            let cluster_id = formatted.clone().unwrap_or_else(|| {
+                new_cluster_id(
                     std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .map_or(0, |d| d.as_nanos()),
-                ),
-            };
+                )
+            });
+            let cluster = MetadataRecord::Cluster { cluster_id };
             log.append(std::slice::from_ref(&cluster), started_ms)
                 .await?;
             image.apply(&cluster)?;
+        } else if let Some(found) = formatted.filter(|id| *id != image.cluster_id) {
+            return Err(meta_properties::MetaPropertiesError::OtherCluster {
+                dir: config.log_dirs[0].clone(),
+                found,
+                expected: image.cluster_id.clone(),
+            }
+            .into());
         }
+        meta_properties::format_missing(
+            disk.as_ref(),
+            &config.log_dirs,
+            config.node_id,
+            &image.cluster_id,
+        )
+        .await?;
         let controller = Controller {
             log,
             next_producer_id: image.next_producer_id,
