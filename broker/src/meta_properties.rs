@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use runnel_storage::disk::{Disk, DiskError, OpenMode};
+use runnel_storage::log::checkpoint;
 
 pub const FILE: &str = "meta.properties";
 const VERSION: &str = "1";
@@ -110,8 +111,7 @@ pub async fn read(
     }))
 }
 
-/// Writes the directory's `meta.properties` crash-safely (a temporary file, fsynced, then
-/// renamed over, and the directory synced).
+/// Writes the directory's `meta.properties` crash-safely.
 pub async fn write(
     disk: &dyn Disk,
     dir: &Path,
@@ -122,13 +122,7 @@ pub async fn write(
         "#\n# Written by Runnel: the cluster and node this log directory belongs to.\nnode.id={}\ndirectory.id={}\nversion={VERSION}\ncluster.id={}\n",
         meta.node_id, meta.directory_id, meta.cluster_id
     );
-    let tmp = dir.join(format!("{FILE}.tmp"));
-    let file = disk.open(&tmp, OpenMode::Create).await?;
-    file.truncate(0).await?;
-    file.write_at(0, text.as_bytes()).await?;
-    file.sync_data().await?;
-    disk.rename(&tmp, &dir.join(FILE)).await?;
-    disk.sync_dir(dir).await?;
+    checkpoint::replace_file(disk, dir, FILE, text.as_bytes()).await?;
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::{Handle, NodeHandle};
 use prost::Message as _;
-use runnel_actors::transport::{ServiceError, Transport, TransportConfig};
+use runnel_actors::transport::{ServiceError, Transport};
 use runnel_actors::Node;
 use runnel_quorum::{ProposeError, QuorumConfig, QuorumHandle};
 use runnel_storage::disk::{Disk, SimDisks};
@@ -22,7 +22,8 @@ use tokio::time::Instant;
 
 use crate::checker;
 use crate::harness::{
-    addr_of, report, Clock, Nemesis, RunReport, SimOptions, CHECKER_ID, CLIENT_ID_BASE,
+    addr_of, node_with_transport, report, Clock, Nemesis, RunReport, SimOptions, CHECKER_ID,
+    CLIENT_ID_BASE,
 };
 use crate::history::{History, OpType};
 
@@ -152,14 +153,7 @@ pub(crate) async fn run(opts: SimOptions) -> RunReport {
 /// A voter's life; madsim calls it again after every restart, with memory lost and the
 /// disk as the last fsync left it.
 async fn run_server(id: u64, voters: Vec<u64>, history: History, clock: Arc<Clock>) {
-    let node = Node::new(format!("voter-{id}"));
-    let mut config = TransportConfig::new(id, addr_of(id));
-    for &peer in voters.iter().filter(|&&p| p != id) {
-        config = config.with_peer(peer, addr_of(peer));
-    }
-    let transport = Transport::start(&node, config)
-        .await
-        .expect("the simulated address is free after a kill");
+    let (node, transport) = node_with_transport(format!("voter-{id}"), id, &voters).await;
     let disk: Arc<dyn Disk> = Arc::new(SimDisks::current());
     // What this life applied, index to value: the final read's answer.
     let applied: Arc<Mutex<BTreeMap<u64, u64>>> = Arc::default();
@@ -236,15 +230,7 @@ async fn run_server(id: u64, voters: Vec<u64>, history: History, clock: Arc<Cloc
 }
 
 async fn client_transport(node_id: u64, server_ids: &[u64]) -> (Node, Transport) {
-    let node = Node::new(format!("client-{node_id}"));
-    let mut config = TransportConfig::new(node_id, addr_of(node_id));
-    for &s in server_ids {
-        config = config.with_peer(s, addr_of(s));
-    }
-    let transport = Transport::start(&node, config)
-        .await
-        .expect("client address is free");
-    (node, transport)
+    node_with_transport(format!("client-{node_id}"), node_id, server_ids).await
 }
 
 async fn run_client(
