@@ -150,6 +150,38 @@ async fn what_a_reopened_log_serves_past_its_recovery_point_is_synced_by_the_nex
     }
 }
 
+/// A truncation walks batch headers to find its cut; the base offset is outside the CRC,
+/// so a bit flipped on a read must neither move the cut nor panic: it fails, or it cuts
+/// exactly where asked.
+#[tokio::test]
+async fn bits_flipped_on_read_never_move_a_truncation() {
+    for seed in 0..30 {
+        let disk = MemDisk::new(seed);
+        let mut log = open(&disk, LogConfig::default()).await;
+        for i in 0..20 {
+            log.append(&[sample(1, 30, i)], 1, 0).await.expect("append");
+        }
+        log.flush().await.expect("flush");
+        disk.set_faults(DiskFaults {
+            read_flip_probability: 0.3,
+            ..Default::default()
+        });
+        let result = log.truncate_to(12).await;
+        disk.set_faults(DiskFaults::default());
+        match result {
+            Ok(end) => assert_eq!(end, 12, "seed {seed}: the cut is where it was asked"),
+            Err(_) => assert_eq!(log.log_end_offset(), 20, "seed {seed}: nothing was cut"),
+        }
+        drop(log);
+        let log = open(&disk, LogConfig::default()).await;
+        assert!(
+            [12, 20].contains(&log.log_end_offset()),
+            "seed {seed}: end {} after reopening",
+            log.log_end_offset()
+        );
+    }
+}
+
 #[tokio::test]
 async fn bits_flipped_on_read_during_recovery_never_cut_durable_batches() {
     for seed in 0..30 {
