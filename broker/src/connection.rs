@@ -5,13 +5,14 @@
 //! arrival order, as Kafka does, so an idempotent producer's batches on one connection
 //! are appended in the order it sent them.
 
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use runnel_protocol::kafka::{self, ApiKey, RequestError, ResponseKind};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
@@ -97,17 +98,35 @@ pub async fn run(
             }
         };
         if let Some((api_key, version, correlation_id, body)) = response {
-            let frame = match kafka::encode_response(api_key, version, correlation_id, &body) {
+            let frame = match kafka::encode_response_parts(api_key, version, correlation_id, &body)
+            {
                 Ok(frame) => frame,
                 Err(error) => {
                     tracing::error!(%peer, ?api_key, version, %error, "cannot encode a response");
                     break;
                 }
             };
-            if writer.write_all(&frame).await.is_err() || writer.flush().await.is_err() {
+            if write_parts(&mut writer, frame.parts()).await.is_err()
+                || writer.flush().await.is_err()
+            {
                 break;
             }
         }
     }
     read_task.abort();
+}
+
+/// Writes every piece of a frame, as few system calls as the socket allows.
+async fn write_parts<W: AsyncWrite + Unpin>(writer: &mut W, parts: &[Bytes]) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+    let mut rest = &mut slices[..];
+    IoSlice::advance_slices(&mut rest, 0);
+    while !rest.is_empty() {
+        let written = writer.write_vectored(rest).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut rest, written);
+    }
+    Ok(())
 }

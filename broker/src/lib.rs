@@ -21,6 +21,7 @@ pub mod fetch_session;
 pub mod group;
 pub mod handlers;
 pub mod housekeeping;
+pub mod meta_properties;
 pub mod metadata;
 pub mod partition;
 pub mod producer_state;
@@ -48,7 +49,7 @@ use metadata::{
     new_cluster_id, new_topic_id, MetadataImage, MetadataLog, MetadataRecord, TopicImage,
     METADATA_LOG_DIR, PRODUCER_ID_BLOCK_SIZE,
 };
-use partition::{Partition, PartitionError};
+use partition::{LeaderAppendRules, Partition, PartitionConfig, PartitionError};
 
 /// Connections served at once; more wait in the listen backlog.
 pub const MAX_CONNECTIONS: usize = 4096;
@@ -78,6 +79,8 @@ pub enum BrokerError {
     CorruptMetadata(#[from] metadata::MetadataError),
     #[error("the group coordinator could not load __consumer_offsets: {0}")]
     GroupsNotLoaded(#[from] coordinator::ShardUnavailable),
+    #[error(transparent)]
+    MetaProperties(#[from] meta_properties::MetaPropertiesError),
 }
 
 /// A Kafka error code with a sentence for people.
@@ -201,6 +204,8 @@ impl Broker {
         for dir in &config.log_dirs {
             disk.create_dir_all(dir).await.map_err(LogError::from)?;
         }
+        let formatted =
+            meta_properties::check(disk.as_ref(), &config.log_dirs, config.node_id).await?;
         let metadata_dir = config.log_dirs[0].join(METADATA_LOG_DIR);
         let (mut log, records) = MetadataLog::open(disk.clone(), &metadata_dir, started_ms).await?;
         let mut image = MetadataImage::default();
@@ -224,17 +229,33 @@ impl Broker {
                     dir: path.parent().map(PathBuf::from).unwrap_or_default(),
                 });
             }
-            let cluster = MetadataRecord::Cluster {
-                cluster_id: new_cluster_id(
+            // The id `runnel storage format` chose, or a fresh one on a first start.
+            let cluster_id = formatted.clone().unwrap_or_else(|| {
+                new_cluster_id(
                     std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .map_or(0, |d| d.as_nanos()),
-                ),
-            };
+                )
+            });
+            let cluster = MetadataRecord::Cluster { cluster_id };
             log.append(std::slice::from_ref(&cluster), started_ms)
                 .await?;
             image.apply(&cluster)?;
+        } else if let Some(found) = formatted.filter(|id| *id != image.cluster_id) {
+            return Err(meta_properties::MetaPropertiesError::OtherCluster {
+                dir: config.log_dirs[0].clone(),
+                found,
+                expected: image.cluster_id.clone(),
+            }
+            .into());
         }
+        meta_properties::format_missing(
+            disk.as_ref(),
+            &config.log_dirs,
+            config.node_id,
+            &image.cluster_id,
+        )
+        .await?;
         let controller = Controller {
             log,
             next_producer_id: image.next_producer_id,
@@ -278,7 +299,7 @@ impl Broker {
         {
             let mut opened = futures::stream::iter(owned)
                 .map(|(tp, path)| {
-                    let config = broker.topic_config(&image.topics[&tp.topic]).log_config();
+                    let config = broker.partition_config(&image.topics[&tp.topic]);
                     let disk = broker.disk.clone();
                     let (node, crash) = (node.clone(), broker.config.fault_actor_crash_probability);
                     async move {
@@ -384,6 +405,18 @@ impl Broker {
             })
     }
 
+    /// What a partition of `topic` is opened with and told on a config change.
+    fn partition_config(&self, topic: &TopicImage) -> PartitionConfig {
+        let config = self.topic_config(topic);
+        PartitionConfig {
+            log: config.log_config(),
+            leader: LeaderAppendRules {
+                log_append_time: config.log_append_time(),
+                compression: config.compression(),
+            },
+        }
+    }
+
     fn partition_dir(&self, tp: &TopicPartition) -> PathBuf {
         let dirs = &self.config.log_dirs;
         let spread = tp.topic.bytes().fold(tp.partition as usize, |h, b| {
@@ -393,7 +426,7 @@ impl Broker {
     }
 
     async fn open_partitions(&self, topic: &TopicImage, from: i32) -> Result<(), LogError> {
-        let config = self.topic_config(topic).log_config();
+        let config = self.partition_config(topic);
         for index in from..topic.partitions {
             if self.partition(&topic.name, index).is_some() {
                 continue;
@@ -477,7 +510,7 @@ impl Broker {
                     self.open_partitions(&image.topics[name], 0).await?;
                 }
                 MetadataRecord::TopicConfigsChanged { name, .. } => {
-                    let config = self.topic_config(&image.topics[name]).log_config();
+                    let config = self.partition_config(&image.topics[name]);
                     for index in 0..image.topics[name].partitions {
                         if let Some(partition) = self.partition(name, index) {
                             // An offline partition takes the new config when it is reopened.

@@ -14,6 +14,7 @@ mod kafka_args;
 mod perf;
 mod produce;
 mod server;
+mod storage;
 mod topics;
 
 #[derive(Parser)]
@@ -30,6 +31,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Server(server::ServerArgs),
+    Storage(storage::StorageArgs),
     Topics(topics::TopicsArgs),
     Groups(groups::GroupsArgs),
     Produce(produce::ProduceArgs),
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => server::run(args).await,
+        Command::Storage(args) => storage::run(args).await,
         Command::Topics(args) => topics::run(args).await,
         Command::Groups(args) => groups::run(args).await,
         Command::Produce(args) => produce::run(args).await,

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,8 +32,13 @@ pub struct ServerArgs {
     listen: Option<SocketAddr>,
 }
 
-pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
-    let mut properties = match &args.config {
+/// The broker's settings: the file's, then the command line's overrides.
+pub fn load_config(
+    file: Option<&Path>,
+    data_dir: Option<&Path>,
+    listen: Option<SocketAddr>,
+) -> anyhow::Result<BrokerConfig> {
+    let mut properties = match file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read the config file {}", path.display()))?;
@@ -41,14 +46,22 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
         None => BTreeMap::new(),
     };
-    if let Some(dir) = &args.data_dir {
+    if let Some(dir) = data_dir {
         properties.insert("log.dirs".into(), dir.display().to_string());
     }
-    if let Some(listen) = args.listen {
+    if let Some(listen) = listen {
         properties.insert("listeners".into(), format!("PLAINTEXT://{listen}"));
     }
-    let config = BrokerConfig::from_properties(properties)
-        .context("the broker configuration is invalid; fix the setting named above")?;
+    BrokerConfig::from_properties(properties)
+        .context("the broker configuration is invalid; fix the setting named above")
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let config = load_config(
+        args.config.as_deref(),
+        args.data_dir.as_deref(),
+        args.listen,
+    )?;
     let (listener, bound) = Broker::bind(&config).await?;
     let advertised = config.advertised_host_port(bound);
     let data = config

@@ -166,6 +166,55 @@ async fn acks_zero_and_one_deliver() {
     assert_eq!(records.len(), 200);
 }
 
+/// acks=0 counts a record sent once it is in the socket: a producer whose process ends
+/// right after `close` (its runtime dropped, as `runnel produce` exits) loses none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_zero_records_are_in_the_socket_when_close_returns() {
+    let broker = Broker::start();
+    let admin = admin(&broker).await;
+    let topic = unique_topic("acks0-exit");
+    create(&admin, &topic, 1).await;
+    let (bootstrap, name) = (broker.bootstrap.clone(), topic.clone());
+    // 20 MB: more than the socket buffers hold, so the writer is still busy at close.
+    let records = 20_000;
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let mut config = ProducerConfig::new(ClientConfig::new(&bootstrap));
+            config.acks = Acks::None;
+            config.enable_idempotence = false;
+            config.linger_ms = 0;
+            let producer = Producer::new(config).await.expect("connects");
+            let mut deliveries = Vec::with_capacity(records);
+            for i in 0..records {
+                let record = format!("record {i:05} {}", "x".repeat(1_000));
+                let delivery = producer
+                    .send(ProducerRecord::new(&name, record))
+                    .await
+                    .expect("queued");
+                deliveries.push(delivery);
+            }
+            producer.close().await;
+            for delivery in deliveries {
+                assert_eq!(delivery.await.expect("sent").offset, -1, "acks=0");
+            }
+        });
+        // Dropping the runtime here stops every task, as a process exit would.
+    })
+    .join()
+    .expect("the producer thread");
+    let got = read_all(&broker, &topic, 1, records).await;
+    assert_eq!(
+        got.len(),
+        records,
+        "acks=0 records lost after close returned"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_seeks_resets_and_lists_offsets() {
     let broker = Broker::start();

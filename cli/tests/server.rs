@@ -147,3 +147,80 @@ async fn partitions_past_the_descriptor_limit_stay_online_and_the_broker_restart
     );
     assert!(seen.iter().all(|(p, v)| *v == format!("p{p}")));
 }
+
+/// `runnel storage format` fixes the cluster id a node starts with; a node refuses a
+/// directory of another node or of another cluster, saying which and what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_formatted_directory_fixes_the_cluster_id_and_foreign_ones_are_refused() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let dir = data.path().to_str().expect("a UTF-8 path");
+    let uuid = support::run_with(&["storage", "random-uuid"], &[], "");
+    let cluster_id = uuid.stdout.trim().to_string();
+    assert!(
+        uuid.ok && cluster_id.len() == 22,
+        "{uuid:?}",
+        uuid = uuid.stdout
+    );
+    let format = ["storage", "format", "-t", &cluster_id, "--data-dir", dir];
+    let formatted = support::run_with(&format, &[], "");
+    assert!(
+        formatted.ok && formatted.stdout.contains("formatted"),
+        "{}",
+        formatted.stderr
+    );
+    let again = support::run_with(&format, &[], "");
+    assert!(
+        !again.ok && again.stderr.contains("--ignore-formatted"),
+        "{}",
+        again.stderr
+    );
+    assert!(support::run_with(&format, &["-g"], "").ok);
+    let bad = support::run_with(
+        &["storage", "format", "-t", "nope", "--data-dir", dir],
+        &[],
+        "",
+    );
+    assert!(
+        !bad.ok && bad.stderr.contains("random-uuid"),
+        "{}",
+        bad.stderr
+    );
+
+    let broker = Broker::start_at("127.0.0.1:0", data.path());
+    let admin = Admin::connect(ClientConfig::new(&broker.bootstrap))
+        .await
+        .expect("admin connects");
+    let metadata = admin
+        .cluster()
+        .metadata(None, false)
+        .await
+        .expect("metadata");
+    assert_eq!(metadata.cluster_id.as_deref(), Some(cluster_id.as_str()));
+    drop(admin);
+    drop(broker);
+
+    let start = |extra: &[&str]| {
+        let out = Command::new(RUNNEL)
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir", dir])
+            .args(extra)
+            .output()
+            .expect("runs");
+        assert!(!out.status.success(), "the server refused to start");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let config = data.path().join("node-2.properties");
+    std::fs::write(&config, "node.id=2\n").expect("written");
+    let other_node = start(&["--config", config.to_str().expect("UTF-8")]);
+    assert!(
+        other_node.contains("node.id=1") && other_node.contains("node.id=2"),
+        "{other_node}"
+    );
+    let meta = data.path().join("meta.properties");
+    let text = std::fs::read_to_string(&meta).expect("meta.properties");
+    std::fs::write(&meta, text.replace(&cluster_id, "AAAAAAAAAAAAAAAAAAAAAA")).expect("written");
+    let other_cluster = start(&[]);
+    assert!(
+        other_cluster.contains("AAAAAAAAAAAAAAAAAAAAAA") && other_cluster.contains(&cluster_id),
+        "{other_cluster}"
+    );
+}

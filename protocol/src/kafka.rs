@@ -17,6 +17,9 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 pub use kafka_protocol::ResponseError;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+mod response_parts;
+pub use response_parts::{encode_response_parts, ResponseFrame};
+
 /// `socket.request.max.bytes`'s default: the largest request a broker reads.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 100 * 1024 * 1024;
 pub const SIZE_PREFIX_BYTES: usize = 4;

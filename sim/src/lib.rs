@@ -14,7 +14,7 @@
 //!   the report;
 //! - [`counter`]: the durable counter service and its client, which the counter workload
 //!   runs; `wire`: the raw Kafka client the broker workloads use;
-//! - `workload`: one module per workload (counter, kafka, group);
+//! - `workload`: one module per workload (counter, kafka, group, quorum);
 //! - [`run_seed`], here: the dispatch from a [`Workload`] to its module.
 //!
 //! The history, checkers, options and report compile everywhere; the rest needs madsim.
@@ -44,5 +44,6 @@ pub fn run_seed(opts: &SimOptions) -> RunReport {
         Workload::Counter => harness::run_in_simulator(opts, workload::counter::run),
         Workload::Kafka => harness::run_in_simulator(opts, workload::kafka::run),
         Workload::Group => harness::run_in_simulator(opts, workload::group::run),
+        Workload::Quorum => harness::run_in_simulator(opts, workload::quorum::run),
     }
 }

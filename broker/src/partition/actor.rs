@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use runnel_actors::{Actor, ActorError, Context, Handler, Message};
 use runnel_protocol::batch::RecordBatch;
-use runnel_storage::log::{CompactionPlan, LogConfig};
+use runnel_storage::log::CompactionPlan;
 
 use super::{
-    last_sequence, lock, AppendOutcome, PartitionError, PartitionState, SequenceCheck, Shared,
+    last_sequence, lock, AppendOutcome, PartitionConfig, PartitionError, PartitionState,
+    SequenceCheck, Shared,
 };
 use crate::now_ms;
 
@@ -33,7 +34,7 @@ pub(super) enum Write {
     DeleteRecords {
         offset: i64,
     },
-    SetConfig(LogConfig),
+    SetConfig(PartitionConfig),
     /// Fault injection: panic, as a bug in a handler would.
     Crash,
 }
@@ -111,8 +112,8 @@ impl PartitionActor {
             }
             Write::DeleteRecords { offset } => delete_records(state, offset).await,
             Write::SetConfig(config) => {
-                *lock(&self.shared.config) = config.clone();
-                state.log.set_config(config);
+                state.log.set_config(config.log.clone());
+                *lock(&self.shared.config) = config;
                 Ok(Done::Nothing)
             }
             Write::Crash => panic!("partition {} crashed by fault injection", self.shared.tp),
@@ -196,7 +197,7 @@ impl Actor for PartitionActor {
             return Ok(());
         }
         let shared = &self.shared;
-        let config = lock(&shared.config).clone();
+        let config = lock(&shared.config).log.clone();
         let mut state = shared.state.write().await;
         let fresh = PartitionState::open(shared.disk.clone(), &shared.dir, config, now_ms())
             .await

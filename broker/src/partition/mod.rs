@@ -145,8 +145,8 @@ struct Shared {
     dir: PathBuf,
     disk: Arc<dyn Disk>,
     state: RwLock<PartitionState>,
-    /// The config the log was last given, for reopening it after a restart.
-    config: Mutex<LogConfig>,
+    /// The config last given, for produce's checks and for reopening after a restart.
+    config: Mutex<PartitionConfig>,
     high_watermark: AtomicI64,
     /// The high watermark again, for whoever waits for it to move: long-poll fetches
     /// parked on this partition (and acks=all, with replication).
@@ -181,11 +181,11 @@ impl Partition {
         disk: Arc<dyn Disk>,
         tp: TopicPartition,
         dir: &std::path::Path,
-        config: LogConfig,
+        config: PartitionConfig,
         now_ms: i64,
         crash_probability: f64,
     ) -> Result<Partition, LogError> {
-        let state = PartitionState::open(disk.clone(), dir, config.clone(), now_ms).await?;
+        let state = PartitionState::open(disk.clone(), dir, config.log.clone(), now_ms).await?;
         let high_watermark = state.log.log_end_offset();
         let shared = Arc::new(Shared {
             tp: tp.clone(),
@@ -282,12 +282,16 @@ impl Partition {
     pub async fn append_as_leader(
         &self,
         records: Bytes,
-        rules: LeaderAppendRules,
         now_ms: i64,
     ) -> Result<Appended, AppendRefused> {
-        let (max_bytes, compacted) = {
+        let (max_bytes, compacted, rules) = {
             let config = lock(&self.shared.config);
-            (config.max_message_bytes, config.cleanup_policy.compact)
+            let log = &config.log;
+            (
+                log.max_message_bytes,
+                log.cleanup_policy.compact,
+                config.leader,
+            )
         };
         let mut batches = validate_batches(&self.tp, records, max_bytes)?;
         // (before recompression: the record errors name records of the producer's batches)
@@ -365,7 +369,7 @@ impl Partition {
             .map(|done| done.expect_low_watermark())
     }
 
-    pub async fn set_config(&self, config: LogConfig) -> Result<(), PartitionError> {
+    pub async fn set_config(&self, config: PartitionConfig) -> Result<(), PartitionError> {
         self.write(Write::SetConfig(config)).await.map(|_| ())
     }
 
@@ -457,6 +461,14 @@ fn below(bytes: Bytes, end_offset: i64) -> Bytes {
         }
     }
     bytes.slice(..at)
+}
+
+/// A partition's settings: its log's, and how its leader takes a produce request's
+/// batches. The partition keeps them, so a produce does not rebuild the topic's config.
+#[derive(Debug, Clone)]
+pub struct PartitionConfig {
+    pub log: LogConfig,
+    pub leader: LeaderAppendRules,
 }
 
 /// What a topic's settings say about how its leader takes a produce request's batches.

@@ -130,9 +130,15 @@ pub struct Connection {
     inner: Arc<Inner>,
 }
 
+/// A frame for the writer; `written` is told once its bytes are in the socket.
+struct Outgoing {
+    frame: Bytes,
+    written: Option<oneshot::Sender<()>>,
+}
+
 struct Inner {
     shared: Arc<Shared>,
-    frames: mpsc::Sender<Bytes>,
+    frames: mpsc::Sender<Outgoing>,
     in_flight: Arc<Semaphore>,
     next_correlation_id: AtomicI32,
     /// The broker's version range per API key, learned once at connect.
@@ -306,7 +312,11 @@ impl Connection {
         let outcome = tokio::time::timeout(
             deadline.saturating_duration_since(tokio::time::Instant::now()),
             async {
-                if self.inner.frames.send(frame).await.is_err() {
+                let outgoing = Outgoing {
+                    frame,
+                    written: None,
+                };
+                if self.inner.frames.send(outgoing).await.is_err() {
                     return Err(self.disconnected("the writer stopped".into()));
                 }
                 match answer.await {
@@ -333,7 +343,9 @@ impl Connection {
         R::Response::decode(&mut body, version).map_err(|e| protocol_error(format!("{e:#}")))
     }
 
-    /// Sends a request that gets no response (Produce with acks=0).
+    /// Sends a request that gets no response (Produce with acks=0). It returns once the
+    /// request is in the socket, as Kafka's acks=0 counts a record sent: a client that
+    /// exits right after loses nothing it was told was sent.
     pub async fn send_without_response<R: Request>(
         &self,
         version: i16,
@@ -344,16 +356,37 @@ impl Connection {
             return Err(self.disconnected(reason.clone()));
         }
         let (_, frame) = self.encode(api, version, request)?;
+        let (written, in_socket) = oneshot::channel();
+        let outgoing = Outgoing {
+            frame,
+            written: Some(written),
+        };
         let timeout = Duration::from_millis(self.inner.config.request_timeout_ms);
-        match tokio::time::timeout(timeout, self.inner.frames.send(frame)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(self.disconnected("the writer stopped".into())),
+        let sent = async {
+            if self.inner.frames.send(outgoing).await.is_err() {
+                return Err(self.disconnected("the writer stopped".into()));
+            }
+            in_socket
+                .await
+                .map_err(|_| self.disconnected(self.closed_reason()))
+        };
+        match tokio::time::timeout(timeout, sent).await {
+            Ok(result) => result,
             Err(_) => Err(KafkaError::Timeout {
                 api,
                 addr: self.addr().to_string(),
                 timeout_ms: self.inner.config.request_timeout_ms,
             }),
         }
+    }
+
+    fn closed_reason(&self) -> String {
+        self.inner
+            .shared
+            .lock()
+            .closed
+            .clone()
+            .unwrap_or_else(|| "the writer stopped".into())
     }
 
     async fn permit(&self) -> Result<OwnedSemaphorePermit, KafkaError> {
@@ -431,13 +464,13 @@ fn io_reason(e: &std::io::Error) -> String {
 
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
-    mut frames: mpsc::Receiver<Bytes>,
+    mut frames: mpsc::Receiver<Outgoing>,
     shared: Arc<Shared>,
     _stop_reader: oneshot::Sender<()>,
 ) {
-    while let Some(frame) = frames.recv().await {
+    while let Some(outgoing) = frames.recv().await {
         let written = async {
-            writer.write_all(&frame).await?;
+            writer.write_all(&outgoing.frame).await?;
             // The simulated stream sends only on flush; real TCP is unaffected.
             writer.flush().await
         }
@@ -445,6 +478,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         if let Err(e) = written {
             shared.close(format!("write failed: {}", io_reason(&e)));
             return;
+        }
+        if let Some(written) = outgoing.written {
+            let _ = written.send(());
         }
     }
     let _ = writer.shutdown().await;

@@ -4,11 +4,14 @@
 //! - [`counter`]: the durable counter (lost, invented, duplicate, failed-but-present ids);
 //! - [`kafka`]: Jepsen's Kafka anomalies over producers and consumers by assignment;
 //! - [`group`]: the Kafka data anomalies plus ownership, commits and at-least-once
-//!   processing of one consumer group.
+//!   processing of one consumer group;
+//! - [`quorum`]: the controller quorum's committed logs (Raft's agreement, and every
+//!   acknowledged proposal where it was acknowledged).
 
 pub mod counter;
 pub mod group;
 pub mod kafka;
+pub mod quorum;
 
 use serde::Serialize;
 
@@ -98,5 +101,23 @@ pub enum Anomaly {
         partition: i32,
         offset: i64,
         value: u64,
+    },
+    /// Quorum workload: voters committed different values at one index.
+    Divergence {
+        index: u64,
+        values: Vec<u64>,
+    },
+    /// Quorum workload: acknowledged as committed at `index`, but another value (or none)
+    /// is there in the voters' logs.
+    Misplaced {
+        value: u64,
+        index: u64,
+        found: Option<u64>,
+    },
+    /// Quorum workload: after healing, a voter's committed log stayed shorter.
+    NotConverged {
+        server: u64,
+        last_index: u64,
+        longest: u64,
     },
 }

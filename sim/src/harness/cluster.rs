@@ -6,6 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use madsim::runtime::Runtime;
+use runnel_actors::transport::{Transport, TransportConfig};
+use runnel_actors::Node;
 use runnel_storage::disk::SimDisks;
 use tokio::time::Instant;
 
@@ -19,6 +21,23 @@ pub(crate) const CHECKER_ID: u64 = 99;
 /// Simulated addresses, in a documentation range (TEST-NET-1): no real packet is sent.
 pub(crate) fn addr_of(id: u64) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, id as u8)), PORT)
+}
+
+/// A node named `name` with its transport on `node_id`'s address, knowing `peers`.
+pub(crate) async fn node_with_transport(
+    name: String,
+    node_id: u64,
+    peers: &[u64],
+) -> (Node, Transport) {
+    let node = Node::new(name);
+    let mut config = TransportConfig::new(node_id, addr_of(node_id));
+    for &peer in peers.iter().filter(|&&p| p != node_id) {
+        config = config.with_peer(peer, addr_of(peer));
+    }
+    let transport = Transport::start(&node, config)
+        .await
+        .expect("the simulated address is free (after a kill too)");
+    (node, transport)
 }
 
 /// Runs `future` as the supervisor of a fresh simulator with Runnel's disk plugin, on the

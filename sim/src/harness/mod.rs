@@ -14,7 +14,9 @@ mod report;
 #[cfg(madsim)]
 pub use cluster::simulate;
 #[cfg(madsim)]
-pub(crate) use cluster::{addr_of, run_in_simulator, Clock, CHECKER_ID, CLIENT_ID_BASE};
+pub(crate) use cluster::{
+    addr_of, node_with_transport, run_in_simulator, Clock, CHECKER_ID, CLIENT_ID_BASE,
+};
 #[cfg(madsim)]
 pub(crate) use nemesis::Nemesis;
 pub use options::{Fault, Policy, SimOptions, Workload};

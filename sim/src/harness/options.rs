@@ -21,6 +21,9 @@ pub enum Workload {
     /// A producer and the members of one consumer group that crash, leave and return,
     /// against one broker: ownership, commits and at-least-once processing.
     Group,
+    /// Proposers against `servers` voters of the controller quorum (raft-rs on our log):
+    /// Raft's agreement and every acknowledged commit kept.
+    Quorum,
 }
 
 /// Which faults the nemesis may inject.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::{Handle, NodeHandle};
-use runnel_actors::transport::{Transport, TransportConfig};
+use runnel_actors::transport::Transport;
 use runnel_actors::{Node, RestartPolicy};
 use runnel_storage::disk::{Disk, SimDisks};
 use serde_json::json;
@@ -18,7 +18,8 @@ use crate::checker;
 use crate::counter::service::{CounterService, IncrementRequest, ReadRequest, SyncPolicy};
 use crate::counter::{CounterClient, Outcome};
 use crate::harness::{
-    addr_of, report, Clock, Nemesis, Policy, RunReport, SimOptions, CHECKER_ID, CLIENT_ID_BASE,
+    addr_of, node_with_transport, report, Clock, Nemesis, Policy, RunReport, SimOptions,
+    CHECKER_ID, CLIENT_ID_BASE,
 };
 use crate::history::{History, OpType};
 
@@ -113,10 +114,7 @@ pub(crate) async fn run(opts: SimOptions) -> RunReport {
 
 /// A server node's life; madsim calls it again after every restart.
 async fn run_server(id: u64, policy: SyncPolicy) {
-    let node = Node::new(format!("server-{id}"));
-    let transport = Transport::start(&node, TransportConfig::new(id, addr_of(id)))
-        .await
-        .expect("the simulated address is free after a kill");
+    let (node, transport) = node_with_transport(format!("server-{id}"), id, &[]).await;
     let disk: Arc<dyn Disk> = Arc::new(SimDisks::current());
     let counter = node.spawn("counter", 1024, RestartPolicy::default(), move || {
         CounterService::new(disk.clone(), "/data/counter", policy)
@@ -130,15 +128,7 @@ async fn run_server(id: u64, policy: SyncPolicy) {
 }
 
 async fn client_transport(node_id: u64, server_ids: &[u64]) -> (Node, Transport) {
-    let node = Node::new(format!("client-{node_id}"));
-    let mut config = TransportConfig::new(node_id, addr_of(node_id));
-    for &s in server_ids {
-        config = config.with_peer(s, addr_of(s));
-    }
-    let transport = Transport::start(&node, config)
-        .await
-        .expect("client address is free");
-    (node, transport)
+    node_with_transport(format!("client-{node_id}"), node_id, server_ids).await
 }
 
 async fn run_client(

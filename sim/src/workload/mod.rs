@@ -5,7 +5,8 @@
 //!
 //! - [`counter`]: the durable counter on `servers` nodes over the node transport;
 //! - [`kafka`]: producers and consumers by assignment against one broker;
-//! - [`group`]: a producer and the members of one consumer group against one broker.
+//! - [`group`]: a producer and the members of one consumer group against one broker;
+//! - [`quorum`]: proposers against the controller quorum's voters (raft-rs on our log).
 //!
 //! The Kafka and group workloads share the broker and its final read ([`broker`]) and the
 //! producer ([`producer`]).
@@ -15,3 +16,4 @@ pub(crate) mod counter;
 pub(crate) mod group;
 pub(crate) mod kafka;
 mod producer;
+pub(crate) mod quorum;

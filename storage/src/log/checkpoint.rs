@@ -20,10 +20,21 @@ pub async fn write(
         text.push_str(entry);
         text.push('\n');
     }
+    replace_file(disk, dir, name, text.as_bytes()).await
+}
+
+/// Replaces `dir/name` with `bytes`, crash-safely: a reader after a crash finds the old
+/// file or the new one, whole.
+pub async fn replace_file(
+    disk: &dyn Disk,
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+) -> Result<(), DiskError> {
     let tmp = dir.join(format!("{name}.tmp"));
     let file = disk.open(&tmp, OpenMode::Create).await?;
     file.truncate(0).await?;
-    file.write_at(0, text.as_bytes()).await?;
+    file.write_at(0, bytes).await?;
     file.sync_data().await?;
     disk.rename(&tmp, &dir.join(name)).await?;
     disk.sync_dir(dir).await

@@ -8,7 +8,7 @@
 //! batch, cutting a torn or corrupt tail. Truncation, deletion and the log start offset are
 //! made durable before they are acknowledged.
 
-mod checkpoint;
+pub mod checkpoint;
 mod compact;
 mod epoch;
 mod segment;

@@ -473,13 +473,18 @@ impl Segment {
     /// The header of the batch at `position`.
     async fn batch_at(&self, position: u64) -> Result<BatchPosition, LogError> {
         let header = self.log.read_at(position, BATCH_HEADER_BYTES).await?;
+        self.checked_header(&header, position)
+    }
+
+    /// The header fields read at `position`, refused when they cannot be right.
+    fn checked_header(&self, header: &[u8], position: u64) -> Result<BatchPosition, LogError> {
         if header.len() < BATCH_HEADER_BYTES {
             return Err(LogError::Corrupt(format!(
                 "segment {} ends inside a batch header at position {position}",
                 self.base_offset
             )));
         }
-        let batch = header_fields(&header, position);
+        let batch = header_fields(header, position);
         // A misread length must not send a walk off the end of the file, or nowhere.
         let fits = batch.size_bytes >= BATCH_HEADER_BYTES as u64
             && batch.size_bytes <= self.size_bytes - position;
@@ -506,6 +511,33 @@ impl Segment {
             if batch.last_offset >= offset {
                 return Ok(Some(batch));
             }
+            position += batch.size_bytes;
+        }
+        Ok(None)
+    }
+
+    /// [`Segment::find_batch`] for a cut, which destroys what follows: every header is
+    /// read until two reads agree, and the offsets must rise through the segment, so a
+    /// bit flipped on the way in cannot move the cut (the base offset is outside the CRC).
+    async fn find_batch_to_cut(&self, offset: i64) -> Result<Option<BatchPosition>, LogError> {
+        let mut position = 0;
+        let mut previous_last = self.base_offset - 1;
+        while position < self.size_bytes {
+            let header = read_agreed(self.log.as_ref(), position, BATCH_HEADER_BYTES).await?;
+            let batch = self.checked_header(&header, position)?;
+            if batch.base_offset <= previous_last
+                || batch.last_offset < batch.base_offset
+                || batch.last_offset - self.base_offset > i64::from(u32::MAX)
+            {
+                return Err(LogError::Corrupt(format!(
+                    "segment {} has a batch of offsets {}..={} after offset {previous_last}, at position {position}",
+                    self.base_offset, batch.base_offset, batch.last_offset
+                )));
+            }
+            if batch.last_offset >= offset {
+                return Ok(Some(batch));
+            }
+            previous_last = batch.last_offset;
             position += batch.size_bytes;
         }
         Ok(None)
@@ -607,7 +639,7 @@ impl Segment {
     /// Cuts the segment before the first batch whose last offset is ≥ `offset`; returns
     /// the new `next_offset`. The cut is fsynced.
     pub async fn truncate_to(&mut self, offset: i64) -> Result<i64, LogError> {
-        let Some(batch) = self.find_batch(offset).await? else {
+        let Some(batch) = self.find_batch_to_cut(offset).await? else {
             return Ok(self.next_offset);
         };
         self.log.truncate(batch.position).await?;

@@ -17,7 +17,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use crate::group::coordinator::OFFSETS_TOPIC;
-use crate::partition::{AppendRefused, Appended, LeaderAppendRules};
+use crate::partition::{AppendRefused, Appended};
 use crate::{now_ms, ApiError, Broker};
 
 pub async fn handle(
@@ -106,7 +106,9 @@ async fn append(
             format!("this broker has no partition {topic}-{index}"),
         )
     };
-    let topic_image = image.topics.get(topic).ok_or_else(unknown)?;
+    if !image.topics.contains_key(topic) {
+        return Err(unknown().into());
+    }
     if topic == OFFSETS_TOPIC {
         // Kafka's rule too: clients never write the coordinator's records.
         return Err(ApiError::new(
@@ -130,10 +132,5 @@ async fn append(
             .into());
         }
     }
-    let config = broker.topic_config(topic_image);
-    let rules = LeaderAppendRules {
-        log_append_time: config.log_append_time(),
-        compression: config.compression(),
-    };
-    partition.append_as_leader(records, rules, now_ms()).await
+    partition.append_as_leader(records, now_ms()).await
 }
