@@ -23,6 +23,20 @@ pub(crate) fn addr_of(id: u64) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, id as u8)), PORT)
 }
 
+/// Client `c`'s simulated node, at the address of node id `CLIENT_ID_BASE + c`.
+pub(crate) fn client_node(
+    handle: &madsim::runtime::Handle,
+    c: u64,
+) -> (u64, madsim::runtime::NodeHandle) {
+    let id = CLIENT_ID_BASE + c;
+    let node = handle
+        .create_node()
+        .name(format!("client-{c}"))
+        .ip(addr_of(id).ip())
+        .build();
+    (id, node)
+}
+
 /// A node named `name` with its transport on `node_id`'s address, knowing `peers`.
 pub(crate) async fn node_with_transport(
     name: String,

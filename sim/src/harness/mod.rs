@@ -15,7 +15,7 @@ mod report;
 pub use cluster::simulate;
 #[cfg(madsim)]
 pub(crate) use cluster::{
-    addr_of, node_with_transport, run_in_simulator, Clock, CHECKER_ID, CLIENT_ID_BASE,
+    addr_of, client_node, node_with_transport, run_in_simulator, Clock, CHECKER_ID,
 };
 #[cfg(madsim)]
 pub(crate) use nemesis::Nemesis;

@@ -18,8 +18,8 @@ use crate::checker;
 use crate::counter::service::{CounterService, IncrementRequest, ReadRequest, SyncPolicy};
 use crate::counter::{CounterClient, Outcome};
 use crate::harness::{
-    addr_of, node_with_transport, report, Clock, Nemesis, Policy, RunReport, SimOptions,
-    CHECKER_ID, CLIENT_ID_BASE,
+    addr_of, client_node, node_with_transport, report, Clock, Nemesis, Policy, RunReport,
+    SimOptions, CHECKER_ID,
 };
 use crate::history::{History, OpType};
 
@@ -53,12 +53,7 @@ pub(crate) async fn run(opts: SimOptions) -> RunReport {
     let mut clients = Vec::new();
     let mut client_nodes: Vec<(u64, NodeHandle)> = Vec::new();
     for c in 0..opts.clients {
-        let id = CLIENT_ID_BASE + c;
-        let node = handle
-            .create_node()
-            .name(format!("client-{c}"))
-            .ip(addr_of(id).ip())
-            .build();
+        let (id, node) = client_node(&handle, c);
         let (history, clock, server_ids) = (history.clone(), clock.clone(), server_ids.clone());
         clients.push(node.spawn(run_client(id, c, server_ids, history, clock, stop_at)));
         client_nodes.push((id, node));

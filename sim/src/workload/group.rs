@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use super::broker::{broker_addr, final_read_or_restart, start_broker, BROKER_ID};
 use super::producer::produce_to;
 use crate::checker::{self, Anomaly};
-use crate::harness::{addr_of, report, Clock, Nemesis, RunReport, SimOptions, CLIENT_ID_BASE};
+use crate::harness::{client_node, report, Clock, Nemesis, RunReport, SimOptions};
 use crate::history::{History, OpType};
 use crate::wire::Wire;
 
@@ -67,12 +67,7 @@ pub(crate) async fn run(opts: SimOptions) -> RunReport {
     let mut members = Vec::new();
     let mut client_nodes = Vec::new();
     for c in 0..opts.clients {
-        let id = CLIENT_ID_BASE + c;
-        let node = handle
-            .create_node()
-            .name(format!("client-{c}"))
-            .ip(addr_of(id).ip())
-            .build();
+        let (id, node) = client_node(&handle, c);
         let (history, clock) = (history.clone(), clock.clone());
         // One producer; the other clients are group members.
         if c == 0 {

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::broker::{broker_addr, final_read_or_restart, start_broker, BROKER_ID};
 use super::producer::produce_to;
 use crate::checker::{self, Anomaly};
-use crate::harness::{addr_of, report, Clock, Nemesis, RunReport, SimOptions, CLIENT_ID_BASE};
+use crate::harness::{client_node, report, Clock, Nemesis, RunReport, SimOptions};
 use crate::history::{History, OpType};
 use crate::wire::{decode, fetch_request, Wire};
 
@@ -39,12 +39,7 @@ pub(crate) async fn run(opts: SimOptions) -> RunReport {
     let mut tasks = Vec::new();
     let mut client_nodes = Vec::new();
     for c in 0..opts.clients {
-        let id = CLIENT_ID_BASE + c;
-        let node = handle
-            .create_node()
-            .name(format!("client-{c}"))
-            .ip(addr_of(id).ip())
-            .build();
+        let (id, node) = client_node(&handle, c);
         let (history, clock) = (history.clone(), clock.clone());
         // Every third client consumes; the others produce.
         if c % 3 == 2 || (c == opts.clients - 1 && c < 2) {
