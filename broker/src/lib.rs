@@ -15,16 +15,20 @@
 
 pub mod config;
 mod connection;
+pub mod controller;
 pub mod coordinator;
 pub mod faults;
 pub mod fetch_session;
 pub mod group;
 pub mod handlers;
 pub mod housekeeping;
+mod lifecycle;
 pub mod meta_properties;
 pub mod metadata;
 pub mod partition;
 pub mod producer_state;
+mod publisher;
+pub mod quorum_start;
 pub mod server;
 pub mod versions;
 
@@ -34,20 +38,24 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use kafka_protocol::ResponseError;
+use runnel_actors::transport::Transport;
 use runnel_actors::Node;
+use runnel_quorum::QuorumHandle;
 use runnel_storage::disk::Disk;
 use runnel_storage::log::{delete_dir, LogError};
 use runnel_storage::TopicPartition;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use config::{BrokerConfig, TopicConfig};
+use controller::{Controller, ControllerAnswer, ControllerCommand};
 use group::coordinator::{GroupCoordinator, OFFSETS_TOPIC};
 use metadata::{
-    new_cluster_id, new_topic_id, MetadataImage, MetadataLog, MetadataRecord, TopicImage,
-    METADATA_LOG_DIR, PRODUCER_ID_BLOCK_SIZE,
+    new_cluster_id, new_topic_id, MetadataCache, MetadataImage, TopicImage, METADATA_LOG_DIR,
 };
 use partition::{LeaderAppendRules, Partition, PartitionConfig, PartitionError};
 
@@ -81,6 +89,20 @@ pub enum BrokerError {
     GroupsNotLoaded(#[from] coordinator::ShardUnavailable),
     #[error(transparent)]
     MetaProperties(#[from] meta_properties::MetaPropertiesError),
+    #[error("cannot listen for the controller quorum on {addr}: {error}. Is another node running there? Choose another CONTROLLER listener")]
+    ControllerListen { addr: SocketAddr, error: String },
+    #[error(
+        "controller.quorum.voters names {host}:{port}, which does not resolve; fix the host name"
+    )]
+    UnknownVoterHost { host: String, port: u16 },
+    #[error("the controller quorum did not replay its log within {waited_ms} ms; the log's disk may be failing")]
+    NotReplayed { waited_ms: u64 },
+    #[error("this node, its own quorum, did not register itself within {waited_ms} ms; see the log for why")]
+    NotRegistered { waited_ms: u64 },
+    #[error("this data directory's metadata log predates the controller quorum; start this node alone once (without controller.quorum.voters) to move it into the quorum's log, then join it to a cluster")]
+    MigrateAlone,
+    #[error("the metadata log written before the quorum could not be moved into it: {0}; restarting retries")]
+    Migration(String),
 }
 
 /// A Kafka error code with a sentence for people.
@@ -123,51 +145,27 @@ fn refuse_internal(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The controller's state: the metadata log it alone writes. It runs as one shard of the
-/// shard runtime over that log ([`coordinator`]), so every change is handled in order by
-/// one actor; the Raft quorum plugs in behind it later.
-struct Controller {
-    log: MetadataLog,
-    /// Producer ids in `next_producer_id..producer_id_block_end` are allocated and free.
-    next_producer_id: i64,
-    producer_id_block_end: i64,
-    /// Counts metadata changes, so topic ids differ even for a re-created name.
-    changes: i64,
-}
-
 impl coordinator::ShardState for Controller {
     type Context = Broker;
 
-    /// After a failure: reopen the metadata log, and bring the image up to what it holds
-    /// (a failure between the append and the image update would leave it behind).
+    /// The controller keeps no state of its own beyond sessions, which start afresh.
     async fn load(broker: &Broker, _index: i32) -> Result<Controller, String> {
-        let dir = broker.config.log_dirs[0].join(METADATA_LOG_DIR);
-        let (log, records) = MetadataLog::open(broker.disk.clone(), &dir, now_ms())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut image = MetadataImage::default();
-        for record in &records {
-            image.apply(record).map_err(|e| e.to_string())?;
-        }
-        if *broker.image() != image {
-            tracing::warn!("the metadata image was behind the metadata log; caught up");
-            *broker.image.write().expect("image lock") = Arc::new(image.clone());
-            for topic in image.topics.values() {
-                broker
-                    .open_partitions(topic, 0)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-        }
-        // The rest of the block in use is skipped: ids are handed out once, never twice.
-        let next = image.next_producer_id;
-        Ok(Controller {
-            log,
-            next_producer_id: next,
-            producer_id_block_end: next,
-            changes: records.len() as i64,
-        })
+        Ok(Controller::new(broker.quorum.clone()))
     }
+}
+
+/// How far the publisher has brought the partitions to the image, and how it went.
+#[derive(Debug, Clone, Default)]
+struct Reconciled {
+    offset: u64,
+    error: Option<ApiError>,
+}
+
+/// This broker's registration with the controller, once it has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registration {
+    pub epoch: i64,
+    pub fenced: bool,
 }
 
 pub struct Broker {
@@ -177,10 +175,23 @@ pub struct Broker {
     disk: Arc<dyn Disk>,
     /// Where clients are told to connect.
     advertised: (String, u16),
-    image: std::sync::RwLock<Arc<MetadataImage>>,
+    /// The image as this node has applied the quorum's log.
+    pub(crate) metadata: Arc<MetadataCache>,
+    quorum: QuorumHandle,
+    transport: Transport,
+    /// The cluster id meta.properties gave, or the one drawn for a first start: what the
+    /// first registration writes when the log has none.
+    cluster_id_hint: String,
+    incarnation_id: uuid::Uuid,
     /// The controller actor, started once the broker exists.
     controller: OnceLock<coordinator::ShardRuntime<Controller>>,
     partitions: std::sync::RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    /// Topics with partitions here: the id and overrides they were opened with.
+    local_topics: tokio::sync::Mutex<HashMap<String, (uuid::Uuid, BTreeMap<String, String>)>>,
+    reconciled: watch::Sender<Reconciled>,
+    registration: watch::Sender<Option<Registration>>,
+    /// Producer ids `start..end` are this broker's to hand out.
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
     pub fetch_sessions: std::sync::Mutex<fetch_session::FetchSessionCache>,
     pub groups: GroupCoordinator,
 }
@@ -191,9 +202,17 @@ impl std::fmt::Debug for Broker {
     }
 }
 
+/// How long a start waits for the node's own quorum (one voter) to lead and register it.
+const SELF_QUORUM_WAIT: Duration = Duration::from_secs(30);
+/// How long a change waits for this node to apply it (and open its partitions).
+const APPLY_WAIT: Duration = Duration::from_secs(10);
+/// A change refused with NOT_CONTROLLER (an election) is retried this often, this long.
+const NOT_CONTROLLER_RETRY: Duration = Duration::from_millis(100);
+const NOT_CONTROLLER_PATIENCE: Duration = Duration::from_secs(3);
+
 impl Broker {
-    /// Replays the metadata log and opens every partition it names.
-    /// Partitions run as actors on `node`.
+    /// Joins the controller quorum, replays the metadata log and opens every partition
+    /// it places here. Partitions run as actors on `node`.
     pub async fn open(
         node: &Node,
         config: BrokerConfig,
@@ -206,16 +225,115 @@ impl Broker {
         }
         let formatted =
             meta_properties::check(disk.as_ref(), &config.log_dirs, config.node_id).await?;
-        let metadata_dir = config.log_dirs[0].join(METADATA_LOG_DIR);
-        let (mut log, records) = MetadataLog::open(disk.clone(), &metadata_dir, started_ms).await?;
-        let mut image = MetadataImage::default();
-        for record in &records {
-            image.apply(record)?;
+        let pre_quorum = quorum_start::set_aside_pre_quorum_log(&disk, &config, started_ms).await?;
+        let (transport, voters) = quorum_start::start_transport(node, &config).await?;
+        let metadata = Arc::new(MetadataCache::default());
+        let quorum = quorum_start::spawn_voter(node, &transport, &disk, &config, voters, &metadata);
+        quorum_start::replay(&quorum, &metadata, config.single_voter()).await?;
+        let migrating = !pre_quorum.is_empty();
+        quorum_start::migrate(&quorum, &metadata, &disk, &config, pre_quorum).await?;
+        let image = metadata.image();
+        if let Some(found) = formatted
+            .as_ref()
+            .filter(|id| !image.cluster_id.is_empty() && **id != image.cluster_id)
+        {
+            return Err(meta_properties::MetaPropertiesError::OtherCluster {
+                dir: config.log_dirs[0].clone(),
+                found: found.clone(),
+                expected: image.cluster_id.clone(),
+            }
+            .into());
         }
+        let found = Self::partition_dirs(disk.as_ref(), &config).await?;
+        if image.cluster_id.is_empty() && !migrating {
+            if let Some((_, path)) = found.first() {
+                return Err(BrokerError::NoMetadata {
+                    dir: path.parent().map(PathBuf::from).unwrap_or_default(),
+                });
+            }
+        }
+        // The id `runnel storage format` chose, or a fresh one on a first start.
+        let cluster_id_hint = formatted.clone().unwrap_or_else(|| {
+            new_cluster_id(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos()),
+            )
+        });
+        // The coordinator follows the topic as it exists: changing
+        // offsets.topic.num.partitions later must not move groups to other partitions.
+        let offsets_partitions = image
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map_or(config.offsets_topic_num_partitions, |t| t.partitions);
+        let incarnation_id = new_topic_id("incarnation", &config.node_id.to_string(), started_ms);
+        let broker = Arc::new(Broker {
+            groups: GroupCoordinator::new(offsets_partitions, started_ms),
+            node: node.clone(),
+            config,
+            disk,
+            advertised,
+            metadata,
+            quorum,
+            transport,
+            cluster_id_hint,
+            incarnation_id,
+            controller: OnceLock::new(),
+            partitions: std::sync::RwLock::new(HashMap::new()),
+            local_topics: tokio::sync::Mutex::new(HashMap::new()),
+            reconciled: watch::channel(Reconciled::default()).0,
+            registration: watch::channel(None).0,
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
+            fetch_sessions: std::sync::Mutex::new(fetch_session::FetchSessionCache::default()),
+        });
+        broker.open_found(&image, found, started_ms).await?;
+        let runtime = coordinator::ShardRuntime::start_loaded(
+            node,
+            "controller",
+            Arc::downgrade(&broker),
+            broker.config.fault_actor_crash_probability,
+            vec![Some(Controller::new(broker.quorum.clone()))],
+        );
+        assert!(
+            broker.controller.set(runtime).is_ok(),
+            "the controller starts once"
+        );
+        controller::serve(&broker);
+        publisher::start(node, &broker);
+        lifecycle::start(node, &broker);
+        if broker.config.single_voter() {
+            broker.wait_registered(SELF_QUORUM_WAIT).await?;
+            meta_properties::format_missing(
+                broker.disk.as_ref(),
+                &broker.config.log_dirs,
+                broker.config.node_id,
+                &broker.image().cluster_id,
+            )
+            .await?;
+        }
+        broker.groups.start(node, &broker);
+        broker.groups.loaded().await?;
+        let image = broker.image();
+        tracing::info!(
+            topics = image.topics.len(),
+            partitions = broker.partition_count(),
+            metadata_offset = image.offset,
+            elapsed_ms = now_ms() - started_ms,
+            cluster_id = %image.cluster_id,
+            "broker opened"
+        );
+        Ok(broker)
+    }
+
+    /// Every partition directory in the log dirs.
+    async fn partition_dirs(
+        disk: &dyn Disk,
+        config: &BrokerConfig,
+    ) -> Result<Vec<(TopicPartition, PathBuf)>, LogError> {
         let mut found = Vec::new();
         for dir in &config.log_dirs {
             for name in disk.list_dir(dir).await.map_err(LogError::from)? {
-                if name == METADATA_LOG_DIR {
+                if name.starts_with(METADATA_LOG_DIR) {
                     continue;
                 }
                 if let Some(tp) = TopicPartition::parse_dir_name(&name) {
@@ -223,69 +341,23 @@ impl Broker {
                 }
             }
         }
-        if log.is_empty() {
-            if let Some((_, path)) = found.first() {
-                return Err(BrokerError::NoMetadata {
-                    dir: path.parent().map(PathBuf::from).unwrap_or_default(),
-                });
-            }
-            // The id `runnel storage format` chose, or a fresh one on a first start.
-            let cluster_id = formatted.clone().unwrap_or_else(|| {
-                new_cluster_id(
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_nanos()),
-                )
-            });
-            let cluster = MetadataRecord::Cluster { cluster_id };
-            log.append(std::slice::from_ref(&cluster), started_ms)
-                .await?;
-            image.apply(&cluster)?;
-        } else if let Some(found) = formatted.filter(|id| *id != image.cluster_id) {
-            return Err(meta_properties::MetaPropertiesError::OtherCluster {
-                dir: config.log_dirs[0].clone(),
-                found,
-                expected: image.cluster_id.clone(),
-            }
-            .into());
-        }
-        meta_properties::format_missing(
-            disk.as_ref(),
-            &config.log_dirs,
-            config.node_id,
-            &image.cluster_id,
-        )
-        .await?;
-        let controller = Controller {
-            log,
-            next_producer_id: image.next_producer_id,
-            producer_id_block_end: image.next_producer_id,
-            changes: records.len() as i64,
-        };
-        // The coordinator follows the topic as it exists: changing
-        // offsets.topic.num.partitions later must not move groups to other partitions.
-        let offsets_partitions = image
-            .topics
-            .get(OFFSETS_TOPIC)
-            .map_or(config.offsets_topic_num_partitions, |t| t.partitions);
-        let controller = Some(controller);
-        let broker = Arc::new(Broker {
-            groups: GroupCoordinator::new(offsets_partitions, started_ms),
-            node: node.clone(),
-            config,
-            disk,
-            advertised,
-            image: std::sync::RwLock::new(Arc::new(image.clone())),
-            controller: OnceLock::new(),
-            partitions: std::sync::RwLock::new(HashMap::new()),
-            fetch_sessions: std::sync::Mutex::new(fetch_session::FetchSessionCache::default()),
-        });
+        Ok(found)
+    }
+
+    /// Opens the partitions found on disk that the image places here.
+    async fn open_found(
+        &self,
+        image: &MetadataImage,
+        found: Vec<(TopicPartition, PathBuf)>,
+        started_ms: i64,
+    ) -> Result<(), BrokerError> {
+        let me = self.config.node_id;
         let mut owned = BTreeMap::new();
         for (tp, path) in found {
             let is_owned = image
                 .topics
                 .get(&tp.topic)
-                .is_some_and(|t| tp.partition < t.partitions);
+                .is_some_and(|t| t.replicas_of(tp.partition).contains(&me));
             if is_owned && !owned.contains_key(&tp) {
                 owned.insert(tp, path);
             } else {
@@ -295,46 +367,28 @@ impl Broker {
                 tracing::warn!(dir = %path.display(), "ignoring a partition directory no topic owns");
             }
         }
+        let mut local = self.local_topics.lock().await;
+        for tp in owned.keys() {
+            let topic = &image.topics[&tp.topic];
+            local.insert(topic.name.clone(), (topic.id, topic.configs.clone()));
+        }
         // Recovery reads each log; several at once keep the disk busy on a restart.
-        {
-            let mut opened = futures::stream::iter(owned)
+        let mut opened =
+            futures::stream::iter(owned)
                 .map(|(tp, path)| {
-                    let config = broker.partition_config(&image.topics[&tp.topic]);
-                    let disk = broker.disk.clone();
-                    let (node, crash) = (node.clone(), broker.config.fault_actor_crash_probability);
+                    let config = self.partition_config(&image.topics[&tp.topic]);
+                    let disk = self.disk.clone();
+                    let (node, crash) =
+                        (self.node.clone(), self.config.fault_actor_crash_probability);
                     async move {
                         Partition::open(&node, disk, tp, &path, config, started_ms, crash).await
                     }
                 })
                 .buffer_unordered(OPEN_CONCURRENCY);
-            while let Some(partition) = opened.next().await {
-                broker.insert_partition(partition?);
-            }
+        while let Some(partition) = opened.next().await {
+            self.insert_partition(partition?);
         }
-        for topic in image.topics.values() {
-            broker.open_partitions(topic, 0).await?;
-        }
-        let runtime = coordinator::ShardRuntime::start_loaded(
-            node,
-            "controller",
-            Arc::downgrade(&broker),
-            broker.config.fault_actor_crash_probability,
-            vec![controller],
-        );
-        assert!(
-            broker.controller.set(runtime).is_ok(),
-            "the controller starts once"
-        );
-        broker.groups.start(node, &broker);
-        broker.groups.loaded().await?;
-        tracing::info!(
-            topics = image.topics.len(),
-            partitions = broker.partition_count(),
-            elapsed_ms = now_ms() - started_ms,
-            cluster_id = %image.cluster_id,
-            "broker opened"
-        );
-        Ok(broker)
+        Ok(())
     }
 
     /// Binds `config.listen` and returns the listener and the address it got.
@@ -358,7 +412,32 @@ impl Broker {
     }
 
     pub fn image(&self) -> Arc<MetadataImage> {
-        self.image.read().expect("image lock").clone()
+        self.metadata.image()
+    }
+
+    /// The quorum voter on this node.
+    pub fn quorum(&self) -> &QuorumHandle {
+        &self.quorum
+    }
+
+    /// The node transport's address (the controller listener).
+    pub fn controller_addr(&self) -> SocketAddr {
+        self.transport.local_addr()
+    }
+
+    /// The active controller's node id as this node last heard it.
+    pub fn active_controller(&self) -> Option<i32> {
+        self.quorum
+            .known_leader()
+            .and_then(|id| i32::try_from(id).ok())
+    }
+
+    pub fn registration(&self) -> Option<Registration> {
+        *self.registration.borrow()
+    }
+
+    fn formatted_cluster_id(&self) -> String {
+        self.cluster_id_hint.clone()
     }
 
     pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
@@ -368,6 +447,31 @@ impl Broker {
             .expect("partitions lock")
             .get(&key)
             .cloned()
+    }
+
+    /// The partition, if this broker serves it; else the error that sends the client to
+    /// the broker that does (NOT_LEADER_OR_FOLLOWER) or says there is none.
+    pub fn serving(&self, topic: &str, index: i32) -> Result<Arc<Partition>, ApiError> {
+        if let Some(partition) = self.partition(topic, index) {
+            return Ok(partition);
+        }
+        let image = self.image();
+        match image.topics.get(topic) {
+            Some(t) if (0..t.partitions).contains(&index) => match image.leader_of(t, index) {
+                Some(leader) => Err(ApiError::new(
+                    ResponseError::NotLeaderOrFollower,
+                    format!("{topic}-{index} is served by broker {leader}, not this one; refresh metadata"),
+                )),
+                None => Err(ApiError::new(
+                    ResponseError::LeaderNotAvailable,
+                    format!("{topic}-{index} has no live broker to serve it right now"),
+                )),
+            },
+            _ => Err(ApiError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("{topic}-{index} does not exist"),
+            )),
+        }
     }
 
     pub fn partition_count(&self) -> usize {
@@ -425,119 +529,195 @@ impl Broker {
         dirs[spread % dirs.len()].join(tp.dir_name())
     }
 
-    async fn open_partitions(&self, topic: &TopicImage, from: i32) -> Result<(), LogError> {
-        let config = self.partition_config(topic);
-        for index in from..topic.partitions {
-            if self.partition(&topic.name, index).is_some() {
+    async fn open_partition(
+        &self,
+        tp: TopicPartition,
+        config: PartitionConfig,
+    ) -> Result<(), LogError> {
+        let dir = self.partition_dir(&tp);
+        if self.disk.exists(&dir).await? {
+            tracing::warn!(dir = %dir.display(), "removing the files of an earlier topic of this name");
+            delete_dir(self.disk.as_ref(), &dir).await?;
+        }
+        let partition = Partition::open(
+            &self.node,
+            self.disk.clone(),
+            tp,
+            &dir,
+            config,
+            now_ms(),
+            self.config.fault_actor_crash_probability,
+        )
+        .await?;
+        if let Some(parent) = dir.parent() {
+            self.disk.sync_dir(parent).await?;
+        }
+        self.insert_partition(partition);
+        Ok(())
+    }
+
+    /// Brings the partitions here to what the image places here: opens new ones, passes
+    /// changed overrides on, removes those of deleted (or re-created) topics.
+    async fn reconcile(&self) -> Result<u64, ApiError> {
+        let mut local = self.local_topics.lock().await;
+        let image = self.image();
+        let me = self.config.node_id;
+        let stale: Vec<String> = local
+            .iter()
+            .filter(|(name, (id, _))| image.topics.get(*name).map(|t| t.id) != Some(*id))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stale {
+            local.remove(&name);
+            self.remove_local_topic(&name).await?;
+        }
+        for topic in image.topics.values() {
+            let hosted: Vec<i32> = (0..topic.partitions)
+                .filter(|&i| topic.replicas_of(i).contains(&me))
+                .collect();
+            if hosted.is_empty() {
                 continue;
             }
-            let tp = TopicPartition::new(topic.name.clone(), index);
-            let dir = self.partition_dir(&tp);
-            if self.disk.exists(&dir).await? {
-                tracing::warn!(dir = %dir.display(), "removing the files of an earlier topic of this name");
-                delete_dir(self.disk.as_ref(), &dir).await?;
+            let config = self.partition_config(topic);
+            let previous = local.insert(topic.name.clone(), (topic.id, topic.configs.clone()));
+            let changed = previous.is_some_and(|(_, configs)| configs != topic.configs);
+            for index in hosted {
+                match self.partition(&topic.name, index) {
+                    // An offline partition takes the new config when it is reopened.
+                    Some(partition) if changed => {
+                        if let Err(e) = partition.set_config(config.clone()).await {
+                            tracing::warn!(partition = %partition.tp, error = %e, "config not applied");
+                        }
+                    }
+                    Some(_) => {}
+                    None => {
+                        let tp = TopicPartition::new(topic.name.clone(), index);
+                        self.open_partition(tp, config.clone()).await?;
+                    }
+                }
             }
-            let partition = Partition::open(
-                &self.node,
-                self.disk.clone(),
-                tp,
-                &dir,
-                config.clone(),
-                now_ms(),
-                self.config.fault_actor_crash_probability,
-            )
-            .await?;
-            if let Some(parent) = dir.parent() {
-                self.disk.sync_dir(parent).await?;
-            }
-            self.insert_partition(partition);
+        }
+        Ok(image.offset)
+    }
+
+    async fn remove_local_topic(&self, name: &str) -> Result<(), LogError> {
+        let removed: Vec<Arc<Partition>> = {
+            let mut partitions = self.partitions.write().expect("partitions lock");
+            let keys: Vec<TopicPartition> = partitions
+                .keys()
+                .filter(|tp| tp.topic == name)
+                .cloned()
+                .collect();
+            keys.iter().filter_map(|k| partitions.remove(k)).collect()
+        };
+        for partition in removed {
+            delete_dir(self.disk.as_ref(), partition.dir()).await?;
         }
         Ok(())
     }
 
-    /// Runs `job` on the controller actor, after every change queued before it.
-    async fn on_controller<R, F>(&self, job: F) -> Result<R, ApiError>
-    where
-        R: Send + 'static,
-        F: for<'a> FnOnce(
-                &'a Broker,
-                &'a mut Controller,
-            ) -> coordinator::BoxFuture<'a, Result<R, ApiError>>
-            + Send
-            + 'static,
-    {
+    /// Runs `command` on this node's controller actor, which refuses it unless this node
+    /// is the active controller.
+    pub(crate) async fn run_on_controller(
+        &self,
+        command: ControllerCommand,
+    ) -> Result<controller::Answered, ApiError> {
         let controller = self
             .controller
             .get()
             .expect("the controller starts with the broker");
         controller
-            .run(0, job)
+            .run(0, move |broker, controller| {
+                Box::pin(async move { controller.execute(broker, command).await })
+            })
             .await
             .map_err(|e| ApiError::new(ResponseError::NotController, e.to_string()))?
     }
 
+    /// Has the active controller run `command`, here or on the node that leads, and waits
+    /// until this node has applied the outcome (so this broker's next answer shows it).
+    pub(crate) async fn controller_call(
+        &self,
+        command: ControllerCommand,
+    ) -> Result<ControllerAnswer, ApiError> {
+        let deadline = tokio::time::Instant::now() + NOT_CONTROLLER_PATIENCE;
+        let answered = loop {
+            let attempt = self.controller_attempt(command.clone()).await;
+            match attempt {
+                Err(e)
+                    if e.code == ResponseError::NotController
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(NOT_CONTROLLER_RETRY).await;
+                }
+                other => break other?,
+            }
+        };
+        self.wait_applied(answered.offset).await?;
+        Ok(answered.answer)
+    }
+
+    async fn controller_attempt(
+        &self,
+        command: ControllerCommand,
+    ) -> Result<controller::Answered, ApiError> {
+        let me = self.transport.node_id();
+        match self.quorum.known_leader() {
+            Some(leader) if leader == me => self.run_on_controller(command).await,
+            Some(leader) => controller::forward(&self.transport, leader, &command).await,
+            None => Err(ApiError::new(
+                ResponseError::NotController,
+                "no controller is active: an election is under way; retry",
+            )),
+        }
+    }
+
+    /// Waits until this node has applied `offset` and opened the partitions it places here.
+    async fn wait_applied(&self, offset: u64) -> Result<(), ApiError> {
+        let mut reconciled = self.reconciled.subscribe();
+        let waited =
+            tokio::time::timeout(APPLY_WAIT, reconciled.wait_for(|r| r.offset >= offset)).await;
+        match waited {
+            Ok(Ok(r)) => match &r.error {
+                Some(e) => Err(e.clone()),
+                None => Ok(()),
+            },
+            Ok(Err(_)) => Err(ApiError::new(ResponseError::BrokerNotAvailable, "the broker is stopping")),
+            Err(_) => Err(ApiError::new(
+                ResponseError::RequestTimedOut,
+                format!("the change is committed at metadata offset {offset}, but this broker has not applied it within {} ms", APPLY_WAIT.as_millis()),
+            )),
+        }
+    }
+
+    /// Waits until the controller has registered and unfenced this broker.
+    async fn wait_registered(&self, patience: Duration) -> Result<(), BrokerError> {
+        let mut registration = self.registration.subscribe();
+        let waited = tokio::time::timeout(
+            patience,
+            registration.wait_for(|r| r.is_some_and(|r| !r.fenced)),
+        )
+        .await;
+        match waited {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(BrokerError::NotRegistered {
+                waited_ms: patience.as_millis() as u64,
+            }),
+        }
+    }
+
     /// Fault injection: the controller actor panics, as a bug would make it; its supervisor
-    /// restarts it from the metadata log.
+    /// restarts it.
     pub async fn inject_controller_crash(&self) {
-        let crashed = self
-            .on_controller(|_, _| {
+        let controller = self
+            .controller
+            .get()
+            .expect("the controller starts with the broker");
+        let _ = controller
+            .run(0, |_, _| {
                 Box::pin(async { panic!("the controller crashed by fault injection") })
             })
             .await;
-        let _: Result<(), ApiError> = crashed;
-    }
-
-    /// Writes records to the metadata log, then applies them to the image and the
-    /// partitions. Only the controller actor calls it, so changes land in log order.
-    async fn commit(
-        &self,
-        controller: &mut Controller,
-        records: Vec<MetadataRecord>,
-    ) -> Result<(), ApiError> {
-        let mut image = (*self.image()).clone();
-        for record in &records {
-            image
-                .apply(record)
-                .map_err(|e| ApiError::new(ResponseError::InvalidRequest, e.to_string()))?;
-        }
-        controller.log.append(&records, now_ms()).await?;
-        controller.changes += records.len() as i64;
-        *self.image.write().expect("image lock") = Arc::new(image.clone());
-        for record in &records {
-            match record {
-                MetadataRecord::TopicCreated { name, .. }
-                | MetadataRecord::PartitionsCreated { name, .. } => {
-                    self.open_partitions(&image.topics[name], 0).await?;
-                }
-                MetadataRecord::TopicConfigsChanged { name, .. } => {
-                    let config = self.partition_config(&image.topics[name]);
-                    for index in 0..image.topics[name].partitions {
-                        if let Some(partition) = self.partition(name, index) {
-                            // An offline partition takes the new config when it is reopened.
-                            if let Err(e) = partition.set_config(config.clone()).await {
-                                tracing::warn!(partition = %partition.tp, error = %e, "config not applied");
-                            }
-                        }
-                    }
-                }
-                MetadataRecord::TopicDeleted { name } => {
-                    let removed: Vec<Arc<Partition>> = {
-                        let mut partitions = self.partitions.write().expect("partitions lock");
-                        let keys: Vec<TopicPartition> = partitions
-                            .keys()
-                            .filter(|tp| &tp.topic == name)
-                            .cloned()
-                            .collect();
-                        keys.iter().filter_map(|k| partitions.remove(k)).collect()
-                    };
-                    for partition in removed {
-                        delete_dir(self.disk.as_ref(), partition.dir()).await?;
-                    }
-                }
-                MetadataRecord::Cluster { .. } | MetadataRecord::ProducerIdsAllocated { .. } => {}
-            }
-        }
-        Ok(())
     }
 
     /// The partitions a topic has now, if it exists.
@@ -550,9 +730,11 @@ impl Broker {
         &self,
         name: &str,
         partitions: i32,
+        replication_factor: i16,
+        replicas: Option<Vec<Vec<i32>>>,
         configs: BTreeMap<String, String>,
         validate_only: bool,
-    ) -> Result<TopicImage, ApiError> {
+    ) -> Result<(TopicImage, i16), ApiError> {
         runnel_protocol::kafka::validate_topic_name(name)
             .map_err(|e| ApiError::new(ResponseError::InvalidTopicException, e.to_string()))?;
         if partitions < 1 {
@@ -565,134 +747,68 @@ impl Broker {
         self.config
             .topic_config(&configs)
             .map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
-        let name = name.to_string();
-        self.on_controller(move |broker, controller| {
-            Box::pin(async move {
-                broker
-                    .create_topic_on_controller(
-                        controller,
-                        &name,
-                        partitions,
-                        configs,
-                        validate_only,
-                    )
-                    .await
-            })
-        })
-        .await
-    }
-
-    async fn create_topic_on_controller(
-        &self,
-        controller: &mut Controller,
-        name: &str,
-        partitions: i32,
-        configs: BTreeMap<String, String>,
-        validate_only: bool,
-    ) -> Result<TopicImage, ApiError> {
-        let image = self.image();
-        if image.topics.contains_key(name) {
-            return Err(ApiError::new(
-                ResponseError::TopicAlreadyExists,
-                format!("topic '{name}' already exists"),
-            ));
-        }
-        // Kafka's metric names turn '.' into '_', so "a.b" and "a_b" may not both exist.
-        let collides = |other: &str| other.replace('.', "_") == name.replace('.', "_");
-        if let Some(other) = image.topics.keys().find(|other| collides(other)) {
-            return Err(ApiError::new(
-                ResponseError::InvalidTopicException,
-                format!(
-                    "topic '{name}' collides with the existing topic '{other}' ('.' and '_' count as the same); choose another name"
-                ),
-            ));
-        }
-        let topic = TopicImage {
+        let command = ControllerCommand::CreateTopic {
             name: name.to_string(),
-            id: new_topic_id(&image.cluster_id, name, controller.changes),
             partitions,
-            configs,
+            replication_factor,
+            replicas,
+            configs: configs.clone(),
+            validate_only,
         };
-        if validate_only {
-            return Ok(topic);
+        match self.controller_call(command).await? {
+            ControllerAnswer::Topic {
+                id,
+                partitions,
+                replication_factor,
+            } => {
+                let topic = self
+                    .image()
+                    .topics
+                    .get(name)
+                    .cloned()
+                    .filter(|t| t.id == id);
+                let topic = topic.unwrap_or(TopicImage {
+                    name: name.to_string(),
+                    id,
+                    partitions,
+                    configs,
+                    replicas: Vec::new(),
+                });
+                Ok((topic, replication_factor))
+            }
+            other => Err(unexpected(other)),
         }
-        let record = MetadataRecord::TopicCreated {
-            name: topic.name.clone(),
-            topic_id: topic.id,
-            partitions,
-            configs: topic.configs.clone(),
-        };
-        self.commit(controller, vec![record]).await?;
-        Ok(topic)
     }
 
-    fn existing_topic(&self, name: &str) -> Result<TopicImage, ApiError> {
-        self.image().topics.get(name).cloned().ok_or_else(|| {
-            ApiError::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic '{name}' does not exist"),
-            )
-        })
-    }
-
-    pub async fn delete_topic(&self, name: &str) -> Result<TopicImage, ApiError> {
+    pub async fn delete_topic(&self, name: &str) -> Result<uuid::Uuid, ApiError> {
         refuse_internal(name)?;
-        let name = name.to_string();
-        self.on_controller(move |broker, controller| {
-            Box::pin(async move {
-                let topic = broker.existing_topic(&name)?;
-                let record = MetadataRecord::TopicDeleted { name };
-                broker.commit(controller, vec![record]).await?;
-                Ok(topic)
-            })
-        })
-        .await
+        let command = ControllerCommand::DeleteTopic {
+            name: name.to_string(),
+        };
+        match self.controller_call(command).await? {
+            ControllerAnswer::Topic { id, .. } => Ok(id),
+            other => Err(unexpected(other)),
+        }
     }
 
     pub async fn create_partitions(
         &self,
         name: &str,
         count: i32,
+        replicas: Option<Vec<Vec<i32>>>,
         validate_only: bool,
     ) -> Result<(), ApiError> {
         refuse_internal(name)?;
-        let name = name.to_string();
-        self.on_controller(move |broker, controller| {
-            Box::pin(async move {
-                broker
-                    .create_partitions_on_controller(controller, &name, count, validate_only)
-                    .await
-            })
-        })
-        .await
-    }
-
-    async fn create_partitions_on_controller(
-        &self,
-        controller: &mut Controller,
-        name: &str,
-        count: i32,
-        validate_only: bool,
-    ) -> Result<(), ApiError> {
-        let topic = self.existing_topic(name)?;
-        if count <= topic.partitions {
-            return Err(ApiError::new(
-                ResponseError::InvalidPartitions,
-                format!(
-                    "topic '{name}' has {} partitions; the new count must be larger, and {count} is not",
-                    topic.partitions
-                ),
-            ));
+        if let Some(topic) = self.image().topics.get(name) {
+            check_partitions_per_request(count - topic.partitions)?;
         }
-        check_partitions_per_request(count - topic.partitions)?;
-        if validate_only {
-            return Ok(());
-        }
-        let record = MetadataRecord::PartitionsCreated {
+        let command = ControllerCommand::CreatePartitions {
             name: name.to_string(),
-            partitions: count,
+            count,
+            replicas,
+            validate_only,
         };
-        self.commit(controller, vec![record]).await
+        self.controller_call(command).await.map(|_| ())
     }
 
     /// Replaces a topic's overrides with `change(current overrides)`.
@@ -700,58 +816,60 @@ impl Broker {
         &self,
         name: &str,
         validate_only: bool,
-        change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), ApiError> + Send + 'static,
+        change: impl Fn(&mut BTreeMap<String, String>) -> Result<(), ApiError> + Send + 'static,
     ) -> Result<(), ApiError> {
-        let name = name.to_string();
-        self.on_controller(move |broker, controller| {
-            Box::pin(async move {
-                broker
-                    .alter_configs_on_controller(controller, &name, validate_only, change)
-                    .await
-            })
-        })
-        .await
-    }
-
-    async fn alter_configs_on_controller(
-        &self,
-        controller: &mut Controller,
-        name: &str,
-        validate_only: bool,
-        change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), ApiError>,
-    ) -> Result<(), ApiError> {
-        let topic = self.existing_topic(name)?;
-        let mut configs = topic.configs.clone();
-        change(&mut configs)?;
-        self.config
-            .topic_config(&configs)
-            .map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
-        if validate_only || configs == topic.configs {
-            return Ok(());
-        }
-        let record = MetadataRecord::TopicConfigsChanged {
-            name: name.to_string(),
-            configs,
-        };
-        self.commit(controller, vec![record]).await
-    }
-
-    /// A fresh producer id; blocks of ids are made durable before any is handed out.
-    pub async fn allocate_producer_id(&self) -> Result<i64, ApiError> {
-        self.on_controller(|broker, controller| {
-            Box::pin(async move {
-                if controller.next_producer_id == controller.producer_id_block_end {
-                    let next = controller.producer_id_block_end + PRODUCER_ID_BLOCK_SIZE;
-                    let record = MetadataRecord::ProducerIdsAllocated { next };
-                    broker.commit(controller, vec![record]).await?;
-                    controller.producer_id_block_end = next;
+        let mut attempts = 0;
+        loop {
+            let expected = self
+                .image()
+                .topics
+                .get(name)
+                .map(|t| t.configs.clone())
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ResponseError::UnknownTopicOrPartition,
+                        format!("topic '{name}' does not exist"),
+                    )
+                })?;
+            let mut configs = expected.clone();
+            change(&mut configs)?;
+            self.config
+                .topic_config(&configs)
+                .map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
+            let command = ControllerCommand::SetTopicConfigs {
+                name: name.to_string(),
+                expected,
+                configs,
+                validate_only,
+            };
+            match self.controller_call(command).await {
+                // Changed meanwhile by another broker's request: start from the new ones.
+                Err(e) if e.code == ResponseError::ConcurrentTransactions && attempts < 5 => {
+                    attempts += 1;
+                    tokio::time::sleep(NOT_CONTROLLER_RETRY).await;
                 }
-                let id = controller.next_producer_id;
-                controller.next_producer_id += 1;
-                Ok(id)
-            })
-        })
-        .await
+                other => return other.map(|_| ()),
+            }
+        }
+    }
+
+    /// A fresh producer id; this broker takes blocks of them from the controller, which
+    /// makes each block durable before any of it is handed out.
+    pub async fn allocate_producer_id(&self) -> Result<i64, ApiError> {
+        let mut block = self.producer_ids.lock().await;
+        if block.0 == block.1 {
+            match self
+                .controller_call(ControllerCommand::AllocateProducerIds)
+                .await?
+            {
+                ControllerAnswer::ProducerIds { start, end } => *block = (start, end),
+                other => return Err(unexpected(other)),
+            }
+        }
+        assert!(block.0 < block.1, "a block holds at least one id");
+        let id = block.0;
+        block.0 += 1;
+        Ok(id)
     }
 
     /// Makes everything appended durable (a clean shutdown); returns how many partitions
@@ -772,6 +890,13 @@ impl Broker {
             .await?;
         Ok(flushed)
     }
+}
+
+fn unexpected(answer: ControllerAnswer) -> ApiError {
+    ApiError::new(
+        ResponseError::UnknownServerError,
+        format!("the controller answered {answer:?}, which does not fit the request"),
+    )
 }
 
 /// Kafka's controller refuses to create more partitions than this in one request

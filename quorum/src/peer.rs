@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -116,6 +117,12 @@ pub struct QuorumStatus {
     pub commit_index: u64,
     pub applied_index: u64,
     pub last_index: u64,
+    /// The leader has applied an entry of its own term, so it has applied every entry
+    /// committed before it led: what it decides from its state is up to date.
+    pub leader_ready: bool,
+    /// Each voter's id and the last index it is known to hold: the leader's progress
+    /// tracker on the leader, this voter's own log elsewhere.
+    pub progress: Vec<(u64, u64)>,
 }
 
 /// A Raft message between voters, in raft-rs's own protobuf encoding.
@@ -138,6 +145,8 @@ impl RemoteMessage for RaftFrame {
 pub struct QuorumHandle {
     addr: Addr<QuorumPeer>,
     node_id: u64,
+    /// The leader this voter last knew of (0: none), for readers that cannot wait.
+    leader: Arc<AtomicU64>,
 }
 
 impl QuorumHandle {
@@ -155,6 +164,8 @@ impl QuorumHandle {
         );
         let node_id = config.node_id;
         let transport_for_peer = transport.clone();
+        let leader = Arc::new(AtomicU64::new(0));
+        let leader_for_peer = leader.clone();
         let addr = node.spawn(
             format!("quorum-{node_id}"),
             MAILBOX_CAPACITY,
@@ -165,11 +176,21 @@ impl QuorumHandle {
                     disk.clone(),
                     transport_for_peer.clone(),
                     apply.clone(),
+                    leader_for_peer.clone(),
                 )
             },
         );
         transport.serve::<QuorumPeer, RaftFrame>(addr.clone(), PEER_MESSAGE_TIMEOUT);
-        QuorumHandle { addr, node_id }
+        QuorumHandle {
+            addr,
+            node_id,
+            leader,
+        }
+    }
+
+    /// The leader as this voter last knew it, without asking the actor.
+    pub fn known_leader(&self) -> Option<u64> {
+        Some(self.leader.load(Ordering::Relaxed)).filter(|&id| id != raft::INVALID_ID)
     }
 
     /// Proposes `data` and waits until the quorum commits it: answers its index.
@@ -205,6 +226,7 @@ pub struct QuorumPeer {
     disk: Arc<dyn Disk>,
     transport: Transport,
     apply: Apply,
+    leader: Arc<AtomicU64>,
     /// Opened in `started`; `None` only before.
     raft: Option<RawNode<RaftLog>>,
     applied_index: u64,
@@ -215,12 +237,19 @@ pub struct QuorumPeer {
 }
 
 impl QuorumPeer {
-    fn new(config: QuorumConfig, disk: Arc<dyn Disk>, transport: Transport, apply: Apply) -> Self {
+    fn new(
+        config: QuorumConfig,
+        disk: Arc<dyn Disk>,
+        transport: Transport,
+        apply: Apply,
+        leader: Arc<AtomicU64>,
+    ) -> Self {
         QuorumPeer {
             config,
             disk,
             transport,
             apply,
+            leader,
             raft: None,
             applied_index: 0,
             drawn_at: None,
@@ -291,23 +320,25 @@ impl QuorumPeer {
                 "committed entries come in order"
             );
             self.applied_index = entry.index;
-            if let Some((term, reply)) = self.pending.remove(&entry.index) {
-                let answer = if term == entry.term {
-                    Ok(entry.index)
-                } else {
-                    Err(ProposeError::Superseded { index: entry.index })
-                };
-                let _ = reply.send(answer);
-            }
+            let (index, term) = (entry.index, entry.term);
             match entry.get_entry_type() {
                 // The quorum's membership is static for now: voters come from the config.
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {}
                 EntryType::EntryNormal if entry.data.is_empty() => {}
                 EntryType::EntryNormal => (self.apply)(Committed {
-                    index: entry.index,
-                    term: entry.term,
+                    index,
+                    term,
                     data: entry.data,
                 }),
+            }
+            // After the apply: a proposer that hears its commit sees its entry applied.
+            if let Some((proposed_term, reply)) = self.pending.remove(&index) {
+                let answer = if proposed_term == term {
+                    Ok(index)
+                } else {
+                    Err(ProposeError::Superseded { index })
+                };
+                let _ = reply.send(answer);
             }
         }
     }
@@ -338,6 +369,8 @@ impl QuorumPeer {
             tracing::error!(node = self.config.node_id, %error, "quorum peer failed");
             ctx.fail(error.to_string());
         }
+        let leader = self.raft().raft.leader_id;
+        self.leader.store(leader, Ordering::Relaxed);
     }
 }
 
@@ -358,10 +391,18 @@ impl Actor for QuorumPeer {
         self.drawn_at = None;
         self.redraw_election_timeout();
         ctx.notify_interval(Duration::from_millis(self.config.tick_ms), Tick);
+        // A quorum of one need not wait out an election timeout to lead.
+        if self.config.voters == [self.config.node_id] {
+            self.raft()
+                .campaign()
+                .map_err(|e| ActorError::new(e.to_string()))?;
+            self.after(ctx).await;
+        }
         Ok(())
     }
 
     async fn stopped(&mut self) {
+        self.leader.store(raft::INVALID_ID, Ordering::Relaxed);
         for (_, (_, reply)) in std::mem::take(&mut self.pending) {
             let _ = reply.send(Err(ProposeError::Stopped("the peer stopped".into())));
         }
@@ -469,13 +510,28 @@ impl Message for GetStatus {
 
 impl Handler<GetStatus> for QuorumPeer {
     async fn handle(&mut self, _: GetStatus, _ctx: &mut Context<Self>) -> Option<QuorumStatus> {
-        let leader = self.raft.as_ref()?.raft.leader_id;
         let raft = self.raft.as_ref()?;
+        let leader = raft.raft.leader_id;
+        let is_leader = raft.raft.state == StateRole::Leader;
+        let applied_term = raft.raft.raft_log.term(self.applied_index).unwrap_or(0);
         Some(QuorumStatus {
+            leader_ready: is_leader && applied_term == raft.raft.term,
+            progress: if is_leader {
+                let mut voters: Vec<(u64, u64)> = raft
+                    .raft
+                    .prs()
+                    .iter()
+                    .map(|(id, p)| (*id, p.matched))
+                    .collect();
+                voters.sort_unstable();
+                voters
+            } else {
+                vec![(self.config.node_id, raft.store().last_index())]
+            },
             node_id: self.config.node_id,
             leader: (leader != raft::INVALID_ID).then_some(leader),
             term: raft.raft.term,
-            is_leader: raft.raft.state == StateRole::Leader,
+            is_leader,
             commit_index: raft.raft.raft_log.committed,
             applied_index: self.applied_index,
             last_index: raft.store().last_index(),

@@ -389,7 +389,7 @@ impl GroupCoordinator {
             ("compression.type".to_string(), "producer".to_string()),
         ]);
         match broker
-            .create_topic(OFFSETS_TOPIC, self.partitions(), configs, false)
+            .create_topic(OFFSETS_TOPIC, self.partitions(), 1, None, configs, false)
             .await
         {
             Ok(_) => Ok(()),

@@ -30,7 +30,7 @@ pub async fn handle(
                     &resource.resource_name,
                     request.validate_only,
                     move |current| {
-                        *current = configs;
+                        *current = configs.clone();
                         Ok(())
                     },
                 )

@@ -5,14 +5,13 @@ use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use crate::{ApiError, Broker};
+use crate::Broker;
 
 pub async fn handle(
     broker: &Broker,
     request: CreatePartitionsRequest,
     _version: i16,
 ) -> CreatePartitionsResponse {
-    let node = broker.config.node_id;
     let mut results = Vec::with_capacity(request.topics.len());
     let mut counts = std::collections::HashMap::new();
     for topic in &request.topics {
@@ -57,22 +56,14 @@ pub async fn handle(
             );
             continue;
         }
-        let assignments_ok = topic.assignments.as_ref().is_none_or(|list| {
+        let replicas = topic.assignments.as_ref().map(|list| {
             list.iter()
-                .all(|a| a.broker_ids.len() == 1 && a.broker_ids[0].0 == node)
+                .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                .collect()
         });
-        let result = if assignments_ok {
-            broker
-                .create_partitions(&topic.name.0, topic.count, request.validate_only)
-                .await
-        } else {
-            Err(ApiError::new(
-                ResponseError::InvalidReplicaAssignment,
-                format!(
-                    "this cluster has one broker, node {node}; assign new partitions to it alone"
-                ),
-            ))
-        };
+        let result = broker
+            .create_partitions(&topic.name.0, topic.count, replicas, request.validate_only)
+            .await;
         let mut response = CreatePartitionsTopicResult::default().with_name(topic.name);
         if let Err(e) = result {
             response = response

@@ -66,9 +66,9 @@ async fn create(
             ),
         ));
     }
-    let node = broker.config.node_id;
     let mut partitions = topic.num_partitions;
     let mut replication_factor = topic.replication_factor;
+    let mut replicas = None;
     if !topic.assignments.is_empty() {
         if partitions != -1 || replication_factor != -1 {
             return Err(ApiError::new(
@@ -83,36 +83,22 @@ async fn create(
                     "replica assignments must cover partitions 0, 1, 2, ... in order",
                 ));
             }
-            if assignment.broker_ids.iter().any(|b| b.0 != node) || assignment.broker_ids.len() != 1
-            {
-                return Err(ApiError::new(
-                    ResponseError::InvalidReplicaAssignment,
-                    format!("this cluster has one broker, node {node}; assign each partition to it alone"),
-                ));
-            }
         }
         partitions = topic.assignments.len() as i32;
-        replication_factor = 1;
+        replicas = Some(
+            topic
+                .assignments
+                .iter()
+                .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                .collect(),
+        );
+        replication_factor = topic.assignments[0].broker_ids.len() as i16;
     }
     if partitions == -1 {
         partitions = broker.config.num_partitions;
     }
     if replication_factor == -1 {
         replication_factor = broker.config.default_replication_factor;
-    }
-    if replication_factor < 1 {
-        return Err(ApiError::new(
-            ResponseError::InvalidReplicationFactor,
-            format!("replication factor must be at least 1, not {replication_factor}"),
-        ));
-    }
-    if replication_factor > 1 {
-        return Err(ApiError::new(
-            ResponseError::InvalidReplicationFactor,
-            format!(
-                "replication factor {replication_factor} is larger than the 1 broker available"
-            ),
-        ));
     }
     let mut configs = BTreeMap::new();
     for config in topic.configs {
@@ -124,8 +110,15 @@ async fn create(
         };
         configs.insert(config.name.to_string(), value.to_string());
     }
-    let created = broker
-        .create_topic(&topic.name.0, partitions, configs, validate_only)
+    let (created, replication_factor) = broker
+        .create_topic(
+            &topic.name.0,
+            partitions,
+            replication_factor,
+            replicas,
+            configs,
+            validate_only,
+        )
         .await?;
     let effective = broker.topic_config(&created);
     let configs = effective

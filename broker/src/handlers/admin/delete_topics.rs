@@ -39,7 +39,7 @@ pub async fn handle(
             continue;
         };
         responses.push(match broker.delete_topic(&resolved).await {
-            Ok(topic) => result.with_topic_id(topic.id),
+            Ok(id) => result.with_topic_id(id),
             Err(e) => result
                 .with_error_code(e.code.code())
                 .with_error_message(Some(StrBytes::from_string(e.message))),

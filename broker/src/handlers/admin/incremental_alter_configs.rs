@@ -34,7 +34,7 @@ pub async fn handle(
                     &resource.resource_name,
                     request.validate_only,
                     move |current| {
-                        for op in ops {
+                        for op in ops.iter().cloned() {
                             let name = op.name.to_string();
                             let value = op.value.map(|v| v.to_string());
                             let list =

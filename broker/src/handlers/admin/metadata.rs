@@ -76,10 +76,17 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
                     {
                         let partitions = broker.config.num_partitions;
                         match broker
-                            .create_topic(&name, partitions, BTreeMap::new(), false)
+                            .create_topic(
+                                &name,
+                                partitions,
+                                broker.config.default_replication_factor,
+                                None,
+                                BTreeMap::new(),
+                                false,
+                            )
                             .await
                         {
-                            Ok(topic) => Ok(topic),
+                            Ok((topic, _)) => Ok(topic),
                             // Another client created it first.
                             Err(e) if e.code == ResponseError::TopicAlreadyExists => {
                                 broker.image().topics.get(&name).cloned().ok_or(e.code)
