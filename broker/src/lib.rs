@@ -229,7 +229,7 @@ impl Broker {
         let (transport, voters) = quorum_start::start_transport(node, &config).await?;
         let metadata = Arc::new(MetadataCache::default());
         let quorum = quorum_start::spawn_voter(node, &transport, &disk, &config, voters, &metadata);
-        quorum_start::replay(&quorum, &metadata, config.single_voter()).await?;
+        let held = quorum_start::replay(&quorum, &metadata, config.single_voter()).await?;
         let migrating = !pre_quorum.is_empty();
         quorum_start::migrate(&quorum, &metadata, &disk, &config, pre_quorum).await?;
         let image = metadata.image();
@@ -245,7 +245,7 @@ impl Broker {
             .into());
         }
         let found = Self::partition_dirs(disk.as_ref(), &config).await?;
-        if image.cluster_id.is_empty() && !migrating {
+        if image.cluster_id.is_empty() && !migrating && held == 0 {
             if let Some((_, path)) = found.first() {
                 return Err(BrokerError::NoMetadata {
                     dir: path.parent().map(PathBuf::from).unwrap_or_default(),
@@ -354,10 +354,10 @@ impl Broker {
         let me = self.config.node_id;
         let mut owned = BTreeMap::new();
         for (tp, path) in found {
-            let is_owned = image
-                .topics
-                .get(&tp.topic)
-                .is_some_and(|t| t.replicas_of(tp.partition).contains(&me));
+            let marked = partition::read_topic_id(self.disk.as_ref(), &path).await?;
+            let is_owned = image.topics.get(&tp.topic).is_some_and(|t| {
+                t.replicas_of(tp.partition).contains(&me) && marked.is_none_or(|id| id == t.id)
+            });
             if is_owned && !owned.contains_key(&tp) {
                 owned.insert(tp, path);
             } else {
@@ -386,7 +386,10 @@ impl Broker {
                 })
                 .buffer_unordered(OPEN_CONCURRENCY);
         while let Some(partition) = opened.next().await {
-            self.insert_partition(partition?);
+            let partition = partition?;
+            let topic_id = image.topics[&partition.tp.topic].id;
+            partition::write_topic_id(self.disk.as_ref(), partition.dir(), topic_id).await?;
+            self.insert_partition(partition);
         }
         Ok(())
     }
@@ -529,15 +532,24 @@ impl Broker {
         dirs[spread % dirs.len()].join(tp.dir_name())
     }
 
+    /// Opens a partition the image places here; `topic_id` is its topic's.
     async fn open_partition(
         &self,
         tp: TopicPartition,
+        topic_id: uuid::Uuid,
         config: PartitionConfig,
     ) -> Result<(), LogError> {
         let dir = self.partition_dir(&tp);
         if self.disk.exists(&dir).await? {
-            tracing::warn!(dir = %dir.display(), "removing the files of an earlier topic of this name");
-            delete_dir(self.disk.as_ref(), &dir).await?;
+            match partition::read_topic_id(self.disk.as_ref(), &dir).await? {
+                Some(found) if found != topic_id => {
+                    tracing::warn!(dir = %dir.display(), "removing the files of an earlier topic of this name");
+                    delete_dir(self.disk.as_ref(), &dir).await?;
+                }
+                // Ours (its files were found before the image named them) or unmarked by
+                // an older Runnel: recovered, never removed on a guess.
+                _ => {}
+            }
         }
         let partition = Partition::open(
             &self.node,
@@ -549,6 +561,7 @@ impl Broker {
             self.config.fault_actor_crash_probability,
         )
         .await?;
+        partition::write_topic_id(self.disk.as_ref(), &dir, topic_id).await?;
         if let Some(parent) = dir.parent() {
             self.disk.sync_dir(parent).await?;
         }
@@ -592,7 +605,7 @@ impl Broker {
                     Some(_) => {}
                     None => {
                         let tp = TopicPartition::new(topic.name.clone(), index);
-                        self.open_partition(tp, config.clone()).await?;
+                        self.open_partition(tp, topic.id, config.clone()).await?;
                     }
                 }
             }
@@ -892,7 +905,7 @@ impl Broker {
     }
 }
 
-fn unexpected(answer: ControllerAnswer) -> ApiError {
+pub(crate) fn unexpected(answer: ControllerAnswer) -> ApiError {
     ApiError::new(
         ResponseError::UnknownServerError,
         format!("the controller answered {answer:?}, which does not fit the request"),

@@ -25,6 +25,8 @@ pub const PRE_QUORUM_FILE: &str = "__cluster_metadata-0.pre-quorum";
 const STATUS_POLL: Duration = Duration::from_millis(10);
 /// How long a start waits to have replayed what its own log holds committed.
 const REPLAY_WAIT: Duration = Duration::from_secs(60);
+/// How long a voter of a larger quorum waits at start to hear its leader.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(10);
 
 /// A metadata log of the single-node format (no `quorum-state` beside its segments) is
 /// read, its records saved beside it, and the directory cleared for the quorum's log.
@@ -137,32 +139,46 @@ pub fn spawn_voter(
     QuorumHandle::spawn(node, transport, disk.clone(), quorum_config, apply)
 }
 
-/// Waits until the voter has applied what its log holds committed: for a quorum of one,
-/// everything it holds (it leads at once); otherwise what it knew committed at start.
+/// Waits until the voter has applied its log. A quorum of one leads at once and applies
+/// everything it holds. A voter of a larger quorum waits (for a while) to hear the leader
+/// and apply what it says is committed; without a leader it goes on with what it has, and
+/// the publisher catches up later. Returns how many entries the log held at start.
 pub async fn replay(
     quorum: &QuorumHandle,
     metadata: &MetadataCache,
     single_voter: bool,
-) -> Result<(), BrokerError> {
-    let deadline = tokio::time::Instant::now() + REPLAY_WAIT;
-    let mut target = None;
+) -> Result<u64, BrokerError> {
+    let patience = if single_voter {
+        REPLAY_WAIT
+    } else {
+        CATCH_UP_WAIT
+    };
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut held = None;
     loop {
         if let Ok(status) = quorum.status(crate::controller::STATUS_TIMEOUT).await {
-            let goal = *target.get_or_insert(if single_voter {
-                status.last_index
+            let held = *held.get_or_insert(status.last_index);
+            let caught_up = if single_voter {
+                status.leader_ready && status.applied_index >= held
             } else {
-                status.commit_index
-            });
-            let caught_up = status.applied_index >= goal;
-            if caught_up && (!single_voter || status.leader_ready) {
+                status.leader.is_some() && status.applied_index >= status.commit_index
+            };
+            if caught_up {
                 assert!(metadata.image().offset <= status.applied_index);
-                return Ok(());
+                return Ok(held);
             }
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(BrokerError::NotReplayed {
-                waited_ms: REPLAY_WAIT.as_millis() as u64,
-            });
+            if single_voter {
+                return Err(BrokerError::NotReplayed {
+                    waited_ms: REPLAY_WAIT.as_millis() as u64,
+                });
+            }
+            tracing::warn!(
+                waited_ms = CATCH_UP_WAIT.as_millis() as u64,
+                "no quorum leader heard yet; starting from the metadata this node has"
+            );
+            return Ok(held.unwrap_or(0));
         }
         tokio::time::sleep(STATUS_POLL).await;
     }

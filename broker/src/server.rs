@@ -3,7 +3,8 @@
 //! [`BrokerServer::start`] puts everything the broker runs under the node's supervision:
 //! the Kafka listener's accept loop (restarted if it panics), one task per connection,
 //! and the periodic work of [`crate::housekeeping`] as actors on timers.
-//! [`BrokerServer::shutdown`] stops in order: stop accepting, let the requests being
+//! [`BrokerServer::shutdown`] stops in order: ask the controller to fence this broker
+//! (a controlled shutdown), stop accepting, let the requests being
 //! handled finish within a bounded wait, stop the timers (so the coordinators see no more
 //! input), flush every partition, then shut the node down.
 
@@ -100,6 +101,8 @@ impl BrokerServer {
     /// when flushing fails.
     pub async fn shutdown(self, grace: Duration) -> Result<Stopped, PartitionError> {
         let started = Instant::now();
+        // Fenced first, so clients learn to go elsewhere while this broker still answers.
+        self.broker.controlled_shutdown().await;
         let _ = self.draining.send(true);
         let all = u32::try_from(MAX_CONNECTIONS).expect("MAX_CONNECTIONS fits a u32");
         let drained = tokio::time::timeout(grace, self.connections.acquire_many(all)).await;

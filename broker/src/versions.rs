@@ -24,8 +24,8 @@ pub fn supported_versions(api_key: ApiKey) -> Option<VersionRange> {
         ApiKey::DescribeConfigs => (0, 4),
         ApiKey::AlterConfigs => (0, 2),
         ApiKey::IncrementalAlterConfigs => (0, 1),
-        // v2 adds fenced brokers; one node is never fenced.
         ApiKey::DescribeCluster => (0, 2),
+        ApiKey::DescribeQuorum => (0, 2),
         ApiKey::DescribeTopicPartitions => (0, 0),
         ApiKey::DescribeLogDirs => (0, 4),
         ApiKey::DescribeClientQuotas => (0, 1),

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cluster;
 mod connect;
 mod consume;
 mod groups;
@@ -38,6 +39,7 @@ enum Command {
     Consume(consume::ConsumeArgs),
     Perf(perf::PerfArgs),
     Connect(connect::ConnectArgs),
+    Cluster(cluster::ClusterArgs),
 }
 
 fn main() -> ExitCode {
@@ -75,5 +77,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Consume(args) => consume::run(args).await,
         Command::Perf(args) => perf::run(args).await,
         Command::Connect(args) => connect::run(args).await,
+        Command::Cluster(args) => cluster::run(args).await,
     }
 }

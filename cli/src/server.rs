@@ -1,4 +1,5 @@
-//! `runnel server`: a single-node broker (broker and controller in one process).
+//! `runnel server`: one node, broker and controller in one process (Kafka's combined
+//! mode): alone by default, or one voter of the quorum `controller.quorum.voters` names.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -49,11 +50,13 @@ pub fn load_config(
     if let Some(dir) = data_dir {
         properties.insert("log.dirs".into(), dir.display().to_string());
     }
+    let mut config = BrokerConfig::from_properties(properties)
+        .context("the broker configuration is invalid; fix the setting named above")?;
+    // Only the client listener: a CONTROLLER listener in the file stays as it is.
     if let Some(listen) = listen {
-        properties.insert("listeners".into(), format!("PLAINTEXT://{listen}"));
+        config.listen = listen;
     }
-    BrokerConfig::from_properties(properties)
-        .context("the broker configuration is invalid; fix the setting named above")
+    Ok(config)
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -77,8 +80,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let server = BrokerServer::start(&node, broker.clone(), listener);
     let mut stop = StopSignals::register()?;
     eprintln!(
-        "runnel: broker {node_id} listening on {bound} (cluster {}), data in {data}; Ctrl-C stops it",
-        broker.image().cluster_id
+        "runnel: broker {node_id} listening on {bound} (cluster {}, controller quorum on {}), data in {data}; Ctrl-C stops it",
+        broker.image().cluster_id,
+        broker.controller_addr(),
     );
 
     let mut node_down = node.shutdown_signal();

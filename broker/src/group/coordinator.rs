@@ -60,6 +60,16 @@ pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
 }
 
 /// Group ids of the membership APIs: not empty, and short enough for Kafka's record keys.
+/// A shard coordinates its groups on the broker that serves its partition; before
+/// `__consumer_offsets` exists, every broker takes the request (and creates it).
+fn coordinates_here(broker: &Broker, index: i32) -> bool {
+    let image = broker.image();
+    match image.topics.get(OFFSETS_TOPIC) {
+        Some(topic) => image.leader_of(topic, index) == Some(broker.config.node_id),
+        None => true,
+    }
+}
+
 pub fn check_group_id(group_id: &str) -> Result<(), ResponseError> {
     if group_id.is_empty() {
         return Err(ResponseError::InvalidGroupId);
@@ -324,13 +334,18 @@ impl GroupCoordinator {
         self.runtime()
             .run(self.partition_for(group_id), move |broker, shard| {
                 Box::pin(async move {
+                    if !coordinates_here(broker, shard.index) {
+                        return None;
+                    }
                     let answer = job(broker, shard).await;
                     broker.groups.note_groups(shard);
-                    answer
+                    Some(answer)
                 })
             })
             .await
-            .map_err(|_| ResponseError::NotCoordinator)
+            .ok()
+            .flatten()
+            .ok_or(ResponseError::NotCoordinator)
     }
 
     pub fn partition_for(&self, group_id: &str) -> i32 {

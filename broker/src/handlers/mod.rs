@@ -109,6 +109,9 @@ pub async fn handle(broker: &Broker, request: Request, peer: SocketAddr) -> Opti
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(admin::describe_cluster::handle(broker, r, v))
         }
+        RequestKind::DescribeQuorum(r) => {
+            ResponseKind::DescribeQuorum(admin::describe_quorum::handle(broker, r, v).await)
+        }
         RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(
             admin::describe_topic_partitions::handle(broker, r, v),
         ),

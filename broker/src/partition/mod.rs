@@ -708,3 +708,49 @@ impl PartitionState {
         Ok(())
     }
 }
+
+/// Kafka's `partition.metadata`: which topic (by id) a partition directory belongs to, so
+/// the files of a deleted topic are told from those of a new topic of the same name.
+pub const PARTITION_METADATA_FILE: &str = "partition.metadata";
+
+/// The topic id `dir` was created for; `None` for a directory of an older Runnel (or
+/// a marker a crash left unreadable), which is then recovered rather than removed.
+pub async fn read_topic_id(
+    disk: &dyn Disk,
+    dir: &std::path::Path,
+) -> Result<Option<uuid::Uuid>, LogError> {
+    let path = dir.join(PARTITION_METADATA_FILE);
+    if !disk.exists(&path).await? {
+        return Ok(None);
+    }
+    let file = disk
+        .open(&path, runnel_storage::disk::OpenMode::Existing)
+        .await?;
+    let size = file.size_bytes().await? as usize;
+    let bytes = runnel_storage::disk::read_agreed(file.as_ref(), 0, size).await?;
+    let text = String::from_utf8_lossy(&bytes);
+    Ok(text
+        .lines()
+        .find_map(|line| line.strip_prefix("topic_id: "))
+        .and_then(|id| uuid::Uuid::parse_str(id.trim()).ok()))
+}
+
+/// Marks `dir` as topic `topic_id`'s, crash-safely, unless it is already.
+pub async fn write_topic_id(
+    disk: &dyn Disk,
+    dir: &std::path::Path,
+    topic_id: uuid::Uuid,
+) -> Result<(), LogError> {
+    if read_topic_id(disk, dir).await? == Some(topic_id) {
+        return Ok(());
+    }
+    let text = format!("version: 0\ntopic_id: {topic_id}\n");
+    runnel_storage::log::checkpoint::replace_file(
+        disk,
+        dir,
+        PARTITION_METADATA_FILE,
+        text.as_bytes(),
+    )
+    .await?;
+    Ok(())
+}

@@ -79,6 +79,7 @@ pub fn client_versions(api: ApiKey) -> Option<(i16, i16)> {
         // v0: the coordinator names new members (v1 wants a client-chosen UUID).
         ApiKey::ConsumerGroupHeartbeat => (0, 0),
         ApiKey::ConsumerGroupDescribe => (0, 1),
+        ApiKey::DescribeQuorum => (0, 2),
         _ => return None,
     };
     let crate_range = api.valid_versions();

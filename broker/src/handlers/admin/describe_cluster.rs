@@ -25,8 +25,6 @@ pub fn handle(
             .with_controller_id(BrokerId(-1))
             .with_endpoint_type(ENDPOINT_BROKERS);
     }
-    let node = BrokerId(broker.config.node_id);
-    let (host, port) = broker.advertised();
     let operations = if request.include_cluster_authorized_operations {
         authorized_operations::CLUSTER
     } else {
@@ -34,10 +32,18 @@ pub fn handle(
     };
     DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(broker.image().cluster_id.clone()))
-        .with_controller_id(node)
+        .with_controller_id(super::metadata::controller_id(broker))
         .with_cluster_authorized_operations(operations)
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(node)
-            .with_host(StrBytes::from_string(host.to_string()))
-            .with_port(i32::from(port))])
+        .with_brokers(
+            super::metadata::cluster_brokers(broker)
+                .into_iter()
+                .map(|b| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(b.node_id)
+                        .with_host(b.host)
+                        .with_port(b.port)
+                        .with_rack(b.rack)
+                })
+                .collect(),
+        )
 }

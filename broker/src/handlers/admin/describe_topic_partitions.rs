@@ -6,9 +6,7 @@
 use kafka_protocol::messages::describe_topic_partitions_response::{
     Cursor, DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
 };
-use kafka_protocol::messages::{
-    BrokerId, DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse,
-};
+use kafka_protocol::messages::{DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse};
 use kafka_protocol::ResponseError;
 use runnel_protocol::kafka::topic_name;
 
@@ -25,7 +23,6 @@ pub fn handle(
     _version: i16,
 ) -> DescribeTopicPartitionsResponse {
     let image = broker.image();
-    let node = BrokerId(broker.config.node_id);
     let broker_limit = broker
         .config
         .properties
@@ -89,17 +86,17 @@ pub fn handle(
         budget -= last - first;
         let partitions = (first..last)
             .map(|index| {
-                let (error, offline) = partition_status(broker, &name, index);
+                let status = partition_status(broker, topic, index);
                 DescribeTopicPartitionsResponsePartition::default()
-                    .with_error_code(error)
+                    .with_error_code(status.error)
                     .with_partition_index(index)
-                    .with_leader_id(node)
+                    .with_leader_id(status.leader)
                     .with_leader_epoch(0)
-                    .with_replica_nodes(vec![node])
-                    .with_isr_nodes(vec![node])
+                    .with_replica_nodes(status.replicas)
+                    .with_isr_nodes(status.isr)
                     .with_eligible_leader_replicas(Some(Vec::new()))
                     .with_last_known_elr(Some(Vec::new()))
-                    .with_offline_replicas(offline)
+                    .with_offline_replicas(status.offline)
             })
             .collect();
         topics.push(

@@ -18,8 +18,6 @@ use crate::metadata::TopicImage;
 use crate::Broker;
 
 pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
-    let node = BrokerId(broker.config.node_id);
-    let (host, port) = broker.advertised();
     let image = broker.image();
     // v0 sends an empty list for "all topics"; later versions send null.
     let requested: Option<Vec<(Option<String>, uuid::Uuid)>> = match request.topics {
@@ -36,7 +34,7 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
     match requested {
         None => {
             for topic in image.topics.values() {
-                topics.push(describe(broker, topic, node));
+                topics.push(describe(broker, topic));
             }
         }
         Some(list) => {
@@ -97,7 +95,7 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
                     None => Err(ResponseError::UnknownTopicOrPartition),
                 };
                 match topic {
-                    Ok(topic) => topics.push(describe(broker, &topic, node)),
+                    Ok(topic) => topics.push(describe(broker, &topic)),
                     Err(code) => topics.push(
                         MetadataResponseTopic::default()
                             .with_name(Some(topic_name(&name)))
@@ -108,12 +106,9 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
         }
     }
     MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(node)
-            .with_host(StrBytes::from_string(host.to_string()))
-            .with_port(i32::from(port))])
+        .with_brokers(cluster_brokers(broker))
         .with_cluster_id(Some(StrBytes::from_string(image.cluster_id.clone())))
-        .with_controller_id(node)
+        .with_controller_id(controller_id(broker))
         .with_cluster_authorized_operations(authorized_operations::if_asked(
             request.include_cluster_authorized_operations,
             authorized_operations::CLUSTER,
@@ -133,30 +128,93 @@ pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> 
         )
 }
 
-/// A partition's error code and offline replicas, as Metadata and DescribeTopicPartitions
-/// report them: an offline replica is Kafka's KAFKA_STORAGE_ERROR, listed as offline (the
-/// broker's log says why).
-pub fn partition_status(broker: &Broker, topic: &str, index: i32) -> (i16, Vec<BrokerId>) {
-    let node = BrokerId(broker.config.node_id);
-    match broker.partition(topic, index) {
-        Some(p) if p.is_offline() => (ResponseError::KafkaStorageError.code(), vec![node]),
-        Some(_) => (0, Vec::new()),
-        None => (ResponseError::LeaderNotAvailable.code(), Vec::new()),
-    }
+/// A partition as Metadata and DescribeTopicPartitions report it.
+pub struct PartitionStatus {
+    pub error: i16,
+    /// -1 when no live broker serves it.
+    pub leader: BrokerId,
+    pub replicas: Vec<BrokerId>,
+    pub isr: Vec<BrokerId>,
+    /// An offline replica here is Kafka's KAFKA_STORAGE_ERROR (the broker's log says why).
+    pub offline: Vec<BrokerId>,
 }
 
-fn describe(broker: &Broker, topic: &TopicImage, node: BrokerId) -> MetadataResponseTopic {
+pub fn partition_status(broker: &Broker, topic: &TopicImage, index: i32) -> PartitionStatus {
+    let image = broker.image();
+    let replicas: Vec<BrokerId> = topic
+        .replicas_of(index)
+        .iter()
+        .map(|&b| BrokerId(b))
+        .collect();
+    let leader = image.leader_of(topic, index);
+    let mut status = PartitionStatus {
+        error: 0,
+        leader: BrokerId(leader.unwrap_or(-1)),
+        isr: leader.map(BrokerId).into_iter().collect(),
+        replicas,
+        offline: Vec::new(),
+    };
+    if leader.is_none() {
+        status.error = ResponseError::LeaderNotAvailable.code();
+    } else if leader == Some(broker.config.node_id) {
+        match broker.partition(&topic.name, index) {
+            Some(p) if p.is_offline() => {
+                status.error = ResponseError::KafkaStorageError.code();
+                status.offline = vec![status.leader];
+            }
+            Some(_) => {}
+            // Placed here, and not open yet: the publisher is on its way.
+            None => status.error = ResponseError::LeaderNotAvailable.code(),
+        }
+    }
+    status
+}
+
+/// The brokers clients may reach: the live ones, and this one (it answers, after all).
+pub fn cluster_brokers(broker: &Broker) -> Vec<MetadataResponseBroker> {
+    let image = broker.image();
+    let me = broker.config.node_id;
+    let mut brokers: Vec<MetadataResponseBroker> = image
+        .live_brokers()
+        .filter(|b| b.id != me)
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(StrBytes::from_string(b.host.clone()))
+                .with_port(i32::from(b.port))
+                .with_rack(b.rack.clone().map(StrBytes::from_string))
+        })
+        .collect();
+    let (host, port) = broker.advertised();
+    brokers.push(
+        MetadataResponseBroker::default()
+            .with_node_id(BrokerId(me))
+            .with_host(StrBytes::from_string(host.to_string()))
+            .with_port(i32::from(port))
+            .with_rack(broker.config.broker_rack.clone().map(StrBytes::from_string)),
+    );
+    brokers.sort_by_key(|b| b.node_id.0);
+    brokers
+}
+
+/// The controller clients are told of: the active one, or this broker while there is
+/// none (every broker forwards controller requests).
+pub fn controller_id(broker: &Broker) -> BrokerId {
+    BrokerId(broker.active_controller().unwrap_or(broker.config.node_id))
+}
+
+fn describe(broker: &Broker, topic: &TopicImage) -> MetadataResponseTopic {
     let partitions = (0..topic.partitions)
         .map(|index| {
-            let (error, offline) = partition_status(broker, &topic.name, index);
+            let status = partition_status(broker, topic, index);
             MetadataResponsePartition::default()
-                .with_error_code(error)
+                .with_error_code(status.error)
                 .with_partition_index(index)
-                .with_leader_id(node)
+                .with_leader_id(status.leader)
                 .with_leader_epoch(0)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
-                .with_offline_replicas(offline)
+                .with_replica_nodes(status.replicas)
+                .with_isr_nodes(status.isr)
+                .with_offline_replicas(status.offline)
         })
         .collect();
     MetadataResponseTopic::default()

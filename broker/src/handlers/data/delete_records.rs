@@ -5,7 +5,6 @@ use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
-use kafka_protocol::ResponseError;
 
 use crate::{ApiError, Broker};
 
@@ -38,8 +37,6 @@ pub async fn handle(
 }
 
 async fn delete(broker: &Broker, topic: &str, index: i32, offset: i64) -> Result<i64, ApiError> {
-    let partition = broker.partition(topic, index).ok_or_else(|| {
-        ApiError::new(ResponseError::UnknownTopicOrPartition, "unknown partition")
-    })?;
+    let partition = broker.serving(topic, index)?;
     Ok(partition.delete_records(offset).await?)
 }

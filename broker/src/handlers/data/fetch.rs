@@ -309,12 +309,7 @@ async fn read_one(
     any: bool,
 ) -> Result<Answer, ApiError> {
     let (topic, index) = (&w.key.0, w.key.1);
-    let partition = broker.partition(topic, index).ok_or_else(|| {
-        ApiError::new(
-            ResponseError::UnknownTopicOrPartition,
-            format!("no partition {topic}-{index}"),
-        )
-    })?;
+    let partition = broker.serving(topic, index)?;
     // KIP-320: this broker's leader epoch is always 0 on a single node.
     if w.current_leader_epoch > 0 {
         return Err(ApiError::new(

@@ -26,16 +26,13 @@ pub async fn handle(
         for p in topic.partitions {
             let response =
                 ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
-            let result = match broker.partition(&topic.name.0, p.partition_index) {
-                None => Err(ApiError::new(
-                    ResponseError::UnknownTopicOrPartition,
-                    "unknown partition",
-                )),
-                Some(_) if p.current_leader_epoch > 0 => Err(ApiError::new(
+            let result = match broker.serving(&topic.name.0, p.partition_index) {
+                Err(e) => Err(e),
+                Ok(_) if p.current_leader_epoch > 0 => Err(ApiError::new(
                     ResponseError::UnknownLeaderEpoch,
                     "epoch from the future",
                 )),
-                Some(partition) => lookup(&partition, p.timestamp).await,
+                Ok(partition) => lookup(&partition, p.timestamp).await,
             };
             partitions.push(match result {
                 Ok((offset, timestamp)) => response

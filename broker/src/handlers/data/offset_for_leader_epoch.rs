@@ -19,14 +19,17 @@ pub async fn handle(
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for p in topic.partitions {
             let response = EpochEndOffset::default().with_partition(p.partition);
-            let Some(partition) = broker.partition(&topic.topic.0, p.partition) else {
-                partitions.push(
-                    response
-                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                        .with_leader_epoch(-1)
-                        .with_end_offset(-1),
-                );
-                continue;
+            let partition = match broker.serving(&topic.topic.0, p.partition) {
+                Ok(partition) => partition,
+                Err(e) => {
+                    partitions.push(
+                        response
+                            .with_error_code(e.code.code())
+                            .with_leader_epoch(-1)
+                            .with_end_offset(-1),
+                    );
+                    continue;
+                }
             };
             if p.current_leader_epoch > 0 {
                 partitions.push(

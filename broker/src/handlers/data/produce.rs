@@ -117,7 +117,7 @@ async fn append(
         )
         .into());
     }
-    let partition = broker.partition(topic, index).ok_or_else(unknown)?;
+    let partition = broker.serving(topic, index)?;
     let records = records.unwrap_or_default();
     // Kafka's ProduceRequest rule: v3 and later carry only magic v2 batches. The magic
     // byte sits at offset 16 in every message format.

@@ -11,7 +11,7 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use crate::group::coordinator::check_group_id;
+use crate::group::coordinator::{check_group_id, OFFSETS_TOPIC};
 use crate::{ApiError, Broker};
 
 const GROUP_KEY: i8 = 0;
@@ -37,12 +37,32 @@ async fn find(broker: &Broker, key: &str, key_type: i8) -> Result<Found, ApiErro
                 .ensure_topic(broker)
                 .await
                 .map_err(|e| ApiError::new(ResponseError::CoordinatorNotAvailable, e.message))?;
-            let (host, port) = broker.advertised();
-            Ok(Found {
-                node_id: broker.config.node_id,
-                host: host.to_string(),
-                port: i32::from(port),
-            })
+            let index = broker.groups.partition_for(key);
+            let image = broker.image();
+            let leader = image
+                .topics
+                .get(OFFSETS_TOPIC)
+                .and_then(|t| image.leader_of(t, index))
+                .and_then(|id| image.brokers.get(&id));
+            match leader {
+                Some(b) if b.id == broker.config.node_id => {
+                    let (host, port) = broker.advertised();
+                    Ok(Found {
+                        node_id: b.id,
+                        host: host.to_string(),
+                        port: i32::from(port),
+                    })
+                }
+                Some(b) => Ok(Found {
+                    node_id: b.id,
+                    host: b.host.clone(),
+                    port: i32::from(b.port),
+                }),
+                None => Err(ApiError::new(
+                    ResponseError::CoordinatorNotAvailable,
+                    format!("{OFFSETS_TOPIC}-{index}, where this group lives, has no live broker right now; retry"),
+                )),
+            }
         }
         TRANSACTION_KEY => Err(ApiError::new(
             ResponseError::CoordinatorNotAvailable,
