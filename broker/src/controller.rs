@@ -655,8 +655,10 @@ fn rack_alternated(image: &MetadataImage) -> Vec<i32> {
     ordered
 }
 
-/// How long a forwarded command may take, commit included.
+/// How long a forwarded change may take, commit included.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
+/// A question changes nothing, so one unanswered soon is asked again (of a new leader).
+const QUESTION_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Serves the commands other nodes forward to this one's controller.
 pub(crate) fn serve(broker: &Arc<Broker>) {
@@ -699,8 +701,17 @@ pub(crate) async fn forward(
     let request = ControllerRequest {
         json: Bytes::from(serde_json::to_vec(command).expect("commands serialize")),
     };
-    match transport.ask(leader, &request, FORWARD_TIMEOUT).await {
+    let question = matches!(command, ControllerCommand::DescribeQuorum);
+    let timeout = if question {
+        QUESTION_TIMEOUT
+    } else {
+        FORWARD_TIMEOUT
+    };
+    match transport.ask(leader, &request, timeout).await {
         Ok(reply) => decode_outcome(&reply.json).map_err(ApiError::from),
+        Err(e) if question => Err(not_controller(format!(
+            "the active controller, node {leader}, did not answer: {e}"
+        ))),
         // Sent, perhaps applied: only the client can decide to try again.
         Err(e @ (TransportError::Timeout { .. } | TransportError::PeerDown { .. })) => {
             Err(ApiError::new(

@@ -208,7 +208,7 @@ const SELF_QUORUM_WAIT: Duration = Duration::from_secs(30);
 const APPLY_WAIT: Duration = Duration::from_secs(10);
 /// A change refused with NOT_CONTROLLER (an election) is retried this often, this long.
 const NOT_CONTROLLER_RETRY: Duration = Duration::from_millis(100);
-const NOT_CONTROLLER_PATIENCE: Duration = Duration::from_secs(3);
+const NOT_CONTROLLER_PATIENCE: Duration = Duration::from_secs(5);
 
 impl Broker {
     /// Joins the controller quorum, replays the metadata log and opens every partition

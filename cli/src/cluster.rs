@@ -24,6 +24,8 @@ const UP_WAIT: Duration = Duration::from_secs(60);
 const DOWN_WAIT: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(100);
 const PID_FILE: &str = "pid";
+/// Each node's answer to `status` may take this long (a node may be stopping).
+const STATUS_TIMEOUT_MS: u64 = 3_000;
 
 /// A local cluster of Runnel nodes, each its own process.
 #[derive(clap::Args)]
@@ -285,7 +287,12 @@ async fn wait_until_up(nodes: &[NodeDir]) -> anyhow::Result<()> {
 }
 
 async fn describe_quorum(node: &NodeDir) -> anyhow::Result<DescribeQuorumResponse> {
-    let conn = Connection::connect(&node.kafka_addr(), ConnectionConfig::default()).await?;
+    let config = ConnectionConfig {
+        connect_timeout_ms: STATUS_TIMEOUT_MS,
+        request_timeout_ms: STATUS_TIMEOUT_MS,
+        ..ConnectionConfig::default()
+    };
+    let conn = Connection::connect(&node.kafka_addr(), config).await?;
     let request = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
         .with_topic_name(StrBytes::from_static_str("__cluster_metadata").into())
         .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
@@ -299,15 +306,25 @@ async fn describe_quorum(node: &NodeDir) -> anyhow::Result<DescribeQuorumRespons
 
 async fn status(dir: &Path) -> anyhow::Result<()> {
     let nodes = node_dirs(dir)?;
-    let mut quorum = None;
+    // Every running node is asked; the answer of the latest epoch is the quorum's now.
+    let mut quorum: Option<kafka_protocol::messages::describe_quorum_response::PartitionData> =
+        None;
     for node in nodes.iter().filter(|n| n.running_pid().is_some()) {
-        if let Ok(response) = describe_quorum(node).await {
-            quorum = response
-                .topics
-                .into_iter()
-                .next()
-                .and_then(|t| t.partitions.into_iter().next());
-            break;
+        let Ok(response) = describe_quorum(node).await else {
+            continue;
+        };
+        let answer = response
+            .topics
+            .into_iter()
+            .next()
+            .and_then(|t| t.partitions.into_iter().next());
+        if let Some(answer) = answer {
+            if quorum
+                .as_ref()
+                .is_none_or(|q| answer.leader_epoch > q.leader_epoch)
+            {
+                quorum = Some(answer);
+            }
         }
     }
     match &quorum {

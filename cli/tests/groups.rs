@@ -1054,7 +1054,12 @@ async fn consumer_protocol_member_that_stops_polling_leaves_and_returns() {
         );
         ra.expect("a polls");
         rb.expect("b polls");
-        assert!(Instant::now() < deadline, "no split");
+        assert!(
+            Instant::now() < deadline,
+            "no split: {:?} {:?}",
+            a.assignment(),
+            b.assignment()
+        );
     }
     // a pauses; b alone keeps polling and gets both partitions.
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -62,10 +62,15 @@ pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
 /// Group ids of the membership APIs: not empty, and short enough for Kafka's record keys.
 /// A shard coordinates its groups on the broker that serves its partition; before
 /// `__consumer_offsets` exists, every broker takes the request (and creates it).
+/// Once it exists, the shard's partition must also be open here (the publisher opens it
+/// just after the topic is created), or the shard's writes would have nowhere to go.
 fn coordinates_here(broker: &Broker, index: i32) -> bool {
     let image = broker.image();
     match image.topics.get(OFFSETS_TOPIC) {
-        Some(topic) => image.leader_of(topic, index) == Some(broker.config.node_id),
+        Some(topic) => {
+            image.leader_of(topic, index) == Some(broker.config.node_id)
+                && broker.partition(OFFSETS_TOPIC, index).is_some()
+        }
         None => true,
     }
 }

@@ -1,0 +1,232 @@
+//! A real three-process cluster on loopback, started with `runnel cluster up`: topics
+//! placed over the brokers and read back through any of them; the active controller
+//! killed with SIGKILL, a new one elected and topics still created; the old one restarted
+//! and caught up. The election time and the metadata commit latency are printed (they are
+//! measurements, not assertions: this machine is noisy).
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use support::{run_with, unique_topic, Run};
+
+/// Node N's client port is BASE+N-1 and its controller port BASE+100+N-1: a base whose
+/// six ports are all free now.
+fn free_base_port() -> u16 {
+    for _ in 0..200 {
+        let base = support::free_port();
+        if base > 65_000 {
+            continue;
+        }
+        let ports = [0, 1, 2, 100, 101, 102].map(|offset| base + offset);
+        let free = ports
+            .iter()
+            .all(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok());
+        if free {
+            return base;
+        }
+    }
+    panic!("no six free ports found");
+}
+
+fn cluster(dir: &Path, args: &[&str]) -> Run {
+    let dir = dir.display().to_string();
+    run_with(&["cluster", args[0], "--dir", &dir], &args[1..], "")
+}
+
+/// The quorum leader's node id and epoch, as `runnel cluster status` reports them.
+fn leader(dir: &Path) -> Option<(i32, i64)> {
+    let status = cluster(dir, &["status"]);
+    let line = status
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("quorum leader: node "))?;
+    let rest = line.strip_prefix("quorum leader: node ")?;
+    let (node, rest) = rest.split_once(", epoch ")?;
+    let (epoch, _) = rest.split_once(',')?;
+    Some((node.parse().ok()?, epoch.parse().ok()?))
+}
+
+fn pid_of(dir: &Path, node: i32) -> i32 {
+    std::fs::read_to_string(dir.join(format!("node-{node}/pid")))
+        .expect("a running node has a pid file")
+        .trim()
+        .parse()
+        .expect("a pid")
+}
+
+fn topics(bootstrap: &str, args: &[&str]) -> Run {
+    run_with(&["topics", "--bootstrap-server", bootstrap], args, "")
+}
+
+/// Retries `attempt` until it succeeds or `limit` passes; the last run is returned.
+fn retry(limit: Duration, mut attempt: impl FnMut() -> Run) -> Run {
+    let deadline = Instant::now() + limit;
+    loop {
+        let run = attempt();
+        if run.ok || Instant::now() > deadline {
+            return run;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn percentile(sorted: &[u128], p: f64) -> u128 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[test]
+fn a_three_node_cluster_survives_its_controller_being_killed() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let dir = data.path().join("cluster");
+    let base = free_base_port();
+    let up = cluster(
+        &dir,
+        &["up", "--nodes", "3", "--base-port", &base.to_string()],
+    );
+    assert!(up.ok, "{}\n{}", up.stdout, up.stderr);
+    let bootstrap: Vec<String> = (0..3).map(|i| format!("127.0.0.1:{}", base + i)).collect();
+    assert!(up.stdout.contains(&bootstrap.join(",")), "{}", up.stdout);
+
+    let (first_leader, first_epoch) = leader(&dir).expect("a leader once the cluster is up");
+    let other = |not: i32| bootstrap[(not as usize) % 3].clone();
+
+    // Placed over the three brokers, written through one and read through another.
+    let topic = unique_topic("spread");
+    let created = topics(
+        &other(first_leader),
+        &["create", "--topic", &topic, "--partitions", "6"],
+    );
+    assert!(created.ok, "{}", created.stderr);
+    let described = topics(&bootstrap[0], &["describe", "--topic", &topic]);
+    let leaders: std::collections::BTreeSet<&str> = described
+        .stdout
+        .lines()
+        .filter_map(|l| l.split("Leader: ").nth(1)?.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        leaders.len(),
+        3,
+        "six partitions on three brokers: {}",
+        described.stdout
+    );
+    let lines: String = (0..200).map(|i| format!("record-{i}\n")).collect();
+    let produced = run_with(
+        &[
+            "produce",
+            "--bootstrap-server",
+            &bootstrap[1],
+            "--topic",
+            &topic,
+        ],
+        &[],
+        &lines,
+    );
+    assert!(produced.ok, "{}", produced.stderr);
+    let consumed = run_with(
+        &[
+            "consume",
+            "--bootstrap-server",
+            &bootstrap[2],
+            "--topic",
+            &topic,
+        ],
+        &["--from-beginning", "--max-messages", "200"],
+        "",
+    );
+    assert!(consumed.ok, "{}", consumed.stderr);
+    let mut got: Vec<&str> = consumed.stdout.lines().collect();
+    got.sort_unstable();
+    let mut want: Vec<String> = (0..200).map(|i| format!("record-{i}")).collect();
+    want.sort_unstable();
+    assert_eq!(got, want, "every record, once, through another broker");
+
+    // Metadata commit latency: topic creations one after another, through a follower.
+    let mut latencies_ms = Vec::new();
+    for _ in 0..20 {
+        let started = Instant::now();
+        let run = topics(
+            &other(first_leader),
+            &["create", "--topic", &unique_topic("latency")],
+        );
+        assert!(run.ok, "{}", run.stderr);
+        latencies_ms.push(started.elapsed().as_millis());
+    }
+    latencies_ms.sort_unstable();
+    println!(
+        "metadata commit (CreateTopics through a follower, CLI process included): p50 {} ms, p99 {} ms",
+        percentile(&latencies_ms, 0.5),
+        percentile(&latencies_ms, 0.99)
+    );
+
+    // SIGKILL the active controller: another is elected, in a later epoch.
+    let killed_at = Instant::now();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid_of(&dir, first_leader)).expect("pid"),
+        rustix::process::Signal::KILL,
+    )
+    .expect("kill");
+    let mut new_leader = None;
+    while killed_at.elapsed() < Duration::from_secs(30) {
+        if let Some((node, epoch)) = leader(&dir) {
+            if node != first_leader && epoch > first_epoch {
+                new_leader = Some(node);
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let new_leader = new_leader.expect("a new controller within 30 s");
+    println!(
+        "election after SIGKILL of the active controller (node {first_leader} to node {new_leader}): {} ms, polling included",
+        killed_at.elapsed().as_millis()
+    );
+    let survivor = bootstrap[(new_leader - 1) as usize].clone();
+    let after = unique_topic("after-kill");
+    let created = retry(Duration::from_secs(20), || {
+        topics(
+            &survivor,
+            &["create", "--topic", &after, "--partitions", "2"],
+        )
+    });
+    assert!(created.ok, "{}", created.stderr);
+
+    // The old controller restarts, catches up and serves the topic created without it.
+    let again = cluster(
+        &dir,
+        &["up", "--nodes", "3", "--base-port", &base.to_string()],
+    );
+    assert!(again.ok, "{}\n{}", again.stdout, again.stderr);
+    let restarted = bootstrap[(first_leader - 1) as usize].clone();
+    let seen = retry(Duration::from_secs(20), || {
+        let run = topics(&restarted, &["describe", "--topic", &after]);
+        let placed = run.stdout.contains("PartitionCount: 2") && !run.stdout.contains("none");
+        Run {
+            ok: run.ok && placed,
+            ..run
+        }
+    });
+    assert!(
+        seen.ok,
+        "the restarted node knows the new topic: {}{}",
+        seen.stdout, seen.stderr
+    );
+    let status = cluster(&dir, &["status"]);
+    assert_eq!(
+        status.stdout.matches("running").count(),
+        3,
+        "{}",
+        status.stdout
+    );
+
+    let down = cluster(&dir, &["down"]);
+    assert!(down.ok, "{}", down.stderr);
+    assert_eq!(
+        down.stdout.matches("stopped (pid").count(),
+        3,
+        "{}",
+        down.stdout
+    );
+    assert!(leader(&dir).is_none(), "nothing answers after down");
+}
