@@ -344,3 +344,20 @@ def test_producer_and_consumer_perf_tests_report_every_record(tools):
     result = dict(zip(header, row))
     assert int(result["data.consumed.in.nMsg"]) == n, out
     assert abs(float(result["data.consumed.in.MB"]) - n * 100 / (1024 * 1024)) < 0.01, out
+
+
+# ---------------------------------------------------------------- the controller quorum
+
+def test_metadata_quorum_describe_status_and_replication(tools):
+    """A single node is its own quorum of one: Kafka's tool reads it through DescribeQuorum."""
+    status = tools.run("kafka-metadata-quorum", "--bootstrap-server", tools.bootstrap, "describe", "--status").stdout
+    fields = dict(re.findall(r"^(\w+):\s+(.*)$", status, re.M))
+    assert fields["LeaderId"] == "1", status
+    assert int(fields["LeaderEpoch"]) >= 1, status
+    assert int(fields["HighWatermark"]) >= 1, status
+    assert fields["MaxFollowerLag"] == "0", status
+    assert '"id": 1' in fields["CurrentVoters"] and "CONTROLLER://" in fields["CurrentVoters"], status
+    replication = tools.run("kafka-metadata-quorum", "--bootstrap-server", tools.bootstrap,
+                            "describe", "--replication").stdout
+    rows = [line.split() for line in replication.splitlines()[1:] if line.strip()]
+    assert [(row[0], row[-1]) for row in rows] == [("1", "Leader")], replication

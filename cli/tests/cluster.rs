@@ -230,3 +230,68 @@ fn a_three_node_cluster_survives_its_controller_being_killed() {
     );
     assert!(leader(&dir).is_none(), "nothing answers after down");
 }
+
+/// Kafka's own `kafka-metadata-quorum` reads the three-node quorum, before and after its
+/// leader is killed. Ignored by default (it needs Kafka's jars and a JVM); `ci/test` runs
+/// it with `RUNNEL_KAFKA_HOME` set.
+#[test]
+#[ignore]
+fn kafka_metadata_quorum_reads_a_three_node_cluster() {
+    let home = std::env::var("RUNNEL_KAFKA_HOME")
+        .expect("RUNNEL_KAFKA_HOME names Apache Kafka's home (ci/kafka-setup prints it)");
+    let tool = std::path::Path::new(&home).join("bin/kafka-metadata-quorum.sh");
+    let data = tempfile::tempdir().expect("tempdir");
+    let dir = data.path().join("cluster");
+    let base = free_base_port();
+    let up = cluster(
+        &dir,
+        &["up", "--nodes", "3", "--base-port", &base.to_string()],
+    );
+    assert!(up.ok, "{}\n{}", up.stdout, up.stderr);
+    let describe = |bootstrap: &str| {
+        let out = std::process::Command::new(&tool)
+            .args(["--bootstrap-server", bootstrap, "describe", "--status"])
+            .env("KAFKA_HEAP_OPTS", "-Xmx256m")
+            .output()
+            .expect("kafka-metadata-quorum runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}:")))
+                .map(|v| v.trim().to_string())
+        };
+        (
+            field("LeaderId"),
+            field("LeaderEpoch"),
+            field("CurrentVoters"),
+            text,
+        )
+    };
+    let (leader_id, epoch, voters, text) = describe(&format!("127.0.0.1:{base}"));
+    let (first, first_epoch) = leader(&dir).expect("a leader");
+    assert_eq!(leader_id, Some(first.to_string()), "{text}");
+    assert_eq!(epoch, Some(first_epoch.to_string()), "{text}");
+    let voters = voters.unwrap_or_default();
+    for id in 1..=3 {
+        assert!(voters.contains(&format!("\"id\": {id}")), "{text}");
+    }
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid_of(&dir, first)).expect("pid"),
+        rustix::process::Signal::KILL,
+    )
+    .expect("kill");
+    let survivor = format!("127.0.0.1:{}", base + (first as u16 % 3));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (leader_id, _, _, text) = describe(&survivor);
+        if leader_id.as_deref().is_some_and(|l| l != first.to_string()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new leader in Kafka's tool: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(cluster(&dir, &["down"]).ok);
+}
