@@ -161,6 +161,9 @@ struct Reconciled {
     error: Option<ApiError>,
 }
 
+/// A topic with partitions here: its id and the overrides its partitions were given.
+type LocalTopic = (uuid::Uuid, BTreeMap<String, String>);
+
 /// This broker's registration with the controller, once it has one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Registration {
@@ -187,7 +190,7 @@ pub struct Broker {
     controller: OnceLock<coordinator::ShardRuntime<Controller>>,
     partitions: std::sync::RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     /// Topics with partitions here: the id and overrides they were opened with.
-    local_topics: tokio::sync::Mutex<HashMap<String, (uuid::Uuid, BTreeMap<String, String>)>>,
+    local_topics: tokio::sync::Mutex<HashMap<String, LocalTopic>>,
     reconciled: watch::Sender<Reconciled>,
     registration: watch::Sender<Option<Registration>>,
     /// Producer ids `start..end` are this broker's to hand out.
