@@ -186,16 +186,20 @@ fn not_controller(message: impl Into<String>) -> ApiError {
     ApiError::new(ResponseError::NotController, message)
 }
 
-/// Why a proposal failed, as the client should hear it.
+/// Why a proposal failed, as the client should hear it. Only a proposal that was surely
+/// not appended, or surely replaced, is NOT_CONTROLLER (which is retried); one that may
+/// still commit is REQUEST_TIMED_OUT, for the client to judge.
 pub fn propose_error(e: ProposeError) -> ApiError {
     match e {
-        ProposeError::Timeout { .. } => {
-            ApiError::new(ResponseError::RequestTimedOut, e.to_string())
+        ProposeError::NotLeader { .. } | ProposeError::Superseded { .. } => {
+            not_controller(e.to_string())
         }
         ProposeError::Busy { .. } => {
             ApiError::new(ResponseError::ThrottlingQuotaExceeded, e.to_string())
         }
-        _ => not_controller(e.to_string()),
+        ProposeError::Timeout { .. } | ProposeError::Stopped(_) | ProposeError::Empty => {
+            ApiError::new(ResponseError::RequestTimedOut, e.to_string())
+        }
     }
 }
 
@@ -226,7 +230,7 @@ impl Controller {
                 .quorum
                 .status(STATUS_TIMEOUT)
                 .await
-                .map_err(propose_error)?;
+                .map_err(|e| not_controller(e.to_string()))?;
             if !status.is_leader {
                 return Err(not_controller(match status.leader {
                     Some(leader) => format!("node {leader} is the active controller now"),
@@ -366,7 +370,7 @@ impl Controller {
             .quorum
             .status(STATUS_TIMEOUT)
             .await
-            .map_err(propose_error)?;
+            .map_err(|e| not_controller(e.to_string()))?;
         if !status.leader_ready {
             return Ok(0);
         }

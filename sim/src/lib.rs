@@ -14,7 +14,7 @@
 //!   the report;
 //! - [`counter`]: the durable counter service and its client, which the counter workload
 //!   runs; `wire`: the raw Kafka client the broker workloads use;
-//! - `workload`: one module per workload (counter, kafka, group, quorum);
+//! - `workload`: one module per workload (counter, kafka, group, quorum, metadata);
 //! - [`run_seed`], here: the dispatch from a [`Workload`] to its module.
 //!
 //! The history, checkers, options and report compile everywhere; the rest needs madsim.
@@ -45,5 +45,6 @@ pub fn run_seed(opts: &SimOptions) -> RunReport {
         Workload::Kafka => harness::run_in_simulator(opts, workload::kafka::run),
         Workload::Group => harness::run_in_simulator(opts, workload::group::run),
         Workload::Quorum => harness::run_in_simulator(opts, workload::quorum::run),
+        Workload::Metadata => harness::run_in_simulator(opts, workload::metadata::run),
     }
 }

@@ -6,11 +6,14 @@
 //! - [`group`]: the Kafka data anomalies plus ownership, commits and at-least-once
 //!   processing of one consumer group;
 //! - [`quorum`]: the controller quorum's committed logs (Raft's agreement, and every
-//!   acknowledged proposal where it was acknowledged).
+//!   acknowledged proposal where it was acknowledged);
+//! - [`metadata`]: topics created and deleted through real brokers, against every
+//!   broker's Metadata at the end.
 
 pub mod counter;
 pub mod group;
 pub mod kafka;
+pub mod metadata;
 pub mod quorum;
 
 use serde::Serialize;
@@ -119,5 +122,16 @@ pub enum Anomaly {
         server: u64,
         last_index: u64,
         longest: u64,
+    },
+    /// Metadata workload: after healing, brokers disagree on whether a topic exists.
+    MetadataDiverged {
+        id: u64,
+        present_on: Vec<u64>,
+        absent_on: Vec<u64>,
+    },
+    /// Metadata workload: its deletion was acknowledged, yet the topic is there.
+    DeletedButPresent {
+        id: u64,
+        server: u64,
     },
 }

@@ -24,6 +24,9 @@ pub enum Workload {
     /// Proposers against `servers` voters of the controller quorum (raft-rs on our log):
     /// Raft's agreement and every acknowledged commit kept.
     Quorum,
+    /// Topic creations and deletions through `servers` real brokers that form the
+    /// controller quorum: every broker ends with the same topics, as clients were told.
+    Metadata,
 }
 
 /// Which faults the nemesis may inject.

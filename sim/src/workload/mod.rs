@@ -6,7 +6,9 @@
 //! - [`counter`]: the durable counter on `servers` nodes over the node transport;
 //! - [`kafka`]: producers and consumers by assignment against one broker;
 //! - [`group`]: a producer and the members of one consumer group against one broker;
-//! - [`quorum`]: proposers against the controller quorum's voters (raft-rs on our log).
+//! - [`quorum`]: proposers against the controller quorum's voters (raft-rs on our log);
+//! - [`metadata`]: topic creations and deletions through a cluster of real brokers whose
+//!   controller quorum they form.
 //!
 //! The Kafka and group workloads share the broker and its final read ([`broker`]) and the
 //! producer ([`producer`]).
@@ -15,5 +17,6 @@ mod broker;
 pub(crate) mod counter;
 pub(crate) mod group;
 pub(crate) mod kafka;
+pub(crate) mod metadata;
 mod producer;
 pub(crate) mod quorum;
