@@ -12,6 +12,7 @@ pub mod api;
 pub mod config;
 pub mod converter;
 pub mod data;
+pub mod distributed;
 pub mod entities;
 pub mod error;
 pub mod file;
