@@ -5,3 +5,6 @@
 
 pub mod assignor;
 pub mod protocol;
+pub mod log;
+pub mod member;
+pub mod records;
