@@ -31,6 +31,13 @@ pub enum ConnectError {
     Kafka(#[from] KafkaError),
     #[error(transparent)]
     Disk(#[from] DiskError),
+    /// A rebalance is under way, or a write reached a worker that does not lead the
+    /// group (HTTP 409, Kafka's answer while rebalancing).
+    #[error("{0}")]
+    Conflict(String),
+    /// Not built in this mode yet (HTTP 501).
+    #[error("{0}")]
+    Unsupported(String),
     /// The worker is gone (shut down) or did not answer in time.
     #[error("the Connect worker is not answering: {0}")]
     Worker(String),
@@ -41,7 +48,8 @@ impl ConnectError {
     pub fn http_status(&self) -> u16 {
         match self {
             ConnectError::NotFound(_) => 404,
-            ConnectError::AlreadyExists(_) => 409,
+            ConnectError::AlreadyExists(_) | ConnectError::Conflict(_) => 409,
+            ConnectError::Unsupported(_) => 501,
             ConnectError::BadRequest(_) | ConnectError::Config(_) | ConnectError::Plugin(_) => 400,
             _ => 500,
         }

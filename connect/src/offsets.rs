@@ -23,7 +23,7 @@ use crate::error::ConnectError;
 
 enum Backing {
     File { disk: Arc<dyn Disk>, path: PathBuf },
-    Topic(tokio::sync::Mutex<TopicLog>),
+    Topic(Box<tokio::sync::Mutex<TopicLog>>),
 }
 
 impl std::fmt::Debug for Backing {
@@ -89,7 +89,7 @@ impl OffsetStore {
     /// Reads the offset topic to its end.
     pub async fn open_topic(log: TopicLog) -> Result<OffsetStore, ConnectError> {
         let store = OffsetStore {
-            backing: Backing::Topic(tokio::sync::Mutex::new(log)),
+            backing: Backing::Topic(Box::new(tokio::sync::Mutex::new(log))),
             offsets: Mutex::new(BTreeMap::new()),
             write: tokio::sync::Mutex::new(()),
         };

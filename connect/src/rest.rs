@@ -13,7 +13,10 @@ use crate::entities::{
 };
 use crate::error::ConnectError;
 use crate::http::{percent_decode, percent_encode, HttpRequest, HttpResponse};
-use crate::worker::{Herder, TargetState};
+use crate::worker::{Herder, Leadership, TargetState};
+
+/// How long a forwarded request may take at the leader (Kafka's request timeout).
+pub const FORWARD_TIMEOUT_MS: u64 = 90_000;
 
 fn error(status: u16, message: impl Into<String>) -> HttpResponse {
     HttpResponse::json(
@@ -62,8 +65,78 @@ fn bool_param(req: &HttpRequest, name: &str) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
-/// Answers one REST request.
+/// Whether Kafka's distributed herder does this only on the leader: every write but
+/// pause, resume and plugin validation, which any worker does.
+fn needs_leader(method: &str, segs: &[&str]) -> bool {
+    !matches!(
+        (method, segs),
+        ("GET", _)
+            | (_, ["connector-plugins", ..])
+            | ("PUT", ["connectors", _, "pause" | "resume"])
+    )
+}
+
+/// Kafka's forwarding: a worker that does not lead sends the request on to the leader,
+/// marked `forward=true`; that hop marks it `forward=false`; a third is refused.
+async fn forward(leader_url: &str, req: &HttpRequest) -> HttpResponse {
+    let hops_left = match req.param("forward") {
+        None => "true",
+        Some(v) if v.eq_ignore_ascii_case("true") => "false",
+        Some(_) => {
+            return error(
+                409,
+                "Cannot complete request because of a conflicting operation (e.g. worker rebalance)",
+            )
+        }
+    };
+    let authority = match crate::http::url_authority(leader_url) {
+        Ok(a) => a,
+        Err(e) => return error(500, format!("The leader's URL {leader_url} is unusable: {e}")),
+    };
+    let mut target = req.path.clone();
+    let mut sep = '?';
+    for (k, v) in req.query.iter().filter(|(k, _)| k != "forward") {
+        target.push_str(&format!("{sep}{}={}", percent_encode(k), percent_encode(v)));
+        sep = '&';
+    }
+    target.push_str(&format!("{sep}forward={hops_left}"));
+    let body = (!req.body.is_empty()).then_some(req.body.as_slice());
+    match crate::http::request(&authority, &req.method, &target, body, FORWARD_TIMEOUT_MS).await {
+        Ok((status, body)) => HttpResponse {
+            status,
+            body: (!body.is_empty()).then_some(body),
+            location: None,
+        },
+        Err(e) => error(500, format!("Could not forward the request to the leader at {leader_url}: {e}")),
+    }
+}
+
+/// Answers one REST request; in a distributed cluster, writes go to the leader.
 pub async fn handle(herder: &Herder, req: HttpRequest) -> HttpResponse {
+    let segments: Vec<String> = req
+        .path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_decode(s, false))
+        .collect();
+    let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+    if needs_leader(&req.method, &segs) {
+        match herder.leadership().await {
+            Leadership::Leader => {}
+            Leadership::Follower(url) => return forward(&url, &req).await,
+            Leadership::Rebalancing => {
+                return error(
+                    409,
+                    "Cannot complete request momentarily due to no known leader URL, likely because a rebalance was underway.",
+                )
+            }
+        }
+    }
+    route(herder, req).await
+}
+
+async fn route(herder: &Herder, req: HttpRequest) -> HttpResponse {
     let segments: Vec<String> = req
         .path
         .trim_matches('/')

@@ -18,6 +18,9 @@ use crate::entities::{
     ConfigInfos, ConnectorInfo, ConnectorOffset, ConnectorOffsets, ConnectorState,
     ConnectorStateInfo, TaskId, TaskInfo, TaskState,
 };
+use crate::distributed::config::DistributedConfig;
+pub use crate::distributed::herder::Leadership;
+use crate::distributed::herder::DistributedWorker;
 use crate::error::ConnectError;
 use crate::offsets::OffsetStore;
 use crate::settings::Shared;
@@ -875,14 +878,14 @@ impl Handler<TopicUsed> for Worker {
 
 /// One connector instance in its own actor, so its code never runs in the worker's.
 pub(crate) struct ConnectorActor {
-    instance: AnyConnector,
+    pub instance: AnyConnector,
 }
 
 impl Actor for ConnectorActor {}
 
 pub(crate) struct StartConnector {
-    config: Config,
-    max_tasks: usize,
+    pub config: Config,
+    pub max_tasks: usize,
 }
 message!(StartConnector => Result<Vec<Config>, ConnectError>);
 pub(crate) struct StopConnector;
@@ -922,8 +925,18 @@ impl Handler<StopConnector> for ConnectorActor {
 /// the worker actor, so a test or the simulator can use them without HTTP.
 #[derive(Clone)]
 pub struct Herder {
-    addr: Addr<Worker>,
+    addr: WorkerAddr,
     shared: Arc<Shared>,
+}
+
+/// The actor behind a herder: Kafka's standalone herder, or the distributed one.
+#[derive(Clone)]
+enum WorkerAddr {
+    Standalone(Addr<Worker>),
+    Distributed {
+        addr: Addr<DistributedWorker>,
+        member_stop: Arc<tokio::sync::watch::Sender<bool>>,
+    },
 }
 
 impl Herder {
@@ -956,18 +969,51 @@ impl Herder {
                 next_generation: 0,
             },
         );
-        Ok(Herder { addr, shared })
+        Ok(Herder {
+            addr: WorkerAddr::Standalone(addr),
+            shared,
+        })
+    }
+
+    /// Starts a distributed worker on `node`: creates and reads the config, offset and
+    /// status topics, then joins the group `group.id`.
+    pub async fn start_distributed(
+        node: &Node,
+        config: DistributedConfig,
+        plugins: Plugins,
+        disk: Arc<dyn Disk>,
+        worker_id: String,
+    ) -> Result<Herder, ConnectError> {
+        let started = crate::distributed::herder::start(node, config, plugins, disk, worker_id).await?;
+        Ok(Herder {
+            addr: WorkerAddr::Distributed {
+                addr: started.addr,
+                member_stop: Arc::new(started.member_stop),
+            },
+            shared: started.shared,
+        })
+    }
+
+    /// Who leads the group; a standalone worker always leads itself.
+    pub async fn leadership(&self) -> Leadership {
+        match &self.addr {
+            WorkerAddr::Standalone(_) => Leadership::Leader,
+            WorkerAddr::Distributed { addr, .. } => crate::distributed::herder::leadership(addr).await,
+        }
     }
 
     async fn call<M>(&self, msg: M) -> Result<M::Reply, ConnectError>
     where
         Worker: Handler<M>,
+        DistributedWorker: Handler<M>,
         M: Message,
     {
-        self.addr
-            .ask(msg, Duration::from_millis(REQUEST_TIMEOUT_MS))
-            .await
-            .map_err(|e| ConnectError::Worker(e.to_string()))
+        let timeout = Duration::from_millis(REQUEST_TIMEOUT_MS);
+        let answer = match &self.addr {
+            WorkerAddr::Standalone(a) => a.ask(msg, timeout).await,
+            WorkerAddr::Distributed { addr, .. } => addr.ask(msg, timeout).await,
+        };
+        answer.map_err(|e| ConnectError::Worker(e.to_string()))
     }
 
     pub fn worker_id(&self) -> &str {
@@ -1058,6 +1104,8 @@ impl Herder {
     /// consumer group.
     pub async fn offsets(&self, name: &str) -> Result<ConnectorOffsets, ConnectError> {
         let kind = self.call(OffsetsOf(name.into())).await??;
+        // A distributed worker reads what the others committed first.
+        self.shared.offsets.refresh().await?;
         let offsets = match kind {
             ConnectorType::Source => self
                 .shared
@@ -1140,7 +1188,16 @@ impl Herder {
                 .saturating_mul(4)
                 .max(1000),
         );
-        if let Err(e) = self.addr.ask(StopAll, timeout).await {
+        let stopped = match &self.addr {
+            WorkerAddr::Standalone(a) => a.ask(StopAll, timeout).await,
+            WorkerAddr::Distributed { addr, member_stop } => {
+                let stopped = addr.ask(StopAll, timeout).await;
+                // Then leave the group, so the others take the work over at once.
+                let _ = member_stop.send(true);
+                stopped
+            }
+        };
+        if let Err(e) = stopped {
             tracing::warn!(error = %e, "worker did not stop cleanly");
         }
     }

@@ -8,3 +8,5 @@ pub mod protocol;
 pub mod log;
 pub mod member;
 pub mod records;
+pub mod config;
+pub mod herder;

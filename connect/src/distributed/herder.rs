@@ -1,0 +1,1116 @@
+//! The distributed herder (Kafka's `DistributedHerder`): one actor per worker that reads
+//! the config and status topics, runs the connectors and tasks the group's leader gave
+//! it, computes the assignment when it leads, and answers the REST API. Its membership
+//! runs in [`run_member`], a task of its own, since JoinGroup and SyncGroup wait for the
+//! whole group and must not hold the actor's mailbox.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use runnel_actors::{Actor, Addr, Context, Handler, Message, Node, RestartPolicy};
+use runnel_client::kafka::{Admin, ClientConfig, Cluster};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::assignor::Assignor;
+use super::config::DistributedConfig;
+use super::log::{ensure_topic, TopicLog};
+use super::member::{Member, MemberConfig};
+use super::protocol::{
+    decode_assignment, decode_metadata, encode_assignment, encode_metadata, version_of,
+    Assignment, ConnectorsAndTasks, WorkerState, CONFIG_MISMATCH, NO_ERROR,
+};
+use super::records::{self, ConfigChange, ConfigState, StatusRecord, StatusState};
+use crate::api::{ConnectorType, PluginDesc, Plugins};
+use crate::config::{get_int, Config};
+use crate::entities::{ConnectorInfo, ConnectorState, ConnectorStateInfo, TaskId, TaskInfo, TaskState};
+use crate::error::ConnectError;
+use crate::offsets::OffsetStore;
+use crate::settings::Shared;
+use crate::task::{spawn_task, State, TaskHandle, TaskListener, TaskSpec, TaskStatusChanged};
+use crate::validate::{find_plugin, validate_connector_config};
+use crate::worker::{
+    ConnectorActor, Delete, GetTaskStatus, Info, List, ModifyOffsets, OffsetsOf, Put,
+    ResetTopics, Restart, RestartTask, SetTarget, StartConnector, Status, StatusChanged, StopAll,
+    StopConnector, TargetState, Tasks, TopicUsed, Topics, WORKER_MAILBOX,
+};
+
+/// How often the herder reads what the config and status topics gained.
+pub const TICK_MS: u64 = 250;
+/// Bound on pending rejoin requests; one pending is as good as many.
+const REJOIN_QUEUE: usize = 1;
+/// How long the member loop waits for the herder to answer it.
+const HERDER_ASK_MS: u64 = 120_000;
+/// Pause after a failed join before trying again.
+const JOIN_BACKOFF_MS: u64 = 500;
+
+/// Who leads the group, as far as this worker knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Leadership {
+    /// This worker leads: writes are done here.
+    Leader,
+    /// Another worker leads, reached at this URL.
+    Follower(String),
+    /// A rebalance is under way or none has completed: Kafka answers 409.
+    Rebalancing,
+}
+
+struct RunningConnector {
+    actor: Option<Addr<ConnectorActor>>,
+}
+
+struct RunningTask {
+    handle: Option<TaskHandle>,
+    generation: u64,
+    config: Config,
+}
+
+/// The distributed herder's actor.
+pub struct DistributedWorker {
+    shared: Arc<Shared>,
+    dist: Arc<DistributedConfig>,
+    config_log: TopicLog,
+    status_log: TopicLog,
+    config: ConfigState,
+    status: StatusState,
+    assignor: Assignor,
+    started: Instant,
+    leadership: Leadership,
+    member_id: String,
+    generation: i32,
+    last_completed_generation: i32,
+    /// What the group gave this worker: the connectors and tasks it runs.
+    assignment: ConnectorsAndTasks,
+    connectors: BTreeMap<String, RunningConnector>,
+    tasks: BTreeMap<TaskId, RunningTask>,
+    next_task_generation: u64,
+    rejoin: mpsc::Sender<&'static str>,
+}
+
+impl Actor for DistributedWorker {}
+
+macro_rules! message {
+    ($t:ty => $r:ty) => {
+        impl Message for $t {
+            type Reply = $r;
+        }
+    };
+}
+
+/// The member loop asks for the metadata to join with.
+pub(crate) struct Snapshot;
+message!(Snapshot => WorkerState);
+/// The member loop, leading, asks for every member's assignment.
+pub(crate) struct Lead {
+    generation: i32,
+    leader_id: String,
+    protocol: String,
+    members: Vec<(String, Vec<u8>)>,
+}
+message!(Lead => Result<Vec<(String, Vec<u8>)>, ConnectError>);
+/// A rebalance started (JoinGroup sent).
+pub(crate) struct Rebalancing;
+message!(Rebalancing => ());
+/// SyncGroup's answer.
+pub(crate) struct Assigned {
+    generation: i32,
+    member_id: String,
+    assignment: Assignment,
+}
+message!(Assigned => ());
+#[derive(Clone)]
+pub(crate) struct Tick;
+message!(Tick => ());
+pub(crate) struct GetLeadership;
+message!(GetLeadership => Leadership);
+
+#[async_trait::async_trait]
+impl TaskListener for Addr<DistributedWorker> {
+    async fn status_changed(&self, change: TaskStatusChanged) {
+        if self.tell(StatusChanged(change)).await.is_err() {
+            tracing::debug!("worker gone; a task status was not reported");
+        }
+    }
+
+    async fn topic_used(&self, connector: String, topic: String) {
+        let _ = self.tell(TopicUsed { connector, topic }).await;
+    }
+}
+
+fn not_found(name: &str) -> ConnectError {
+    ConnectError::NotFound(format!("Connector {name} not found"))
+}
+
+fn not_leader() -> ConnectError {
+    ConnectError::Conflict(
+        "Cannot complete request because of a conflicting operation (e.g. worker rebalance)"
+            .into(),
+    )
+}
+
+fn unsupported(what: &str) -> ConnectError {
+    ConnectError::Unsupported(format!(
+        "{what} is not supported by Runnel's distributed worker yet; Kafka's own worker does it"
+    ))
+}
+
+impl DistributedWorker {
+    fn request_rejoin(&self, reason: &'static str) {
+        // Full means a rejoin is already pending.
+        let _ = self.rejoin.try_send(reason);
+    }
+
+    fn now_ms(&self) -> i64 {
+        // Never 0, which the assignor reads as "no rebalance scheduled".
+        self.started.elapsed().as_millis() as i64 + 1
+    }
+
+    fn require_leader(&self) -> Result<(), ConnectError> {
+        match self.leadership {
+            Leadership::Leader => Ok(()),
+            _ => Err(not_leader()),
+        }
+    }
+
+    fn plugin_of(&self, name: &str) -> Result<PluginDesc, ConnectError> {
+        let config = self.config.connectors.get(name).ok_or_else(|| not_found(name))?;
+        Ok(find_plugin(&self.shared.plugins, config)?.clone())
+    }
+
+    /// Reads what the config topic gained and acts on each change.
+    async fn read_config(&mut self, ctx: &mut Context<Self>) -> Result<(), ConnectError> {
+        let records = self.config_log.read_to_end().await?;
+        let mut changes = Vec::new();
+        for r in records {
+            let Some(key) = r.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()) else {
+                continue;
+            };
+            let existed = key
+                .strip_prefix(records::CONNECTOR_PREFIX)
+                .is_some_and(|n| self.config.connectors.contains_key(n));
+            let change = self.config.apply(r.offset, key, r.value.as_deref());
+            changes.push((change, existed));
+        }
+        for (change, existed) in changes {
+            self.on_config_change(change, existed, ctx).await;
+        }
+        Ok(())
+    }
+
+    async fn on_config_change(&mut self, change: ConfigChange, existed: bool, ctx: &mut Context<Self>) {
+        match change {
+            ConfigChange::None => {}
+            ConfigChange::Connector(name) => {
+                if !existed {
+                    self.request_rejoin("connector created");
+                } else if self.connectors.contains_key(&name) {
+                    // A new config: the connector starts again and may hand out new tasks.
+                    self.stop_connector(&name).await;
+                    self.start_connector(&name).await;
+                }
+            }
+            ConfigChange::Removed(_) => self.request_rejoin("connector deleted"),
+            ConfigChange::Tasks(name) => {
+                let restart: Vec<TaskId> = self
+                    .tasks
+                    .iter()
+                    .filter(|(id, t)| {
+                        id.connector == name
+                            && self
+                                .config
+                                .tasks
+                                .get(&name)
+                                .and_then(|c| c.get(id.task as usize))
+                                .is_some_and(|c| *c != t.config)
+                    })
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in restart {
+                    self.stop_task(&id, false).await;
+                    self.start_task(&id, ctx).await;
+                }
+                self.request_rejoin("task configs changed");
+            }
+            ConfigChange::Target(name) => self.on_target_change(&name).await,
+        }
+    }
+
+    async fn on_target_change(&mut self, name: &str) {
+        let target = self.config.target(name);
+        if self.connectors.contains_key(name) {
+            let running = self.connectors[name].actor.is_some();
+            match (target, running) {
+                (TargetState::Stopped, true) => {
+                    self.stop_connector(name).await;
+                    self.put_connector_status(name, State::Stopped, None).await;
+                }
+                (TargetState::Stopped, false) => {}
+                (_, false) => self.start_connector(name).await,
+                (t, true) => {
+                    let state = if t == TargetState::Paused {
+                        State::Paused
+                    } else {
+                        State::Running
+                    };
+                    self.put_connector_status(name, state, None).await;
+                }
+            }
+        }
+        let paused = target == TargetState::Paused;
+        let handles: Vec<TaskHandle> = self
+            .tasks
+            .iter()
+            .filter(|(id, _)| id.connector == name)
+            .filter_map(|(_, t)| t.handle.clone())
+            .collect();
+        for h in handles {
+            h.set_paused(paused).await;
+        }
+        // A stopped connector's tasks leave the assignment, a resumed one's come back.
+        self.request_rejoin("target state changed");
+    }
+
+    fn read_status(&mut self, records: Vec<runnel_client::kafka::ConsumerRecord>) {
+        for r in records {
+            if let Some(key) = r.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()) {
+                self.status.apply(key, r.value.as_deref());
+            }
+        }
+    }
+
+    async fn write_status(&mut self, key: String, status: Option<StatusRecord>) {
+        let value = status.as_ref().map(|s| Bytes::from(records::status_value(s)));
+        if let Err(e) = self.status_log.send(Bytes::from(key.clone()), value).await {
+            tracing::warn!(%key, error = %e, "status not written to the status topic");
+        }
+        // Our own view follows at once; the topic has it for the other workers.
+        self.status.apply(&key, status.map(|s| records::status_value(&s)).as_deref());
+    }
+
+    fn status_record(&self, state: State, trace: Option<String>) -> StatusRecord {
+        StatusRecord {
+            state: state.name().to_string(),
+            trace,
+            worker_id: self.shared.worker_id.clone(),
+            generation: self.generation,
+        }
+    }
+
+    async fn put_connector_status(&mut self, name: &str, state: State, trace: Option<String>) {
+        let s = self.status_record(state, trace);
+        self.write_status(records::connector_status_key(name), Some(s)).await;
+    }
+
+    async fn put_task_status(&mut self, id: &TaskId, state: State, trace: Option<String>) {
+        let s = self.status_record(state, trace);
+        self.write_status(records::task_status_key(id), Some(s)).await;
+    }
+
+    /// Starts a connector this worker was assigned; writes its task configs if they
+    /// differ from the committed ones.
+    async fn start_connector(&mut self, name: &str) {
+        self.connectors
+            .insert(name.to_string(), RunningConnector { actor: None });
+        let target = self.config.target(name);
+        if target == TargetState::Stopped {
+            self.put_connector_status(name, State::Stopped, None).await;
+            return;
+        }
+        let plugin = match self.plugin_of(name) {
+            Ok(p) => p,
+            Err(e) => {
+                self.put_connector_status(name, State::Failed, Some(e.trace())).await;
+                return;
+            }
+        };
+        let config = self.config.connectors[name].clone();
+        let max_tasks = get_int(&config, "tasks.max", 1).unwrap_or(1).max(1) as usize;
+        let factory = plugin.factory;
+        let actor = self.shared.node.spawn_or_give_up(
+            format!("connect-connector-{name}"),
+            8,
+            RestartPolicy::never(),
+            move || ConnectorActor {
+                instance: factory(),
+            },
+            |error| tracing::error!(%error, "connector actor failed"),
+        );
+        let timeout = Duration::from_millis(self.shared.config.task_shutdown_timeout_ms.max(30_000));
+        let started = actor.ask(StartConnector { config, max_tasks }, timeout).await;
+        if let Some(c) = self.connectors.get_mut(name) {
+            c.actor = Some(actor);
+        }
+        match started {
+            Ok(Ok(configs)) => {
+                let state = if target == TargetState::Paused {
+                    State::Paused
+                } else {
+                    State::Running
+                };
+                self.put_connector_status(name, state, None).await;
+                let task_class = (plugin.factory)().task_class();
+                let configs: Vec<Config> = configs
+                    .into_iter()
+                    .take(max_tasks)
+                    .map(|mut c| {
+                        c.insert("task.class".into(), task_class.clone());
+                        c
+                    })
+                    .collect();
+                if self.config.tasks.get(name) != Some(&configs) {
+                    if let Err(e) = self.write_task_configs(name, &configs).await {
+                        tracing::warn!(connector = name, error = %e, "task configs not written");
+                    }
+                }
+            }
+            Ok(Err(e)) => self.put_connector_status(name, State::Failed, Some(e.trace())).await,
+            Err(e) => {
+                let trace = format!("runnel_connect connector actor failed: {e}");
+                self.put_connector_status(name, State::Failed, Some(trace)).await;
+            }
+        }
+    }
+
+    /// Kafka forwards task configs to the leader, which writes them; we write them from
+    /// the connector's worker (no KIP-507 request signing yet), tasks first, then the
+    /// commit record that makes them visible at once.
+    async fn write_task_configs(&mut self, name: &str, configs: &[Config]) -> Result<(), ConnectError> {
+        for (i, c) in configs.iter().enumerate() {
+            let id = TaskId {
+                connector: name.to_string(),
+                task: i as u32,
+            };
+            self.config_log
+                .send(Bytes::from(records::task_key(&id)), Some(Bytes::from(records::properties_value(c))))
+                .await?;
+        }
+        self.config_log
+            .send(
+                Bytes::from(records::commit_key(name)),
+                Some(Bytes::from(records::commit_value(configs.len()))),
+            )
+            .await
+    }
+
+    async fn stop_connector(&mut self, name: &str) {
+        let Some(actor) = self.connectors.get_mut(name).and_then(|c| c.actor.take()) else {
+            return;
+        };
+        let timeout = Duration::from_millis(self.shared.config.task_shutdown_timeout_ms.max(1));
+        let _ = actor.ask(StopConnector, timeout).await;
+    }
+
+    async fn start_task(&mut self, id: &TaskId, ctx: &mut Context<Self>) {
+        let Some(me) = ctx.addr() else { return };
+        let (Some(connector_config), Some(task_config)) = (
+            self.config.connectors.get(&id.connector).cloned(),
+            self.config
+                .tasks
+                .get(&id.connector)
+                .and_then(|t| t.get(id.task as usize))
+                .cloned(),
+        ) else {
+            // Not in the config we read: the next rebalance sorts it out.
+            self.request_rejoin("assigned a task the config does not hold");
+            return;
+        };
+        let plugin = match self.plugin_of(&id.connector) {
+            Ok(p) => p,
+            Err(e) => {
+                self.put_task_status(id, State::Failed, Some(e.trace())).await;
+                return;
+            }
+        };
+        if plugin.connector_type == ConnectorType::Source {
+            // Offsets another worker committed before the task moved here.
+            if let Err(e) = self.shared.offsets.refresh().await {
+                self.put_task_status(id, State::Failed, Some(e.trace())).await;
+                return;
+            }
+        }
+        self.next_task_generation += 1;
+        let generation = self.next_task_generation;
+        let spec = TaskSpec {
+            id: id.clone(),
+            generation,
+            connector_config,
+            task_config: task_config.clone(),
+            plugin,
+            start_paused: self.config.target(&id.connector) == TargetState::Paused,
+        };
+        let handle = spawn_task(&self.shared, Arc::new(me), spec);
+        self.tasks.insert(
+            id.clone(),
+            RunningTask {
+                handle: Some(handle),
+                generation,
+                config: task_config,
+            },
+        );
+    }
+
+    /// Stops a task (it commits its offsets); `unassigned` reports it as Kafka does when
+    /// a rebalance takes it away.
+    async fn stop_task(&mut self, id: &TaskId, unassigned: bool) {
+        let Some(task) = self.tasks.remove(id) else {
+            return;
+        };
+        if let Some(h) = task.handle {
+            h.stop(Duration::from_millis(self.shared.config.task_shutdown_timeout_ms))
+                .await;
+        }
+        if unassigned {
+            self.put_task_status(id, State::Unassigned, None).await;
+        }
+    }
+
+    async fn lead(&mut self, msg: Lead, ctx: &mut Context<Self>) -> Result<Vec<(String, Vec<u8>)>, ConnectError> {
+        let version = version_of(&msg.protocol)
+            .filter(|v| *v >= 1)
+            .ok_or_else(|| ConnectError::Worker(format!("the group chose protocol {:?}", msg.protocol)))?;
+        let mut states = BTreeMap::new();
+        for (member, metadata) in &msg.members {
+            let state = decode_metadata(metadata).map_err(|e| ConnectError::Worker(e.to_string()))?;
+            states.insert(member.clone(), state);
+        }
+        let leader_url = states
+            .get(&msg.leader_id)
+            .map(|s| s.url.clone())
+            .ok_or_else(|| ConnectError::Worker("the leader is not among the members".into()))?;
+        let max_offset = states.values().map(|s| s.config_offset).max().unwrap_or(0);
+        if self.config.offset < max_offset {
+            self.read_config(ctx).await?;
+        }
+        let (error, cluster) = if self.config.offset < max_offset {
+            // Behind a member even after reading: tell everyone to read and rejoin.
+            (CONFIG_MISMATCH, None)
+        } else {
+            let members: BTreeMap<String, ConnectorsAndTasks> = states
+                .iter()
+                .map(|(m, s)| (m.clone(), s.assignment.clone()))
+                .collect();
+            let configured = self.config.configured();
+            let cluster = self.assignor.assign(
+                self.now_ms(),
+                &configured,
+                self.last_completed_generation,
+                msg.generation,
+                &members,
+            );
+            (NO_ERROR, Some(cluster))
+        };
+        let offset = self.config.offset.max(max_offset);
+        Ok(states
+            .keys()
+            .map(|member| {
+                let (assigned, revoked, delay_ms) = match &cluster {
+                    Some(c) => (
+                        c.assigned.get(member).cloned().unwrap_or_default(),
+                        c.revoked.get(member).cloned().unwrap_or_default(),
+                        c.delay_ms,
+                    ),
+                    None => Default::default(),
+                };
+                let a = Assignment {
+                    version,
+                    error,
+                    leader: msg.leader_id.clone(),
+                    leader_url: leader_url.clone(),
+                    config_offset: offset,
+                    assigned,
+                    revoked,
+                    delay_ms,
+                };
+                (member.clone(), encode_assignment(&a))
+            })
+            .collect())
+    }
+
+    async fn on_assigned(&mut self, msg: Assigned, ctx: &mut Context<Self>) {
+        let a = msg.assignment;
+        if a.error == CONFIG_MISMATCH {
+            if let Err(e) = self.read_config(ctx).await {
+                tracing::warn!(error = %e, "config topic not read");
+            }
+            self.request_rejoin("behind the leader's config");
+            return;
+        }
+        self.generation = msg.generation;
+        self.member_id = msg.member_id.clone();
+        self.last_completed_generation = msg.generation;
+        self.leadership = if a.leader == msg.member_id {
+            Leadership::Leader
+        } else {
+            Leadership::Follower(a.leader_url.clone())
+        };
+        if self.config.offset < a.config_offset {
+            if let Err(e) = self.read_config(ctx).await {
+                tracing::warn!(error = %e, "config topic not read");
+            }
+        }
+        for id in &a.revoked.tasks {
+            self.stop_task(id, true).await;
+        }
+        for name in &a.revoked.connectors {
+            self.stop_connector(name).await;
+            self.connectors.remove(name);
+            if self.config.connectors.contains_key(name) {
+                self.put_connector_status(name, State::Unassigned, None).await;
+            }
+        }
+        self.assignment.remove_all(&a.revoked);
+        self.assignment.extend(&a.assigned);
+        tracing::info!(
+            generation = msg.generation,
+            connectors = ?self.assignment.connectors,
+            tasks = self.assignment.tasks.len(),
+            revoked = a.revoked.connectors.len() + a.revoked.tasks.len(),
+            delay_ms = a.delay_ms,
+            "assignment"
+        );
+        for name in &a.assigned.connectors {
+            self.start_connector(name).await;
+        }
+        for id in &a.assigned.tasks {
+            self.start_task(id, ctx).await;
+        }
+        if !a.revoked.is_empty() {
+            // KIP-415: what was revoked is stopped; rejoin so it can go elsewhere.
+            self.request_rejoin("revoked");
+        }
+    }
+
+    fn info(&self, name: &str) -> Result<ConnectorInfo, ConnectError> {
+        let config = self.config.connectors.get(name).ok_or_else(|| not_found(name))?;
+        let count = self.config.tasks.get(name).map_or(0, Vec::len);
+        let connector_type = find_plugin(&self.shared.plugins, config)
+            .map(|p| p.connector_type.name().to_string())
+            .unwrap_or_else(|_| "unknown".into());
+        Ok(ConnectorInfo {
+            name: name.to_string(),
+            config: config.clone(),
+            tasks: (0..count as u32)
+                .map(|task| TaskId {
+                    connector: name.to_string(),
+                    task,
+                })
+                .collect(),
+            connector_type,
+        })
+    }
+
+    fn status_of(&self, name: &str) -> Result<ConnectorStateInfo, ConnectError> {
+        let info = self.info(name).map_err(|_| {
+            ConnectError::NotFound(format!("No status found for connector {name}"))
+        })?;
+        let version = self.plugin_of(name).ok().map(|p| p.version);
+        let unassigned = || StatusRecord {
+            state: State::Unassigned.name().into(),
+            trace: None,
+            worker_id: String::new(),
+            generation: -1,
+        };
+        let c = self.status.connectors.get(name).cloned().unwrap_or_else(unassigned);
+        Ok(ConnectorStateInfo {
+            name: name.to_string(),
+            connector: ConnectorState {
+                state: c.state,
+                worker_id: c.worker_id,
+                trace: c.trace,
+                version: version.clone(),
+            },
+            tasks: info
+                .tasks
+                .iter()
+                .map(|id| {
+                    let t = self.status.tasks.get(id).cloned().unwrap_or_else(unassigned);
+                    TaskState {
+                        id: id.task,
+                        state: t.state,
+                        worker_id: t.worker_id,
+                        trace: t.trace,
+                        version: version.clone(),
+                    }
+                })
+                .collect(),
+            connector_type: info.connector_type,
+        })
+    }
+
+    async fn put(&mut self, msg: Put, ctx: &mut Context<Self>) -> Result<(bool, ConnectorInfo), ConnectError> {
+        self.require_leader()?;
+        validate_connector_config(&self.shared.plugins, &msg.name, &msg.config)?;
+        self.read_config(ctx).await?;
+        let exists = self.config.connectors.contains_key(&msg.name);
+        if exists && !msg.allow_replace {
+            return Err(ConnectError::AlreadyExists(format!(
+                "Connector {} already exists",
+                msg.name
+            )));
+        }
+        if let (false, Some(initial)) = (exists, msg.initial) {
+            self.config_log
+                .send(
+                    Bytes::from(records::target_state_key(&msg.name)),
+                    Some(Bytes::from(records::target_state_value(initial))),
+                )
+                .await?;
+        }
+        self.config_log
+            .send(
+                Bytes::from(records::connector_key(&msg.name)),
+                Some(Bytes::from(records::properties_value(&msg.config))),
+            )
+            .await?;
+        self.read_config(ctx).await?;
+        Ok((!exists, self.info(&msg.name)?))
+    }
+
+    async fn delete(&mut self, name: &str, ctx: &mut Context<Self>) -> Result<(), ConnectError> {
+        self.require_leader()?;
+        self.read_config(ctx).await?;
+        let count = self.info(name)?.tasks.len();
+        for key in [records::connector_key(name), records::target_state_key(name)] {
+            self.config_log.send(Bytes::from(key), None).await?;
+        }
+        // Kafka's DESTROYED status is a tombstone.
+        self.write_status(records::connector_status_key(name), None).await;
+        for task in 0..count as u32 {
+            let id = TaskId {
+                connector: name.to_string(),
+                task,
+            };
+            self.write_status(records::task_status_key(&id), None).await;
+        }
+        self.read_config(ctx).await?;
+        Ok(())
+    }
+
+    async fn set_target(&mut self, name: &str, target: TargetState, ctx: &mut Context<Self>) -> Result<(), ConnectError> {
+        // As Kafka: pause and resume are written by whichever worker is asked; stop needs
+        // the leader.
+        if target == TargetState::Stopped {
+            self.require_leader()?;
+        }
+        self.read_config(ctx).await?;
+        if !self.config.connectors.contains_key(name) {
+            return Err(not_found(name));
+        }
+        self.config_log
+            .send(
+                Bytes::from(records::target_state_key(name)),
+                Some(Bytes::from(records::target_state_value(target))),
+            )
+            .await?;
+        self.read_config(ctx).await?;
+        Ok(())
+    }
+}
+
+impl Handler<Tick> for DistributedWorker {
+    async fn handle(&mut self, _msg: Tick, ctx: &mut Context<Self>) {
+        if let Err(e) = self.read_config(ctx).await {
+            tracing::warn!(error = %e, "config topic not read");
+        }
+        match self.status_log.read_to_end().await {
+            Ok(records) => self.read_status(records),
+            Err(e) => tracing::warn!(error = %e, "status topic not read"),
+        }
+    }
+}
+
+impl Handler<Snapshot> for DistributedWorker {
+    async fn handle(&mut self, _msg: Snapshot, _ctx: &mut Context<Self>) -> WorkerState {
+        WorkerState {
+            url: self.dist.advertised_url.clone(),
+            config_offset: self.config.offset,
+            assignment: self.assignment.clone(),
+        }
+    }
+}
+
+impl Handler<Lead> for DistributedWorker {
+    async fn handle(&mut self, msg: Lead, ctx: &mut Context<Self>) -> Result<Vec<(String, Vec<u8>)>, ConnectError> {
+        self.lead(msg, ctx).await
+    }
+}
+
+impl Handler<Rebalancing> for DistributedWorker {
+    async fn handle(&mut self, _msg: Rebalancing, _ctx: &mut Context<Self>) {
+        self.leadership = Leadership::Rebalancing;
+    }
+}
+
+impl Handler<Assigned> for DistributedWorker {
+    async fn handle(&mut self, msg: Assigned, ctx: &mut Context<Self>) {
+        self.on_assigned(msg, ctx).await;
+    }
+}
+
+impl Handler<GetLeadership> for DistributedWorker {
+    async fn handle(&mut self, _msg: GetLeadership, _ctx: &mut Context<Self>) -> Leadership {
+        self.leadership.clone()
+    }
+}
+
+impl Handler<Put> for DistributedWorker {
+    async fn handle(&mut self, msg: Put, ctx: &mut Context<Self>) -> Result<(bool, ConnectorInfo), ConnectError> {
+        self.put(msg, ctx).await
+    }
+}
+
+impl Handler<Delete> for DistributedWorker {
+    async fn handle(&mut self, msg: Delete, ctx: &mut Context<Self>) -> Result<(), ConnectError> {
+        self.delete(&msg.0, ctx).await
+    }
+}
+
+impl Handler<List> for DistributedWorker {
+    async fn handle(&mut self, _msg: List, _ctx: &mut Context<Self>) -> Vec<String> {
+        self.config.connectors.keys().cloned().collect()
+    }
+}
+
+impl Handler<Info> for DistributedWorker {
+    async fn handle(&mut self, msg: Info, _ctx: &mut Context<Self>) -> Result<ConnectorInfo, ConnectError> {
+        self.info(&msg.0)
+    }
+}
+
+impl Handler<Status> for DistributedWorker {
+    async fn handle(&mut self, msg: Status, _ctx: &mut Context<Self>) -> Result<ConnectorStateInfo, ConnectError> {
+        self.status_of(&msg.0)
+    }
+}
+
+impl Handler<GetTaskStatus> for DistributedWorker {
+    async fn handle(&mut self, msg: GetTaskStatus, _ctx: &mut Context<Self>) -> Result<TaskState, ConnectError> {
+        self.status_of(&msg.0)?
+            .tasks
+            .into_iter()
+            .find(|t| t.id == msg.1)
+            .ok_or_else(|| ConnectError::NotFound(format!("No status found for task {}-{}", msg.0, msg.1)))
+    }
+}
+
+impl Handler<Tasks> for DistributedWorker {
+    async fn handle(&mut self, msg: Tasks, _ctx: &mut Context<Self>) -> Result<Vec<TaskInfo>, ConnectError> {
+        self.info(&msg.0)?;
+        Ok(self
+            .config
+            .tasks
+            .get(&msg.0)
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, config)| TaskInfo {
+                id: TaskId {
+                    connector: msg.0.clone(),
+                    task: i as u32,
+                },
+                config: config.clone(),
+            })
+            .collect())
+    }
+}
+
+impl Handler<SetTarget> for DistributedWorker {
+    async fn handle(&mut self, msg: SetTarget, ctx: &mut Context<Self>) -> Result<(), ConnectError> {
+        self.set_target(&msg.0, msg.1, ctx).await
+    }
+}
+
+impl Handler<Restart> for DistributedWorker {
+    async fn handle(&mut self, _msg: Restart, _ctx: &mut Context<Self>) -> Result<ConnectorStateInfo, ConnectError> {
+        Err(unsupported("Restarting a connector"))
+    }
+}
+
+impl Handler<RestartTask> for DistributedWorker {
+    async fn handle(&mut self, _msg: RestartTask, _ctx: &mut Context<Self>) -> Result<(), ConnectError> {
+        Err(unsupported("Restarting a task"))
+    }
+}
+
+impl Handler<Topics> for DistributedWorker {
+    async fn handle(&mut self, _msg: Topics, _ctx: &mut Context<Self>) -> Result<Vec<String>, ConnectError> {
+        Err(unsupported("Listing a connector's active topics"))
+    }
+}
+
+impl Handler<ResetTopics> for DistributedWorker {
+    async fn handle(&mut self, _msg: ResetTopics, _ctx: &mut Context<Self>) -> Result<(), ConnectError> {
+        Err(unsupported("Resetting a connector's active topics"))
+    }
+}
+
+impl Handler<OffsetsOf> for DistributedWorker {
+    async fn handle(&mut self, msg: OffsetsOf, _ctx: &mut Context<Self>) -> Result<ConnectorType, ConnectError> {
+        Ok(self.plugin_of(&msg.0)?.connector_type)
+    }
+}
+
+impl Handler<ModifyOffsets> for DistributedWorker {
+    async fn handle(&mut self, _msg: ModifyOffsets, _ctx: &mut Context<Self>) -> Result<String, ConnectError> {
+        Err(unsupported("Altering or resetting offsets"))
+    }
+}
+
+impl Handler<StatusChanged> for DistributedWorker {
+    async fn handle(&mut self, StatusChanged(msg): StatusChanged, _ctx: &mut Context<Self>) {
+        let current = self
+            .tasks
+            .get(&msg.id)
+            .is_some_and(|t| t.generation == msg.generation);
+        if !current {
+            return;
+        }
+        if msg.state == State::Failed {
+            if let Some(t) = self.tasks.get_mut(&msg.id) {
+                t.handle = None;
+            }
+        }
+        self.put_task_status(&msg.id, msg.state, msg.trace).await;
+    }
+}
+
+impl Handler<TopicUsed> for DistributedWorker {
+    async fn handle(&mut self, _msg: TopicUsed, _ctx: &mut Context<Self>) {}
+}
+
+impl Handler<StopAll> for DistributedWorker {
+    async fn handle(&mut self, _msg: StopAll, ctx: &mut Context<Self>) {
+        let ids: Vec<TaskId> = self.tasks.keys().cloned().collect();
+        for id in ids {
+            self.stop_task(&id, true).await;
+        }
+        let names: Vec<String> = self.connectors.keys().cloned().collect();
+        for name in names {
+            self.stop_connector(&name).await;
+            self.put_connector_status(&name, State::Unassigned, None).await;
+        }
+        self.connectors.clear();
+        self.assignment = ConnectorsAndTasks::default();
+        ctx.stop();
+    }
+}
+
+/// What `start` builds: the herder's actor and what the handle shares.
+pub(crate) struct Started {
+    pub addr: Addr<DistributedWorker>,
+    pub shared: Arc<Shared>,
+    pub member_stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// Creates the internal topics if missing, reads them, spawns the herder and its member
+/// loop.
+pub(crate) async fn start(
+    node: &Node,
+    dist: DistributedConfig,
+    plugins: Plugins,
+    disk: Arc<dyn runnel_storage::disk::Disk>,
+    worker_id: String,
+) -> Result<Started, ConnectError> {
+    let client = ClientConfig::new(&dist.worker.bootstrap_servers).with_client_id(&format!("connect-{worker_id}"));
+    let admin = Admin::connect(client.clone()).await?;
+    for spec in [&dist.config_topic, &dist.offset_topic, &dist.status_topic] {
+        ensure_topic(&admin, spec).await?;
+    }
+    let mut config_log = TopicLog::open(client.clone(), &dist.config_topic.name).await?;
+    let mut status_log = TopicLog::open(client.clone(), &dist.status_topic.name).await?;
+    let offsets = Arc::new(OffsetStore::open_topic(TopicLog::open(client.clone(), &dist.offset_topic.name).await?).await?);
+    let mut config = ConfigState::default();
+    for r in config_log.read_to_end().await? {
+        if let Some(key) = r.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()) {
+            config.apply(r.offset, key, r.value.as_deref());
+        }
+    }
+    let mut status = StatusState::default();
+    for r in status_log.read_to_end().await? {
+        if let Some(key) = r.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()) {
+            status.apply(key, r.value.as_deref());
+        }
+    }
+    let shared = Arc::new(Shared {
+        config: dist.worker.clone(),
+        plugins,
+        disk,
+        offsets,
+        worker_id,
+        node: node.clone(),
+    });
+    let (rejoin_tx, rejoin_rx) = mpsc::channel(REJOIN_QUEUE);
+    let dist = Arc::new(dist);
+    let mut once = Some(DistributedWorker {
+        shared: shared.clone(),
+        dist: dist.clone(),
+        config_log,
+        status_log,
+        config,
+        status,
+        assignor: Assignor::new(dist.scheduled_rebalance_max_delay_ms),
+        started: Instant::now(),
+        leadership: Leadership::Rebalancing,
+        member_id: String::new(),
+        generation: -1,
+        last_completed_generation: -1,
+        assignment: ConnectorsAndTasks::default(),
+        connectors: BTreeMap::new(),
+        tasks: BTreeMap::new(),
+        next_task_generation: 0,
+        rejoin: rejoin_tx,
+    });
+    let addr = node.spawn("connect-distributed-herder", WORKER_MAILBOX, RestartPolicy::never(), move || {
+        once.take().expect("the herder is spawned once and never restarted")
+    });
+    addr.tell(StartTicks).await.map_err(|e| ConnectError::Worker(e.to_string()))?;
+    let (member_stop, stop_rx) = tokio::sync::watch::channel(false);
+    let cluster = Cluster::connect(client).await?;
+    let member = Member::new(
+        cluster,
+        MemberConfig {
+            group_id: dist.group_id.clone(),
+            session_timeout_ms: dist.session_timeout_ms,
+            rebalance_timeout_ms: dist.rebalance_timeout_ms,
+            heartbeat_interval_ms: dist.heartbeat_interval_ms,
+        },
+    );
+    node.spawn_task(run_member(member, addr.clone(), dist.protocols.clone(), rejoin_rx, stop_rx));
+    Ok(Started {
+        addr,
+        shared,
+        member_stop,
+    })
+}
+
+pub(crate) struct StartTicks;
+message!(StartTicks => ());
+
+impl Handler<StartTicks> for DistributedWorker {
+    async fn handle(&mut self, _msg: StartTicks, ctx: &mut Context<Self>) {
+        ctx.notify_interval(Duration::from_millis(TICK_MS), Tick);
+    }
+}
+
+async fn ask<M>(herder: &Addr<DistributedWorker>, msg: M) -> Option<M::Reply>
+where
+    DistributedWorker: Handler<M>,
+    M: Message,
+{
+    herder.ask(msg, Duration::from_millis(HERDER_ASK_MS)).await.ok()
+}
+
+/// One JoinGroup and SyncGroup round; the assignment's scheduled delay, if any.
+async fn rebalance(
+    member: &mut Member,
+    herder: &Addr<DistributedWorker>,
+    protocols: &[&'static str],
+) -> Result<Option<Duration>, ConnectError> {
+    let _ = ask(herder, Rebalancing).await;
+    let state = ask(herder, Snapshot)
+        .await
+        .ok_or_else(|| ConnectError::Worker("the herder is gone".into()))?;
+    let offered: Vec<(&str, Vec<u8>)> = protocols
+        .iter()
+        .filter_map(|p| version_of(p).map(|v| (*p, encode_metadata(&state, v))))
+        .collect();
+    let joined = member.join(&offered).await?;
+    let assignments = if joined.leader_id == joined.member_id {
+        ask(
+            herder,
+            Lead {
+                generation: joined.generation,
+                leader_id: joined.leader_id.clone(),
+                protocol: joined.protocol.clone(),
+                members: joined.members.clone(),
+            },
+        )
+        .await
+        .ok_or_else(|| ConnectError::Worker("the herder is gone".into()))??
+    } else {
+        Vec::new()
+    };
+    let bytes = member.sync(&joined.protocol, assignments).await?;
+    let assignment = decode_assignment(&bytes).map_err(|e| ConnectError::Worker(e.to_string()))?;
+    let delay = (assignment.delay_ms > 0).then(|| Duration::from_millis(assignment.delay_ms as u64));
+    ask(
+        herder,
+        Assigned {
+            generation: joined.generation,
+            member_id: joined.member_id,
+            assignment,
+        },
+    )
+    .await
+    .ok_or_else(|| ConnectError::Worker("the herder is gone".into()))?;
+    Ok(delay)
+}
+
+/// The worker's group membership: rebalance, then heartbeat until the coordinator, the
+/// herder or the scheduled delay asks for the next round. Leaves the group on stop.
+pub(crate) async fn run_member(
+    mut member: Member,
+    herder: Addr<DistributedWorker>,
+    protocols: Vec<&'static str>,
+    mut rejoin: mpsc::Receiver<&'static str>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let heartbeat = Duration::from_millis(member.heartbeat_interval_ms());
+    loop {
+        if *stop.borrow() || !herder.is_alive() {
+            break;
+        }
+        // A rejoin asked for before this round is answered by it.
+        while rejoin.try_recv().is_ok() {}
+        let scheduled = match rebalance(&mut member, &herder, &protocols).await {
+            Ok(delay) => delay.map(|d| Instant::now() + d),
+            Err(e) => {
+                tracing::info!(error = %e, "rebalance failed; joining again");
+                if let ConnectError::Kafka(k) = &e {
+                    if runnel_client::kafka::coordinator::needs_new_coordinator(k) {
+                        member.lose_coordinator();
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(JOIN_BACKOFF_MS)).await;
+                continue;
+            }
+        };
+        loop {
+            let until_scheduled = scheduled.map(|s| s.saturating_duration_since(Instant::now()));
+            tokio::select! {
+                biased;
+                _ = stop.changed() => break,
+                reason = rejoin.recv() => {
+                    tracing::debug!(reason = reason.unwrap_or("herder gone"), "rejoining");
+                    break;
+                }
+                _ = tokio::time::sleep(until_scheduled.unwrap_or(heartbeat)), if until_scheduled.is_some() => {
+                    tracing::debug!("scheduled rebalance");
+                    break;
+                }
+                _ = tokio::time::sleep(heartbeat) => {
+                    if let Err(e) = member.heartbeat().await {
+                        tracing::debug!(error = %e, "heartbeat: rejoining");
+                        if runnel_client::kafka::coordinator::needs_new_coordinator(&e) {
+                            member.lose_coordinator();
+                        }
+                        if matches!(e.code(), Some(runnel_client::kafka::error::ResponseError::UnknownMemberId)) {
+                            member.member_id.clear();
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    if let Err(e) = member.leave().await {
+        tracing::debug!(error = %e, "leaving the connect group failed");
+    }
+}
+
+/// The URL of whoever leads, for REST forwarding.
+pub(crate) async fn leadership(addr: &Addr<DistributedWorker>) -> Leadership {
+    ask(addr, GetLeadership).await.unwrap_or(Leadership::Rebalancing)
+}
