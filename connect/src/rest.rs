@@ -82,16 +82,19 @@ async fn forward(leader_url: &str, req: &HttpRequest) -> HttpResponse {
     let hops_left = match req.param("forward") {
         None => "true",
         Some(v) if v.eq_ignore_ascii_case("true") => "false",
-        Some(_) => {
-            return error(
-                409,
-                "Cannot complete request because of a conflicting operation (e.g. worker rebalance)",
-            )
-        }
+        Some(_) => return error(
+            409,
+            "Cannot complete request because of a conflicting operation (e.g. worker rebalance)",
+        ),
     };
     let authority = match crate::http::url_authority(leader_url) {
         Ok(a) => a,
-        Err(e) => return error(500, format!("The leader's URL {leader_url} is unusable: {e}")),
+        Err(e) => {
+            return error(
+                500,
+                format!("The leader's URL {leader_url} is unusable: {e}"),
+            )
+        }
     };
     let mut target = req.path.clone();
     let mut sep = '?';
@@ -107,7 +110,10 @@ async fn forward(leader_url: &str, req: &HttpRequest) -> HttpResponse {
             body: (!body.is_empty()).then_some(body),
             location: None,
         },
-        Err(e) => error(500, format!("Could not forward the request to the leader at {leader_url}: {e}")),
+        Err(e) => error(
+            500,
+            format!("Could not forward the request to the leader at {leader_url}: {e}"),
+        ),
     }
 }
 

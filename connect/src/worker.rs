@@ -14,13 +14,13 @@ use runnel_storage::disk::Disk;
 use crate::api::{AnyConnector, ConnectorType, PluginDesc, Plugins};
 use crate::config::{get_int, Config};
 use crate::data::JsonMap;
+use crate::distributed::config::DistributedConfig;
+use crate::distributed::herder::DistributedWorker;
+pub use crate::distributed::herder::Leadership;
 use crate::entities::{
     ConfigInfos, ConnectorInfo, ConnectorOffset, ConnectorOffsets, ConnectorState,
     ConnectorStateInfo, TaskId, TaskInfo, TaskState,
 };
-use crate::distributed::config::DistributedConfig;
-pub use crate::distributed::herder::Leadership;
-use crate::distributed::herder::DistributedWorker;
 use crate::error::ConnectError;
 use crate::offsets::OffsetStore;
 use crate::settings::Shared;
@@ -984,7 +984,8 @@ impl Herder {
         disk: Arc<dyn Disk>,
         worker_id: String,
     ) -> Result<Herder, ConnectError> {
-        let started = crate::distributed::herder::start(node, config, plugins, disk, worker_id).await?;
+        let started =
+            crate::distributed::herder::start(node, config, plugins, disk, worker_id).await?;
         Ok(Herder {
             addr: WorkerAddr::Distributed {
                 addr: started.addr,
@@ -998,7 +999,9 @@ impl Herder {
     pub async fn leadership(&self) -> Leadership {
         match &self.addr {
             WorkerAddr::Standalone(_) => Leadership::Leader,
-            WorkerAddr::Distributed { addr, .. } => crate::distributed::herder::leadership(addr).await,
+            WorkerAddr::Distributed { addr, .. } => {
+                crate::distributed::herder::leadership(addr).await
+            }
         }
     }
 

@@ -12,7 +12,7 @@ use serde_json::{json, Value as Json};
 
 use super::{Broker, RUNNEL};
 
-/// A `runnel connect standalone` process started in `dir`.
+/// A `runnel connect standalone` (or `distributed`) process started in `dir`.
 pub struct Worker {
     pub child: Child,
     pub url: String,
@@ -23,12 +23,27 @@ pub struct Worker {
 
 impl Worker {
     pub fn start(dir: &Path, args: &[&str]) -> Worker {
+        Worker::spawn(dir, "standalone", args, "warn")
+    }
+
+    /// `runnel connect distributed WORKER.PROPERTIES`, logging its assignments.
+    pub fn start_distributed(dir: &Path, properties: &str) -> Worker {
+        Worker::spawn(
+            dir,
+            "distributed",
+            &[properties],
+            "warn,runnel_connect::distributed=info",
+        )
+    }
+
+    fn spawn(dir: &Path, mode: &str, args: &[&str], log: &str) -> Worker {
         let mut child = Command::new(RUNNEL)
             .arg("connect")
-            .arg("standalone")
+            .arg(mode)
             .args(args)
             .current_dir(dir)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", log)
+            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -161,7 +161,10 @@ impl Assignor {
                 let mine = intersection(bad, &members[&load.worker]);
                 if !mine.is_empty() {
                     load.remove(&mine);
-                    to_revoke.entry(load.worker.clone()).or_default().extend(&mine);
+                    to_revoke
+                        .entry(load.worker.clone())
+                        .or_default()
+                        .extend(&mine);
                 }
             }
         }
@@ -261,7 +264,9 @@ impl Assignor {
                         .push(c.clone());
                 }
                 for (n, t) in lost.tasks.iter().enumerate() {
-                    workers[candidates[n % candidates.len()]].tasks.push(t.clone());
+                    workers[candidates[n % candidates.len()]]
+                        .tasks
+                        .push(t.clone());
                 }
                 ConnectorsAndTasks::default()
             };
@@ -385,9 +390,7 @@ fn revocations<E: Clone>(
 
 /// Kafka's fill: sorted by load then name once, then rounds over the least loaded.
 fn assign_connectors(workers: &mut [WorkerLoad], items: &BTreeSet<String>) {
-    workers.sort_by(|a, b| {
-        (a.connectors.len(), &a.worker).cmp(&(b.connectors.len(), &b.worker))
-    });
+    workers.sort_by(|a, b| (a.connectors.len(), &a.worker).cmp(&(b.connectors.len(), &b.worker)));
     level_fill(workers, items.iter().cloned(), |w| &mut w.connectors);
 }
 
@@ -472,7 +475,10 @@ mod tests {
             for (w, set) in self.running.iter_mut() {
                 set.remove_all(&self.last.revoked[w]);
                 set.extend(&self.last.assigned[w]);
-                assert_eq!(set, &self.last.all[w], "a member's view matches the leader's");
+                assert_eq!(
+                    set, &self.last.all[w],
+                    "a member's view matches the leader's"
+                );
             }
             &self.last
         }
@@ -501,7 +507,10 @@ mod tests {
                 all.extend(s);
             }
             assert_eq!(all, self.config);
-            assert_eq!(count, self.config.connectors.len() + self.config.tasks.len());
+            assert_eq!(
+                count,
+                self.config.connectors.len() + self.config.tasks.len()
+            );
         }
     }
 
@@ -521,7 +530,10 @@ mod tests {
         g.rebalance(0);
         g.running.insert("w3".into(), ConnectorsAndTasks::default());
         g.rebalance(1_000);
-        assert!(g.last.assigned["w3"].is_empty(), "nothing moves in the revoking round");
+        assert!(
+            g.last.assigned["w3"].is_empty(),
+            "nothing moves in the revoking round"
+        );
         assert_eq!(g.revoked_count(), 2, "w1 and w2 each give up one task");
         assert_eq!(g.last.delay_ms, 0);
         g.rebalance(2_000);
@@ -543,7 +555,10 @@ mod tests {
         let lost = g.running.remove("w2").expect("w2 ran");
         assert!(!lost.is_empty());
         g.rebalance(10_000);
-        assert_eq!(g.last.delay_ms, DELAY_MS, "the first loss schedules the full delay");
+        assert_eq!(
+            g.last.delay_ms, DELAY_MS,
+            "the first loss schedules the full delay"
+        );
         assert!(g.last.assigned.values().all(ConnectorsAndTasks::is_empty));
         // A rebalance before the deadline keeps waiting, for what is left of the delay.
         g.rebalance(110_000);
@@ -566,11 +581,15 @@ mod tests {
         g.rebalance(1_000);
         assert_eq!(g.last.delay_ms, DELAY_MS);
         // w2 comes back empty-handed under a new member id before the deadline.
-        g.running.insert("w2-again".into(), ConnectorsAndTasks::default());
+        g.running
+            .insert("w2-again".into(), ConnectorsAndTasks::default());
         g.rebalance(2_000);
         assert!(g.last.assigned["w2-again"].is_empty(), "still waiting");
         g.rebalance(1_000 + i64::from(DELAY_MS));
-        assert_eq!(g.running["w2-again"], before, "the lost work goes to the newcomer");
+        assert_eq!(
+            g.running["w2-again"], before,
+            "the lost work goes to the newcomer"
+        );
         assert_eq!(g.revoked_count(), 0);
         g.assert_complete();
     }
@@ -593,13 +612,14 @@ mod tests {
         g.rebalance(0);
         g.config = configured(&[("a", 2), ("c", 1)]);
         g.rebalance(1);
-        let revoked: ConnectorsAndTasks = g.last.revoked.values().fold(
-            ConnectorsAndTasks::default(),
-            |mut acc, s| {
-                acc.extend(s);
-                acc
-            },
-        );
+        let revoked: ConnectorsAndTasks =
+            g.last
+                .revoked
+                .values()
+                .fold(ConnectorsAndTasks::default(), |mut acc, s| {
+                    acc.extend(s);
+                    acc
+                });
         assert_eq!(revoked, configured(&[("b", 2)]));
         g.assert_complete();
         // Two members claiming one task (a failed round): both are told to stop it.

@@ -70,9 +70,21 @@ fn topic(p: &Config, prefix: &str, default_partitions: i64) -> Result<TopicSpec,
     let partitions = if prefix == "config" {
         1
     } else {
-        int_in(p, &format!("{prefix}.storage.partitions"), default_partitions, -1, 100_000)?
+        int_in(
+            p,
+            &format!("{prefix}.storage.partitions"),
+            default_partitions,
+            -1,
+            100_000,
+        )?
     };
-    let replication_factor = int_in(p, &format!("{prefix}.storage.replication.factor"), 3, -1, 32_767)?;
+    let replication_factor = int_in(
+        p,
+        &format!("{prefix}.storage.replication.factor"),
+        3,
+        -1,
+        32_767,
+    )?;
     if partitions == 0 || replication_factor == 0 {
         return Err(ConnectError::Config(format!(
             "{prefix}.storage.partitions and {prefix}.storage.replication.factor must be positive or -1 (the broker's default)"
@@ -118,9 +130,27 @@ impl DistributedConfig {
                 "config.storage.topic, offset.storage.topic and status.storage.topic must be three different topics".into(),
             ));
         }
-        let session = int_in(&p, "session.timeout.ms", DEFAULT_SESSION_TIMEOUT_MS, 1, i32::MAX.into())?;
-        let heartbeat = int_in(&p, "heartbeat.interval.ms", DEFAULT_HEARTBEAT_INTERVAL_MS, 1, session)?;
-        let rebalance = int_in(&p, "rebalance.timeout.ms", DEFAULT_REBALANCE_TIMEOUT_MS, 1, i32::MAX.into())?;
+        let session = int_in(
+            &p,
+            "session.timeout.ms",
+            DEFAULT_SESSION_TIMEOUT_MS,
+            1,
+            i32::MAX.into(),
+        )?;
+        let heartbeat = int_in(
+            &p,
+            "heartbeat.interval.ms",
+            DEFAULT_HEARTBEAT_INTERVAL_MS,
+            1,
+            session,
+        )?;
+        let rebalance = int_in(
+            &p,
+            "rebalance.timeout.ms",
+            DEFAULT_REBALANCE_TIMEOUT_MS,
+            1,
+            i32::MAX.into(),
+        )?;
         let delay = int_in(
             &p,
             "scheduled.rebalance.max.delay.ms",

@@ -19,22 +19,24 @@ use super::config::DistributedConfig;
 use super::log::{ensure_topic, TopicLog};
 use super::member::{Member, MemberConfig};
 use super::protocol::{
-    decode_assignment, decode_metadata, encode_assignment, encode_metadata, version_of,
-    Assignment, ConnectorsAndTasks, WorkerState, CONFIG_MISMATCH, NO_ERROR,
+    decode_assignment, decode_metadata, encode_assignment, encode_metadata, version_of, Assignment,
+    ConnectorsAndTasks, WorkerState, CONFIG_MISMATCH, NO_ERROR,
 };
 use super::records::{self, ConfigChange, ConfigState, StatusRecord, StatusState};
 use crate::api::{ConnectorType, PluginDesc, Plugins};
 use crate::config::{get_int, Config};
-use crate::entities::{ConnectorInfo, ConnectorState, ConnectorStateInfo, TaskId, TaskInfo, TaskState};
+use crate::entities::{
+    ConnectorInfo, ConnectorState, ConnectorStateInfo, TaskId, TaskInfo, TaskState,
+};
 use crate::error::ConnectError;
 use crate::offsets::OffsetStore;
 use crate::settings::Shared;
 use crate::task::{spawn_task, State, TaskHandle, TaskListener, TaskSpec, TaskStatusChanged};
 use crate::validate::{find_plugin, validate_connector_config};
 use crate::worker::{
-    ConnectorActor, Delete, GetTaskStatus, Info, List, ModifyOffsets, OffsetsOf, Put,
-    ResetTopics, Restart, RestartTask, SetTarget, StartConnector, Status, StatusChanged, StopAll,
-    StopConnector, TargetState, Tasks, TopicUsed, Topics, WORKER_MAILBOX,
+    ConnectorActor, Delete, GetTaskStatus, Info, List, ModifyOffsets, OffsetsOf, Put, ResetTopics,
+    Restart, RestartTask, SetTarget, StartConnector, Status, StatusChanged, StopAll, StopConnector,
+    TargetState, Tasks, TopicUsed, Topics, WORKER_MAILBOX,
 };
 
 /// How often the herder reads what the config and status topics gained.
@@ -145,8 +147,7 @@ fn not_found(name: &str) -> ConnectError {
 
 fn not_leader() -> ConnectError {
     ConnectError::Conflict(
-        "Cannot complete request because of a conflicting operation (e.g. worker rebalance)"
-            .into(),
+        "Cannot complete request because of a conflicting operation (e.g. worker rebalance)".into(),
     )
 }
 
@@ -175,7 +176,11 @@ impl DistributedWorker {
     }
 
     fn plugin_of(&self, name: &str) -> Result<PluginDesc, ConnectError> {
-        let config = self.config.connectors.get(name).ok_or_else(|| not_found(name))?;
+        let config = self
+            .config
+            .connectors
+            .get(name)
+            .ok_or_else(|| not_found(name))?;
         Ok(find_plugin(&self.shared.plugins, config)?.clone())
     }
 
@@ -199,7 +204,12 @@ impl DistributedWorker {
         Ok(())
     }
 
-    async fn on_config_change(&mut self, change: ConfigChange, existed: bool, ctx: &mut Context<Self>) {
+    async fn on_config_change(
+        &mut self,
+        change: ConfigChange,
+        existed: bool,
+        ctx: &mut Context<Self>,
+    ) {
         match change {
             ConfigChange::None => {}
             ConfigChange::Connector(name) => {
@@ -281,12 +291,15 @@ impl DistributedWorker {
     }
 
     async fn write_status(&mut self, key: String, status: Option<StatusRecord>) {
-        let value = status.as_ref().map(|s| Bytes::from(records::status_value(s)));
+        let value = status
+            .as_ref()
+            .map(|s| Bytes::from(records::status_value(s)));
         if let Err(e) = self.status_log.send(Bytes::from(key.clone()), value).await {
             tracing::warn!(%key, error = %e, "status not written to the status topic");
         }
         // Our own view follows at once; the topic has it for the other workers.
-        self.status.apply(&key, status.map(|s| records::status_value(&s)).as_deref());
+        self.status
+            .apply(&key, status.map(|s| records::status_value(&s)).as_deref());
     }
 
     fn status_record(&self, state: State, trace: Option<String>) -> StatusRecord {
@@ -300,12 +313,14 @@ impl DistributedWorker {
 
     async fn put_connector_status(&mut self, name: &str, state: State, trace: Option<String>) {
         let s = self.status_record(state, trace);
-        self.write_status(records::connector_status_key(name), Some(s)).await;
+        self.write_status(records::connector_status_key(name), Some(s))
+            .await;
     }
 
     async fn put_task_status(&mut self, id: &TaskId, state: State, trace: Option<String>) {
         let s = self.status_record(state, trace);
-        self.write_status(records::task_status_key(id), Some(s)).await;
+        self.write_status(records::task_status_key(id), Some(s))
+            .await;
     }
 
     /// Starts a connector this worker was assigned; writes its task configs if they
@@ -321,7 +336,8 @@ impl DistributedWorker {
         let plugin = match self.plugin_of(name) {
             Ok(p) => p,
             Err(e) => {
-                self.put_connector_status(name, State::Failed, Some(e.trace())).await;
+                self.put_connector_status(name, State::Failed, Some(e.trace()))
+                    .await;
                 return;
             }
         };
@@ -337,8 +353,11 @@ impl DistributedWorker {
             },
             |error| tracing::error!(%error, "connector actor failed"),
         );
-        let timeout = Duration::from_millis(self.shared.config.task_shutdown_timeout_ms.max(30_000));
-        let started = actor.ask(StartConnector { config, max_tasks }, timeout).await;
+        let timeout =
+            Duration::from_millis(self.shared.config.task_shutdown_timeout_ms.max(30_000));
+        let started = actor
+            .ask(StartConnector { config, max_tasks }, timeout)
+            .await;
         if let Some(c) = self.connectors.get_mut(name) {
             c.actor = Some(actor);
         }
@@ -365,10 +384,14 @@ impl DistributedWorker {
                     }
                 }
             }
-            Ok(Err(e)) => self.put_connector_status(name, State::Failed, Some(e.trace())).await,
+            Ok(Err(e)) => {
+                self.put_connector_status(name, State::Failed, Some(e.trace()))
+                    .await
+            }
             Err(e) => {
                 let trace = format!("runnel_connect connector actor failed: {e}");
-                self.put_connector_status(name, State::Failed, Some(trace)).await;
+                self.put_connector_status(name, State::Failed, Some(trace))
+                    .await;
             }
         }
     }
@@ -376,14 +399,21 @@ impl DistributedWorker {
     /// Kafka forwards task configs to the leader, which writes them; we write them from
     /// the connector's worker (no KIP-507 request signing yet), tasks first, then the
     /// commit record that makes them visible at once.
-    async fn write_task_configs(&mut self, name: &str, configs: &[Config]) -> Result<(), ConnectError> {
+    async fn write_task_configs(
+        &mut self,
+        name: &str,
+        configs: &[Config],
+    ) -> Result<(), ConnectError> {
         for (i, c) in configs.iter().enumerate() {
             let id = TaskId {
                 connector: name.to_string(),
                 task: i as u32,
             };
             self.config_log
-                .send(Bytes::from(records::task_key(&id)), Some(Bytes::from(records::properties_value(c))))
+                .send(
+                    Bytes::from(records::task_key(&id)),
+                    Some(Bytes::from(records::properties_value(c))),
+                )
                 .await?;
         }
         self.config_log
@@ -419,14 +449,16 @@ impl DistributedWorker {
         let plugin = match self.plugin_of(&id.connector) {
             Ok(p) => p,
             Err(e) => {
-                self.put_task_status(id, State::Failed, Some(e.trace())).await;
+                self.put_task_status(id, State::Failed, Some(e.trace()))
+                    .await;
                 return;
             }
         };
         if plugin.connector_type == ConnectorType::Source {
             // Offsets another worker committed before the task moved here.
             if let Err(e) = self.shared.offsets.refresh().await {
-                self.put_task_status(id, State::Failed, Some(e.trace())).await;
+                self.put_task_status(id, State::Failed, Some(e.trace()))
+                    .await;
                 return;
             }
         }
@@ -458,21 +490,30 @@ impl DistributedWorker {
             return;
         };
         if let Some(h) = task.handle {
-            h.stop(Duration::from_millis(self.shared.config.task_shutdown_timeout_ms))
-                .await;
+            h.stop(Duration::from_millis(
+                self.shared.config.task_shutdown_timeout_ms,
+            ))
+            .await;
         }
         if unassigned {
             self.put_task_status(id, State::Unassigned, None).await;
         }
     }
 
-    async fn lead(&mut self, msg: Lead, ctx: &mut Context<Self>) -> Result<Vec<(String, Vec<u8>)>, ConnectError> {
+    async fn lead(
+        &mut self,
+        msg: Lead,
+        ctx: &mut Context<Self>,
+    ) -> Result<Vec<(String, Vec<u8>)>, ConnectError> {
         let version = version_of(&msg.protocol)
             .filter(|v| *v >= 1)
-            .ok_or_else(|| ConnectError::Worker(format!("the group chose protocol {:?}", msg.protocol)))?;
+            .ok_or_else(|| {
+                ConnectError::Worker(format!("the group chose protocol {:?}", msg.protocol))
+            })?;
         let mut states = BTreeMap::new();
         for (member, metadata) in &msg.members {
-            let state = decode_metadata(metadata).map_err(|e| ConnectError::Worker(e.to_string()))?;
+            let state =
+                decode_metadata(metadata).map_err(|e| ConnectError::Worker(e.to_string()))?;
             states.insert(member.clone(), state);
         }
         let leader_url = states
@@ -557,13 +598,15 @@ impl DistributedWorker {
             self.stop_connector(name).await;
             self.connectors.remove(name);
             if self.config.connectors.contains_key(name) {
-                self.put_connector_status(name, State::Unassigned, None).await;
+                self.put_connector_status(name, State::Unassigned, None)
+                    .await;
             }
         }
         self.assignment.remove_all(&a.revoked);
         self.assignment.extend(&a.assigned);
         tracing::info!(
             generation = msg.generation,
+            leader = self.leadership == Leadership::Leader,
             connectors = ?self.assignment.connectors,
             tasks = self.assignment.tasks.len(),
             revoked = a.revoked.connectors.len() + a.revoked.tasks.len(),
@@ -583,7 +626,11 @@ impl DistributedWorker {
     }
 
     fn info(&self, name: &str) -> Result<ConnectorInfo, ConnectError> {
-        let config = self.config.connectors.get(name).ok_or_else(|| not_found(name))?;
+        let config = self
+            .config
+            .connectors
+            .get(name)
+            .ok_or_else(|| not_found(name))?;
         let count = self.config.tasks.get(name).map_or(0, Vec::len);
         let connector_type = find_plugin(&self.shared.plugins, config)
             .map(|p| p.connector_type.name().to_string())
@@ -602,9 +649,9 @@ impl DistributedWorker {
     }
 
     fn status_of(&self, name: &str) -> Result<ConnectorStateInfo, ConnectError> {
-        let info = self.info(name).map_err(|_| {
-            ConnectError::NotFound(format!("No status found for connector {name}"))
-        })?;
+        let info = self
+            .info(name)
+            .map_err(|_| ConnectError::NotFound(format!("No status found for connector {name}")))?;
         let version = self.plugin_of(name).ok().map(|p| p.version);
         let unassigned = || StatusRecord {
             state: State::Unassigned.name().into(),
@@ -612,7 +659,12 @@ impl DistributedWorker {
             worker_id: String::new(),
             generation: -1,
         };
-        let c = self.status.connectors.get(name).cloned().unwrap_or_else(unassigned);
+        let c = self
+            .status
+            .connectors
+            .get(name)
+            .cloned()
+            .unwrap_or_else(unassigned);
         Ok(ConnectorStateInfo {
             name: name.to_string(),
             connector: ConnectorState {
@@ -625,7 +677,12 @@ impl DistributedWorker {
                 .tasks
                 .iter()
                 .map(|id| {
-                    let t = self.status.tasks.get(id).cloned().unwrap_or_else(unassigned);
+                    let t = self
+                        .status
+                        .tasks
+                        .get(id)
+                        .cloned()
+                        .unwrap_or_else(unassigned);
                     TaskState {
                         id: id.task,
                         state: t.state,
@@ -639,7 +696,11 @@ impl DistributedWorker {
         })
     }
 
-    async fn put(&mut self, msg: Put, ctx: &mut Context<Self>) -> Result<(bool, ConnectorInfo), ConnectError> {
+    async fn put(
+        &mut self,
+        msg: Put,
+        ctx: &mut Context<Self>,
+    ) -> Result<(bool, ConnectorInfo), ConnectError> {
         self.require_leader()?;
         validate_connector_config(&self.shared.plugins, &msg.name, &msg.config)?;
         self.read_config(ctx).await?;
@@ -672,11 +733,15 @@ impl DistributedWorker {
         self.require_leader()?;
         self.read_config(ctx).await?;
         let count = self.info(name)?.tasks.len();
-        for key in [records::connector_key(name), records::target_state_key(name)] {
+        for key in [
+            records::connector_key(name),
+            records::target_state_key(name),
+        ] {
             self.config_log.send(Bytes::from(key), None).await?;
         }
         // Kafka's DESTROYED status is a tombstone.
-        self.write_status(records::connector_status_key(name), None).await;
+        self.write_status(records::connector_status_key(name), None)
+            .await;
         for task in 0..count as u32 {
             let id = TaskId {
                 connector: name.to_string(),
@@ -688,7 +753,12 @@ impl DistributedWorker {
         Ok(())
     }
 
-    async fn set_target(&mut self, name: &str, target: TargetState, ctx: &mut Context<Self>) -> Result<(), ConnectError> {
+    async fn set_target(
+        &mut self,
+        name: &str,
+        target: TargetState,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), ConnectError> {
         // As Kafka: pause and resume are written by whichever worker is asked; stop needs
         // the leader.
         if target == TargetState::Stopped {
@@ -732,7 +802,11 @@ impl Handler<Snapshot> for DistributedWorker {
 }
 
 impl Handler<Lead> for DistributedWorker {
-    async fn handle(&mut self, msg: Lead, ctx: &mut Context<Self>) -> Result<Vec<(String, Vec<u8>)>, ConnectError> {
+    async fn handle(
+        &mut self,
+        msg: Lead,
+        ctx: &mut Context<Self>,
+    ) -> Result<Vec<(String, Vec<u8>)>, ConnectError> {
         self.lead(msg, ctx).await
     }
 }
@@ -756,7 +830,11 @@ impl Handler<GetLeadership> for DistributedWorker {
 }
 
 impl Handler<Put> for DistributedWorker {
-    async fn handle(&mut self, msg: Put, ctx: &mut Context<Self>) -> Result<(bool, ConnectorInfo), ConnectError> {
+    async fn handle(
+        &mut self,
+        msg: Put,
+        ctx: &mut Context<Self>,
+    ) -> Result<(bool, ConnectorInfo), ConnectError> {
         self.put(msg, ctx).await
     }
 }
@@ -774,29 +852,47 @@ impl Handler<List> for DistributedWorker {
 }
 
 impl Handler<Info> for DistributedWorker {
-    async fn handle(&mut self, msg: Info, _ctx: &mut Context<Self>) -> Result<ConnectorInfo, ConnectError> {
+    async fn handle(
+        &mut self,
+        msg: Info,
+        _ctx: &mut Context<Self>,
+    ) -> Result<ConnectorInfo, ConnectError> {
         self.info(&msg.0)
     }
 }
 
 impl Handler<Status> for DistributedWorker {
-    async fn handle(&mut self, msg: Status, _ctx: &mut Context<Self>) -> Result<ConnectorStateInfo, ConnectError> {
+    async fn handle(
+        &mut self,
+        msg: Status,
+        _ctx: &mut Context<Self>,
+    ) -> Result<ConnectorStateInfo, ConnectError> {
         self.status_of(&msg.0)
     }
 }
 
 impl Handler<GetTaskStatus> for DistributedWorker {
-    async fn handle(&mut self, msg: GetTaskStatus, _ctx: &mut Context<Self>) -> Result<TaskState, ConnectError> {
+    async fn handle(
+        &mut self,
+        msg: GetTaskStatus,
+        _ctx: &mut Context<Self>,
+    ) -> Result<TaskState, ConnectError> {
         self.status_of(&msg.0)?
             .tasks
             .into_iter()
             .find(|t| t.id == msg.1)
-            .ok_or_else(|| ConnectError::NotFound(format!("No status found for task {}-{}", msg.0, msg.1)))
+            .ok_or_else(|| {
+                ConnectError::NotFound(format!("No status found for task {}-{}", msg.0, msg.1))
+            })
     }
 }
 
 impl Handler<Tasks> for DistributedWorker {
-    async fn handle(&mut self, msg: Tasks, _ctx: &mut Context<Self>) -> Result<Vec<TaskInfo>, ConnectError> {
+    async fn handle(
+        &mut self,
+        msg: Tasks,
+        _ctx: &mut Context<Self>,
+    ) -> Result<Vec<TaskInfo>, ConnectError> {
         self.info(&msg.0)?;
         Ok(self
             .config
@@ -817,43 +913,71 @@ impl Handler<Tasks> for DistributedWorker {
 }
 
 impl Handler<SetTarget> for DistributedWorker {
-    async fn handle(&mut self, msg: SetTarget, ctx: &mut Context<Self>) -> Result<(), ConnectError> {
+    async fn handle(
+        &mut self,
+        msg: SetTarget,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), ConnectError> {
         self.set_target(&msg.0, msg.1, ctx).await
     }
 }
 
 impl Handler<Restart> for DistributedWorker {
-    async fn handle(&mut self, _msg: Restart, _ctx: &mut Context<Self>) -> Result<ConnectorStateInfo, ConnectError> {
+    async fn handle(
+        &mut self,
+        _msg: Restart,
+        _ctx: &mut Context<Self>,
+    ) -> Result<ConnectorStateInfo, ConnectError> {
         Err(unsupported("Restarting a connector"))
     }
 }
 
 impl Handler<RestartTask> for DistributedWorker {
-    async fn handle(&mut self, _msg: RestartTask, _ctx: &mut Context<Self>) -> Result<(), ConnectError> {
+    async fn handle(
+        &mut self,
+        _msg: RestartTask,
+        _ctx: &mut Context<Self>,
+    ) -> Result<(), ConnectError> {
         Err(unsupported("Restarting a task"))
     }
 }
 
 impl Handler<Topics> for DistributedWorker {
-    async fn handle(&mut self, _msg: Topics, _ctx: &mut Context<Self>) -> Result<Vec<String>, ConnectError> {
+    async fn handle(
+        &mut self,
+        _msg: Topics,
+        _ctx: &mut Context<Self>,
+    ) -> Result<Vec<String>, ConnectError> {
         Err(unsupported("Listing a connector's active topics"))
     }
 }
 
 impl Handler<ResetTopics> for DistributedWorker {
-    async fn handle(&mut self, _msg: ResetTopics, _ctx: &mut Context<Self>) -> Result<(), ConnectError> {
+    async fn handle(
+        &mut self,
+        _msg: ResetTopics,
+        _ctx: &mut Context<Self>,
+    ) -> Result<(), ConnectError> {
         Err(unsupported("Resetting a connector's active topics"))
     }
 }
 
 impl Handler<OffsetsOf> for DistributedWorker {
-    async fn handle(&mut self, msg: OffsetsOf, _ctx: &mut Context<Self>) -> Result<ConnectorType, ConnectError> {
+    async fn handle(
+        &mut self,
+        msg: OffsetsOf,
+        _ctx: &mut Context<Self>,
+    ) -> Result<ConnectorType, ConnectError> {
         Ok(self.plugin_of(&msg.0)?.connector_type)
     }
 }
 
 impl Handler<ModifyOffsets> for DistributedWorker {
-    async fn handle(&mut self, _msg: ModifyOffsets, _ctx: &mut Context<Self>) -> Result<String, ConnectError> {
+    async fn handle(
+        &mut self,
+        _msg: ModifyOffsets,
+        _ctx: &mut Context<Self>,
+    ) -> Result<String, ConnectError> {
         Err(unsupported("Altering or resetting offsets"))
     }
 }
@@ -889,7 +1013,8 @@ impl Handler<StopAll> for DistributedWorker {
         let names: Vec<String> = self.connectors.keys().cloned().collect();
         for name in names {
             self.stop_connector(&name).await;
-            self.put_connector_status(&name, State::Unassigned, None).await;
+            self.put_connector_status(&name, State::Unassigned, None)
+                .await;
         }
         self.connectors.clear();
         self.assignment = ConnectorsAndTasks::default();
@@ -913,14 +1038,18 @@ pub(crate) async fn start(
     disk: Arc<dyn runnel_storage::disk::Disk>,
     worker_id: String,
 ) -> Result<Started, ConnectError> {
-    let client = ClientConfig::new(&dist.worker.bootstrap_servers).with_client_id(&format!("connect-{worker_id}"));
+    let client = ClientConfig::new(&dist.worker.bootstrap_servers)
+        .with_client_id(&format!("connect-{worker_id}"));
     let admin = Admin::connect(client.clone()).await?;
     for spec in [&dist.config_topic, &dist.offset_topic, &dist.status_topic] {
         ensure_topic(&admin, spec).await?;
     }
     let mut config_log = TopicLog::open(client.clone(), &dist.config_topic.name).await?;
     let mut status_log = TopicLog::open(client.clone(), &dist.status_topic.name).await?;
-    let offsets = Arc::new(OffsetStore::open_topic(TopicLog::open(client.clone(), &dist.offset_topic.name).await?).await?);
+    let offsets = Arc::new(
+        OffsetStore::open_topic(TopicLog::open(client.clone(), &dist.offset_topic.name).await?)
+            .await?,
+    );
     let mut config = ConfigState::default();
     for r in config_log.read_to_end().await? {
         if let Some(key) = r.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()) {
@@ -962,10 +1091,18 @@ pub(crate) async fn start(
         next_task_generation: 0,
         rejoin: rejoin_tx,
     });
-    let addr = node.spawn("connect-distributed-herder", WORKER_MAILBOX, RestartPolicy::never(), move || {
-        once.take().expect("the herder is spawned once and never restarted")
-    });
-    addr.tell(StartTicks).await.map_err(|e| ConnectError::Worker(e.to_string()))?;
+    let addr = node.spawn(
+        "connect-distributed-herder",
+        WORKER_MAILBOX,
+        RestartPolicy::never(),
+        move || {
+            once.take()
+                .expect("the herder is spawned once and never restarted")
+        },
+    );
+    addr.tell(StartTicks)
+        .await
+        .map_err(|e| ConnectError::Worker(e.to_string()))?;
     let (member_stop, stop_rx) = tokio::sync::watch::channel(false);
     let cluster = Cluster::connect(client).await?;
     let member = Member::new(
@@ -977,7 +1114,13 @@ pub(crate) async fn start(
             heartbeat_interval_ms: dist.heartbeat_interval_ms,
         },
     );
-    node.spawn_task(run_member(member, addr.clone(), dist.protocols.clone(), rejoin_rx, stop_rx));
+    node.spawn_task(run_member(
+        member,
+        addr.clone(),
+        dist.protocols.clone(),
+        rejoin_rx,
+        stop_rx,
+    ));
     Ok(Started {
         addr,
         shared,
@@ -999,7 +1142,10 @@ where
     DistributedWorker: Handler<M>,
     M: Message,
 {
-    herder.ask(msg, Duration::from_millis(HERDER_ASK_MS)).await.ok()
+    herder
+        .ask(msg, Duration::from_millis(HERDER_ASK_MS))
+        .await
+        .ok()
 }
 
 /// One JoinGroup and SyncGroup round; the assignment's scheduled delay, if any.
@@ -1034,7 +1180,8 @@ async fn rebalance(
     };
     let bytes = member.sync(&joined.protocol, assignments).await?;
     let assignment = decode_assignment(&bytes).map_err(|e| ConnectError::Worker(e.to_string()))?;
-    let delay = (assignment.delay_ms > 0).then(|| Duration::from_millis(assignment.delay_ms as u64));
+    let delay =
+        (assignment.delay_ms > 0).then(|| Duration::from_millis(assignment.delay_ms as u64));
     ask(
         herder,
         Assigned {
@@ -1112,5 +1259,7 @@ pub(crate) async fn run_member(
 
 /// The URL of whoever leads, for REST forwarding.
 pub(crate) async fn leadership(addr: &Addr<DistributedWorker>) -> Leadership {
-    ask(addr, GetLeadership).await.unwrap_or(Leadership::Rebalancing)
+    ask(addr, GetLeadership)
+        .await
+        .unwrap_or(Leadership::Rebalancing)
 }

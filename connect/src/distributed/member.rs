@@ -241,9 +241,12 @@ impl Member {
         let (group, member) = (self.config.group_id.clone(), self.member_id.clone());
         let response = conn
             .call(|version| {
-                let request = LeaveGroupRequest::default().with_group_id(GroupId(str_bytes(&group)));
+                let request =
+                    LeaveGroupRequest::default().with_group_id(GroupId(str_bytes(&group)));
                 if version >= 3 {
-                    request.with_members(vec![MemberIdentity::default().with_member_id(str_bytes(&member))])
+                    request.with_members(vec![
+                        MemberIdentity::default().with_member_id(str_bytes(&member))
+                    ])
                 } else {
                     request.with_member_id(str_bytes(&member))
                 }

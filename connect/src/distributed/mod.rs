@@ -4,9 +4,9 @@
 //! live in compacted topics in Apache Kafka's own record formats.
 
 pub mod assignor;
-pub mod protocol;
-pub mod log;
-pub mod member;
-pub mod records;
 pub mod config;
 pub mod herder;
+pub mod log;
+pub mod member;
+pub mod protocol;
+pub mod records;

@@ -68,7 +68,9 @@ pub fn target_state_value(state: TargetState) -> Vec<u8> {
     } else {
         v2
     };
-    json!({ "state": v1, "state.v2": v2 }).to_string().into_bytes()
+    json!({ "state": v1, "state.v2": v2 })
+        .to_string()
+        .into_bytes()
 }
 
 fn state_name(state: TargetState) -> &'static str {
@@ -356,12 +358,23 @@ mod tests {
         assert_eq!(s.tasks["src"].len(), 2);
         assert!(s.inconsistent.is_empty());
         assert_eq!(s.configured().tasks.len(), 2);
-        s.apply(6, "target-state-src", Some(br#"{"state":"PAUSED","state.v2":"STOPPED"}"#));
+        s.apply(
+            6,
+            "target-state-src",
+            Some(br#"{"state":"PAUSED","state.v2":"STOPPED"}"#),
+        );
         assert_eq!(s.target("src"), TargetState::Stopped);
         assert!(s.configured().tasks.is_empty());
-        s.apply(7, "session-key", Some(br#"{"key":"x","algorithm":"HmacSHA256","creation-timestamp":1}"#));
+        s.apply(
+            7,
+            "session-key",
+            Some(br#"{"key":"x","algorithm":"HmacSHA256","creation-timestamp":1}"#),
+        );
         assert_eq!(s.offset, 8);
-        assert_eq!(s.apply(8, "connector-src", None), ConfigChange::Removed("src".into()));
+        assert_eq!(
+            s.apply(8, "connector-src", None),
+            ConfigChange::Removed("src".into())
+        );
         assert!(s.connectors.is_empty() && s.tasks.is_empty() && s.targets.is_empty());
     }
 
@@ -386,7 +399,10 @@ mod tests {
         assert_eq!(task_key(&id), "task-a-b-10");
         s.apply(0, &connector_key("a-b"), Some(&properties_value(&cfg)));
         s.apply(1, &task_key(&id), Some(&properties_value(&cfg)));
-        assert_eq!(s.apply(2, &commit_key("a-b"), Some(&commit_value(1))), ConfigChange::None);
+        assert_eq!(
+            s.apply(2, &commit_key("a-b"), Some(&commit_value(1))),
+            ConfigChange::None
+        );
         assert!(s.inconsistent.contains("a-b"), "task 0 is missing");
         // The schema envelope is read as well.
         let enveloped = br#"{"schema":{"type":"struct"},"payload":{"state":"PAUSED"}}"#;

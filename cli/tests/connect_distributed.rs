@@ -1,0 +1,333 @@
+//! `runnel connect distributed`: three worker processes in one group against a real
+//! `runnel server`. Connectors and tasks spread over the workers, any worker answers the
+//! REST API (writes go to the leader), a killed worker's tasks move to the survivors only
+//! after `scheduled.rebalance.max.delay.ms`, and every line of the file sources reaches
+//! the file sinks, in order.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value as Json};
+use support::connect::{append, read, Response, Worker};
+use support::{free_port, Broker};
+
+const DELAY_MS: u64 = 4_000;
+const PIPELINES: [&str; 2] = ["a", "b"];
+
+fn worker_properties(dir: &Path, bootstrap: &str, port: u16) -> String {
+    let name = format!("worker-{port}.properties");
+    std::fs::write(
+        dir.join(&name),
+        format!(
+            "bootstrap.servers={bootstrap}\n\
+             group.id=connect-cluster\n\
+             key.converter=org.apache.kafka.connect.json.JsonConverter\n\
+             value.converter=org.apache.kafka.connect.json.JsonConverter\n\
+             config.storage.topic=connect-configs\n\
+             offset.storage.topic=connect-offsets\n\
+             status.storage.topic=connect-status\n\
+             config.storage.replication.factor=1\n\
+             offset.storage.replication.factor=1\n\
+             offset.storage.partitions=5\n\
+             status.storage.replication.factor=1\n\
+             offset.flush.interval.ms=200\n\
+             listeners=http://127.0.0.1:{port}\n\
+             scheduled.rebalance.max.delay.ms={DELAY_MS}\n\
+             session.timeout.ms=6000\n\
+             heartbeat.interval.ms=1000\n\
+             consumer.session.timeout.ms=6000\n\
+             consumer.heartbeat.interval.ms=1000\n"
+        ),
+    )
+    .expect("worker properties");
+    name
+}
+
+/// The log without terminal colours.
+fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The worker's latest assignment line.
+fn last_assignment(w: &Worker) -> Option<String> {
+    plain(&w.stderr())
+        .lines()
+        .rev()
+        .find(|l| l.contains(" assignment "))
+        .map(str::to_string)
+}
+
+fn leads(w: &Worker) -> bool {
+    last_assignment(w).is_some_and(|l| l.contains("leader=true"))
+}
+
+/// A REST call, retried while the group rebalances (Kafka answers 409 then).
+fn call_retrying(w: &Worker, method: &str, target: &str, body: Option<Json>) -> Response {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = w.call(method, target, body.clone());
+        if r.status != 409 || Instant::now() > deadline {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Who runs what: connector or `connector-task` → the worker id in its status.
+fn owners(w: &Worker) -> BTreeMap<String, (String, String)> {
+    let all = w.call("GET", "/connectors?expand=status", None).json();
+    let mut out = BTreeMap::new();
+    for (name, v) in all.as_object().into_iter().flatten() {
+        let s = &v["status"];
+        let entry = |x: &Json| {
+            (
+                x["state"].as_str().unwrap_or_default().to_string(),
+                x["worker_id"].as_str().unwrap_or_default().to_string(),
+            )
+        };
+        out.insert(name.clone(), entry(&s["connector"]));
+        for t in s["tasks"].as_array().into_iter().flatten() {
+            out.insert(format!("{name}-{}", t["id"]), entry(t));
+        }
+    }
+    out
+}
+
+fn at(workers: &[Option<Worker>], i: usize) -> &Worker {
+    workers[i].as_ref().expect("a live worker")
+}
+
+fn all_running(o: &BTreeMap<String, (String, String)>, expected: usize) -> bool {
+    o.len() == expected && o.values().all(|(state, _)| state == "RUNNING")
+}
+
+fn lines_of(range: std::ops::Range<usize>, pipeline: &str) -> String {
+    range.map(|i| format!("{pipeline} line {i}\n")).collect()
+}
+
+/// Every line at least once, each line's first copy after the one before's.
+fn assert_complete_in_order(got: &str, total: usize, pipeline: &str) -> usize {
+    let lines: Vec<&str> = got.lines().collect();
+    let firsts: Vec<usize> = (0..total)
+        .map(|i| {
+            let want = format!("{pipeline} line {i}");
+            lines
+                .iter()
+                .position(|l| *l == want)
+                .unwrap_or_else(|| panic!("{want} never reached the sink: {got}"))
+        })
+        .collect();
+    assert!(
+        firsts.windows(2).all(|w| w[0] < w[1]),
+        "out of order: {got}"
+    );
+    lines.len() - total
+}
+
+#[test]
+fn three_workers_share_the_work_and_survive_a_kill() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path();
+    let ports = [free_port(), free_port(), free_port()];
+    let props: Vec<String> = ports
+        .iter()
+        .map(|p| worker_properties(home, &broker.bootstrap, *p))
+        .collect();
+
+    // The first worker forms the group alone and leads it; the others join.
+    let mut workers: Vec<Option<Worker>> = vec![Some(Worker::start_distributed(home, &props[0]))];
+    wait_for("the first worker to lead", 60, || leads(at(&workers, 0)));
+    for p in &props[1..] {
+        workers.push(Some(Worker::start_distributed(home, p)));
+    }
+    wait_for("three workers in one generation", 60, || {
+        (0..3).all(|i| last_assignment(at(&workers, i)).is_some())
+            && (0..3)
+                .filter_map(|i| last_assignment(at(&workers, i)))
+                .map(|l| {
+                    l.split("generation=")
+                        .nth(1)
+                        .map(|g| g.split(' ').next().map(str::to_string))
+                })
+                .collect::<BTreeSet<_>>()
+                .len()
+                == 1
+    });
+
+    for p in PIPELINES {
+        std::fs::write(home.join(format!("in-{p}.txt")), lines_of(0..20, p)).expect("source file");
+    }
+    // Each connector is created through a different worker: writes reach the leader.
+    let mut n = 0;
+    for p in PIPELINES {
+        let source = json!({"name": format!("src-{p}"), "config": {
+            "connector.class": "FileStreamSource", "tasks.max": "1",
+            "file": home.join(format!("in-{p}.txt")), "topic": format!("topic-{p}")}});
+        let sink = json!({"name": format!("sink-{p}"), "config": {
+            "connector.class": "FileStreamSink", "tasks.max": "1",
+            "file": home.join(format!("out-{p}.txt")), "topics": format!("topic-{p}")}});
+        for body in [source, sink] {
+            let r = call_retrying(at(&workers, n % 3), "POST", "/connectors", Some(body));
+            assert_eq!(r.status, 201, "{}", r.body);
+            n += 1;
+        }
+    }
+    let expected_items = 8;
+    wait_for("every connector and task RUNNING", 90, || {
+        all_running(&owners(at(&workers, 0)), expected_items)
+    });
+
+    // Every worker answers the same.
+    wait_for("the same status from every worker", 30, || {
+        let views: BTreeSet<String> = (0..3)
+            .map(|i| {
+                at(&workers, i)
+                    .call("GET", "/connectors?expand=status&expand=info", None)
+                    .body
+            })
+            .collect();
+        views.len() == 1
+    });
+    for i in 0..3 {
+        let r = at(&workers, i).call("GET", "/connectors/src-a/tasks", None);
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.json()[0]["config"]["task.class"],
+            "org.apache.kafka.connect.file.FileStreamSourceTask"
+        );
+    }
+
+    // The leader spreads connectors and tasks each on their own, as Kafka's does: 4 of
+    // each over 3 workers is 1 or 2 per worker.
+    let before = owners(at(&workers, 0));
+    for tasks in [false, true] {
+        let mut load: BTreeMap<String, usize> = BTreeMap::new();
+        for (item, (_, worker)) in &before {
+            let is_task = item
+                .rsplit_once('-')
+                .is_some_and(|(_, n)| n.parse::<u32>().is_ok());
+            if is_task == tasks {
+                *load.entry(worker.clone()).or_default() += 1;
+            }
+        }
+        assert_eq!(load.len(), 3, "{before:?}");
+        assert!(load.values().all(|n| (1..=2).contains(n)), "{before:?}");
+    }
+
+    for p in PIPELINES {
+        wait_for("the first lines in the sink", 60, || {
+            read(&home.join(format!("out-{p}.txt"))).lines().count() >= 20
+        });
+    }
+
+    // Kill a worker that does not lead (a new leader has no memory of the lost work
+    // and would reassign it at once, as Kafka's does).
+    let victim = (1..3)
+        .find(|i| !leads(at(&workers, *i)))
+        .expect("a follower");
+    let victim_id = format!("127.0.0.1:{}", ports[victim]);
+    let moved: Vec<String> = before
+        .iter()
+        .filter(|(_, (_, worker))| *worker == victim_id)
+        .map(|(item, _)| item.clone())
+        .collect();
+    assert!(!moved.is_empty());
+    let mut dead = workers[victim].take().expect("victim");
+    let _ = dead.child.kill();
+    let _ = dead.child.wait();
+    let killed_at = Instant::now();
+    drop(dead);
+    for p in PIPELINES {
+        append(&home.join(format!("in-{p}.txt")), &lines_of(20..40, p));
+    }
+    let survivor = (0..3).find(|i| workers[*i].is_some()).expect("a survivor");
+    wait_for("the victim's work on the survivors", 90, || {
+        let now = owners(at(&workers, survivor));
+        all_running(&now, expected_items) && now.values().all(|(_, worker)| *worker != victim_id)
+    });
+    let took = killed_at.elapsed();
+    assert!(
+        took >= Duration::from_millis(DELAY_MS),
+        "moved after {took:?}, before scheduled.rebalance.max.delay.ms"
+    );
+    let leader = (0..3)
+        .filter(|i| workers[*i].is_some())
+        .find(|i| leads(at(&workers, *i)))
+        .expect("a leader among the survivors");
+    let delays = plain(&at(&workers, leader).stderr());
+    assert!(
+        delays
+            .lines()
+            .any(|l| l.contains(" assignment ") && l.contains("delay_ms=4000")),
+        "the leader never scheduled the delayed rebalance: {delays}"
+    );
+
+    for p in PIPELINES {
+        append(&home.join(format!("in-{p}.txt")), &lines_of(40..50, p));
+        let out = home.join(format!("out-{p}.txt"));
+        wait_for("every line in the sink", 60, || {
+            let got = read(&out);
+            (0..50).all(|i| got.lines().any(|l| l == format!("{p} line {i}")))
+        });
+        let dupes = assert_complete_in_order(&read(&out), 50, p);
+        // Offsets were committed every 200 ms: only what followed the last commit repeats.
+        assert!(dupes <= 20, "{dupes} duplicates in {p}");
+    }
+    let views: BTreeSet<String> = (0..3)
+        .filter(|i| workers[*i].is_some())
+        .map(|i| {
+            at(&workers, i)
+                .call("GET", "/connectors?expand=status", None)
+                .body
+        })
+        .collect();
+    assert_eq!(views.len(), 1, "{views:?}");
+
+    // Deleting through a follower reaches the leader; every worker forgets it.
+    let follower = (0..3)
+        .filter(|i| workers[*i].is_some())
+        .find(|i| *i != leader)
+        .expect("a follower");
+    let r = call_retrying(at(&workers, follower), "DELETE", "/connectors/sink-b", None);
+    assert_eq!(r.status, 204, "{}", r.body);
+    wait_for("sink-b gone everywhere", 30, || {
+        (0..3).filter(|i| workers[*i].is_some()).all(|i| {
+            at(&workers, i)
+                .call("GET", "/connectors/sink-b", None)
+                .status
+                == 404
+        })
+    });
+
+    for slot in workers.iter_mut() {
+        if let Some(worker) = slot.take() {
+            let said = worker.stop();
+            assert!(said.contains("stopped cleanly"), "{said}");
+        }
+    }
+}
