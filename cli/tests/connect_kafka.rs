@@ -261,3 +261,180 @@ fn the_rest_api_answers_as_kafkas_worker() {
     theirs.stop();
     ours.stop();
 }
+
+/// A distributed worker's properties (Runnel's and Kafka's read the same file), its REST
+/// API on `port`.
+fn distributed_properties(
+    dir: &std::path::Path,
+    bootstrap: &str,
+    kafka: &std::path::Path,
+    port: u16,
+) -> String {
+    let name = format!("distributed-{port}.properties");
+    std::fs::write(
+        dir.join(&name),
+        format!(
+            "bootstrap.servers={bootstrap}\n\
+             group.id=connect-cluster\n\
+             key.converter=org.apache.kafka.connect.json.JsonConverter\n\
+             value.converter=org.apache.kafka.connect.json.JsonConverter\n\
+             config.storage.topic=connect-configs\n\
+             offset.storage.topic=connect-offsets\n\
+             status.storage.topic=connect-status\n\
+             config.storage.replication.factor=1\n\
+             offset.storage.replication.factor=1\n\
+             status.storage.replication.factor=1\n\
+             offset.flush.interval.ms=500\n\
+             listeners=http://127.0.0.1:{port}\n\
+             plugin.path={}\n",
+            kafka.join("libs/connect-file-4.1.1.jar").display()
+        ),
+    )
+    .expect("worker properties");
+    name
+}
+
+fn numbered(range: std::ops::Range<usize>) -> String {
+    range.map(|i| format!("line {i}\n")).collect()
+}
+
+fn all_running(w: &Worker, names: &[&str]) -> bool {
+    names.iter().all(|name| {
+        let s = w.call("GET", &format!("/connectors/{name}/status"), None);
+        s.status == 200
+            && s.json()["connector"]["state"] == "RUNNING"
+            && s.json()["tasks"]
+                .as_array()
+                .is_some_and(|t| !t.is_empty() && t.iter().all(|t| t["state"] == "RUNNING"))
+    })
+}
+
+#[test]
+#[ignore = "needs Apache Kafka's jars (ci/kafka-setup) and a JVM; ci/test runs it"]
+fn kafkas_connect_distributed_takes_over_runnels_topics_and_back() {
+    let kafka = kafka_home();
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path();
+    let input = home.join("in.txt");
+    let out = home.join("out.txt");
+    std::fs::write(&input, numbered(0..10)).expect("in.txt");
+
+    // Runnel's worker creates the topics and the connectors, and runs them.
+    let ours_port = free_port();
+    let ours_props = distributed_properties(home, &broker.bootstrap, &kafka, ours_port);
+    let ours = Worker::start_distributed(home, &ours_props);
+    let create = |w: &Worker, body: Json| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let r = w.call("POST", "/connectors", Some(body.clone()));
+            if r.status != 409 || std::time::Instant::now() > deadline {
+                return r;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    let r = create(
+        &ours,
+        json!({"name": "src", "config": {"connector.class": "FileStreamSource", "tasks.max": "1", "file": input, "topic": "lines"}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = create(
+        &ours,
+        json!({"name": "sink", "config": {"connector.class": "FileStreamSink", "tasks.max": "1", "file": out, "topics": "lines"}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    wait_for("Runnel's worker copies the first lines", || {
+        read(&out) == numbered(0..10)
+    });
+    let said = ours.stop();
+    assert!(said.contains("stopped cleanly"), "{said}");
+
+    // Kafka's worker reads Runnel's config, offset and status records and goes on.
+    append(&input, &numbered(10..20));
+    let theirs_port = free_port();
+    let theirs_props = distributed_properties(home, &broker.bootstrap, &kafka, theirs_port);
+    let theirs = Worker::start_kafka_distributed(home, &kafka, theirs_port, &theirs_props);
+    let r = theirs.call("GET", "/connectors", None);
+    let mut names: Vec<String> = serde_json::from_str(&r.body).unwrap_or_default();
+    names.sort();
+    assert_eq!(
+        names,
+        ["sink", "src"],
+        "Kafka's worker read our config topic: {}",
+        r.body
+    );
+    let tasks = theirs.call("GET", "/connectors/src/tasks", None).json();
+    assert_eq!(
+        tasks[0]["config"]["task.class"], "org.apache.kafka.connect.file.FileStreamSourceTask",
+        "our task configs: {tasks}"
+    );
+    wait_for("Kafka's worker copies the new lines once", || {
+        read(&out).len() >= numbered(0..20).len()
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(
+        read(&out),
+        numbered(0..20),
+        "Kafka resumed from our offsets: {}",
+        theirs.stderr()
+    );
+    wait_for("Kafka's tasks RUNNING", || {
+        all_running(&theirs, &["src", "sink"])
+    });
+    // Kafka's worker creates a connector of its own: its records, in its format.
+    let second = home.join("second.txt");
+    std::fs::write(&second, "kafka 0\nkafka 1\n").expect("second.txt");
+    let r = create(
+        &theirs,
+        json!({"name": "src2", "config": {"connector.class": "org.apache.kafka.connect.file.FileStreamSourceConnector", "tasks.max": "1", "file": second, "topic": "lines"}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    wait_for("Kafka's second source reaches the sink", || {
+        read(&out)
+            .lines()
+            .filter(|l| l.starts_with("kafka "))
+            .count()
+            == 2
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    theirs.stop();
+
+    // And back: Runnel's worker reads what Kafka's wrote, offsets included.
+    append(&input, &numbered(20..25));
+    append(&second, "kafka 2\n");
+    let ours = Worker::start_distributed(home, &ours_props);
+    wait_for("Runnel's worker runs the three connectors", || {
+        all_running(&ours, &["src", "sink", "src2"])
+    });
+    let src2 = ours.call("GET", "/connectors/src2/tasks", None).json();
+    assert_eq!(
+        src2[0]["config"]["task.class"],
+        "org.apache.kafka.connect.file.FileStreamSourceTask"
+    );
+    wait_for("the last lines in the sink", || {
+        let got = read(&out);
+        got.contains("line 24\n") && got.contains("kafka 2\n")
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let got = read(&out);
+    let ours_lines: Vec<&str> = got.lines().filter(|l| l.starts_with("line ")).collect();
+    let expected = numbered(0..25);
+    assert_eq!(
+        ours_lines,
+        expected.lines().collect::<Vec<_>>(),
+        "each line once, in order: {got}"
+    );
+    let kafka_lines: Vec<&str> = got.lines().filter(|l| l.starts_with("kafka ")).collect();
+    assert_eq!(
+        kafka_lines,
+        ["kafka 0", "kafka 1", "kafka 2"],
+        "Kafka's offsets read by Runnel: {got}"
+    );
+    let offsets = ours.call("GET", "/connectors/src2/offsets", None).json();
+    assert_eq!(
+        offsets,
+        json!({"offsets": [{"partition": {"filename": second}, "offset": {"position": 24}}]})
+    );
+    ours.stop();
+}

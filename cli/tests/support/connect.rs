@@ -82,14 +82,40 @@ impl Worker {
     /// Starts Apache Kafka's `bin/connect-standalone.sh ARGS` from `kafka_home` in `dir`,
     /// its REST API on `port`, and waits until it answers.
     pub fn start_kafka(dir: &Path, kafka_home: &Path, port: u16, args: &[&str]) -> Worker {
+        Worker::start_kafka_script(dir, kafka_home, "connect-standalone.sh", port, args)
+    }
+
+    /// Apache Kafka's `bin/connect-distributed.sh WORKER.PROPERTIES`.
+    pub fn start_kafka_distributed(
+        dir: &Path,
+        kafka_home: &Path,
+        port: u16,
+        properties: &str,
+    ) -> Worker {
+        Worker::start_kafka_script(
+            dir,
+            kafka_home,
+            "connect-distributed.sh",
+            port,
+            &[properties],
+        )
+    }
+
+    fn start_kafka_script(
+        dir: &Path,
+        kafka_home: &Path,
+        script: &str,
+        port: u16,
+        args: &[&str],
+    ) -> Worker {
         let mut child = Command::new("bash")
-            .arg(kafka_home.join("bin/connect-standalone.sh"))
+            .arg(kafka_home.join("bin").join(script))
             .args(args)
             .current_dir(dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("Kafka's connect-standalone.sh starts");
+            .expect("Kafka's Connect script starts");
         let lines: Arc<Mutex<Vec<String>>> = Default::default();
         let outputs: [Box<dyn Read + Send>; 2] = [
             Box::new(child.stdout.take().expect("stdout")),
