@@ -331,3 +331,212 @@ fn three_workers_share_the_work_and_survive_a_kill() {
         }
     }
 }
+
+/// Two workers in one group, started one after the other so the first leads.
+fn two_workers(home: &Path, bootstrap: &str) -> (Vec<Option<Worker>>, [u16; 2]) {
+    let ports = [free_port(), free_port()];
+    let props: Vec<String> = ports
+        .iter()
+        .map(|p| worker_properties(home, bootstrap, *p))
+        .collect();
+    let mut workers = vec![Some(Worker::start_distributed(home, &props[0]))];
+    wait_for("the first worker to lead", 60, || leads(at(&workers, 0)));
+    workers.push(Some(Worker::start_distributed(home, &props[1])));
+    wait_for("both workers in one generation", 60, || {
+        let gens: Vec<Option<String>> = (0..2)
+            .map(|i| {
+                last_assignment(at(&workers, i)).and_then(|l| {
+                    l.split("generation=")
+                        .nth(1)
+                        .map(|g| g.split(' ').next().unwrap_or("").to_string())
+                })
+            })
+            .collect();
+        gens[0].is_some() && gens[0] == gens[1]
+    });
+    (workers, ports)
+}
+
+fn state_everywhere(workers: &[Option<Worker>], target: &str, pointer: &str, want: &str) -> bool {
+    (0..workers.len()).all(|i| {
+        let r = at(workers, i).call("GET", target, None);
+        r.status == 200 && r.json().pointer(pointer).and_then(Json::as_str) == Some(want)
+    })
+}
+
+#[test]
+fn any_worker_answers_and_writes_reach_the_leader() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path();
+    std::fs::write(home.join("in.txt"), "one\ntwo\n").expect("in.txt");
+    let (workers, _) = two_workers(home, &broker.bootstrap);
+    let follower = (0..2)
+        .find(|i| !leads(at(&workers, *i)))
+        .expect("a follower");
+    let f = at(&workers, follower);
+
+    let config = json!({"connector.class": "FileStreamSource", "tasks.max": "1",
+        "file": home.join("in.txt"), "topic": "rest-lines"});
+    let r = call_retrying(
+        f,
+        "POST",
+        "/connectors",
+        Some(json!({"name": "src", "config": config})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(
+        r.headers.contains("Location: /connectors/src"),
+        "{}",
+        r.headers
+    );
+    assert_eq!(r.json()["name"], "src");
+    wait_for("src RUNNING on both", 60, || {
+        state_everywhere(
+            &workers,
+            "/connectors/src/status",
+            "/tasks/0/state",
+            "RUNNING",
+        )
+    });
+    for target in [
+        "/connectors",
+        "/connectors/src",
+        "/connectors/src/config",
+        "/connectors/src/tasks",
+        "/connectors/src/status",
+    ] {
+        let answers: BTreeSet<(u16, String)> = (0..2)
+            .map(|i| {
+                let r = at(&workers, i).call("GET", target, None);
+                (r.status, r.body)
+            })
+            .collect();
+        assert_eq!(answers.len(), 1, "{target}: {answers:?}");
+    }
+
+    // The leader's answers, through the follower: Kafka's codes and words.
+    let r = call_retrying(
+        f,
+        "POST",
+        "/connectors",
+        Some(json!({"name": "src", "config": config})),
+    );
+    assert_eq!(
+        (r.status, r.json()),
+        (
+            409,
+            json!({"error_code": 409, "message": "Connector src already exists"})
+        )
+    );
+    let r = call_retrying(
+        f,
+        "POST",
+        "/connectors",
+        Some(json!({"name": "bad", "config": {"connector.class": "FileStreamSource"}})),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(f.call("GET", "/connectors/nope", None).status, 404);
+    // A request already forwarded twice is not forwarded again.
+    let r = f.call("DELETE", "/connectors/src?forward=false", None);
+    assert_eq!(
+        (r.status, r.json()["message"].clone()),
+        (409, json!("Cannot complete request because of a conflicting operation (e.g. worker rebalance)"))
+    );
+
+    // Pause and resume are written by the worker asked; every worker sees them.
+    assert_eq!(
+        call_retrying(f, "PUT", "/connectors/src/pause", None).status,
+        202
+    );
+    wait_for("PAUSED on both", 30, || {
+        state_everywhere(
+            &workers,
+            "/connectors/src/status",
+            "/tasks/0/state",
+            "PAUSED",
+        )
+    });
+    assert_eq!(
+        call_retrying(f, "PUT", "/connectors/src/resume", None).status,
+        202
+    );
+    wait_for("RUNNING again", 30, || {
+        state_everywhere(
+            &workers,
+            "/connectors/src/status",
+            "/tasks/0/state",
+            "RUNNING",
+        )
+    });
+    // Stop (KIP-875): no tasks, the connector STOPPED; resume brings the task back.
+    assert_eq!(
+        call_retrying(f, "PUT", "/connectors/src/stop", None).status,
+        204
+    );
+    wait_for("STOPPED with no tasks on both", 30, || {
+        state_everywhere(
+            &workers,
+            "/connectors/src/status",
+            "/connector/state",
+            "STOPPED",
+        ) && (0..2).all(|i| {
+            at(&workers, i).call("GET", "/connectors/src", None).json()["tasks"] == json!([])
+        })
+    });
+    assert_eq!(
+        call_retrying(f, "PUT", "/connectors/src/resume", None).status,
+        202
+    );
+    wait_for("the task back after a stop", 60, || {
+        state_everywhere(
+            &workers,
+            "/connectors/src/status",
+            "/tasks/0/state",
+            "RUNNING",
+        )
+    });
+
+    // Restarts (KIP-745) through the follower, and a task restart sent to a worker that
+    // does not run the task.
+    let r = call_retrying(f, "POST", "/connectors/src/restart?includeTasks=true", None);
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.json()["connector"]["state"], "RESTARTING");
+    assert_eq!(r.json()["tasks"][0]["state"], "RESTARTING");
+    wait_for("RUNNING after the restart", 30, || {
+        state_everywhere(
+            &workers,
+            "/connectors/src/status",
+            "/tasks/0/state",
+            "RUNNING",
+        )
+    });
+    let owner = f.call("GET", "/connectors/src/status", None).json()["tasks"][0]["worker_id"]
+        .as_str()
+        .expect("worker id")
+        .to_string();
+    let other = (0..2)
+        .find(|i| at(&workers, *i).authority() != owner)
+        .expect("a worker without the task");
+    let r = call_retrying(
+        at(&workers, other),
+        "POST",
+        "/connectors/src/tasks/0/restart",
+        None,
+    );
+    assert_eq!((r.status, r.body.as_str()), (204, ""));
+    assert_eq!(
+        call_retrying(f, "POST", "/connectors/src/tasks/9/restart", None).status,
+        404
+    );
+
+    let r = call_retrying(f, "DELETE", "/connectors/src", None);
+    assert_eq!(r.status, 204, "{}", r.body);
+    wait_for("src gone from both", 30, || {
+        (0..2).all(|i| at(&workers, i).call("GET", "/connectors/src", None).status == 404)
+    });
+    for slot in workers.into_iter() {
+        let said = slot.expect("alive").stop();
+        assert!(said.contains("stopped cleanly"), "{said}");
+    }
+}

@@ -35,6 +35,10 @@ pub enum ConnectError {
     /// group (HTTP 409, Kafka's answer while rebalancing).
     #[error("{0}")]
     Conflict(String),
+    /// Another worker must answer: the REST layer forwards the request to `url` (Kafka's
+    /// `RequestTargetException`); 409 if it cannot.
+    #[error("{message}")]
+    RequestTarget { url: String, message: String },
     /// Not built in this mode yet (HTTP 501).
     #[error("{0}")]
     Unsupported(String),
@@ -48,7 +52,9 @@ impl ConnectError {
     pub fn http_status(&self) -> u16 {
         match self {
             ConnectError::NotFound(_) => 404,
-            ConnectError::AlreadyExists(_) | ConnectError::Conflict(_) => 409,
+            ConnectError::AlreadyExists(_)
+            | ConnectError::Conflict(_)
+            | ConnectError::RequestTarget { .. } => 409,
             ConnectError::Unsupported(_) => 501,
             ConnectError::BadRequest(_) | ConnectError::Config(_) | ConnectError::Plugin(_) => 400,
             _ => 500,

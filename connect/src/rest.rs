@@ -66,19 +66,22 @@ fn bool_param(req: &HttpRequest, name: &str) -> bool {
 }
 
 /// Whether Kafka's distributed herder does this only on the leader: every write but
-/// pause, resume and plugin validation, which any worker does.
+/// pause, resume and plugin validation, which any worker does, and a task restart,
+/// which the herder sends on to the task's owner itself.
 fn needs_leader(method: &str, segs: &[&str]) -> bool {
     !matches!(
         (method, segs),
         ("GET", _)
             | (_, ["connector-plugins", ..])
             | ("PUT", ["connectors", _, "pause" | "resume"])
+            | ("POST", ["connectors", _, "tasks", _, "restart"])
     )
 }
 
-/// Kafka's forwarding: a worker that does not lead sends the request on to the leader,
-/// marked `forward=true`; that hop marks it `forward=false`; a third is refused.
-async fn forward(leader_url: &str, req: &HttpRequest) -> HttpResponse {
+/// Kafka's forwarding: a worker that cannot answer sends the request on (to the leader,
+/// or from the leader to a task's owner), marked `forward=true`; that hop marks it
+/// `forward=false`; a third is refused.
+async fn forward(to_url: &str, req: &HttpRequest) -> HttpResponse {
     let hops_left = match req.param("forward") {
         None => "true",
         Some(v) if v.eq_ignore_ascii_case("true") => "false",
@@ -87,14 +90,9 @@ async fn forward(leader_url: &str, req: &HttpRequest) -> HttpResponse {
             "Cannot complete request because of a conflicting operation (e.g. worker rebalance)",
         ),
     };
-    let authority = match crate::http::url_authority(leader_url) {
+    let authority = match crate::http::url_authority(to_url) {
         Ok(a) => a,
-        Err(e) => {
-            return error(
-                500,
-                format!("The leader's URL {leader_url} is unusable: {e}"),
-            )
-        }
+        Err(e) => return error(500, format!("The URL {to_url} is unusable: {e}")),
     };
     let mut target = req.path.clone();
     let mut sep = '?';
@@ -105,14 +103,25 @@ async fn forward(leader_url: &str, req: &HttpRequest) -> HttpResponse {
     target.push_str(&format!("{sep}forward={hops_left}"));
     let body = (!req.body.is_empty()).then_some(req.body.as_slice());
     match crate::http::request(&authority, &req.method, &target, body, FORWARD_TIMEOUT_MS).await {
-        Ok((status, body)) => HttpResponse {
-            status,
-            body: (!body.is_empty()).then_some(body),
-            location: None,
-        },
+        Ok((status, body)) => {
+            // The worker asked answers a creation with its own Location, as Kafka's does.
+            let location = (status == 201)
+                .then(|| serde_json::from_slice::<Json>(&body).ok())
+                .flatten()
+                .and_then(|v| {
+                    v["name"]
+                        .as_str()
+                        .map(|n| format!("/connectors/{}", percent_encode(n)))
+                });
+            HttpResponse {
+                status,
+                body: (!body.is_empty()).then_some(body),
+                location,
+            }
+        }
         Err(e) => error(
             500,
-            format!("Could not forward the request to the leader at {leader_url}: {e}"),
+            format!("Could not forward the request to {to_url}: {e}"),
         ),
     }
 }
@@ -194,7 +203,11 @@ async fn route(herder: &Herder, req: HttpRequest) -> HttpResponse {
         }
         ["connectors", name, "tasks", task, "restart"] if method == "POST" => {
             match task.parse::<u32>() {
-                Ok(t) => done(204, herder.restart_task(name, t).await),
+                Ok(t) => match herder.restart_task(name, t).await {
+                    // The task runs on another worker: Kafka's leader forwards it there.
+                    Err(ConnectError::RequestTarget { url, .. }) => forward(&url, &req).await,
+                    result => done(204, result),
+                },
                 Err(_) => no_route(),
             }
         }

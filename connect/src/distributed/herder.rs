@@ -89,6 +89,8 @@ pub struct DistributedWorker {
     tasks: BTreeMap<TaskId, RunningTask>,
     next_task_generation: u64,
     rejoin: mpsc::Sender<&'static str>,
+    /// The leader's view of where each task runs: its worker's URL.
+    task_owner_urls: BTreeMap<TaskId, String>,
 }
 
 impl Actor for DistributedWorker {}
@@ -244,6 +246,116 @@ impl DistributedWorker {
                 self.request_rejoin("task configs changed");
             }
             ConfigChange::Target(name) => self.on_target_change(&name).await,
+            ConfigChange::Restart {
+                name,
+                include_tasks,
+                only_failed,
+            } => {
+                self.on_restart(&name, include_tasks, only_failed, ctx)
+                    .await
+            }
+        }
+    }
+
+    /// KIP-745 on each worker: restart what this worker runs of the connector, as the
+    /// request and the statuses say.
+    async fn on_restart(
+        &mut self,
+        name: &str,
+        include_tasks: bool,
+        only_failed: bool,
+        ctx: &mut Context<Self>,
+    ) {
+        let failed = |s: Option<&StatusRecord>| s.is_some_and(|s| s.state == State::Failed.name());
+        if self.connectors.contains_key(name)
+            && (!only_failed || failed(self.status.connectors.get(name)))
+        {
+            self.put_connector_status(name, State::Restarting, None)
+                .await;
+            self.stop_connector(name).await;
+            self.start_connector(name).await;
+        }
+        if !include_tasks {
+            return;
+        }
+        let mine: Vec<TaskId> = self
+            .assignment
+            .tasks
+            .iter()
+            .filter(|t| t.connector == name)
+            .filter(|t| !only_failed || failed(self.status.tasks.get(*t)))
+            .cloned()
+            .collect();
+        for id in mine {
+            self.put_task_status(&id, State::Restarting, None).await;
+            self.stop_task(&id, false).await;
+            self.start_task(&id, ctx).await;
+        }
+    }
+
+    /// The leader's restart: the plan from the statuses, and the request in the config
+    /// topic for every worker to act on.
+    async fn restart(
+        &mut self,
+        msg: Restart,
+        ctx: &mut Context<Self>,
+    ) -> Result<ConnectorStateInfo, ConnectError> {
+        self.require_leader()?;
+        self.read_config(ctx).await?;
+        let mut status = self
+            .status_of(&msg.name)
+            .map_err(|_| not_found(&msg.name))?;
+        let failed = State::Failed.name();
+        if !msg.only_failed || status.connector.state == failed {
+            status.connector.state = State::Restarting.name().into();
+        }
+        for t in &mut status.tasks {
+            if msg.include_tasks && (!msg.only_failed || t.state == failed) {
+                t.state = State::Restarting.name().into();
+            }
+        }
+        self.config_log
+            .send(
+                Bytes::from(records::restart_key(&msg.name)),
+                Some(Bytes::from(records::restart_value(
+                    msg.include_tasks,
+                    msg.only_failed,
+                ))),
+            )
+            .await?;
+        Ok(status)
+    }
+
+    /// Kafka's task restart: by its owner; the leader points elsewhere to the owner.
+    async fn restart_task(
+        &mut self,
+        name: &str,
+        task: u32,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), ConnectError> {
+        let id = TaskId {
+            connector: name.to_string(),
+            task,
+        };
+        let known = self.info(name)?.tasks.contains(&id);
+        if !known {
+            return Err(ConnectError::NotFound(format!("Task {id} not found")));
+        }
+        if self.assignment.tasks.contains(&id) {
+            self.stop_task(&id, false).await;
+            self.start_task(&id, ctx).await;
+            return Ok(());
+        }
+        match (&self.leadership, self.task_owner_urls.get(&id)) {
+            (Leadership::Leader, Some(url)) => Err(ConnectError::RequestTarget {
+                url: url.clone(),
+                message: format!("Task {id} is not assigned to the leader"),
+            }),
+            (Leadership::Follower(url), _) => Err(ConnectError::RequestTarget {
+                url: url.clone(),
+                message: "Cannot restart task since it is not assigned to this member".into(),
+            }),
+            _ => Err(not_leader()),
         }
     }
 
@@ -495,7 +607,8 @@ impl DistributedWorker {
             ))
             .await;
         }
-        if unassigned {
+        // A deleted connector's statuses are tombstoned; do not bring them back.
+        if unassigned && self.config.connectors.contains_key(&id.connector) {
             self.put_task_status(id, State::Unassigned, None).await;
         }
     }
@@ -540,6 +653,14 @@ impl DistributedWorker {
                 msg.generation,
                 &members,
             );
+            self.task_owner_urls = cluster
+                .all
+                .iter()
+                .flat_map(|(member, set)| {
+                    let url = states[member].url.clone();
+                    set.tasks.iter().map(move |t| (t.clone(), url.clone()))
+                })
+                .collect();
             (NO_ERROR, Some(cluster))
         };
         let offset = self.config.offset.max(max_offset);
@@ -768,6 +889,10 @@ impl DistributedWorker {
         if !self.config.connectors.contains_key(name) {
             return Err(not_found(name));
         }
+        if target == TargetState::Stopped {
+            // KIP-875, as Kafka: no tasks first, then the state.
+            self.write_task_configs(name, &[]).await?;
+        }
         self.config_log
             .send(
                 Bytes::from(records::target_state_key(name)),
@@ -925,20 +1050,20 @@ impl Handler<SetTarget> for DistributedWorker {
 impl Handler<Restart> for DistributedWorker {
     async fn handle(
         &mut self,
-        _msg: Restart,
-        _ctx: &mut Context<Self>,
+        msg: Restart,
+        ctx: &mut Context<Self>,
     ) -> Result<ConnectorStateInfo, ConnectError> {
-        Err(unsupported("Restarting a connector"))
+        self.restart(msg, ctx).await
     }
 }
 
 impl Handler<RestartTask> for DistributedWorker {
     async fn handle(
         &mut self,
-        _msg: RestartTask,
-        _ctx: &mut Context<Self>,
+        msg: RestartTask,
+        ctx: &mut Context<Self>,
     ) -> Result<(), ConnectError> {
-        Err(unsupported("Restarting a task"))
+        self.restart_task(&msg.0, msg.1, ctx).await
     }
 }
 
@@ -1090,6 +1215,7 @@ pub(crate) async fn start(
         tasks: BTreeMap::new(),
         next_task_generation: 0,
         rejoin: rejoin_tx,
+        task_owner_urls: BTreeMap::new(),
     });
     let addr = node.spawn(
         "connect-distributed-herder",

@@ -3,6 +3,7 @@
 //! `schemas.enable=false` (hard-wired since Kafka 3.0), so values are plain JSON objects:
 //!
 //! - config topic (string keys): `connector-NAME` → `{"properties":{...}}` (null: deleted);
+//!   `restart-connector-NAME` → `{"include-tasks":..., "only-failed":...}` (KIP-745);
 //!   `task-NAME-N` → `{"properties":{...}}`, applied only when `commit-NAME` →
 //!   `{"tasks":N}` follows; `target-state-NAME` → `{"state":..., "state.v2":...}` (`state`
 //!   says PAUSED for STOPPED, for workers older than KIP-875);
@@ -11,7 +12,7 @@
 //!
 //! A value wrapped in the converter's `{"schema":...,"payload":...}` envelope (workers
 //! configured so before Kafka 3.0) is read too. Other keys (`session-key`,
-//! `tasks-fencing-*`, `restart-connector-*`, `logger-cluster-*`) are skipped.
+//! `tasks-fencing-*`, `logger-cluster-*`) are skipped.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,6 +26,7 @@ pub const CONNECTOR_PREFIX: &str = "connector-";
 pub const TASK_PREFIX: &str = "task-";
 pub const COMMIT_PREFIX: &str = "commit-";
 pub const TARGET_STATE_PREFIX: &str = "target-state-";
+pub const RESTART_PREFIX: &str = "restart-connector-";
 pub const CONNECTOR_STATUS_PREFIX: &str = "status-connector-";
 pub const TASK_STATUS_PREFIX: &str = "status-task-";
 
@@ -42,6 +44,17 @@ pub fn commit_key(name: &str) -> String {
 
 pub fn target_state_key(name: &str) -> String {
     format!("{TARGET_STATE_PREFIX}{name}")
+}
+
+pub fn restart_key(name: &str) -> String {
+    format!("{RESTART_PREFIX}{name}")
+}
+
+/// KIP-745's restart request: `{"include-tasks":..., "only-failed":...}`.
+pub fn restart_value(include_tasks: bool, only_failed: bool) -> Vec<u8> {
+    json!({ "include-tasks": include_tasks, "only-failed": only_failed })
+        .to_string()
+        .into_bytes()
 }
 
 pub fn connector_status_key(name: &str) -> String {
@@ -131,6 +144,12 @@ pub enum ConfigChange {
     Removed(String),
     Tasks(String),
     Target(String),
+    /// A restart request (acted on only when read live, as Kafka's workers do).
+    Restart {
+        name: String,
+        include_tasks: bool,
+        only_failed: bool,
+    },
     None,
 }
 
@@ -154,6 +173,23 @@ impl ConfigState {
     pub fn apply(&mut self, offset: i64, key: &str, value: Option<&[u8]>) -> ConfigChange {
         self.offset = self.offset.max(offset + 1);
         let value = value.and_then(parse_value);
+        if let Some(name) = key.strip_prefix(RESTART_PREFIX) {
+            let flag = |k: &str| {
+                value
+                    .as_ref()
+                    .and_then(|v| v.get(k))
+                    .and_then(Json::as_bool)
+                    .unwrap_or(false)
+            };
+            return match value {
+                Some(_) if self.connectors.contains_key(name) => ConfigChange::Restart {
+                    name: name.to_string(),
+                    include_tasks: flag("include-tasks"),
+                    only_failed: flag("only-failed"),
+                },
+                _ => ConfigChange::None,
+            };
+        }
         if let Some(name) = key.strip_prefix(TARGET_STATE_PREFIX) {
             return self.apply_target(name, value.as_ref());
         }
@@ -250,10 +286,6 @@ impl ConfigState {
         let mut out = super::protocol::ConnectorsAndTasks::default();
         for name in self.connectors.keys() {
             out.connectors.insert(name.clone());
-            // A stopped connector has no tasks; its old task configs stay on the topic.
-            if self.target(name) == TargetState::Stopped {
-                continue;
-            }
             for t in 0..self.tasks.get(name).map_or(0, Vec::len) {
                 out.tasks.insert(TaskId {
                     connector: name.clone(),
@@ -390,6 +422,10 @@ mod tests {
             r#"{"state":"PAUSED","state.v2":"STOPPED"}"#
         );
         assert_eq!(commit_value(3), br#"{"tasks":3}"#.to_vec());
+        assert_eq!(
+            restart_value(true, false),
+            br#"{"include-tasks":true,"only-failed":false}"#.to_vec()
+        );
         // A connector name with dashes: the task number is after the last one.
         let mut s = ConfigState::default();
         let id = TaskId {
