@@ -423,6 +423,28 @@ fn any_worker_answers_and_writes_reach_the_leader() {
         assert_eq!(answers.len(), 1, "{target}: {answers:?}");
     }
 
+    // Active topics live in the status topic: every worker knows them, any resets them.
+    wait_for("the active topic on both", 30, || {
+        (0..2).all(|i| {
+            at(&workers, i)
+                .call("GET", "/connectors/src/topics", None)
+                .body
+                == json!({"src": {"topics": ["rest-lines"]}}).to_string()
+        })
+    });
+    assert_eq!(
+        call_retrying(f, "PUT", "/connectors/src/topics/reset", None).status,
+        202
+    );
+    wait_for("no active topic on both", 30, || {
+        (0..2).all(|i| {
+            at(&workers, i)
+                .call("GET", "/connectors/src/topics", None)
+                .body
+                == json!({"src": {"topics": []}}).to_string()
+        })
+    });
+
     // The leader's answers, through the follower: Kafka's codes and words (this 409 is
     // not a rebalance's, so it is not retried).
     let r = f.call(

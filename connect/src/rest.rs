@@ -66,8 +66,8 @@ fn bool_param(req: &HttpRequest, name: &str) -> bool {
 }
 
 /// Whether Kafka's distributed herder does this only on the leader: every write but
-/// pause, resume and plugin validation, which any worker does, and a task restart,
-/// which the herder sends on to the task's owner itself.
+/// pause, resume, resetting active topics and plugin validation, which any worker does,
+/// and a task restart, which the herder sends on to the task's owner itself.
 fn needs_leader(method: &str, segs: &[&str]) -> bool {
     !matches!(
         (method, segs),
@@ -75,6 +75,7 @@ fn needs_leader(method: &str, segs: &[&str]) -> bool {
             | (_, ["connector-plugins", ..])
             | ("PUT", ["connectors", _, "pause" | "resume"])
             | ("POST", ["connectors", _, "tasks", _, "restart"])
+            | ("PUT", ["connectors", _, "topics", "reset"])
     )
 }
 

@@ -142,7 +142,7 @@ message!(ResetTopics => Result<(), ConnectError>);
 pub(crate) struct StatusChanged(pub TaskStatusChanged);
 message!(StatusChanged => ());
 pub(crate) struct TopicUsed {
-    pub connector: String,
+    pub task: TaskId,
     pub topic: String,
 }
 message!(TopicUsed => ());
@@ -156,8 +156,8 @@ impl TaskListener for Addr<Worker> {
         }
     }
 
-    async fn topic_used(&self, connector: String, topic: String) {
-        let _ = self.tell(TopicUsed { connector, topic }).await;
+    async fn topic_used(&self, task: TaskId, topic: String) {
+        let _ = self.tell(TopicUsed { task, topic }).await;
     }
 }
 
@@ -870,7 +870,7 @@ impl Handler<StatusChanged> for Worker {
 
 impl Handler<TopicUsed> for Worker {
     async fn handle(&mut self, msg: TopicUsed, _ctx: &mut Context<Self>) {
-        if let Some(e) = self.connectors.get_mut(&msg.connector) {
+        if let Some(e) = self.connectors.get_mut(&msg.task.connector) {
             e.topics.insert(msg.topic);
         }
     }

@@ -138,8 +138,8 @@ impl TaskListener for Addr<DistributedWorker> {
         }
     }
 
-    async fn topic_used(&self, connector: String, topic: String) {
-        let _ = self.tell(TopicUsed { connector, topic }).await;
+    async fn topic_used(&self, task: TaskId, topic: String) {
+        let _ = self.tell(TopicUsed { task, topic }).await;
     }
 }
 
@@ -1070,20 +1070,42 @@ impl Handler<RestartTask> for DistributedWorker {
 impl Handler<Topics> for DistributedWorker {
     async fn handle(
         &mut self,
-        _msg: Topics,
+        msg: Topics,
         _ctx: &mut Context<Self>,
     ) -> Result<Vec<String>, ConnectError> {
-        Err(unsupported("Listing a connector's active topics"))
+        self.info(&msg.0)?;
+        Ok(self
+            .status
+            .topics
+            .get(&msg.0)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect())
     }
 }
 
 impl Handler<ResetTopics> for DistributedWorker {
     async fn handle(
         &mut self,
-        _msg: ResetTopics,
+        msg: ResetTopics,
         _ctx: &mut Context<Self>,
     ) -> Result<(), ConnectError> {
-        Err(unsupported("Resetting a connector's active topics"))
+        // As Kafka: whichever worker is asked writes the tombstones.
+        self.info(&msg.0)?;
+        let topics: Vec<String> = self
+            .status
+            .topics
+            .get(&msg.0)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        for topic in topics {
+            self.write_status(records::topic_status_key(&topic, &msg.0), None)
+                .await;
+        }
+        Ok(())
     }
 }
 
@@ -1126,7 +1148,30 @@ impl Handler<StatusChanged> for DistributedWorker {
 }
 
 impl Handler<TopicUsed> for DistributedWorker {
-    async fn handle(&mut self, _msg: TopicUsed, _ctx: &mut Context<Self>) {}
+    async fn handle(&mut self, msg: TopicUsed, _ctx: &mut Context<Self>) {
+        let known = self
+            .status
+            .topics
+            .get(&msg.task.connector)
+            .is_some_and(|t| t.contains(&msg.topic));
+        if known || !self.config.connectors.contains_key(&msg.task.connector) {
+            return;
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let key = records::topic_status_key(&msg.topic, &msg.task.connector);
+        let value = records::topic_status_value(&msg.topic, &msg.task, now_ms);
+        if let Err(e) = self
+            .status_log
+            .send(Bytes::from(key.clone()), Some(Bytes::from(value.clone())))
+            .await
+        {
+            tracing::warn!(%key, error = %e, "active topic not written to the status topic");
+            return;
+        }
+        self.status.apply(&key, Some(&value));
+    }
 }
 
 impl Handler<StopAll> for DistributedWorker {

@@ -29,6 +29,8 @@ pub const TARGET_STATE_PREFIX: &str = "target-state-";
 pub const RESTART_PREFIX: &str = "restart-connector-";
 pub const CONNECTOR_STATUS_PREFIX: &str = "status-connector-";
 pub const TASK_STATUS_PREFIX: &str = "status-task-";
+pub const TOPIC_STATUS_PREFIX: &str = "status-topic-";
+const TOPIC_STATUS_SEPARATOR: &str = ":connector-";
 
 pub fn connector_key(name: &str) -> String {
     format!("{CONNECTOR_PREFIX}{name}")
@@ -306,6 +308,23 @@ pub struct StatusRecord {
     pub generation: i32,
 }
 
+/// `status-topic-TOPIC:connector-NAME`, an active topic of a connector.
+pub fn topic_status_key(topic: &str, connector: &str) -> String {
+    format!("{TOPIC_STATUS_PREFIX}{topic}{TOPIC_STATUS_SEPARATOR}{connector}")
+}
+
+/// `{"topic":{"name":..., "connector":..., "task":N, "discoverTimestamp":MS}}`.
+pub fn topic_status_value(topic: &str, task: &TaskId, discovered_ms: i64) -> Vec<u8> {
+    json!({ "topic": {
+        "name": topic,
+        "connector": task.connector,
+        "task": task.task,
+        "discoverTimestamp": discovered_ms,
+    }})
+    .to_string()
+    .into_bytes()
+}
+
 pub fn status_value(s: &StatusRecord) -> Vec<u8> {
     json!({
         "state": s.state,
@@ -331,6 +350,8 @@ fn parse_status(v: &Json) -> Option<StatusRecord> {
 pub struct StatusState {
     pub connectors: BTreeMap<String, StatusRecord>,
     pub tasks: BTreeMap<TaskId, StatusRecord>,
+    /// Each connector's active topics.
+    pub topics: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl StatusState {
@@ -341,6 +362,20 @@ impl StatusState {
                 Some(s) => self.connectors.insert(name.to_string(), s),
                 None => self.connectors.remove(name),
             };
+        } else if let Some(rest) = key.strip_prefix(TOPIC_STATUS_PREFIX) {
+            // Kafka splits at the first separator: topic names cannot hold a colon.
+            let Some((topic, connector)) = rest.split_once(TOPIC_STATUS_SEPARATOR) else {
+                return;
+            };
+            let present = value
+                .and_then(parse_value)
+                .is_some_and(|v| v.get("topic").is_some_and(Json::is_object));
+            let topics = self.topics.entry(connector.to_string()).or_default();
+            if present {
+                topics.insert(topic.to_string());
+            } else {
+                topics.remove(topic);
+            }
         } else if let Some(id) = key.strip_prefix(TASK_STATUS_PREFIX).and_then(parse_task_id) {
             match status {
                 Some(s) => self.tasks.insert(id, s),
@@ -396,6 +431,17 @@ mod tests {
             Some(br#"{"state":"PAUSED","state.v2":"STOPPED"}"#),
         );
         assert_eq!(s.target("src"), TargetState::Stopped);
+        let restart = br#"{"include-tasks":true,"only-failed":true}"#;
+        assert_eq!(
+            s.apply(6, "restart-connector-src", Some(restart)),
+            ConfigChange::Restart {
+                name: "src".into(),
+                include_tasks: true,
+                only_failed: true
+            }
+        );
+        // Kafka stops a connector by committing no tasks.
+        s.apply(6, "commit-src", Some(br#"{"tasks":0}"#));
         assert!(s.configured().tasks.is_empty());
         s.apply(
             7,
@@ -468,5 +514,15 @@ mod tests {
         assert_eq!(st.tasks[&id], mine);
         st.apply(&connector_status_key("src"), None);
         assert!(st.connectors.is_empty());
+        let kafkas = br#"{"topic":{"name":"t-1","connector":"my-src","task":0,"discoverTimestamp":1700000000000}}"#;
+        st.apply("status-topic-t-1:connector-my-src", Some(kafkas));
+        assert_eq!(st.topics["my-src"], ["t-1".to_string()].into());
+        let ours = topic_status_value("t-1", &id, 5);
+        assert_eq!(
+            String::from_utf8(ours).expect("utf-8"),
+            r#"{"topic":{"connector":"src","discoverTimestamp":5,"name":"t-1","task":0}}"#
+        );
+        st.apply(&topic_status_key("t-1", "my-src"), None);
+        assert!(st.topics["my-src"].is_empty());
     }
 }
