@@ -428,8 +428,8 @@ fn any_worker_answers_and_writes_reach_the_leader() {
         (0..2).all(|i| {
             at(&workers, i)
                 .call("GET", "/connectors/src/topics", None)
-                .body
-                == json!({"src": {"topics": ["rest-lines"]}}).to_string()
+                .json()
+                == json!({"src": {"topics": ["rest-lines"]}})
         })
     });
     assert_eq!(
@@ -440,8 +440,8 @@ fn any_worker_answers_and_writes_reach_the_leader() {
         (0..2).all(|i| {
             at(&workers, i)
                 .call("GET", "/connectors/src/topics", None)
-                .body
-                == json!({"src": {"topics": []}}).to_string()
+                .json()
+                == json!({"src": {"topics": []}})
         })
     });
 
