@@ -2,6 +2,20 @@
 //! protocol type `connect`, the leader assigns connectors and tasks with the incremental
 //! cooperative protocols (KIP-415), and connector configs, source offsets and statuses
 //! live in compacted topics in Apache Kafka's own record formats.
+//!
+//! Modules, each using only those before it: [`protocol`] (the group protocol's bytes),
+//! [`assignor`] (the leader's assignment, a pure state machine), [`records`] (the config
+//! and status topics' records and the state they build), [`log`] (one internal topic:
+//! created if missing, read to its end, written with acks=all), [`member`] (JoinGroup,
+//! SyncGroup, Heartbeat, LeaveGroup), [`config`] (the worker's settings), [`herder`] (the
+//! actor that ties them together, and the member loop).
+//!
+//! Where we differ from Kafka's worker: task configs are written to the config topic by
+//! the worker that runs the connector, not forwarded to the leader (there is no KIP-507
+//! request signing, so the `sessioned` protocol is offered by name but no session key is
+//! written or checked); Kafka's eager protocol (`default`) is not offered; exactly-once
+//! source support (KIP-618) and zombie fencing are not built; KIP-875's offset alter and
+//! reset answer 501 in this mode.
 
 pub mod assignor;
 pub mod config;
