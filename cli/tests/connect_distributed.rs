@@ -474,6 +474,12 @@ fn any_worker_answers_and_writes_reach_the_leader() {
         (409, json!("Cannot complete request because of a conflicting operation (e.g. worker rebalance)"))
     );
 
+    let r = call_retrying(f, "DELETE", "/connectors/src/offsets", None);
+    assert_eq!(
+        r.status, 400,
+        "a running connector's offsets stay: {}",
+        r.body
+    );
     // Pause and resume are written by the worker asked; every worker sees them.
     assert_eq!(
         call_retrying(f, "PUT", "/connectors/src/pause", None).status,
@@ -513,6 +519,29 @@ fn any_worker_answers_and_writes_reach_the_leader() {
         ) && (0..2).all(|i| {
             at(&workers, i).call("GET", "/connectors/src", None).json()["tasks"] == json!([])
         })
+    });
+    // KIP-875 on a stopped connector, through the follower; every worker reads them.
+    let position = |w: &Worker| {
+        w.call("GET", "/connectors/src/offsets", None).json()["offsets"][0]["offset"]["position"]
+            .as_i64()
+    };
+    wait_for("the committed offsets on both", 30, || {
+        (0..2).all(|i| position(at(&workers, i)) == Some(8))
+    });
+    let partition = json!({"filename": home.join("in.txt")});
+    let r = call_retrying(
+        f,
+        "PATCH",
+        "/connectors/src/offsets",
+        Some(json!({"offsets": [{"partition": partition, "offset": {"position": 4}}]})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json()["message"],
+        "The offsets for this connector have been altered successfully"
+    );
+    wait_for("the altered offsets on both", 30, || {
+        (0..2).all(|i| position(at(&workers, i)) == Some(4))
     });
     assert_eq!(
         call_retrying(f, "PUT", "/connectors/src/resume", None).status,

@@ -39,9 +39,6 @@ pub enum ConnectError {
     /// `RequestTargetException`); 409 if it cannot.
     #[error("{message}")]
     RequestTarget { url: String, message: String },
-    /// Not built in this mode yet (HTTP 501).
-    #[error("{0}")]
-    Unsupported(String),
     /// The worker is gone (shut down) or did not answer in time.
     #[error("the Connect worker is not answering: {0}")]
     Worker(String),
@@ -55,7 +52,6 @@ impl ConnectError {
             ConnectError::AlreadyExists(_)
             | ConnectError::Conflict(_)
             | ConnectError::RequestTarget { .. } => 409,
-            ConnectError::Unsupported(_) => 501,
             ConnectError::BadRequest(_) | ConnectError::Config(_) | ConnectError::Plugin(_) => 400,
             _ => 500,
         }

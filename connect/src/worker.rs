@@ -713,73 +713,83 @@ impl Handler<ModifyOffsets> for Worker {
             )));
         }
         let (plugin, config) = (e.plugin.clone(), e.config.clone());
-        let kind = if offsets.is_some() {
-            "altered"
-        } else {
-            "reset"
-        };
-        let entries = match offsets {
-            Some(entries) => entries,
-            None => match plugin.connector_type {
-                ConnectorType::Source => self
-                    .shared
-                    .offsets
-                    .of_connector(&name)
-                    .into_iter()
-                    .map(|(p, _)| (p, None))
-                    .collect(),
-                ConnectorType::Sink => Vec::new(),
-            },
-        };
-        let managed_here = (plugin.factory)()
-            .as_connector()
-            .alter_offsets(&config, &entries)?;
-        match plugin.connector_type {
-            ConnectorType::Source => {
-                for (partition, _) in &entries {
-                    if partition.is_empty() {
-                        return Err(ConnectError::BadRequest(
-                            "Source partitions may not be null".into(),
-                        ));
+        modify_offsets(&self.shared, &name, &plugin, &config, offsets).await
+    }
+}
+
+/// KIP-875's alter (`Some`) or reset (`None`) of a stopped connector's offsets: a
+/// source's in the offset store (the connector checks them first, as Kafka's
+/// `alterOffsets`), a sink's in its group through the admin client. Kafka's message.
+pub(crate) async fn modify_offsets(
+    shared: &Shared,
+    name: &str,
+    plugin: &PluginDesc,
+    config: &Config,
+    offsets: Option<Vec<(JsonMap, Option<JsonMap>)>>,
+) -> Result<String, ConnectError> {
+    let kind = if offsets.is_some() {
+        "altered"
+    } else {
+        "reset"
+    };
+    let entries = match offsets {
+        Some(entries) => entries,
+        None => match plugin.connector_type {
+            ConnectorType::Source => shared
+                .offsets
+                .of_connector(name)
+                .into_iter()
+                .map(|(p, _)| (p, None))
+                .collect(),
+            ConnectorType::Sink => Vec::new(),
+        },
+    };
+    let managed_here = (plugin.factory)()
+        .as_connector()
+        .alter_offsets(config, &entries)?;
+    match plugin.connector_type {
+        ConnectorType::Source => {
+            for (partition, _) in &entries {
+                if partition.is_empty() {
+                    return Err(ConnectError::BadRequest(
+                        "Source partitions may not be null".into(),
+                    ));
+                }
+            }
+            shared.offsets.write(name, entries).await?;
+        }
+        ConnectorType::Sink => {
+            let admin = Admin::connect(ClientConfig::new(&shared.config.bootstrap_servers)).await?;
+            let group = sink_group(name);
+            if kind == "reset" {
+                for (_, result) in admin.delete_groups(std::slice::from_ref(&group)).await {
+                    match result {
+                        Ok(()) => {}
+                        // A sink that never committed has no group to delete.
+                        Err(e) if e.code() == Some(ResponseError::GroupIdNotFound) => {}
+                        Err(e) => return Err(e.into()),
                     }
                 }
-                self.shared.offsets.write(&name, entries).await?;
-            }
-            ConnectorType::Sink => {
-                let admin =
-                    Admin::connect(ClientConfig::new(&self.shared.config.bootstrap_servers))
-                        .await?;
-                let group = sink_group(&name);
-                if kind == "reset" {
-                    for (_, result) in admin.delete_groups(std::slice::from_ref(&group)).await {
-                        match result {
-                            Ok(()) => {}
-                            // A sink that never committed has no group to delete.
-                            Err(e) if e.code() == Some(ResponseError::GroupIdNotFound) => {}
-                            Err(e) => return Err(e.into()),
-                        }
+            } else {
+                let (set, remove) = parse_sink_offsets(&entries)?;
+                if !set.is_empty() {
+                    for (_, r) in admin.commit_group_offsets(&group, &set).await? {
+                        r?;
                     }
-                } else {
-                    let (set, remove) = parse_sink_offsets(&entries)?;
-                    if !set.is_empty() {
-                        for (_, r) in admin.commit_group_offsets(&group, &set).await? {
-                            r?;
-                        }
-                    }
-                    if !remove.is_empty() {
-                        for (_, r) in admin.delete_group_offsets(&group, &remove).await? {
-                            r?;
-                        }
+                }
+                if !remove.is_empty() {
+                    for (_, r) in admin.delete_group_offsets(&group, &remove).await? {
+                        r?;
                     }
                 }
             }
         }
-        Ok(if managed_here {
-            format!("The offsets for this connector have been {kind} successfully")
-        } else {
-            format!("The Connect framework-managed offsets for this connector have been {kind} successfully. However, if this connector manages offsets externally, they will need to be manually {kind} in the system that the connector uses.")
-        })
     }
+    Ok(if managed_here {
+        format!("The offsets for this connector have been {kind} successfully")
+    } else {
+        format!("The Connect framework-managed offsets for this connector have been {kind} successfully. However, if this connector manages offsets externally, they will need to be manually {kind} in the system that the connector uses.")
+    })
 }
 
 type SinkOffsets = (BTreeMap<TopicPartition, i64>, Vec<TopicPartition>);

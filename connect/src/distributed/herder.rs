@@ -34,9 +34,9 @@ use crate::settings::Shared;
 use crate::task::{spawn_task, State, TaskHandle, TaskListener, TaskSpec, TaskStatusChanged};
 use crate::validate::{find_plugin, validate_connector_config};
 use crate::worker::{
-    ConnectorActor, Delete, GetTaskStatus, Info, List, ModifyOffsets, OffsetsOf, Put, ResetTopics,
-    Restart, RestartTask, SetTarget, StartConnector, Status, StatusChanged, StopAll, StopConnector,
-    TargetState, Tasks, TopicUsed, Topics, WORKER_MAILBOX,
+    modify_offsets, ConnectorActor, Delete, GetTaskStatus, Info, List, ModifyOffsets, OffsetsOf,
+    Put, ResetTopics, Restart, RestartTask, SetTarget, StartConnector, Status, StatusChanged,
+    StopAll, StopConnector, TargetState, Tasks, TopicUsed, Topics, WORKER_MAILBOX,
 };
 
 /// How often the herder reads what the config and status topics gained.
@@ -151,12 +151,6 @@ fn not_leader() -> ConnectError {
     ConnectError::Conflict(
         "Cannot complete request because of a conflicting operation (e.g. worker rebalance)".into(),
     )
-}
-
-fn unsupported(what: &str) -> ConnectError {
-    ConnectError::Unsupported(format!(
-        "{what} is not supported by Runnel's distributed worker yet; Kafka's own worker does it"
-    ))
 }
 
 impl DistributedWorker {
@@ -1122,10 +1116,23 @@ impl Handler<OffsetsOf> for DistributedWorker {
 impl Handler<ModifyOffsets> for DistributedWorker {
     async fn handle(
         &mut self,
-        _msg: ModifyOffsets,
-        _ctx: &mut Context<Self>,
+        msg: ModifyOffsets,
+        ctx: &mut Context<Self>,
     ) -> Result<String, ConnectError> {
-        Err(unsupported("Altering or resetting offsets"))
+        let ModifyOffsets(name, offsets) = msg;
+        self.require_leader()?;
+        self.read_config(ctx).await?;
+        let plugin = self.plugin_of(&name)?;
+        let no_tasks = self.config.tasks.get(&name).is_none_or(Vec::is_empty);
+        if self.config.target(&name) != TargetState::Stopped || !no_tasks {
+            return Err(ConnectError::BadRequest(format!(
+                "Connectors must be in the STOPPED state before their offsets can be modified. This can be done for the specified connector by issuing a 'PUT' request to the '/connectors/{name}/stop' endpoint"
+            )));
+        }
+        // What other workers committed before the connector stopped.
+        self.shared.offsets.refresh().await?;
+        let config = self.config.connectors[&name].clone();
+        modify_offsets(&self.shared, &name, &plugin, &config, offsets).await
     }
 }
 

@@ -14,8 +14,7 @@
 //! the worker that runs the connector, not forwarded to the leader (there is no KIP-507
 //! request signing, so the `sessioned` protocol is offered by name but no session key is
 //! written or checked); Kafka's eager protocol (`default`) is not offered; exactly-once
-//! source support (KIP-618) and zombie fencing are not built; KIP-875's offset alter and
-//! reset answer 501 in this mode.
+//! source support (KIP-618) and zombie fencing are not built.
 
 pub mod assignor;
 pub mod config;
