@@ -418,15 +418,28 @@ impl DistributedWorker {
     }
 
     async fn put_connector_status(&mut self, name: &str, state: State, trace: Option<String>) {
+        if state == State::Unassigned && !self.may_overwrite(self.status.connectors.get(name)) {
+            return;
+        }
         let s = self.status_record(state, trace);
         self.write_status(records::connector_status_key(name), Some(s))
             .await;
     }
 
     async fn put_task_status(&mut self, id: &TaskId, state: State, trace: Option<String>) {
+        if state == State::Unassigned && !self.may_overwrite(self.status.tasks.get(id)) {
+            return;
+        }
         let s = self.status_record(state, trace);
         self.write_status(records::task_status_key(id), Some(s))
             .await;
+    }
+
+    /// Kafka's safe write, used for UNASSIGNED: a worker giving work up never overwrites
+    /// the status of a newer owner (another worker, a later generation).
+    fn may_overwrite(&self, current: Option<&StatusRecord>) -> bool {
+        current
+            .is_none_or(|c| c.worker_id == self.shared.worker_id || c.generation <= self.generation)
     }
 
     /// Starts a connector this worker was assigned; writes its task configs if they
@@ -763,48 +776,32 @@ impl DistributedWorker {
         })
     }
 
+    /// Kafka's status: 404 until the connector's owner wrote one; tasks that have one.
     fn status_of(&self, name: &str) -> Result<ConnectorStateInfo, ConnectError> {
-        let info = self
-            .info(name)
-            .map_err(|_| ConnectError::NotFound(format!("No status found for connector {name}")))?;
+        let missing = || ConnectError::NotFound(format!("No status found for connector {name}"));
+        let info = self.info(name).map_err(|_| missing())?;
+        let c = self.status.connectors.get(name).ok_or_else(missing)?;
         let version = self.plugin_of(name).ok().map(|p| p.version);
-        let unassigned = || StatusRecord {
-            state: State::Unassigned.name().into(),
-            trace: None,
-            worker_id: String::new(),
-            generation: -1,
-        };
-        let c = self
-            .status
-            .connectors
-            .get(name)
-            .cloned()
-            .unwrap_or_else(unassigned);
         Ok(ConnectorStateInfo {
             name: name.to_string(),
             connector: ConnectorState {
-                state: c.state,
-                worker_id: c.worker_id,
-                trace: c.trace,
+                state: c.state.clone(),
+                worker_id: c.worker_id.clone(),
+                trace: c.trace.clone(),
                 version: version.clone(),
             },
             tasks: info
                 .tasks
                 .iter()
-                .map(|id| {
-                    let t = self
-                        .status
-                        .tasks
-                        .get(id)
-                        .cloned()
-                        .unwrap_or_else(unassigned);
-                    TaskState {
+                .filter_map(|id| {
+                    let t = self.status.tasks.get(id)?;
+                    Some(TaskState {
                         id: id.task,
-                        state: t.state,
-                        worker_id: t.worker_id,
-                        trace: t.trace,
+                        state: t.state.clone(),
+                        worker_id: t.worker_id.clone(),
+                        trace: t.trace.clone(),
                         version: version.clone(),
-                    }
+                    })
                 })
                 .collect(),
             connector_type: info.connector_type,
