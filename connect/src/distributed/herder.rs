@@ -333,7 +333,7 @@ impl DistributedWorker {
         };
         let known = self.info(name)?.tasks.contains(&id);
         if !known {
-            return Err(ConnectError::NotFound(format!("Task {id} not found")));
+            return Err(ConnectError::NotFound(format!("Unknown task: {id}")));
         }
         if self.assignment.tasks.contains(&id) {
             self.stop_task(&id, false).await;
@@ -747,9 +747,44 @@ impl DistributedWorker {
         for id in &a.assigned.tasks {
             self.start_task(id, ctx).await;
         }
+        if self.leadership == Leadership::Leader {
+            self.clean_statuses().await;
+        }
         if !a.revoked.is_empty() {
             // KIP-415: what was revoked is stopped; rejoin so it can go elsewhere.
             self.request_rejoin("revoked");
+        }
+    }
+
+    /// The leader, once a rebalance completed, tombstones (Kafka's DESTROYED) the statuses
+    /// of connectors that are gone and of tasks their connector no longer has. After the
+    /// rebalance, so a previous owner's UNASSIGNED cannot come after the tombstone.
+    async fn clean_statuses(&mut self) {
+        let gone_connectors: Vec<String> = self
+            .status
+            .connectors
+            .keys()
+            .filter(|c| !self.config.connectors.contains_key(*c))
+            .cloned()
+            .collect();
+        let gone_tasks: Vec<TaskId> = self
+            .status
+            .tasks
+            .keys()
+            .filter(|t| {
+                self.config
+                    .tasks
+                    .get(&t.connector)
+                    .is_none_or(|tasks| t.task as usize >= tasks.len())
+            })
+            .cloned()
+            .collect();
+        for name in gone_connectors {
+            self.write_status(records::connector_status_key(&name), None)
+                .await;
+        }
+        for id in gone_tasks {
+            self.write_status(records::task_status_key(&id), None).await;
         }
     }
 
@@ -776,7 +811,8 @@ impl DistributedWorker {
         })
     }
 
-    /// Kafka's status: 404 until the connector's owner wrote one; tasks that have one.
+    /// Kafka's status: 404 until the connector's owner wrote one; every task status the
+    /// status topic holds for it (a stopped connector's tasks too), by task id.
     fn status_of(&self, name: &str) -> Result<ConnectorStateInfo, ConnectError> {
         let missing = || ConnectError::NotFound(format!("No status found for connector {name}"));
         let info = self.info(name).map_err(|_| missing())?;
@@ -790,18 +826,17 @@ impl DistributedWorker {
                 trace: c.trace.clone(),
                 version: version.clone(),
             },
-            tasks: info
+            tasks: self
+                .status
                 .tasks
                 .iter()
-                .filter_map(|id| {
-                    let t = self.status.tasks.get(id)?;
-                    Some(TaskState {
-                        id: id.task,
-                        state: t.state.clone(),
-                        worker_id: t.worker_id.clone(),
-                        trace: t.trace.clone(),
-                        version: version.clone(),
-                    })
+                .filter(|(id, _)| id.connector == name)
+                .map(|(id, t)| TaskState {
+                    id: id.task,
+                    state: t.state.clone(),
+                    worker_id: t.worker_id.clone(),
+                    trace: t.trace.clone(),
+                    version: version.clone(),
                 })
                 .collect(),
             connector_type: info.connector_type,
@@ -844,22 +879,13 @@ impl DistributedWorker {
     async fn delete(&mut self, name: &str, ctx: &mut Context<Self>) -> Result<(), ConnectError> {
         self.require_leader()?;
         self.read_config(ctx).await?;
-        let count = self.info(name)?.tasks.len();
+        self.info(name)?;
+        // Its statuses go after the rebalance this causes (`clean_statuses`).
         for key in [
             records::connector_key(name),
             records::target_state_key(name),
         ] {
             self.config_log.send(Bytes::from(key), None).await?;
-        }
-        // Kafka's DESTROYED status is a tombstone.
-        self.write_status(records::connector_status_key(name), None)
-            .await;
-        for task in 0..count as u32 {
-            let id = TaskId {
-                connector: name.to_string(),
-                task,
-            };
-            self.write_status(records::task_status_key(&id), None).await;
         }
         self.read_config(ctx).await?;
         Ok(())
