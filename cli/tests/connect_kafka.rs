@@ -1,7 +1,9 @@
 //! Apache Kafka's own Connect on `runnel server`, and Kafka's worker beside ours: Kafka
 //! 4.1.1's `connect-standalone.sh` (jars from `ci/kafka-setup`) runs the quick start's file
-//! pipeline on Runnel, and the same REST calls to its worker and to Runnel's are answered
-//! alike. Ignored by default (they need Kafka's jars and a JVM); `ci/test` runs them with
+//! pipeline on Runnel; its `connect-distributed.sh` takes over the config, offset and
+//! status topics Runnel's distributed worker wrote, and ours takes over Kafka's; and the
+//! same REST calls to its workers and to Runnel's (standalone, then distributed) are
+//! answered alike. Ignored by default (they need Kafka's jars and a JVM); `ci/test` runs them with
 //! `RUNNEL_KAFKA_HOME` set, as `cargo test -p runnel --test connect_kafka -- --ignored`.
 
 mod support;
