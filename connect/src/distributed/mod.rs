@@ -8,7 +8,8 @@
 //! and status topics' records and the state they build), [`log`] (one internal topic:
 //! created if missing, read to its end, written with acks=all), [`member`] (JoinGroup,
 //! SyncGroup, Heartbeat, LeaveGroup), [`config`] (the worker's settings), [`herder`] (the
-//! actor that ties them together, and the member loop).
+//! actor that ties them together; `herder/requests.rs` has its REST operations and
+//! `herder/membership.rs` the member loop).
 //!
 //! Where we differ from Kafka's worker: task configs are written to the config topic by
 //! the worker that runs the connector, not forwarded to the leader (there is no KIP-507
