@@ -60,16 +60,16 @@ async fn rebalance(
     let assignment = decode_assignment(&bytes).map_err(|e| ConnectError::Worker(e.to_string()))?;
     let delay =
         (assignment.delay_ms > 0).then(|| Duration::from_millis(assignment.delay_ms as u64));
-    ask(
-        herder,
-        Assigned {
+    // Told, not asked: heartbeats go on while the herder stops and starts work (Kafka's
+    // heartbeat thread does the same), and the next round's Snapshot queues behind it.
+    herder
+        .tell(Assigned {
             generation: joined.generation,
             member_id: joined.member_id,
             assignment,
-        },
-    )
-    .await
-    .ok_or_else(|| ConnectError::Worker("the herder is gone".into()))?;
+        })
+        .await
+        .map_err(|_| ConnectError::Worker("the herder is gone".into()))?;
     Ok(delay)
 }
 
