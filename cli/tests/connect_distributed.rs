@@ -1,8 +1,8 @@
 //! `runnel connect distributed`: three worker processes in one group against a real
 //! `runnel server`. Connectors and tasks spread over the workers, any worker answers the
 //! REST API (writes go to the leader), a killed worker's tasks move to the survivors only
-//! after `scheduled.rebalance.max.delay.ms`, and every line of the file sources reaches
-//! the file sinks, in order.
+//! after `scheduled.rebalance.max.delay.ms` (a killed leader's at once, as in Kafka), and
+//! every line of the file sources reaches the file sinks, in order.
 
 mod support;
 
@@ -331,6 +331,49 @@ fn three_workers_share_the_work_and_survive_a_kill() {
                 == 404
         })
     });
+
+    // Kill the leader: the new leader has no memory of what the old one assigned, so the
+    // lost work is reassigned in the first rebalance, without the delay (as in Kafka).
+    let delayed = |w: &Worker| {
+        plain(&w.stderr())
+            .lines()
+            .filter(|l| l.contains(" assignment ") && !l.contains("delay_ms=0"))
+            .count()
+    };
+    let last = (0..3)
+        .find(|i| workers[*i].is_some() && *i != leader)
+        .expect("the last worker");
+    let delayed_before = delayed(at(&workers, last));
+    let mut dead = workers[leader].take().expect("the leader");
+    let _ = dead.child.kill();
+    let _ = dead.child.wait();
+    drop(dead);
+    let last_id = format!("127.0.0.1:{}", ports[last]);
+    append(&home.join("in-a.txt"), &lines_of(50..60, "a"));
+    wait_for("every connector and task on the last worker", 60, || {
+        let now = owners(at(&workers, last));
+        now.len() == 6
+            && now
+                .values()
+                .all(|(state, worker)| state == "RUNNING" && *worker == last_id)
+    });
+    let out = home.join("out-a.txt");
+    wait_for("the lines after the leader's death", 60, || {
+        let got = read(&out);
+        (0..60).all(|i| got.lines().any(|l| l == format!("a line {i}")))
+    });
+    assert_complete_in_order(&read(&out), 60, "a");
+    let log = plain(&at(&workers, last).stderr());
+    let took_over = log
+        .lines()
+        .rfind(|l| l.contains(" assignment "))
+        .expect("an assignment");
+    assert!(took_over.contains("leader=true"), "{took_over}");
+    assert_eq!(
+        delayed(at(&workers, last)),
+        delayed_before,
+        "no rebalance was delayed for the leader's work: {log}"
+    );
 
     for slot in workers.iter_mut() {
         if let Some(worker) = slot.take() {
