@@ -127,15 +127,18 @@ async fn forward(to_url: &str, req: &HttpRequest) -> HttpResponse {
     }
 }
 
-/// Answers one REST request; in a distributed cluster, writes go to the leader.
-pub async fn handle(herder: &Herder, req: HttpRequest) -> HttpResponse {
-    let segments: Vec<String> = req
-        .path
-        .trim_matches('/')
+/// The path's segments, percent-decoded.
+fn path_segments(path: &str) -> Vec<String> {
+    path.trim_matches('/')
         .split('/')
         .filter(|s| !s.is_empty())
         .map(|s| percent_decode(s, false))
-        .collect();
+        .collect()
+}
+
+/// Answers one REST request; in a distributed cluster, writes go to the leader.
+pub async fn handle(herder: &Herder, req: HttpRequest) -> HttpResponse {
+    let segments = path_segments(&req.path);
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
     if needs_leader(&req.method, &segs) {
         match herder.leadership().await {
@@ -153,13 +156,7 @@ pub async fn handle(herder: &Herder, req: HttpRequest) -> HttpResponse {
 }
 
 async fn route(herder: &Herder, req: HttpRequest) -> HttpResponse {
-    let segments: Vec<String> = req
-        .path
-        .trim_matches('/')
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(|s| percent_decode(s, false))
-        .collect();
+    let segments = path_segments(&req.path);
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
     let method = req.method.as_str();
     match segs.as_slice() {
