@@ -1,6 +1,7 @@
 //! `runnel connect`: a Kafka Connect worker (`standalone`, as Kafka's
-//! `connect-standalone.sh`) and, for people, commands over any worker's REST API
-//! (`list`, `status`, `create`, `pause`, `resume`, `restart`, `delete`).
+//! `connect-standalone.sh`, or `distributed`, as its `connect-distributed.sh`) and, for
+//! people, commands over any worker's REST API (`list`, `status`, `create`, `pause`,
+//! `resume`, `restart`, `delete`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use anyhow::{bail, Context as _};
 use runnel_actors::{Node, ShutdownReason};
 use runnel_broker::config::parse_properties;
 use runnel_connect::api::Plugins;
+use runnel_connect::distributed::config::DistributedConfig;
 use runnel_connect::entities::{ConnectorInfo, ConnectorStateInfo, ErrorMessage};
 use runnel_connect::http::{self, percent_encode, url_authority, HttpRequest};
 use runnel_connect::worker::{Herder, WorkerConfig};
@@ -34,6 +36,13 @@ enum ConnectCommand {
         worker: PathBuf,
         #[arg(value_name = "CONNECTOR.PROPERTIES")]
         connectors: Vec<PathBuf>,
+    },
+    /// Run a distributed worker, as Kafka's connect-distributed.sh: workers sharing a
+    /// group.id share the connectors and tasks; configs, offsets and statuses live in
+    /// config.storage.topic, offset.storage.topic and status.storage.topic.
+    Distributed {
+        #[arg(value_name = "WORKER.PROPERTIES")]
+        worker: PathBuf,
     },
     /// List the connectors with their state.
     List(RestArgs),
@@ -99,6 +108,7 @@ struct RestArgs {
 pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
     match args.command {
         ConnectCommand::Standalone { worker, connectors } => standalone(&worker, &connectors).await,
+        ConnectCommand::Distributed { worker } => distributed(&worker).await,
         ConnectCommand::List(rest) => list(&rest).await,
         ConnectCommand::Status { name, rest } => status(&rest, &name).await,
         ConnectCommand::Create { file, rest } => create(&rest, &file).await,
@@ -231,16 +241,7 @@ async fn standalone(worker: &Path, connectors: &[PathBuf]) -> anyhow::Result<()>
         local.to_string(),
     )
     .await?;
-    let for_http = herder.clone();
-    http::serve(
-        &node,
-        listener,
-        Arc::new(move |req: HttpRequest| {
-            let herder = for_http.clone();
-            Box::pin(async move { runnel_connect::rest::handle(&herder, req).await })
-        }),
-    );
-    eprintln!("runnel connect: REST API listening on http://{local}");
+    serve_rest(&node, &herder, listener, local);
     for (name, props) in connector_configs {
         match herder.put_connector_config(&name, props, false, None).await {
             Ok(_) => eprintln!("runnel connect: created connector {name}"),
@@ -252,6 +253,55 @@ async fn standalone(worker: &Path, connectors: &[PathBuf]) -> anyhow::Result<()>
             }
         }
     }
+    run_until_stopped(node, herder).await
+}
+
+fn serve_rest(
+    node: &Node,
+    herder: &Herder,
+    listener: tokio::net::TcpListener,
+    local: std::net::SocketAddr,
+) {
+    let for_http = herder.clone();
+    http::serve(
+        node,
+        listener,
+        Arc::new(move |req: HttpRequest| {
+            let herder = for_http.clone();
+            Box::pin(async move { runnel_connect::rest::handle(&herder, req).await })
+        }),
+    );
+    eprintln!("runnel connect: REST API listening on http://{local}");
+}
+
+/// Kafka's connect-distributed.sh: joins the group and serves the REST API until a
+/// signal, then stops its tasks (committing their offsets) and leaves the group.
+async fn distributed(worker: &Path) -> anyhow::Result<()> {
+    let (config, warnings) = DistributedConfig::from_properties(read_properties(worker)?)?;
+    for w in warnings {
+        eprintln!("runnel connect: warning: {w}");
+    }
+    let bind = listen_address(&config.worker.listeners)?;
+    let listener = tokio::net::TcpListener::bind(&bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind} (listeners)"))?;
+    let local = listener.local_addr()?;
+    // Kafka names a worker by its advertised host and port.
+    let worker_id = url_authority(&config.advertised_url)?;
+    let node = Node::new("connect");
+    let herder = Herder::start_distributed(
+        &node,
+        config,
+        Plugins::builtin(),
+        Arc::new(RealDisk::new()),
+        worker_id,
+    )
+    .await?;
+    serve_rest(&node, &herder, listener, local);
+    run_until_stopped(node, herder).await
+}
+
+async fn run_until_stopped(node: Node, herder: Herder) -> anyhow::Result<()> {
     let mut stop = StopSignals::register()?;
     let mut node_down = node.shutdown_signal();
     let failed = tokio::select! {

@@ -1,7 +1,9 @@
 //! Apache Kafka's own Connect on `runnel server`, and Kafka's worker beside ours: Kafka
 //! 4.1.1's `connect-standalone.sh` (jars from `ci/kafka-setup`) runs the quick start's file
-//! pipeline on Runnel, and the same REST calls to its worker and to Runnel's are answered
-//! alike. Ignored by default (they need Kafka's jars and a JVM); `ci/test` runs them with
+//! pipeline on Runnel; its `connect-distributed.sh` takes over the config, offset and
+//! status topics Runnel's distributed worker wrote, and ours takes over Kafka's; and the
+//! same REST calls to its workers and to Runnel's (standalone, then distributed) are
+//! answered alike. Ignored by default (they need Kafka's jars and a JVM); `ci/test` runs them with
 //! `RUNNEL_KAFKA_HOME` set, as `cargo test -p runnel --test connect_kafka -- --ignored`.
 
 mod support;
@@ -125,7 +127,197 @@ fn the_rest_api_answers_as_kafkas_worker() {
                     == 8
         });
     }
-    let calls: Vec<(&str, &str, Option<Json>)> = vec![
+    let differences = differences(&theirs, &ours, rest_calls());
+    assert!(
+        differences.is_empty(),
+        "{} answers differ:\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
+    theirs.stop();
+    ours.stop();
+}
+
+/// A distributed worker's properties (Runnel's and Kafka's read the same file), its REST
+/// API on `port`.
+fn distributed_properties(
+    dir: &std::path::Path,
+    bootstrap: &str,
+    kafka: &std::path::Path,
+    port: u16,
+) -> String {
+    let name = format!("distributed-{port}.properties");
+    std::fs::write(
+        dir.join(&name),
+        format!(
+            "bootstrap.servers={bootstrap}\n\
+             group.id=connect-cluster\n\
+             key.converter=org.apache.kafka.connect.json.JsonConverter\n\
+             value.converter=org.apache.kafka.connect.json.JsonConverter\n\
+             config.storage.topic=connect-configs\n\
+             offset.storage.topic=connect-offsets\n\
+             status.storage.topic=connect-status\n\
+             config.storage.replication.factor=1\n\
+             offset.storage.replication.factor=1\n\
+             status.storage.replication.factor=1\n\
+             offset.flush.interval.ms=500\n\
+             listeners=http://127.0.0.1:{port}\n\
+             plugin.path={}\n",
+            kafka.join("libs/connect-file-4.1.1.jar").display()
+        ),
+    )
+    .expect("worker properties");
+    name
+}
+
+fn numbered(range: std::ops::Range<usize>) -> String {
+    range.map(|i| format!("line {i}\n")).collect()
+}
+
+fn all_running(w: &Worker, names: &[&str]) -> bool {
+    names.iter().all(|name| {
+        let s = w.call("GET", &format!("/connectors/{name}/status"), None);
+        s.status == 200
+            && s.json()["connector"]["state"] == "RUNNING"
+            && s.json()["tasks"]
+                .as_array()
+                .is_some_and(|t| !t.is_empty() && t.iter().all(|t| t["state"] == "RUNNING"))
+    })
+}
+
+#[test]
+#[ignore = "needs Apache Kafka's jars (ci/kafka-setup) and a JVM; ci/test runs it"]
+fn kafkas_connect_distributed_takes_over_runnels_topics_and_back() {
+    let kafka = kafka_home();
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path();
+    let input = home.join("in.txt");
+    let out = home.join("out.txt");
+    std::fs::write(&input, numbered(0..10)).expect("in.txt");
+
+    // Runnel's worker creates the topics and the connectors, and runs them.
+    let ours_port = free_port();
+    let ours_props = distributed_properties(home, &broker.bootstrap, &kafka, ours_port);
+    let ours = Worker::start_distributed(home, &ours_props);
+    let create = |w: &Worker, body: Json| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let r = w.call("POST", "/connectors", Some(body.clone()));
+            if r.status != 409 || std::time::Instant::now() > deadline {
+                return r;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    let r = create(
+        &ours,
+        json!({"name": "src", "config": {"connector.class": "FileStreamSource", "tasks.max": "1", "file": input, "topic": "lines"}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = create(
+        &ours,
+        json!({"name": "sink", "config": {"connector.class": "FileStreamSink", "tasks.max": "1", "file": out, "topics": "lines"}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    wait_for("Runnel's worker copies the first lines", || {
+        read(&out) == numbered(0..10)
+    });
+    let said = ours.stop();
+    assert!(said.contains("stopped cleanly"), "{said}");
+
+    // Kafka's worker reads Runnel's config, offset and status records and goes on.
+    append(&input, &numbered(10..20));
+    let theirs_port = free_port();
+    let theirs_props = distributed_properties(home, &broker.bootstrap, &kafka, theirs_port);
+    let theirs = Worker::start_kafka_distributed(home, &kafka, theirs_port, &theirs_props);
+    let r = theirs.call("GET", "/connectors", None);
+    let mut names: Vec<String> = serde_json::from_str(&r.body).unwrap_or_default();
+    names.sort();
+    assert_eq!(
+        names,
+        ["sink", "src"],
+        "Kafka's worker read our config topic: {}",
+        r.body
+    );
+    let tasks = theirs.call("GET", "/connectors/src/tasks", None).json();
+    assert_eq!(
+        tasks[0]["config"]["task.class"], "org.apache.kafka.connect.file.FileStreamSourceTask",
+        "our task configs: {tasks}"
+    );
+    wait_for("Kafka's worker copies the new lines once", || {
+        read(&out).len() >= numbered(0..20).len()
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(
+        read(&out),
+        numbered(0..20),
+        "Kafka resumed from our offsets: {}",
+        theirs.stderr()
+    );
+    wait_for("Kafka's tasks RUNNING", || {
+        all_running(&theirs, &["src", "sink"])
+    });
+    // Kafka's worker creates a connector of its own: its records, in its format.
+    let second = home.join("second.txt");
+    std::fs::write(&second, "kafka 0\nkafka 1\n").expect("second.txt");
+    let r = create(
+        &theirs,
+        json!({"name": "src2", "config": {"connector.class": "org.apache.kafka.connect.file.FileStreamSourceConnector", "tasks.max": "1", "file": second, "topic": "lines"}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    wait_for("Kafka's second source reaches the sink", || {
+        read(&out)
+            .lines()
+            .filter(|l| l.starts_with("kafka "))
+            .count()
+            == 2
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    theirs.stop();
+
+    // And back: Runnel's worker reads what Kafka's wrote, offsets included.
+    append(&input, &numbered(20..25));
+    append(&second, "kafka 2\n");
+    let ours = Worker::start_distributed(home, &ours_props);
+    wait_for("Runnel's worker runs the three connectors", || {
+        all_running(&ours, &["src", "sink", "src2"])
+    });
+    let src2 = ours.call("GET", "/connectors/src2/tasks", None).json();
+    assert_eq!(
+        src2[0]["config"]["task.class"],
+        "org.apache.kafka.connect.file.FileStreamSourceTask"
+    );
+    wait_for("the last lines in the sink", || {
+        let got = read(&out);
+        got.contains("line 24\n") && got.contains("kafka 2\n")
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let got = read(&out);
+    let ours_lines: Vec<&str> = got.lines().filter(|l| l.starts_with("line ")).collect();
+    let expected = numbered(0..25);
+    assert_eq!(
+        ours_lines,
+        expected.lines().collect::<Vec<_>>(),
+        "each line once, in order: {got}"
+    );
+    let kafka_lines: Vec<&str> = got.lines().filter(|l| l.starts_with("kafka ")).collect();
+    assert_eq!(
+        kafka_lines,
+        ["kafka 0", "kafka 1", "kafka 2"],
+        "Kafka's offsets read by Runnel: {got}"
+    );
+    let offsets = ours.call("GET", "/connectors/src2/offsets", None).json();
+    assert_eq!(
+        offsets,
+        json!({"offsets": [{"partition": {"filename": second}, "offset": {"position": 24}}]})
+    );
+    ours.stop();
+}
+
+/// The REST calls both workers get, in order: reads, errors, writes, KIP-875.
+fn rest_calls() -> Vec<(&'static str, &'static str, Option<Json>)> {
+    vec![
         ("GET", "/connectors", None),
         ("GET", "/connectors/local-file-source", None),
         ("GET", "/connectors/local-file-source/config", None),
@@ -220,7 +412,16 @@ fn the_rest_api_answers_as_kafkas_worker() {
         ("DELETE", "/connectors/nope", None),
         ("DELETE", "/connectors/local-file-sink", None),
         ("GET", "/connectors/local-file-sink", None),
-    ];
+    ]
+}
+
+/// Sends each call to both workers; every answer that differs (status or body, worker
+/// ids and versions aside).
+fn differences(
+    theirs: &Worker,
+    ours: &Worker,
+    calls: Vec<(&'static str, &'static str, Option<Json>)>,
+) -> Vec<String> {
     let mut differences = Vec::new();
     for (method, target, body) in calls {
         let a = theirs.call(method, target, body.clone());
@@ -249,14 +450,96 @@ fn the_rest_api_answers_as_kafkas_worker() {
                 a.status, b.status
             ));
         }
-        // Let each worker finish what the call started before the next.
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        // Let each worker finish what the call started before the next; a distributed
+        // worker's stop takes a rebalance.
+        let settle_ms = if target.ends_with("/stop") {
+            3_000
+        } else {
+            300
+        };
+        std::thread::sleep(std::time::Duration::from_millis(settle_ms));
     }
+    differences
+}
+
+#[test]
+#[ignore = "needs Apache Kafka's jars (ci/kafka-setup) and a JVM; ci/test runs it"]
+fn the_rest_api_answers_as_kafkas_distributed_worker() {
+    let kafka = kafka_home();
+    let (kafka_broker, runnel_broker) = (Broker::start(), Broker::start());
+    let (kafka_dir, runnel_dir) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let (kafka_port, runnel_port) = (free_port(), free_port());
+    let kafka_props = distributed_properties(
+        kafka_dir.path(),
+        &kafka_broker.bootstrap,
+        &kafka,
+        kafka_port,
+    );
+    let runnel_props = distributed_properties(
+        runnel_dir.path(),
+        &runnel_broker.bootstrap,
+        &kafka,
+        runnel_port,
+    );
+    for dir in [&kafka_dir, &runnel_dir] {
+        std::fs::write(dir.path().join("test.txt"), "foo\nbar\n").expect("test.txt");
+    }
+    let theirs =
+        Worker::start_kafka_distributed(kafka_dir.path(), &kafka, kafka_port, &kafka_props);
+    let ours = Worker::start_distributed(runnel_dir.path(), &runnel_props);
+    // The quick start's two connectors, created over REST as distributed mode wants.
+    let creations = vec![
+        (
+            "POST",
+            "/connectors",
+            Some(
+                json!({"name": "local-file-source", "config": {"connector.class": "FileStreamSource", "tasks.max": "1", "file": "test.txt", "topic": "connect-test"}}),
+            ),
+        ),
+        (
+            "POST",
+            "/connectors",
+            Some(
+                json!({"name": "local-file-sink", "config": {"connector.class": "FileStreamSink", "tasks.max": "1", "file": "test.sink.txt", "topics": "connect-test"}}),
+            ),
+        ),
+    ];
+    let mut found = Vec::new();
+    for call in creations {
+        // A worker still forming its group answers writes with 409: wait until both take
+        // one (deleting a connector that is not there).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while [&theirs, &ours]
+            .iter()
+            .any(|w| w.call("DELETE", "/connectors/nope", None).status == 409)
+        {
+            assert!(std::time::Instant::now() < deadline, "no group formed");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        found.extend(differences(&theirs, &ours, vec![call]));
+    }
+    for (w, dir) in [(&theirs, &kafka_dir), (&ours, &runnel_dir)] {
+        wait_for("the pipeline", || {
+            read(&dir.path().join("test.sink.txt")) == "foo\nbar\n"
+        });
+        wait_for("committed offsets", || {
+            w.call("GET", "/connectors/local-file-sink/offsets", None)
+                .json()["offsets"][0]["offset"]["kafka_offset"]
+                == 2
+                && w.call("GET", "/connectors/local-file-source/offsets", None)
+                    .json()["offsets"][0]["offset"]["position"]
+                    == 8
+        });
+    }
+    found.extend(differences(&theirs, &ours, rest_calls()));
     assert!(
-        differences.is_empty(),
+        found.is_empty(),
         "{} answers differ:\n{}",
-        differences.len(),
-        differences.join("\n")
+        found.len(),
+        found.join("\n")
     );
     theirs.stop();
     ours.stop();

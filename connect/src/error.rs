@@ -31,6 +31,14 @@ pub enum ConnectError {
     Kafka(#[from] KafkaError),
     #[error(transparent)]
     Disk(#[from] DiskError),
+    /// A rebalance is under way, or a write reached a worker that does not lead the
+    /// group (HTTP 409, Kafka's answer while rebalancing).
+    #[error("{0}")]
+    Conflict(String),
+    /// Another worker must answer: the REST layer forwards the request to `url` (Kafka's
+    /// `RequestTargetException`); 409 if it cannot.
+    #[error("{message}")]
+    RequestTarget { url: String, message: String },
     /// The worker is gone (shut down) or did not answer in time.
     #[error("the Connect worker is not answering: {0}")]
     Worker(String),
@@ -41,7 +49,9 @@ impl ConnectError {
     pub fn http_status(&self) -> u16 {
         match self {
             ConnectError::NotFound(_) => 404,
-            ConnectError::AlreadyExists(_) => 409,
+            ConnectError::AlreadyExists(_)
+            | ConnectError::Conflict(_)
+            | ConnectError::RequestTarget { .. } => 409,
             ConnectError::BadRequest(_) | ConnectError::Config(_) | ConnectError::Plugin(_) => 400,
             _ => 500,
         }

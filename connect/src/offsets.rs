@@ -1,9 +1,13 @@
-//! Source offsets of the standalone worker, in `offset.storage.file.filename`.
+//! Source offsets: the standalone worker's in `offset.storage.file.filename`, the
+//! distributed worker's in the compacted `offset.storage.topic`.
 //!
 //! Kafka keys each offset by the JSON `["connector", {source partition}]` and stores the
-//! offset as JSON; we keep the same key and value JSON, in a JSON file (Kafka's file is a
-//! Java-serialized map). Every commit rewrites the file crash-safely (temporary file,
-//! fsync, rename, directory fsync), so a committed offset survives a crash.
+//! offset as JSON (its internal converter, schemas off). The topic holds exactly those
+//! bytes as key and value (a null value removes an offset), so Kafka's workers and ours
+//! read each other's offsets. The standalone file keeps the same key and value JSON in a
+//! JSON file (Kafka's file is a Java-serialized map); every commit rewrites it
+//! crash-safely (temporary file, fsync, rename, directory fsync), so a committed offset
+//! survives a crash.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,13 +18,27 @@ use serde_json::{json, Value as Json};
 
 use crate::api::OffsetReader;
 use crate::data::JsonMap;
+use crate::distributed::log::TopicLog;
 use crate::error::ConnectError;
 
-/// The offsets of every connector, in memory and in their file.
+enum Backing {
+    File { disk: Arc<dyn Disk>, path: PathBuf },
+    Topic(Box<tokio::sync::Mutex<TopicLog>>),
+}
+
+impl std::fmt::Debug for Backing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backing::File { path, .. } => write!(f, "file {}", path.display()),
+            Backing::Topic(_) => write!(f, "topic"),
+        }
+    }
+}
+
+/// The offsets of every connector, in memory and in their file or topic.
 #[derive(Debug)]
 pub struct OffsetStore {
-    disk: Arc<dyn Disk>,
-    path: PathBuf,
+    backing: Backing,
     /// Key JSON text (`["name",{...}]`) to offset.
     offsets: Mutex<BTreeMap<String, JsonMap>>,
     /// One file write at a time, so renames never cross.
@@ -62,11 +80,51 @@ impl OffsetStore {
             Err(e) => return Err(e.into()),
         }
         Ok(OffsetStore {
-            disk,
-            path,
+            backing: Backing::File { disk, path },
             offsets: Mutex::new(offsets),
             write: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Reads the offset topic to its end.
+    pub async fn open_topic(log: TopicLog) -> Result<OffsetStore, ConnectError> {
+        let store = OffsetStore {
+            backing: Backing::Topic(Box::new(tokio::sync::Mutex::new(log))),
+            offsets: Mutex::new(BTreeMap::new()),
+            write: tokio::sync::Mutex::new(()),
+        };
+        store.refresh().await?;
+        Ok(store)
+    }
+
+    /// Reads what other workers committed since (a no-op for the file). Kafka's workers
+    /// do this before a source task reads its offsets.
+    pub async fn refresh(&self) -> Result<(), ConnectError> {
+        let Backing::Topic(log) = &self.backing else {
+            return Ok(());
+        };
+        let records = log.lock().await.read_to_end().await?;
+        let mut offsets = self.lock();
+        for r in records {
+            let Some(key) = r
+                .key
+                .as_deref()
+                .and_then(|k| serde_json::from_slice::<Json>(k).ok())
+            else {
+                continue;
+            };
+            let key = key.to_string();
+            match r.value.as_deref().map(serde_json::from_slice::<Json>) {
+                Some(Ok(Json::Object(v))) => {
+                    offsets.insert(key, v);
+                }
+                None => {
+                    offsets.remove(&key);
+                }
+                Some(_) => tracing::warn!(key, "an offset that is not a JSON object; skipped"),
+            }
+        }
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, JsonMap>> {
@@ -110,6 +168,10 @@ impl OffsetStore {
         entries: impl IntoIterator<Item = (JsonMap, Option<JsonMap>)>,
     ) -> Result<(), ConnectError> {
         let _writing = self.write.lock().await;
+        let (disk, path) = match &self.backing {
+            Backing::File { disk, path } => (disk, path),
+            Backing::Topic(log) => return self.write_topic(log, connector, entries).await,
+        };
         let text = {
             let mut offsets = self.lock();
             for (partition, offset) in entries {
@@ -127,16 +189,45 @@ impl OffsetStore {
                 .collect();
             json!({"version": 1, "offsets": list}).to_string()
         };
-        let tmp = self.path.with_extension("tmp");
-        if self.disk.exists(&tmp).await? {
-            self.disk.remove(&tmp).await?;
+        let tmp = path.with_extension("tmp");
+        if disk.exists(&tmp).await? {
+            disk.remove(&tmp).await?;
         }
-        let file = self.disk.open(&tmp, OpenMode::CreateNew).await?;
+        let file = disk.open(&tmp, OpenMode::CreateNew).await?;
         file.write_at(0, text.as_bytes()).await?;
         file.sync_data().await?;
         drop(file);
-        self.disk.rename(&tmp, &self.path).await?;
-        self.disk.sync_dir(parent_of(&self.path)).await?;
+        disk.rename(&tmp, path).await?;
+        disk.sync_dir(parent_of(path)).await?;
+        Ok(())
+    }
+
+    /// One record per offset, acknowledged by the brokers before the map changes.
+    async fn write_topic(
+        &self,
+        log: &tokio::sync::Mutex<TopicLog>,
+        connector: &str,
+        entries: impl IntoIterator<Item = (JsonMap, Option<JsonMap>)>,
+    ) -> Result<(), ConnectError> {
+        let entries: Vec<(JsonMap, Option<JsonMap>)> = entries.into_iter().collect();
+        {
+            let log = log.lock().await;
+            for (partition, offset) in &entries {
+                let key = key_of(connector, partition);
+                let value = offset
+                    .as_ref()
+                    .map(|o| bytes::Bytes::from(Json::Object(o.clone()).to_string()));
+                log.send(bytes::Bytes::from(key), value).await?;
+            }
+        }
+        let mut offsets = self.lock();
+        for (partition, offset) in entries {
+            let key = key_of(connector, &partition);
+            match offset {
+                Some(o) => offsets.insert(key, o),
+                None => offsets.remove(&key),
+            };
+        }
         Ok(())
     }
 }

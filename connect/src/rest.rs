@@ -13,7 +13,10 @@ use crate::entities::{
 };
 use crate::error::ConnectError;
 use crate::http::{percent_decode, percent_encode, HttpRequest, HttpResponse};
-use crate::worker::{Herder, TargetState};
+use crate::worker::{Herder, Leadership, TargetState};
+
+/// How long a forwarded request may take at the leader (Kafka's request timeout).
+pub const FORWARD_TIMEOUT_MS: u64 = 90_000;
 
 fn error(status: u16, message: impl Into<String>) -> HttpResponse {
     HttpResponse::json(
@@ -62,15 +65,98 @@ fn bool_param(req: &HttpRequest, name: &str) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
-/// Answers one REST request.
-pub async fn handle(herder: &Herder, req: HttpRequest) -> HttpResponse {
-    let segments: Vec<String> = req
-        .path
-        .trim_matches('/')
+/// Whether Kafka's distributed herder does this only on the leader: every write but
+/// pause, resume, resetting active topics and plugin validation, which any worker does,
+/// and a task restart, which the herder sends on to the task's owner itself.
+fn needs_leader(method: &str, segs: &[&str]) -> bool {
+    !matches!(
+        (method, segs),
+        ("GET", _)
+            | (_, ["connector-plugins", ..])
+            | ("PUT", ["connectors", _, "pause" | "resume"])
+            | ("POST", ["connectors", _, "tasks", _, "restart"])
+            | ("PUT", ["connectors", _, "topics", "reset"])
+    )
+}
+
+/// Kafka's forwarding: a worker that cannot answer sends the request on (to the leader,
+/// or from the leader to a task's owner), marked `forward=true`; that hop marks it
+/// `forward=false`; a third is refused.
+async fn forward(to_url: &str, req: &HttpRequest) -> HttpResponse {
+    let hops_left = match req.param("forward") {
+        None => "true",
+        Some(v) if v.eq_ignore_ascii_case("true") => "false",
+        Some(_) => return error(
+            409,
+            "Cannot complete request because of a conflicting operation (e.g. worker rebalance)",
+        ),
+    };
+    let authority = match crate::http::url_authority(to_url) {
+        Ok(a) => a,
+        Err(e) => return error(500, format!("The URL {to_url} is unusable: {e}")),
+    };
+    let mut target = req.path.clone();
+    let mut sep = '?';
+    for (k, v) in req.query.iter().filter(|(k, _)| k != "forward") {
+        target.push_str(&format!("{sep}{}={}", percent_encode(k), percent_encode(v)));
+        sep = '&';
+    }
+    target.push_str(&format!("{sep}forward={hops_left}"));
+    let body = (!req.body.is_empty()).then_some(req.body.as_slice());
+    match crate::http::request(&authority, &req.method, &target, body, FORWARD_TIMEOUT_MS).await {
+        Ok((status, body)) => {
+            // The worker asked answers a creation with its own Location, as Kafka's does.
+            let location = (status == 201)
+                .then(|| serde_json::from_slice::<Json>(&body).ok())
+                .flatten()
+                .and_then(|v| {
+                    v["name"]
+                        .as_str()
+                        .map(|n| format!("/connectors/{}", percent_encode(n)))
+                });
+            HttpResponse {
+                status,
+                body: (!body.is_empty()).then_some(body),
+                location,
+            }
+        }
+        Err(e) => error(
+            500,
+            format!("Could not forward the request to {to_url}: {e}"),
+        ),
+    }
+}
+
+/// The path's segments, percent-decoded.
+fn path_segments(path: &str) -> Vec<String> {
+    path.trim_matches('/')
         .split('/')
         .filter(|s| !s.is_empty())
         .map(|s| percent_decode(s, false))
-        .collect();
+        .collect()
+}
+
+/// Answers one REST request; in a distributed cluster, writes go to the leader.
+pub async fn handle(herder: &Herder, req: HttpRequest) -> HttpResponse {
+    let segments = path_segments(&req.path);
+    let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+    if needs_leader(&req.method, &segs) {
+        match herder.leadership().await {
+            Leadership::Leader => {}
+            Leadership::Follower(url) => return forward(&url, &req).await,
+            Leadership::Rebalancing => {
+                return error(
+                    409,
+                    "Cannot complete request momentarily due to no known leader URL, likely because a rebalance was underway.",
+                )
+            }
+        }
+    }
+    route(herder, req).await
+}
+
+async fn route(herder: &Herder, req: HttpRequest) -> HttpResponse {
+    let segments = path_segments(&req.path);
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
     let method = req.method.as_str();
     match segs.as_slice() {
@@ -115,7 +201,11 @@ pub async fn handle(herder: &Herder, req: HttpRequest) -> HttpResponse {
         }
         ["connectors", name, "tasks", task, "restart"] if method == "POST" => {
             match task.parse::<u32>() {
-                Ok(t) => done(204, herder.restart_task(name, t).await),
+                Ok(t) => match herder.restart_task(name, t).await {
+                    // The task runs on another worker: Kafka's leader forwards it there.
+                    Err(ConnectError::RequestTarget { url, .. }) => forward(&url, &req).await,
+                    result => done(204, result),
+                },
                 Err(_) => no_route(),
             }
         }

@@ -41,16 +41,25 @@ impl WorkerConfig {
     pub fn from_properties(
         properties: Config,
     ) -> Result<(WorkerConfig, Vec<String>), ConnectError> {
-        let mut warnings = Vec::new();
-        if properties.contains_key("plugin.path") {
-            warnings.push("plugin.path is ignored: Runnel's connectors are built in (FileStreamSource, FileStreamSink); Java plugins need Apache Kafka's own worker".to_string());
-        }
         let offset_storage_file = properties
             .get("offset.storage.file.filename")
             .map(|f| f.trim())
             .filter(|f| !f.is_empty())
             .map(PathBuf::from)
             .ok_or_else(|| ConnectError::Config("Missing required configuration \"offset.storage.file.filename\" which has no default value.".into()))?;
+        Self::common(properties, offset_storage_file)
+    }
+
+    /// Reads the settings every worker has; a distributed worker keeps its offsets in
+    /// `offset.storage.topic`, so its `offset_storage_file` is empty and unused.
+    pub(crate) fn common(
+        properties: Config,
+        offset_storage_file: PathBuf,
+    ) -> Result<(WorkerConfig, Vec<String>), ConnectError> {
+        let mut warnings = Vec::new();
+        if properties.contains_key("plugin.path") {
+            warnings.push("plugin.path is ignored: Runnel's connectors are built in (FileStreamSource, FileStreamSink); Java plugins need Apache Kafka's own worker".to_string());
+        }
         let flush = get_int(
             &properties,
             "offset.flush.interval.ms",

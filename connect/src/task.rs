@@ -72,7 +72,7 @@ pub(crate) struct TaskStatusChanged {
 #[async_trait::async_trait]
 pub(crate) trait TaskListener: Send + Sync + 'static {
     async fn status_changed(&self, change: TaskStatusChanged);
-    async fn topic_used(&self, connector: String, topic: String);
+    async fn topic_used(&self, task: TaskId, topic: String);
 }
 
 /// Bound on a task actor's mailbox: its own poll and commit ticks plus the worker's
@@ -308,8 +308,9 @@ impl TaskCore {
     }
 
     async fn topic_used(&self, topic: &str) {
-        let connector = self.spec.id.connector.clone();
-        self.listener.topic_used(connector, topic.to_string()).await;
+        self.listener
+            .topic_used(self.spec.id.clone(), topic.to_string())
+            .await;
     }
 
     fn client(&self) -> ClientConfig {

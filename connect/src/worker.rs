@@ -14,6 +14,9 @@ use runnel_storage::disk::Disk;
 use crate::api::{AnyConnector, ConnectorType, PluginDesc, Plugins};
 use crate::config::{get_int, Config};
 use crate::data::JsonMap;
+use crate::distributed::config::DistributedConfig;
+use crate::distributed::herder::DistributedWorker;
+pub use crate::distributed::herder::Leadership;
 use crate::entities::{
     ConfigInfos, ConnectorInfo, ConnectorOffset, ConnectorOffsets, ConnectorState,
     ConnectorStateInfo, TaskId, TaskInfo, TaskState,
@@ -139,7 +142,7 @@ message!(ResetTopics => Result<(), ConnectError>);
 pub(crate) struct StatusChanged(pub TaskStatusChanged);
 message!(StatusChanged => ());
 pub(crate) struct TopicUsed {
-    pub connector: String,
+    pub task: TaskId,
     pub topic: String,
 }
 message!(TopicUsed => ());
@@ -153,8 +156,8 @@ impl TaskListener for Addr<Worker> {
         }
     }
 
-    async fn topic_used(&self, connector: String, topic: String) {
-        let _ = self.tell(TopicUsed { connector, topic }).await;
+    async fn topic_used(&self, task: TaskId, topic: String) {
+        let _ = self.tell(TopicUsed { task, topic }).await;
     }
 }
 
@@ -710,73 +713,83 @@ impl Handler<ModifyOffsets> for Worker {
             )));
         }
         let (plugin, config) = (e.plugin.clone(), e.config.clone());
-        let kind = if offsets.is_some() {
-            "altered"
-        } else {
-            "reset"
-        };
-        let entries = match offsets {
-            Some(entries) => entries,
-            None => match plugin.connector_type {
-                ConnectorType::Source => self
-                    .shared
-                    .offsets
-                    .of_connector(&name)
-                    .into_iter()
-                    .map(|(p, _)| (p, None))
-                    .collect(),
-                ConnectorType::Sink => Vec::new(),
-            },
-        };
-        let managed_here = (plugin.factory)()
-            .as_connector()
-            .alter_offsets(&config, &entries)?;
-        match plugin.connector_type {
-            ConnectorType::Source => {
-                for (partition, _) in &entries {
-                    if partition.is_empty() {
-                        return Err(ConnectError::BadRequest(
-                            "Source partitions may not be null".into(),
-                        ));
+        modify_offsets(&self.shared, &name, &plugin, &config, offsets).await
+    }
+}
+
+/// KIP-875's alter (`Some`) or reset (`None`) of a stopped connector's offsets: a
+/// source's in the offset store (the connector checks them first, as Kafka's
+/// `alterOffsets`), a sink's in its group through the admin client. Kafka's message.
+pub(crate) async fn modify_offsets(
+    shared: &Shared,
+    name: &str,
+    plugin: &PluginDesc,
+    config: &Config,
+    offsets: Option<Vec<(JsonMap, Option<JsonMap>)>>,
+) -> Result<String, ConnectError> {
+    let kind = if offsets.is_some() {
+        "altered"
+    } else {
+        "reset"
+    };
+    let entries = match offsets {
+        Some(entries) => entries,
+        None => match plugin.connector_type {
+            ConnectorType::Source => shared
+                .offsets
+                .of_connector(name)
+                .into_iter()
+                .map(|(p, _)| (p, None))
+                .collect(),
+            ConnectorType::Sink => Vec::new(),
+        },
+    };
+    let managed_here = (plugin.factory)()
+        .as_connector()
+        .alter_offsets(config, &entries)?;
+    match plugin.connector_type {
+        ConnectorType::Source => {
+            for (partition, _) in &entries {
+                if partition.is_empty() {
+                    return Err(ConnectError::BadRequest(
+                        "Source partitions may not be null".into(),
+                    ));
+                }
+            }
+            shared.offsets.write(name, entries).await?;
+        }
+        ConnectorType::Sink => {
+            let admin = Admin::connect(ClientConfig::new(&shared.config.bootstrap_servers)).await?;
+            let group = sink_group(name);
+            if kind == "reset" {
+                for (_, result) in admin.delete_groups(std::slice::from_ref(&group)).await {
+                    match result {
+                        Ok(()) => {}
+                        // A sink that never committed has no group to delete.
+                        Err(e) if e.code() == Some(ResponseError::GroupIdNotFound) => {}
+                        Err(e) => return Err(e.into()),
                     }
                 }
-                self.shared.offsets.write(&name, entries).await?;
-            }
-            ConnectorType::Sink => {
-                let admin =
-                    Admin::connect(ClientConfig::new(&self.shared.config.bootstrap_servers))
-                        .await?;
-                let group = sink_group(&name);
-                if kind == "reset" {
-                    for (_, result) in admin.delete_groups(std::slice::from_ref(&group)).await {
-                        match result {
-                            Ok(()) => {}
-                            // A sink that never committed has no group to delete.
-                            Err(e) if e.code() == Some(ResponseError::GroupIdNotFound) => {}
-                            Err(e) => return Err(e.into()),
-                        }
+            } else {
+                let (set, remove) = parse_sink_offsets(&entries)?;
+                if !set.is_empty() {
+                    for (_, r) in admin.commit_group_offsets(&group, &set).await? {
+                        r?;
                     }
-                } else {
-                    let (set, remove) = parse_sink_offsets(&entries)?;
-                    if !set.is_empty() {
-                        for (_, r) in admin.commit_group_offsets(&group, &set).await? {
-                            r?;
-                        }
-                    }
-                    if !remove.is_empty() {
-                        for (_, r) in admin.delete_group_offsets(&group, &remove).await? {
-                            r?;
-                        }
+                }
+                if !remove.is_empty() {
+                    for (_, r) in admin.delete_group_offsets(&group, &remove).await? {
+                        r?;
                     }
                 }
             }
         }
-        Ok(if managed_here {
-            format!("The offsets for this connector have been {kind} successfully")
-        } else {
-            format!("The Connect framework-managed offsets for this connector have been {kind} successfully. However, if this connector manages offsets externally, they will need to be manually {kind} in the system that the connector uses.")
-        })
     }
+    Ok(if managed_here {
+        format!("The offsets for this connector have been {kind} successfully")
+    } else {
+        format!("The Connect framework-managed offsets for this connector have been {kind} successfully. However, if this connector manages offsets externally, they will need to be manually {kind} in the system that the connector uses.")
+    })
 }
 
 type SinkOffsets = (BTreeMap<TopicPartition, i64>, Vec<TopicPartition>);
@@ -867,7 +880,7 @@ impl Handler<StatusChanged> for Worker {
 
 impl Handler<TopicUsed> for Worker {
     async fn handle(&mut self, msg: TopicUsed, _ctx: &mut Context<Self>) {
-        if let Some(e) = self.connectors.get_mut(&msg.connector) {
+        if let Some(e) = self.connectors.get_mut(&msg.task.connector) {
             e.topics.insert(msg.topic);
         }
     }
@@ -875,14 +888,14 @@ impl Handler<TopicUsed> for Worker {
 
 /// One connector instance in its own actor, so its code never runs in the worker's.
 pub(crate) struct ConnectorActor {
-    instance: AnyConnector,
+    pub instance: AnyConnector,
 }
 
 impl Actor for ConnectorActor {}
 
 pub(crate) struct StartConnector {
-    config: Config,
-    max_tasks: usize,
+    pub config: Config,
+    pub max_tasks: usize,
 }
 message!(StartConnector => Result<Vec<Config>, ConnectError>);
 pub(crate) struct StopConnector;
@@ -922,8 +935,18 @@ impl Handler<StopConnector> for ConnectorActor {
 /// the worker actor, so a test or the simulator can use them without HTTP.
 #[derive(Clone)]
 pub struct Herder {
-    addr: Addr<Worker>,
+    addr: WorkerAddr,
     shared: Arc<Shared>,
+}
+
+/// The actor behind a herder: Kafka's standalone herder, or the distributed one.
+#[derive(Clone)]
+enum WorkerAddr {
+    Standalone(Addr<Worker>),
+    Distributed {
+        addr: Addr<DistributedWorker>,
+        member_stop: Arc<tokio::sync::watch::Sender<bool>>,
+    },
 }
 
 impl Herder {
@@ -956,18 +979,54 @@ impl Herder {
                 next_generation: 0,
             },
         );
-        Ok(Herder { addr, shared })
+        Ok(Herder {
+            addr: WorkerAddr::Standalone(addr),
+            shared,
+        })
+    }
+
+    /// Starts a distributed worker on `node`: creates and reads the config, offset and
+    /// status topics, then joins the group `group.id`.
+    pub async fn start_distributed(
+        node: &Node,
+        config: DistributedConfig,
+        plugins: Plugins,
+        disk: Arc<dyn Disk>,
+        worker_id: String,
+    ) -> Result<Herder, ConnectError> {
+        let started =
+            crate::distributed::herder::start(node, config, plugins, disk, worker_id).await?;
+        Ok(Herder {
+            addr: WorkerAddr::Distributed {
+                addr: started.addr,
+                member_stop: Arc::new(started.member_stop),
+            },
+            shared: started.shared,
+        })
+    }
+
+    /// Who leads the group; a standalone worker always leads itself.
+    pub async fn leadership(&self) -> Leadership {
+        match &self.addr {
+            WorkerAddr::Standalone(_) => Leadership::Leader,
+            WorkerAddr::Distributed { addr, .. } => {
+                crate::distributed::herder::leadership(addr).await
+            }
+        }
     }
 
     async fn call<M>(&self, msg: M) -> Result<M::Reply, ConnectError>
     where
         Worker: Handler<M>,
+        DistributedWorker: Handler<M>,
         M: Message,
     {
-        self.addr
-            .ask(msg, Duration::from_millis(REQUEST_TIMEOUT_MS))
-            .await
-            .map_err(|e| ConnectError::Worker(e.to_string()))
+        let timeout = Duration::from_millis(REQUEST_TIMEOUT_MS);
+        let answer = match &self.addr {
+            WorkerAddr::Standalone(a) => a.ask(msg, timeout).await,
+            WorkerAddr::Distributed { addr, .. } => addr.ask(msg, timeout).await,
+        };
+        answer.map_err(|e| ConnectError::Worker(e.to_string()))
     }
 
     pub fn worker_id(&self) -> &str {
@@ -1058,6 +1117,8 @@ impl Herder {
     /// consumer group.
     pub async fn offsets(&self, name: &str) -> Result<ConnectorOffsets, ConnectError> {
         let kind = self.call(OffsetsOf(name.into())).await??;
+        // A distributed worker reads what the others committed first.
+        self.shared.offsets.refresh().await?;
         let offsets = match kind {
             ConnectorType::Source => self
                 .shared
@@ -1140,7 +1201,16 @@ impl Herder {
                 .saturating_mul(4)
                 .max(1000),
         );
-        if let Err(e) = self.addr.ask(StopAll, timeout).await {
+        let stopped = match &self.addr {
+            WorkerAddr::Standalone(a) => a.ask(StopAll, timeout).await,
+            WorkerAddr::Distributed { addr, member_stop } => {
+                let stopped = addr.ask(StopAll, timeout).await;
+                // Then leave the group, so the others take the work over at once.
+                let _ = member_stop.send(true);
+                stopped
+            }
+        };
+        if let Err(e) = stopped {
             tracing::warn!(error = %e, "worker did not stop cleanly");
         }
     }

@@ -1,6 +1,7 @@
 //! The worker inside madsim's simulator: the real broker on a simulated node and disk, the
 //! worker on another, its files on an in-memory disk, driven through the REST handlers as
-//! plain functions. Built and run with `--cfg madsim` (ci/test's simulation step).
+//! plain functions; and two distributed workers on their own nodes, one crashed. Built
+//! and run with `--cfg madsim` (ci/test's simulation step).
 #![cfg(madsim)]
 
 use std::collections::BTreeMap;
@@ -14,7 +15,8 @@ use runnel_actors::{Node, ShutdownReason};
 use runnel_broker::config::BrokerConfig;
 use runnel_broker::{Broker, BrokerServer};
 use runnel_connect::api::Plugins;
-use runnel_connect::http::HttpRequest;
+use runnel_connect::distributed::config::DistributedConfig;
+use runnel_connect::http::{self, HttpRequest};
 use runnel_connect::rest;
 use runnel_connect::worker::{Herder, WorkerConfig};
 use runnel_storage::disk::{Disk, MemDisk, OpenMode, SimDisks};
@@ -155,5 +157,168 @@ fn the_file_pipeline_runs_in_the_simulator_and_survives_a_worker_restart() {
             .expect("the worker node does not panic");
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(read(&files, "test.sink.txt").await, "foo\nbar\nbaz\nafter the restart\n", "each line once");
+    });
+}
+
+fn worker_addr(n: u8) -> SocketAddr {
+    SocketAddr::new(ip(n), 8083)
+}
+
+/// A distributed worker on this simulated node, its REST API on `worker_addr(n)`.
+async fn run_distributed_worker(n: u8, files: Arc<MemDisk>) {
+    let props = BTreeMap::from(
+        [
+            ("bootstrap.servers", broker_addr().to_string()),
+            ("group.id", "connect-cluster".into()),
+            ("config.storage.topic", "connect-configs".into()),
+            ("offset.storage.topic", "connect-offsets".into()),
+            ("status.storage.topic", "connect-status".into()),
+            ("config.storage.replication.factor", "1".into()),
+            ("offset.storage.replication.factor", "1".into()),
+            ("offset.storage.partitions", "3".into()),
+            ("status.storage.replication.factor", "1".into()),
+            ("offset.flush.interval.ms", "300".into()),
+            ("scheduled.rebalance.max.delay.ms", "3000".into()),
+            ("session.timeout.ms", "6000".into()),
+            ("heartbeat.interval.ms", "1000".into()),
+            ("consumer.session.timeout.ms", "6000".into()),
+            ("consumer.heartbeat.interval.ms", "1000".into()),
+            ("listeners", format!("http://{}", worker_addr(n))),
+            (
+                "key.converter",
+                "org.apache.kafka.connect.storage.StringConverter".into(),
+            ),
+            (
+                "value.converter",
+                "org.apache.kafka.connect.storage.StringConverter".into(),
+            ),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
+    );
+    let (config, _) = DistributedConfig::from_properties(props).expect("config");
+    let listener = tokio::net::TcpListener::bind(worker_addr(n))
+        .await
+        .expect("bind");
+    let node = Node::new("connect");
+    let disk: Arc<dyn Disk> = files;
+    let herder = Herder::start_distributed(
+        &node,
+        config,
+        Plugins::builtin(),
+        disk,
+        worker_addr(n).to_string(),
+    )
+    .await
+    .expect("the worker starts");
+    let for_http = herder.clone();
+    http::serve(
+        &node,
+        listener,
+        Arc::new(move |req: HttpRequest| {
+            let herder = for_http.clone();
+            Box::pin(async move { rest::handle(&herder, req).await })
+        }),
+    );
+    std::future::pending::<()>().await;
+}
+
+/// One REST call over simulated TCP, retried while the group rebalances (409).
+async fn rest_call(n: u8, method: &str, target: &str, body: Option<Json>) -> (u16, Json) {
+    let body = body.map(|b| b.to_string().into_bytes());
+    for _ in 0..300 {
+        match http::request(
+            &worker_addr(n).to_string(),
+            method,
+            target,
+            body.as_deref(),
+            30_000,
+        )
+        .await
+        {
+            Ok((409, _)) | Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Ok((status, bytes)) => {
+                return (status, serde_json::from_slice(&bytes).unwrap_or(Json::Null))
+            }
+        }
+    }
+    panic!("{method} {target} on worker {n} never answered but 409");
+}
+
+#[test]
+fn distributed_workers_share_the_pipeline_and_survive_a_crash() {
+    let runtime = Runtime::with_seed_and_config(11, madsim::Config::default());
+    runtime.add_simulator::<SimDisks>();
+    runtime.block_on(async {
+        let handle = Handle::current();
+        let _broker = handle.create_node().name("broker").ip(ip(1)).init(run_broker).build();
+        let files = Arc::new(MemDisk::new(11));
+        let lines: String = (0..20).map(|i| format!("line {i}\n")).collect();
+        append(&files, "in.txt", &lines).await;
+        let mut workers = Vec::new();
+        for n in [2u8, 3] {
+            let disk = files.clone();
+            workers.push(
+                handle
+                    .create_node()
+                    .name(format!("worker-{n}"))
+                    .ip(ip(n))
+                    .init(move || run_distributed_worker(n, disk.clone()))
+                    .build(),
+            );
+        }
+        let client = handle.create_node().name("client").ip(ip(9)).build();
+        let more: String = (20..40).map(|i| format!("line {i}\n")).collect();
+        let all = format!("{lines}{more}");
+        let disk = files.clone();
+        let victim = workers[1].id();
+        client
+            .spawn(async move {
+                let source = json!({"name": "src", "config": {"connector.class": "FileStreamSource", "file": "in.txt", "topic": "lines"}});
+                let sink = json!({"name": "sink", "config": {"connector.class": "FileStreamSink", "file": "out.txt", "topics": "lines"}});
+                assert_eq!(rest_call(3, "POST", "/connectors", Some(source)).await.0, 201);
+                assert_eq!(rest_call(2, "POST", "/connectors", Some(sink)).await.0, 201);
+                wait_for_file(&disk, "out.txt", &lines).await;
+                // Each worker reads the status topic on its own: their answers converge.
+                let mut same = false;
+                for _ in 0..50 {
+                    let (_, a) = rest_call(2, "GET", "/connectors?expand=status", None).await;
+                    let (_, b) = rest_call(3, "GET", "/connectors?expand=status", None).await;
+                    same = a == b && a["sink"]["status"]["tasks"][0]["state"] == "RUNNING";
+                    if same {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                assert!(same, "both workers answer the same");
+                Handle::current().kill(victim);
+                append(&disk, "in.txt", &more).await;
+                // The survivor takes over after the session timeout and the rebalance
+                // delay; a crash may repeat what followed the last commit, never lose.
+                for _ in 0..600 {
+                    let got = read(&disk, "out.txt").await;
+                    if (0..40).all(|i| got.lines().any(|l| l == format!("line {i}"))) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                let got = read(&disk, "out.txt").await;
+                let firsts: Vec<usize> = (0..40)
+                    .map(|i| {
+                        got.lines()
+                            .position(|l| l == format!("line {i}"))
+                            .unwrap_or_else(|| panic!("line {i} lost: {got}"))
+                    })
+                    .collect();
+                assert!(firsts.windows(2).all(|w| w[0] < w[1]), "out of order: {got}");
+                let (_, status) = rest_call(2, "GET", "/connectors?expand=status", None).await;
+                for name in ["src", "sink"] {
+                    let s = &status[name]["status"];
+                    assert_eq!(s["tasks"][0]["state"], "RUNNING", "{status}");
+                    assert_eq!(s["tasks"][0]["worker_id"], worker_addr(2).to_string(), "{status}");
+                }
+                assert!(got.len() >= all.len());
+            })
+            .await
+            .expect("the client does not panic");
     });
 }

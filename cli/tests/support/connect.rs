@@ -12,7 +12,7 @@ use serde_json::{json, Value as Json};
 
 use super::{Broker, RUNNEL};
 
-/// A `runnel connect standalone` process started in `dir`.
+/// A `runnel connect standalone` (or `distributed`) process started in `dir`.
 pub struct Worker {
     pub child: Child,
     pub url: String,
@@ -23,12 +23,27 @@ pub struct Worker {
 
 impl Worker {
     pub fn start(dir: &Path, args: &[&str]) -> Worker {
+        Worker::spawn(dir, "standalone", args, "warn")
+    }
+
+    /// `runnel connect distributed WORKER.PROPERTIES`, logging its assignments.
+    pub fn start_distributed(dir: &Path, properties: &str) -> Worker {
+        Worker::spawn(
+            dir,
+            "distributed",
+            &[properties],
+            "warn,runnel_connect::distributed=info",
+        )
+    }
+
+    fn spawn(dir: &Path, mode: &str, args: &[&str], log: &str) -> Worker {
         let mut child = Command::new(RUNNEL)
             .arg("connect")
-            .arg("standalone")
+            .arg(mode)
             .args(args)
             .current_dir(dir)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", log)
+            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -67,14 +82,40 @@ impl Worker {
     /// Starts Apache Kafka's `bin/connect-standalone.sh ARGS` from `kafka_home` in `dir`,
     /// its REST API on `port`, and waits until it answers.
     pub fn start_kafka(dir: &Path, kafka_home: &Path, port: u16, args: &[&str]) -> Worker {
+        Worker::start_kafka_script(dir, kafka_home, "connect-standalone.sh", port, args)
+    }
+
+    /// Apache Kafka's `bin/connect-distributed.sh WORKER.PROPERTIES`.
+    pub fn start_kafka_distributed(
+        dir: &Path,
+        kafka_home: &Path,
+        port: u16,
+        properties: &str,
+    ) -> Worker {
+        Worker::start_kafka_script(
+            dir,
+            kafka_home,
+            "connect-distributed.sh",
+            port,
+            &[properties],
+        )
+    }
+
+    fn start_kafka_script(
+        dir: &Path,
+        kafka_home: &Path,
+        script: &str,
+        port: u16,
+        args: &[&str],
+    ) -> Worker {
         let mut child = Command::new("bash")
-            .arg(kafka_home.join("bin/connect-standalone.sh"))
+            .arg(kafka_home.join("bin").join(script))
             .args(args)
             .current_dir(dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("Kafka's connect-standalone.sh starts");
+            .expect("Kafka's Connect script starts");
         let lines: Arc<Mutex<Vec<String>>> = Default::default();
         let outputs: [Box<dyn Read + Send>; 2] = [
             Box::new(child.stdout.take().expect("stdout")),
