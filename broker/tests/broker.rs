@@ -471,15 +471,15 @@ fn sample(key: ApiKey) -> RequestKind {
                     .with_partition_indexes(vec![0]),
             ]))
         }
-        ApiKey::DescribeQuorum => RequestKind::DescribeQuorum(
-            DescribeQuorumRequest::default().with_topics(vec![
+        ApiKey::DescribeQuorum => {
+            RequestKind::DescribeQuorum(DescribeQuorumRequest::default().with_topics(vec![
                 describe_quorum_request::TopicData::default()
                     .with_topic_name(topic_name("__cluster_metadata"))
                     .with_partitions(vec![
                         describe_quorum_request::PartitionData::default().with_partition_index(0),
                     ]),
-            ]),
-        ),
+            ]))
+        }
         other => panic!("no sample for {other:?}"),
     }
 }

@@ -71,8 +71,8 @@ fn broker_properties(opts: &SimOptions) -> BTreeMap<String, String> {
     p
 }
 
-/// The broker node's life; madsim calls it again after every restart.
-async fn run_broker(properties: BTreeMap<String, String>) {
+/// A broker node's life; madsim calls it again after every restart.
+pub(crate) async fn run_broker(properties: BTreeMap<String, String>) {
     let config = BrokerConfig::from_properties(properties).expect("the workload's config is valid");
     let (listener, bound) = Broker::bind(&config)
         .await

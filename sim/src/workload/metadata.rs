@@ -13,11 +13,7 @@ use std::time::Duration;
 use kafka_protocol::messages::*;
 use madsim::rand::{thread_rng, Rng};
 use madsim::runtime::Handle;
-use runnel_actors::Node;
-use runnel_broker::config::BrokerConfig;
-use runnel_broker::{Broker, BrokerServer};
 use runnel_protocol::kafka::{topic_name, RequestKind, ResponseKind};
-use runnel_storage::disk::{Disk, SimDisks};
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -62,27 +58,6 @@ fn properties(id: u64, servers: u64) -> BTreeMap<String, String> {
     ])
 }
 
-/// A broker node's life; madsim calls it again after every restart.
-async fn run_broker(properties: BTreeMap<String, String>) {
-    let config = BrokerConfig::from_properties(properties).expect("the workload's config is valid");
-    let Ok((listener, bound)) = Broker::bind(&config).await else {
-        tracing::warn!("the broker cannot bind its address");
-        std::future::pending::<()>().await;
-        return;
-    };
-    let disk: Arc<dyn Disk> = Arc::new(SimDisks::current());
-    let advertised = config.advertised_host_port(bound);
-    let node = Node::new("broker");
-    match Broker::open(&node, config, disk, advertised).await {
-        Ok(broker) => {
-            let _server = BrokerServer::start(&node, broker, listener);
-            std::future::pending::<()>().await;
-        }
-        Err(e) => tracing::warn!(error = %e, "the broker cannot start"),
-    }
-    std::future::pending::<()>().await;
-}
-
 pub(crate) async fn run(opts: SimOptions) -> RunReport {
     let clock = Arc::new(Clock::new());
     let history = History::new();
@@ -95,7 +70,7 @@ pub(crate) async fn run(opts: SimOptions) -> RunReport {
             .create_node()
             .name(format!("broker-{id}"))
             .ip(addr_of(id).ip())
-            .init(move || run_broker(properties.clone()))
+            .init(move || super::broker::run_broker(properties.clone()))
             .build();
         servers.push((id, node));
     }
