@@ -717,6 +717,15 @@ async fn every_api_answers_at_every_advertised_version() {
                     let p = &r.topics[0].partitions[0];
                     assert_eq!(p.error_code, 0, "{:?}", p.error_message);
                 }
+                ResponseKind::DescribeQuorum(r) => {
+                    let p = &r.topics[0].partitions[0];
+                    assert_eq!((r.error_code, p.error_code, p.leader_id.0), (0, 0, 1));
+                    assert!(p.leader_epoch >= 1 && p.high_watermark >= 1, "{p:?}");
+                    let voters: Vec<i32> =
+                        p.current_voters.iter().map(|v| v.replica_id.0).collect();
+                    assert_eq!(voters, vec![1], "one node is its own quorum");
+                    assert_eq!(r.nodes.len(), usize::from(version >= 2), "nodes from v2");
+                }
                 other => panic!("unexpected response {other:?}"),
             }
         }

@@ -39,9 +39,11 @@ pub async fn handle(
         Ok(other) => return refused(crate::unexpected(other)),
         Err(e) => return refused(e),
     };
-    let response = DescribeQuorumResponse::default().with_topics(vec![TopicData::default()
-        .with_topic_name(StrBytes::from_static_str(METADATA_TOPIC).into())
-        .with_partitions(vec![partition(&described)])]);
+    let response = DescribeQuorumResponse::default()
+        .with_error_message(None)
+        .with_topics(vec![TopicData::default()
+            .with_topic_name(StrBytes::from_static_str(METADATA_TOPIC).into())
+            .with_partitions(vec![partition(&described)])]);
     if version < 2 {
         return response;
     }
@@ -63,6 +65,7 @@ fn partition(described: &QuorumDescription) -> PartitionData {
         .collect();
     PartitionData::default()
         .with_partition_index(0)
+        .with_error_message(None)
         .with_leader_id(BrokerId(described.leader_id as i32))
         .with_leader_epoch(i32::try_from(described.leader_epoch).unwrap_or(i32::MAX))
         .with_high_watermark(described.high_watermark as i64)
