@@ -253,7 +253,8 @@ impl Controller {
         }
     }
 
-    /// Commits `records` and checks that every node applies them.
+    /// Commits `records`, once they are checked to fit the image, and answers the index
+    /// they were applied at.
     async fn commit(
         &mut self,
         broker: &Broker,
@@ -271,7 +272,7 @@ impl Controller {
             .await
             .map_err(propose_error)?;
         if let Some(reason) = broker.metadata.refused_at(index) {
-            // Only a proposal retried after a timeout gets here: its first try won.
+            // A change asked again after an earlier try timed out, which then committed.
             return Err(ApiError::new(
                 ResponseError::RequestTimedOut,
                 format!("the change was not applied ({reason}); an earlier try may have been"),
