@@ -147,9 +147,12 @@ pub(crate) struct TopicUsed {
 }
 message!(TopicUsed => ());
 
-/// The worker hears its tasks through its mailbox.
+/// A worker (standalone or distributed) hears its tasks through its mailbox.
 #[async_trait::async_trait]
-impl TaskListener for Addr<Worker> {
+impl<W> TaskListener for Addr<W>
+where
+    W: Handler<StatusChanged> + Handler<TopicUsed>,
+{
     async fn status_changed(&self, change: TaskStatusChanged) {
         if self.tell(StatusChanged(change)).await.is_err() {
             tracing::debug!("worker gone; a task status was not reported");
@@ -161,7 +164,8 @@ impl TaskListener for Addr<Worker> {
     }
 }
 
-fn not_found(name: &str) -> ConnectError {
+/// Kafka's 404 for a connector no worker knows.
+pub(crate) fn not_found(name: &str) -> ConnectError {
     ConnectError::NotFound(format!("Connector {name} not found"))
 }
 

@@ -34,8 +34,9 @@ use crate::entities::TaskId;
 use crate::error::ConnectError;
 use crate::offsets::OffsetStore;
 use crate::settings::Shared;
-use crate::task::{spawn_task, State, TaskHandle, TaskListener, TaskSpec, TaskStatusChanged};
+use crate::task::{spawn_task, State, TaskHandle, TaskSpec};
 use crate::validate::find_plugin;
+pub(crate) use crate::worker::not_found;
 use crate::worker::{
     ConnectorActor, StartConnector, StatusChanged, StopAll, StopConnector, TargetState, TopicUsed,
     WORKER_MAILBOX,
@@ -131,23 +132,6 @@ pub(crate) struct Tick;
 message!(Tick => ());
 pub(crate) struct GetLeadership;
 message!(GetLeadership => Leadership);
-
-#[async_trait::async_trait]
-impl TaskListener for Addr<DistributedWorker> {
-    async fn status_changed(&self, change: TaskStatusChanged) {
-        if self.tell(StatusChanged(change)).await.is_err() {
-            tracing::debug!("worker gone; a task status was not reported");
-        }
-    }
-
-    async fn topic_used(&self, task: TaskId, topic: String) {
-        let _ = self.tell(TopicUsed { task, topic }).await;
-    }
-}
-
-fn not_found(name: &str) -> ConnectError {
-    ConnectError::NotFound(format!("Connector {name} not found"))
-}
 
 fn not_leader() -> ConnectError {
     ConnectError::Conflict(
