@@ -30,6 +30,17 @@ fn free_base_port() -> u16 {
     panic!("no six free ports found");
 }
 
+/// Stops the cluster's nodes even when a test fails half-way, so none outlives it.
+struct Down<'a>(&'a Path);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        if self.0.exists() {
+            let _ = cluster(self.0, &["down"]);
+        }
+    }
+}
+
 fn cluster(dir: &Path, args: &[&str]) -> Run {
     let dir = dir.display().to_string();
     run_with(&["cluster", args[0], "--dir", &dir], &args[1..], "")
@@ -81,6 +92,7 @@ fn a_three_node_cluster_survives_its_controller_being_killed() {
     let data = tempfile::tempdir().expect("tempdir");
     let dir = data.path().join("cluster");
     let base = free_base_port();
+    let _down = Down(&dir);
     let up = cluster(
         &dir,
         &["up", "--nodes", "3", "--base-port", &base.to_string()],
@@ -243,6 +255,7 @@ fn kafka_metadata_quorum_reads_a_three_node_cluster() {
     let data = tempfile::tempdir().expect("tempdir");
     let dir = data.path().join("cluster");
     let base = free_base_port();
+    let _down = Down(&dir);
     let up = cluster(
         &dir,
         &["up", "--nodes", "3", "--base-port", &base.to_string()],
