@@ -304,15 +304,9 @@ impl Broker {
         controller::serve(&broker);
         publisher::start(node, &broker);
         lifecycle::start(node, &broker);
+        // Registration formats directories not formatted yet (`lifecycle::check_cluster_id`).
         if broker.config.single_voter() {
             broker.wait_registered(SELF_QUORUM_WAIT).await?;
-            meta_properties::format_missing(
-                broker.disk.as_ref(),
-                &broker.config.log_dirs,
-                broker.config.node_id,
-                &broker.image().cluster_id,
-            )
-            .await?;
         }
         broker.groups.start(node, &broker);
         broker.groups.loaded().await?;

@@ -268,10 +268,13 @@ async fn wait_until_up(nodes: &[NodeDir]) -> anyhow::Result<()> {
         }
         for node in nodes {
             if node.running_pid().is_none() {
+                let log = node.dir.join("server.log");
+                let last = fs::read_to_string(&log).unwrap_or_default();
+                let last = last.lines().last().unwrap_or("").to_string();
                 bail!(
-                    "node {} exited; its log, {}, says why",
+                    "node {} exited: {last}\n(its whole log is {})",
                     node.id,
-                    node.dir.join("server.log").display()
+                    log.display()
                 );
             }
         }

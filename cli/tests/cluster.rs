@@ -12,13 +12,15 @@ use std::time::{Duration, Instant};
 use support::{run_with, unique_topic, Run};
 
 /// Node N's client port is BASE+N-1 and its controller port BASE+100+N-1: a base whose
-/// six ports are all free now.
+/// six ports are all free now, below Linux's ephemeral range (32768 and up), so that no
+/// node's outbound connection takes another node's port before that node binds it.
 fn free_base_port() -> u16 {
-    for _ in 0..200 {
-        let base = support::free_port();
-        if base > 65_000 {
-            continue;
-        }
+    let seed = std::process::id() as u64
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() as u64);
+    for attempt in 0..200u64 {
+        let base = 20_000 + ((seed + attempt * 7_919) % 12_000) as u16;
         let ports = [0, 1, 2, 100, 101, 102].map(|offset| base + offset);
         let free = ports
             .iter()
@@ -27,7 +29,7 @@ fn free_base_port() -> u16 {
             return base;
         }
     }
-    panic!("no six free ports found");
+    panic!("no six free ports found below the ephemeral range");
 }
 
 /// Stops the cluster's nodes even when a test fails half-way, so none outlives it.
@@ -39,6 +41,19 @@ impl Drop for Down<'_> {
             let _ = cluster(self.0, &["down"]);
         }
     }
+}
+
+/// `runnel cluster up` of three nodes on free ports: the base port, what `up` said, and
+/// the guard that stops them.
+fn up_three(dir: &Path) -> (u16, Run, Down<'_>) {
+    let base = free_base_port();
+    let down = Down(dir);
+    let up = cluster(
+        dir,
+        &["up", "--nodes", "3", "--base-port", &base.to_string()],
+    );
+    assert!(up.ok, "{}\n{}", up.stdout, up.stderr);
+    (base, up, down)
 }
 
 fn cluster(dir: &Path, args: &[&str]) -> Run {
@@ -91,13 +106,7 @@ fn percentile(sorted: &[u128], p: f64) -> u128 {
 fn a_three_node_cluster_survives_its_controller_being_killed() {
     let data = tempfile::tempdir().expect("tempdir");
     let dir = data.path().join("cluster");
-    let base = free_base_port();
-    let _down = Down(&dir);
-    let up = cluster(
-        &dir,
-        &["up", "--nodes", "3", "--base-port", &base.to_string()],
-    );
-    assert!(up.ok, "{}\n{}", up.stdout, up.stderr);
+    let (base, up, _down) = up_three(&dir);
     let bootstrap: Vec<String> = (0..3).map(|i| format!("127.0.0.1:{}", base + i)).collect();
     assert!(up.stdout.contains(&bootstrap.join(",")), "{}", up.stdout);
 
@@ -254,13 +263,7 @@ fn kafka_metadata_quorum_reads_a_three_node_cluster() {
     let tool = std::path::Path::new(&home).join("bin/kafka-metadata-quorum.sh");
     let data = tempfile::tempdir().expect("tempdir");
     let dir = data.path().join("cluster");
-    let base = free_base_port();
-    let _down = Down(&dir);
-    let up = cluster(
-        &dir,
-        &["up", "--nodes", "3", "--base-port", &base.to_string()],
-    );
-    assert!(up.ok, "{}\n{}", up.stdout, up.stderr);
+    let (base, _, _down) = up_three(&dir);
     let describe = |bootstrap: &str| {
         let out = std::process::Command::new(&tool)
             .args(["--bootstrap-server", bootstrap, "describe", "--status"])
