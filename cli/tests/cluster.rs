@@ -120,17 +120,29 @@ fn a_three_node_cluster_survives_its_controller_being_killed() {
         &["create", "--topic", &topic, "--partitions", "6"],
     );
     assert!(created.ok, "{}", created.stderr);
-    let described = topics(&bootstrap[0], &["describe", "--topic", &topic]);
-    let leaders: std::collections::BTreeSet<&str> = described
-        .stdout
-        .lines()
-        .filter_map(|l| l.split("Leader: ").nth(1)?.split_whitespace().next())
-        .collect();
+    // Another broker learns of the topic when the commit reaches it, a moment later (as
+    // in Kafka, a client retries UNKNOWN_TOPIC_OR_PARTITION meanwhile).
+    let leaders_of = |run: &Run| -> std::collections::BTreeSet<String> {
+        run.stdout
+            .lines()
+            .filter_map(|l| l.split("Leader: ").nth(1)?.split_whitespace().next())
+            .map(str::to_string)
+            .collect()
+    };
+    let described = retry(Duration::from_secs(10), || {
+        let run = topics(&bootstrap[0], &["describe", "--topic", &topic]);
+        let placed = run.stdout.matches("Leader: ").count() == 6;
+        Run {
+            ok: run.ok && placed,
+            ..run
+        }
+    });
     assert_eq!(
-        leaders.len(),
+        leaders_of(&described).len(),
         3,
-        "six partitions on three brokers: {}",
-        described.stdout
+        "six partitions on three brokers: {}{}",
+        described.stdout,
+        described.stderr
     );
     let lines: String = (0..200).map(|i| format!("record-{i}\n")).collect();
     let produced = run_with(
@@ -145,17 +157,19 @@ fn a_three_node_cluster_survives_its_controller_being_killed() {
         &lines,
     );
     assert!(produced.ok, "{}", produced.stderr);
-    let consumed = run_with(
-        &[
-            "consume",
-            "--bootstrap-server",
-            &bootstrap[2],
-            "--topic",
-            &topic,
-        ],
-        &["--from-beginning", "--max-messages", "200"],
-        "",
-    );
+    let consumed = retry(Duration::from_secs(10), || {
+        run_with(
+            &[
+                "consume",
+                "--bootstrap-server",
+                &bootstrap[2],
+                "--topic",
+                &topic,
+            ],
+            &["--from-beginning", "--max-messages", "200"],
+            "",
+        )
+    });
     assert!(consumed.ok, "{}", consumed.stderr);
     let mut got: Vec<&str> = consumed.stdout.lines().collect();
     got.sort_unstable();

@@ -453,6 +453,9 @@ impl Producer {
             match result {
                 Ok(t) if !t.partitions.is_empty() => return Ok(t),
                 Ok(_) => cluster.invalidate(topic),
+                // As in Kafka, a topic not yet in metadata is waited for (a broker learns
+                // of a new topic a moment after the controller commits it).
+                Err(KafkaError::UnknownTopic { .. }) => {}
                 Err(e) if e.is_retriable() && Instant::now() + backoff < deadline => {}
                 Err(e) => return Err(e),
             }
