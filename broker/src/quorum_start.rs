@@ -156,6 +156,8 @@ pub async fn replay(
     let deadline = tokio::time::Instant::now() + patience;
     let mut held = None;
     loop {
+        // Read before the status: the voter applies on, so only this order can be checked.
+        let image_offset = metadata.image().offset;
         if let Ok(status) = quorum.status(crate::controller::STATUS_TIMEOUT).await {
             let held = *held.get_or_insert(status.last_index);
             let caught_up = if single_voter {
@@ -164,7 +166,10 @@ pub async fn replay(
                 status.leader.is_some() && status.applied_index >= status.commit_index
             };
             if caught_up {
-                assert!(metadata.image().offset <= status.applied_index);
+                assert!(
+                    image_offset <= status.applied_index,
+                    "the image never runs ahead of the voter that applies to it"
+                );
                 return Ok(held);
             }
         }

@@ -269,8 +269,8 @@ async fn wait_until_up(nodes: &[NodeDir]) -> anyhow::Result<()> {
         for node in nodes {
             if node.running_pid().is_none() {
                 let log = node.dir.join("server.log");
-                let last = fs::read_to_string(&log).unwrap_or_default();
-                let last = last.lines().last().unwrap_or("").to_string();
+                let text = fs::read_to_string(&log).unwrap_or_default();
+                let last = exit_reason(&text);
                 bail!(
                     "node {} exited: {last}\n(its whole log is {})",
                     node.id,
@@ -287,6 +287,21 @@ async fn wait_until_up(nodes: &[NodeDir]) -> anyhow::Result<()> {
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// What a node's log says about why it stopped: a panic and its message, else the last
+/// error, else the last line (after a panic, the last line is the backtrace's footnote).
+fn exit_reason(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    if let Some(at) = lines.iter().rposition(|l| l.contains("panicked at")) {
+        return lines[at..lines.len().min(at + 2)].join("\n");
+    }
+    lines
+        .iter()
+        .rev()
+        .find(|l| l.contains("ERROR"))
+        .or(lines.last())
+        .map_or(String::new(), |l| l.to_string())
 }
 
 async fn describe_quorum(node: &NodeDir) -> anyhow::Result<DescribeQuorumResponse> {
@@ -402,4 +417,24 @@ fn down(dir: &Path) -> anyhow::Result<()> {
         fs::remove_file(node.dir.join(PID_FILE)).ok();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exit_reason;
+
+    #[test]
+    fn the_exit_reason_is_the_panic_not_the_backtrace_footnote() {
+        let log = "INFO started\nthread 'main' panicked at a.rs:1:1:\nassertion failed: x\nstack backtrace:\nnote: Some details are omitted";
+        assert_eq!(
+            exit_reason(log),
+            "thread 'main' panicked at a.rs:1:1:\nassertion failed: x"
+        );
+        assert_eq!(
+            exit_reason("INFO a\nERROR disk full\nINFO b"),
+            "ERROR disk full"
+        );
+        assert_eq!(exit_reason("INFO a\nINFO b"), "INFO b");
+        assert_eq!(exit_reason(""), "");
+    }
 }
